@@ -1,0 +1,567 @@
+"""TOML configuration -> validated, immutable settings.
+
+Invariant: a Settings object only exists for a file in which every key is known, every
+address is EIP-55 checksummed, every amount is exact, and every reference (asset -> chain,
+wallet -> chain) resolves. Errors name the key and say the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from reconciler.domain import (
+    AddressError,
+    AmountError,
+    AssetKind,
+    SegClass,
+    Severity,
+    checksum_address,
+)
+from reconciler.errors import ConfigError
+
+CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+DEFAULT_DATABASE_URL = "sqlite:///reconciler.db"
+READ_PATHS = ("multicall", "batch")
+_DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSettings:
+    name: str
+    kind: str
+    rpc_urls: tuple[str, ...]
+    chain_id: int
+    confirmations: int = 0
+    multicall3: str = CANONICAL_MULTICALL3
+    read_path: str | None = None
+    rpc_timeout: float = 10.0
+    chunk_size: int = 500
+    log_chunk_blocks: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSettings:
+    name: str
+    chain: str
+    decimals: int
+    kind: AssetKind
+    address: str | None = None
+    native: bool = False
+    price_usd: Decimal | None = None
+    price_feed: str | None = None
+    haircut: Decimal | None = None
+    dco_haircuts: tuple[Decimal, ...] = ()
+    tolerance: int = 0
+    issuer: str = ""
+    fund_family: str = ""
+    government_fund: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WalletSettings:
+    name: str
+    chain: str
+    address: str
+    seg_class: SegClass
+    custodian: str = ""
+    approvers: tuple[str, ...] = ()
+    threshold: int = 0
+    allowed_spenders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str
+    secret_env: str | None = None
+    min_severity: Severity = Severity.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class SegregationSettings:
+    haircut_floor: Decimal = Decimal("0.20")
+    timezone: str = "UTC"
+    targets: Mapping[SegClass, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    timezone: str = "UTC"
+    run: str | None = None
+    scan: str | None = None
+    segregation_statement: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    path: Path
+    database_url: str
+    chains: Mapping[str, ChainSettings]
+    assets: Mapping[str, AssetSettings]
+    wallets: Mapping[str, WalletSettings]
+    segregation: SegregationSettings = field(default_factory=SegregationSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()
+    metrics_listen: str | None = None
+
+    def assets_on(self, chain: str) -> list[AssetSettings]:
+        return [a for a in self.assets.values() if a.chain == chain]
+
+    def wallets_on(self, chain: str) -> list[WalletSettings]:
+        return [w for w in self.wallets.values() if w.chain == chain]
+
+    def wallet_by_address(self, chain: str, address: str) -> WalletSettings | None:
+        for wallet in self.wallets.values():
+            if wallet.chain == chain and wallet.address == address:
+                return wallet
+        return None
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def locate_config(explicit: str | None) -> Path:
+    """--config beats RECONCILER_CONFIG, which beats ./reconciler.toml."""
+    chosen = explicit or os.environ.get("RECONCILER_CONFIG") or None
+    path = Path(chosen) if chosen else Path("reconciler.toml")
+    if not path.is_file():
+        if chosen:
+            raise ConfigError(f"configuration file {str(path)!r} does not exist")
+        raise ConfigError(
+            "no configuration: pass --config FILE, set RECONCILER_CONFIG, "
+            "or create ./reconciler.toml"
+        )
+    return path
+
+
+def load_settings(explicit: str | None = None) -> Settings:
+    path = locate_config(explicit)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse_settings(raw, path)
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """A relative SQLite path resolves against the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:":
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith("/"):
+            return prefix + str((base / rest).resolve())
+    return url
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+_Parser = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    parse: _Parser
+    required: bool = False
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_table(path: str, raw: Any, spec: Mapping[str, _Key]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{path}] must be a table")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in spec:
+            hint = difflib.get_close_matches(key, list(spec), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(spec)}"
+            raise ConfigError(f"unknown key {_where(path, key)!r}{suggestion}")
+        out[key] = spec[key].parse(_where(path, key), value)
+    for key, k in spec.items():
+        if k.required and key not in out:
+            raise ConfigError(f"missing required key {_where(path, key)!r}")
+    return out
+
+
+def _string(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    return value
+
+
+def _nonempty(where: str, value: Any) -> str:
+    text = _string(where, value)
+    if not text.strip():
+        raise ConfigError(f"{where} must not be empty")
+    return text
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
+
+
+def _int(lo: int, hi: int | None = None) -> _Parser:
+    def parse(where: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number")
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(f"{where} must be {bound}, not {value}")
+        return value
+
+    return parse
+
+
+def _positive_number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal) or value <= 0:
+        raise ConfigError(f"{where} must be a positive number of seconds")
+    return float(value)
+
+
+def _choice(options: tuple[str, ...]) -> _Parser:
+    def parse(where: str, value: Any) -> str:
+        text = _string(where, value)
+        if text not in options:
+            hint = difflib.get_close_matches(text, options, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{where} = {text!r} is not one of {', '.join(options)}{extra}")
+        return text
+
+    return parse
+
+
+def _money(where: str, value: Any) -> Decimal:
+    """Money, prices and haircuts are quoted strings; an unquoted TOML float is refused."""
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        raise ConfigError(
+            f"{where} must be a quoted string (write {where.rsplit('.', 1)[-1]} = \"{value}\"): "
+            "unquoted numbers are binary floats in TOML and are not exact"
+        )
+    text = _string(where, value)
+    if not _DECIMAL_RE.fullmatch(text):
+        raise ConfigError(f"{where} = {text!r} is not a plain non-negative decimal like \"0.02\"")
+    return Decimal(text)
+
+
+def _fraction(where: str, value: Any) -> Decimal:
+    frac = _money(where, value)
+    if frac >= 1:
+        raise ConfigError(f"{where} = \"{frac}\" must be a fraction below 1 (\"0.02\" is 2%)")
+    return frac
+
+
+def _fractions(where: str, value: Any) -> tuple[Decimal, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of quoted fractions like [\"0.02\"]")
+    return tuple(_fraction(f"{where}[{i}]", v) for i, v in enumerate(value))
+
+
+def _base_units(where: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        return int(value)
+    raise ConfigError(f"{where} must be a whole non-negative number of base units, like \"0\"")
+
+
+def _address(where: str, value: Any) -> str:
+    text = _string(where, value)
+    try:
+        return checksum_address(text)
+    except AddressError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _addresses(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of addresses")
+    out = tuple(_address(f"{where}[{i}]", v) for i, v in enumerate(value))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where} lists an address twice")
+    return out
+
+
+def _urls(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of URLs like [\"http://127.0.0.1:8545\"]")
+    urls = tuple(_nonempty(f"{where}[{i}]", v) for i, v in enumerate(value))
+    for i, url in enumerate(urls):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}[{i}] = {url!r} must start with http:// or https://")
+    return urls
+
+
+def _webhooks(where: str, value: Any) -> tuple[WebhookSettings, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be an array of tables ([[alerts.webhooks]])")
+    hooks = []
+    for i, item in enumerate(value):
+        got = _check_table(f"{where}[{i}]", item, _WEBHOOK_KEYS)
+        hooks.append(
+            WebhookSettings(
+                url=got["url"],
+                secret_env=got.get("secret_env"),
+                min_severity=Severity(got.get("min_severity", "error")),
+            )
+        )
+    return tuple(hooks)
+
+
+def _section(spec: Mapping[str, _Key]) -> _Parser:
+    def parse(where: str, value: Any) -> dict[str, Any]:
+        return _check_table(where, value, spec)
+
+    return parse
+
+
+_CHAIN_KEYS = {
+    "kind": _Key(_choice(("evm",)), required=True),
+    "rpc_urls": _Key(_urls, required=True),
+    "chain_id": _Key(_int(1), required=True),
+    "confirmations": _Key(_int(0, 10_000)),
+    "multicall3": _Key(_address),
+    "read_path": _Key(_choice(READ_PATHS)),
+    "rpc_timeout": _Key(_positive_number),
+    "chunk_size": _Key(_int(1, 5000)),
+    "log_chunk_blocks": _Key(_int(1)),
+}
+_ASSET_KEYS = {
+    "chain": _Key(_nonempty, required=True),
+    "address": _Key(_address),
+    "native": _Key(_bool),
+    "decimals": _Key(_int(0, 77)),
+    "kind": _Key(_choice(tuple(k.value for k in AssetKind)), required=True),
+    "price_usd": _Key(_money),
+    "price_feed": _Key(_address),
+    "haircut": _Key(_fraction),
+    "dco_haircuts": _Key(_fractions),
+    "tolerance": _Key(_base_units),
+    "issuer": _Key(_string),
+    "fund_family": _Key(_string),
+    "government_fund": _Key(_bool),
+}
+_WALLET_KEYS = {
+    "chain": _Key(_nonempty, required=True),
+    "address": _Key(_address, required=True),
+    "class": _Key(_choice(tuple(c.value for c in SegClass)), required=True),
+    "custodian": _Key(_string),
+    "approvers": _Key(_addresses),
+    "threshold": _Key(_int(0)),
+    "allowed_spenders": _Key(_addresses),
+}
+_WEBHOOK_KEYS = {
+    "url": _Key(_nonempty, required=True),
+    "secret_env": _Key(_nonempty),
+    "min_severity": _Key(_choice(tuple(s.value for s in Severity))),
+}
+_TARGET_KEYS = {c.value: _Key(_money) for c in SegClass if c is not SegClass.HOUSE}
+_TOP_KEYS: dict[str, _Key] = {
+    "database": _Key(_section({"url": _Key(_nonempty)})),
+    "chains": _Key(lambda w, v: v),
+    "assets": _Key(lambda w, v: v),
+    "wallets": _Key(lambda w, v: v),
+    "segregation": _Key(
+        _section(
+            {
+                "haircut_floor": _Key(_fraction),
+                "timezone": _Key(_nonempty),
+                "targets": _Key(_section(_TARGET_KEYS)),
+            }
+        )
+    ),
+    "schedule": _Key(
+        _section(
+            {
+                "timezone": _Key(_nonempty),
+                "run": _Key(_nonempty),
+                "scan": _Key(_nonempty),
+                "segregation_statement": _Key(_nonempty),
+            }
+        )
+    ),
+    "alerts": _Key(_section({"webhooks": _Key(_webhooks)})),
+    "metrics": _Key(_section({"listen": _Key(_nonempty)})),
+}
+
+
+def _named_tables(kind: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{kind}] must hold tables like [{kind}.NAME]")
+    for name, value in raw.items():
+        if not _NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"[{kind}.{name}]: names use letters, digits, '_', '-' and '.' only"
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{kind}.{name} must be a table ([{kind}.{name}])")
+    return raw
+
+
+def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
+    top = _check_table("", dict(raw), _TOP_KEYS)
+    chains_raw = _named_tables("chains", top.get("chains", {}))
+    assets_raw = _named_tables("assets", top.get("assets", {}))
+    wallets_raw = _named_tables("wallets", top.get("wallets", {}))
+    if not chains_raw:
+        raise ConfigError("no chains configured: add a [chains.NAME] table")
+
+    chains: dict[str, ChainSettings] = {}
+    seen_ids: dict[int, str] = {}
+    for name, table in chains_raw.items():
+        got = _check_table(f"chains.{name}", table, _CHAIN_KEYS)
+        chains[name] = ChainSettings(
+            name=name,
+            kind=got["kind"],
+            rpc_urls=got["rpc_urls"],
+            chain_id=got["chain_id"],
+            confirmations=got.get("confirmations", 0),
+            multicall3=got.get("multicall3", CANONICAL_MULTICALL3),
+            read_path=got.get("read_path"),
+            rpc_timeout=got.get("rpc_timeout", 10.0),
+            chunk_size=got.get("chunk_size", 500),
+            log_chunk_blocks=got.get("log_chunk_blocks", 2000),
+        )
+        if got["chain_id"] in seen_ids:
+            raise ConfigError(
+                f"chains.{name}.chain_id = {got['chain_id']} is already used by "
+                f"chains.{seen_ids[got['chain_id']]}"
+            )
+        seen_ids[got["chain_id"]] = name
+
+    def chain_ref(where: str, value: str) -> str:
+        if value not in chains:
+            hint = difflib.get_close_matches(value, list(chains), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; configured: {', '.join(chains)}"
+            raise ConfigError(f"{where} = {value!r} names no [chains.{value}]{extra}")
+        return value
+
+    assets: dict[str, AssetSettings] = {}
+    token_seen: dict[tuple[str, str], str] = {}
+    for name, table in assets_raw.items():
+        where = f"assets.{name}"
+        got = _check_table(where, table, _ASSET_KEYS)
+        chain = chain_ref(f"{where}.chain", got["chain"])
+        native = got.get("native", False)
+        kind = AssetKind(got["kind"])
+        if native:
+            if "address" in got:
+                raise ConfigError(f"{where}: a native asset has no address; remove {where}.address")
+            decimals = got.get("decimals", 18)
+            if decimals != 18:
+                raise ConfigError(f"{where}.decimals: a native coin has 18 decimals, not {decimals}")
+        else:
+            if "address" not in got:
+                raise ConfigError(
+                    f"missing required key '{where}.address' (or set native = true for the chain's coin)"
+                )
+            if "decimals" not in got:
+                raise ConfigError(f"missing required key '{where}.decimals'")
+            decimals = got["decimals"]
+            token = (chain, got["address"])
+            if token in token_seen:
+                raise ConfigError(
+                    f"{where}.address is the same token as assets.{token_seen[token]} on chain {chain}"
+                )
+            token_seen[token] = name
+        assets[name] = AssetSettings(
+            name=name,
+            chain=chain,
+            decimals=decimals,
+            kind=kind,
+            address=got.get("address"),
+            native=native,
+            price_usd=got.get("price_usd"),
+            price_feed=got.get("price_feed"),
+            haircut=got.get("haircut"),
+            dco_haircuts=got.get("dco_haircuts", ()),
+            tolerance=got.get("tolerance", 0),
+            issuer=got.get("issuer", ""),
+            fund_family=got.get("fund_family", ""),
+            government_fund=got.get("government_fund", False),
+        )
+    natives = [a for a in assets.values() if a.native]
+    for chain in chains:
+        count = sum(1 for a in natives if a.chain == chain)
+        if count > 1:
+            raise ConfigError(f"chain {chain!r} has {count} native assets; keep one")
+
+    wallets: dict[str, WalletSettings] = {}
+    wallet_seen: dict[tuple[str, str], str] = {}
+    for name, table in wallets_raw.items():
+        where = f"wallets.{name}"
+        got = _check_table(where, table, _WALLET_KEYS)
+        chain = chain_ref(f"{where}.chain", got["chain"])
+        approvers = got.get("approvers", ())
+        threshold = got.get("threshold", 0)
+        if threshold > len(approvers):
+            raise ConfigError(
+                f"{where}.threshold = {threshold} exceeds the {len(approvers)} approver(s) listed"
+            )
+        key = (chain, got["address"])
+        if key in wallet_seen:
+            raise ConfigError(
+                f"{where}.address is already configured as wallets.{wallet_seen[key]} on chain {chain}"
+            )
+        wallet_seen[key] = name
+        wallets[name] = WalletSettings(
+            name=name,
+            chain=chain,
+            address=got["address"],
+            seg_class=SegClass(got["class"]),
+            custodian=got.get("custodian", ""),
+            approvers=approvers,
+            threshold=threshold,
+            allowed_spenders=got.get("allowed_spenders", ()),
+        )
+
+    seg = top.get("segregation", {})
+    schedule = top.get("schedule", {})
+    database = top.get("database", {})
+    env_url = os.environ.get("RECONCILER_DATABASE_URL")
+    url = env_url or database.get("url", DEFAULT_DATABASE_URL)
+    return Settings(
+        path=path,
+        database_url=resolve_database_url(url, path.resolve().parent),
+        chains=chains,
+        assets=assets,
+        wallets=wallets,
+        segregation=SegregationSettings(
+            haircut_floor=seg.get("haircut_floor", Decimal("0.20")),
+            timezone=seg.get("timezone", "UTC"),
+            targets={SegClass(k): v for k, v in seg.get("targets", {}).items()},
+        ),
+        schedule=ScheduleSettings(
+            timezone=schedule.get("timezone", "UTC"),
+            run=schedule.get("run"),
+            scan=schedule.get("scan"),
+            segregation_statement=schedule.get("segregation_statement"),
+        ),
+        webhooks=top.get("alerts", {}).get("webhooks", ()),
+        metrics_listen=top.get("metrics", {}).get("listen"),
+    )
+
+
+__all__ = [
+    "AmountError",
+    "AssetSettings",
+    "ChainSettings",
+    "Settings",
+    "WalletSettings",
+    "load_settings",
+    "parse_settings",
+]

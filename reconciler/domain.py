@@ -1,0 +1,209 @@
+"""Value types of the reconciler (pure: standard library and eth-utils only).
+
+Invariant: amounts are integers in base units everywhere; Decimal appears only when an amount
+is shown to a person or valued in USD, and float never.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NewType
+
+from eth_utils import is_hex_address, to_checksum_address
+
+BaseUnits = NewType("BaseUnits", int)
+
+UINT256_MAX = 2**256 - 1
+AMOUNT_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+HASH_RE = re.compile(r"0x[0-9a-f]{64}")
+
+
+class AssetKind(StrEnum):
+    STABLECOIN = "stablecoin"
+    MMF = "mmf"
+    NATIVE = "native"
+    WRAPPED = "wrapped"
+
+
+class SegClass(StrEnum):
+    FUTURES = "futures"
+    CLEARED_SWAPS = "cleared_swaps"
+    FOREIGN_FUTURES = "foreign_futures"
+    HOUSE = "house"
+
+
+class BreakKind(StrEnum):
+    BALANCE_MISMATCH = "balance_mismatch"
+    UNAUTHORIZED_TRANSFER = "unauthorized_transfer"
+    UNEXPECTED_INFLOW = "unexpected_inflow"
+    UNAPPROVED_ALLOWANCE = "unapproved_allowance"
+    WALLET_CONFIG_CHANGE = "wallet_config_change"
+    SEGREGATION_DEFICIT = "segregation_deficit"
+    RESIDUAL_INTEREST_BELOW_TARGET = "residual_interest_below_target"
+    COMMINGLING = "commingling"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2, Severity.CRITICAL: 3}
+
+
+class BreakStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class EntryKind(StrEnum):
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+    ADJUSTMENT = "adjustment"
+    DISTRIBUTION = "distribution"
+
+
+class AmountError(ValueError):
+    """An amount string that is not an exact decimal within the asset's precision."""
+
+
+def parse_amount(text: str, decimals: int) -> BaseUnits:
+    """Parse a decimal string in asset units into exact base units.
+
+    Rejects exponents, signs other than a leading '-', separators, spaces, and more
+    significant fractional digits than the asset has. Trailing zeros beyond the precision are
+    allowed (``1.500`` for a 2-decimals asset) because they do not change the value.
+    """
+    if not AMOUNT_RE.fullmatch(text):
+        raise AmountError(
+            f"{text!r} is not a plain decimal amount (digits, optional '-' and one '.')"
+        )
+    negative = text.startswith("-")
+    digits = text[1:] if negative else text
+    whole, _, frac = digits.partition(".")
+    significant = frac.rstrip("0")
+    if len(significant) > decimals:
+        raise AmountError(
+            f"{text!r} has {len(significant)} fractional digits; the asset has {decimals}"
+        )
+    units = int(whole) * 10**decimals + int(significant.ljust(decimals, "0") or "0")
+    if units > UINT256_MAX:
+        raise AmountError(f"{text!r} is larger than a uint256 can hold")
+    return BaseUnits(-units if negative else units)
+
+
+def format_amount(units: int, decimals: int) -> str:
+    """Base units to a decimal string with the asset's full decimals (``1.500000``)."""
+    sign = "-" if units < 0 else ""
+    magnitude = abs(units)
+    if decimals == 0:
+        return f"{sign}{magnitude}"
+    whole, frac = divmod(magnitude, 10**decimals)
+    return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+class AddressError(ValueError):
+    """An address that is malformed or not EIP-55 checksummed."""
+
+
+def checksum_address(text: str) -> str:
+    """Return ``text`` if it is an EIP-55 checksummed address; raise with the fix otherwise."""
+    if not is_hex_address(text):
+        raise AddressError(f"{text!r} is not a 20-byte hex address (0x followed by 40 hex digits)")
+    expected = to_checksum_address(text)
+    if text != expected:
+        raise AddressError(f"{text!r} is not EIP-55 checksummed; the checksummed form is {expected}")
+    return expected
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """A block a run pinned: every read of the run names this number and hash."""
+
+    number: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What one wallet holds of one asset, on chain at a pinned block."""
+
+    wallet: str
+    asset: str
+    units: BaseUnits
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Books against chain for one wallet x asset at one pinned block."""
+
+    chain: str
+    wallet: str
+    asset: str
+    decimals: int
+    book: int
+    onchain: int
+
+    @property
+    def difference(self) -> int:
+        """On-chain minus book: negative means the chain holds less than the books say."""
+        return self.onchain - self.book
+
+
+@dataclass(frozen=True, slots=True)
+class BreakKey:
+    """What identifies a break across runs."""
+
+    kind: BreakKind
+    chain: str
+    wallet: str
+    asset: str | None
+    tx_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A break as one run sees it, before it meets the ledger's history."""
+
+    key: BreakKey
+    severity: Severity
+    amount: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakRecord:
+    """A break as the ledger holds it, with its evidence and lifecycle."""
+
+    id: str
+    key: BreakKey
+    severity: Severity
+    status: BreakStatus
+    amount: int | None
+    detail: str
+    block_number: int | None
+    block_hash: str | None
+    first_run_id: str
+    last_run_id: str
+    resolved_run_id: str | None
+    times_seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEventRecord:
+    event: str
+    at: str
+    run_id: str | None
+    amount: int | None
+    block_number: int | None
+    block_hash: str | None
+    note: str

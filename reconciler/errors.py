@@ -1,0 +1,40 @@
+"""One exception tree for failures of the system.
+
+Breaks are findings and never exceptions; these are for what stops the system from seeing.
+Every message carries the fix where one is known.
+"""
+
+
+class ReconcilerError(Exception):
+    """Base of every failure the reconciler reports with exit code 2."""
+
+
+class ConfigError(ReconcilerError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+class InputError(ReconcilerError):
+    """An imported file is malformed; the import changed nothing."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        shown = problems[:20]
+        more = len(problems) - len(shown)
+        lines = [f"{source}: rejected, nothing was imported:"]
+        lines += [f"  {p}" for p in shown]
+        if more:
+            lines.append(f"  … and {more} more problem(s)")
+        super().__init__("\n".join(lines))
+
+
+class ChainError(ReconcilerError):
+    """A chain could not be read, or disagrees with the configuration."""
+
+
+class RpcUnavailable(ChainError):
+    """No RPC endpoint answered."""
+
+
+class LedgerError(ReconcilerError):
+    """The ledger database is unreachable or in an unexpected state."""

@@ -1,0 +1,8 @@
+"""The ledger database: the only package that imports SQLModel/SQLAlchemy.
+
+Invariant: table classes never leave this package; callers get domain values.
+"""
+
+from reconciler.ledger.store import Ledger
+
+__all__ = ["Ledger"]

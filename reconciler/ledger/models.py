@@ -1,0 +1,144 @@
+"""Ledger tables. Amounts use ExactInt; times are UTC; nothing here reaches the engine."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from reconciler.ledger.types import ExactInt
+
+SCHEMA_VERSION = 1
+
+
+def _amount(nullable: bool = False) -> Column[int]:
+    return Column(ExactInt(), nullable=nullable)
+
+
+class SchemaMeta(SQLModel, table=True):
+    __tablename__ = "schema_meta"
+    id: int = Field(default=1, primary_key=True)
+    version: int
+    migrated_at: datetime
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+    account: str = Field(primary_key=True, max_length=200)
+    seg_class: str = Field(max_length=32)
+    name: str = ""
+    import_id: str = Field(max_length=36, index=True)
+
+
+class ImportBatch(SQLModel, table=True):
+    """Evidence of each accepted import: which file, its digest, how many rows."""
+
+    __tablename__ = "import_batch"
+    id: str = Field(primary_key=True, max_length=36)
+    kind: str = Field(max_length=32)
+    source: str
+    sha256: str = Field(max_length=64)
+    rows: int
+    imported_at: datetime
+
+
+class BookEntry(SQLModel, table=True):
+    __tablename__ = "book_entry"
+    entry_id: str = Field(primary_key=True, max_length=200)
+    entry_date: date
+    account: str = Field(foreign_key="account.account", max_length=200, index=True)
+    wallet: str = Field(max_length=200)
+    asset: str = Field(max_length=200)
+    amount: int = Field(sa_column=_amount())
+    kind: str = Field(max_length=32)
+    memo: str = ""
+    tx_hash: str | None = Field(default=None, max_length=66)
+    import_id: str = Field(foreign_key="import_batch.id", max_length=36)
+
+    __table_args__ = (Index("ix_book_entry_wallet_asset", "wallet", "asset"),)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    id: str = Field(primary_key=True, max_length=36)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(max_length=16)  # running | complete | incomplete
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+class RunChain(SQLModel, table=True):
+    __tablename__ = "run_chain"
+    run_id: str = Field(foreign_key="run.id", primary_key=True, max_length=36)
+    chain: str = Field(primary_key=True, max_length=200)
+    chain_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    block_hash: str | None = Field(default=None, max_length=66)
+    read_path: str | None = Field(default=None, max_length=16)
+    error: str | None = None
+
+
+class BalanceSnapshot(SQLModel, table=True):
+    __tablename__ = "balance_snapshot"
+    run_id: str = Field(foreign_key="run.id", primary_key=True, max_length=36)
+    chain: str = Field(primary_key=True, max_length=200)
+    wallet: str = Field(primary_key=True, max_length=200)
+    asset: str = Field(primary_key=True, max_length=200)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    book: int = Field(sa_column=_amount())
+    onchain: int = Field(sa_column=_amount())
+
+
+class BreakRow(SQLModel, table=True):
+    """A break and its lifecycle. At most one active (not resolved) break per key."""
+
+    __tablename__ = "break"
+    id: str = Field(primary_key=True, max_length=36)
+    key: str = Field(max_length=600)
+    kind: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    chain: str = Field(max_length=200)
+    wallet: str = Field(max_length=200)
+    asset: str | None = Field(default=None, max_length=200)
+    tx_hash: str | None = Field(default=None, max_length=66)
+    amount: int | None = Field(default=None, sa_column=_amount(nullable=True))
+    detail: str = ""
+    block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    block_hash: str | None = Field(default=None, max_length=66)
+    first_run_id: str = Field(foreign_key="run.id", max_length=36)
+    last_run_id: str = Field(foreign_key="run.id", max_length=36)
+    resolved_run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    opened_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None = None
+    times_seen: int = 1
+
+    __table_args__ = (
+        Index(
+            "ux_break_active_key",
+            "key",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+    )
+
+
+class BreakEvent(SQLModel, table=True):
+    """The audit trail of a break: opened, seen, acknowledged, resolved — with evidence."""
+
+    __tablename__ = "break_event"
+    id: int | None = Field(default=None, primary_key=True)
+    break_id: str = Field(foreign_key="break.id", max_length=36, index=True)
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    event: str = Field(max_length=16)
+    at: datetime
+    amount: int | None = Field(default=None, sa_column=_amount(nullable=True))
+    block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    block_hash: str | None = Field(default=None, max_length=66)
+    note: str = ""
+
+    __table_args__ = (UniqueConstraint("break_id", "run_id", "event"),)
