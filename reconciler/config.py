@@ -135,10 +135,7 @@ def locate_config(explicit: str | None) -> Path:
     if not path.is_file():
         if chosen:
             raise ConfigError(f"configuration file {str(path)!r} does not exist")
-        raise ConfigError(
-            "no configuration: pass --config FILE, set RECONCILER_CONFIG, "
-            "or create ./reconciler.toml"
-        )
+        raise ConfigError("no configuration: pass --config FILE, set RECONCILER_CONFIG, or create ./reconciler.toml")
     return path
 
 
@@ -249,25 +246,25 @@ def _money(where: str, value: Any) -> Decimal:
     """Money, prices and haircuts are quoted strings; an unquoted TOML float is refused."""
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         raise ConfigError(
-            f"{where} must be a quoted string (write {where.rsplit('.', 1)[-1]} = \"{value}\"): "
+            f'{where} must be a quoted string (write {where.rsplit(".", 1)[-1]} = "{value}"): '
             "unquoted numbers are binary floats in TOML and are not exact"
         )
     text = _string(where, value)
     if not _DECIMAL_RE.fullmatch(text):
-        raise ConfigError(f"{where} = {text!r} is not a plain non-negative decimal like \"0.02\"")
+        raise ConfigError(f'{where} = {text!r} is not a plain non-negative decimal like "0.02"')
     return Decimal(text)
 
 
 def _fraction(where: str, value: Any) -> Decimal:
     frac = _money(where, value)
     if frac >= 1:
-        raise ConfigError(f"{where} = \"{frac}\" must be a fraction below 1 (\"0.02\" is 2%)")
+        raise ConfigError(f'{where} = "{frac}" must be a fraction below 1 ("0.02" is 2%)')
     return frac
 
 
 def _fractions(where: str, value: Any) -> tuple[Decimal, ...]:
     if not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list of quoted fractions like [\"0.02\"]")
+        raise ConfigError(f'{where} must be a list of quoted fractions like ["0.02"]')
     return tuple(_fraction(f"{where}[{i}]", v) for i, v in enumerate(value))
 
 
@@ -276,7 +273,7 @@ def _base_units(where: str, value: Any) -> int:
         return value
     if isinstance(value, str) and value.isdigit() and value.isascii():
         return int(value)
-    raise ConfigError(f"{where} must be a whole non-negative number of base units, like \"0\"")
+    raise ConfigError(f'{where} must be a whole non-negative number of base units, like "0"')
 
 
 def _address(where: str, value: Any) -> str:
@@ -298,7 +295,7 @@ def _addresses(where: str, value: Any) -> tuple[str, ...]:
 
 def _urls(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where} must be a non-empty list of URLs like [\"http://127.0.0.1:8545\"]")
+        raise ConfigError(f'{where} must be a non-empty list of URLs like ["http://127.0.0.1:8545"]')
     urls = tuple(_nonempty(f"{where}[{i}]", v) for i, v in enumerate(value))
     for i, url in enumerate(urls):
         if not url.startswith(("http://", "https://")):
@@ -404,9 +401,7 @@ def _named_tables(kind: str, raw: Any) -> dict[str, Any]:
         raise ConfigError(f"[{kind}] must hold tables like [{kind}.NAME]")
     for name, value in raw.items():
         if not _NAME_RE.fullmatch(name):
-            raise ConfigError(
-                f"[{kind}.{name}]: names use letters, digits, '_', '-' and '.' only"
-            )
+            raise ConfigError(f"[{kind}.{name}]: names use letters, digits, '_', '-' and '.' only")
         if not isinstance(value, dict):
             raise ConfigError(f"{kind}.{name} must be a table ([{kind}.{name}])")
     return raw
@@ -438,8 +433,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         )
         if got["chain_id"] in seen_ids:
             raise ConfigError(
-                f"chains.{name}.chain_id = {got['chain_id']} is already used by "
-                f"chains.{seen_ids[got['chain_id']]}"
+                f"chains.{name}.chain_id = {got['chain_id']} is already used by chains.{seen_ids[got['chain_id']]}"
             )
         seen_ids[got["chain_id"]] = name
 
@@ -466,17 +460,13 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
                 raise ConfigError(f"{where}.decimals: a native coin has 18 decimals, not {decimals}")
         else:
             if "address" not in got:
-                raise ConfigError(
-                    f"missing required key '{where}.address' (or set native = true for the chain's coin)"
-                )
+                raise ConfigError(f"missing required key '{where}.address' (or set native = true for the chain's coin)")
             if "decimals" not in got:
                 raise ConfigError(f"missing required key '{where}.decimals'")
             decimals = got["decimals"]
             token = (chain, got["address"])
             if token in token_seen:
-                raise ConfigError(
-                    f"{where}.address is the same token as assets.{token_seen[token]} on chain {chain}"
-                )
+                raise ConfigError(f"{where}.address is the same token as assets.{token_seen[token]} on chain {chain}")
             token_seen[token] = name
         assets[name] = AssetSettings(
             name=name,
@@ -509,14 +499,10 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         approvers = got.get("approvers", ())
         threshold = got.get("threshold", 0)
         if threshold > len(approvers):
-            raise ConfigError(
-                f"{where}.threshold = {threshold} exceeds the {len(approvers)} approver(s) listed"
-            )
+            raise ConfigError(f"{where}.threshold = {threshold} exceeds the {len(approvers)} approver(s) listed")
         key = (chain, got["address"])
         if key in wallet_seen:
-            raise ConfigError(
-                f"{where}.address is already configured as wallets.{wallet_seen[key]} on chain {chain}"
-            )
+            raise ConfigError(f"{where}.address is already configured as wallets.{wallet_seen[key]} on chain {chain}")
         wallet_seen[key] = name
         wallets[name] = WalletSettings(
             name=name,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NewType
 
-from eth_utils import is_hex_address, to_checksum_address
+from eth_utils.address import is_hex_address, to_checksum_address
 
 BaseUnits = NewType("BaseUnits", int)
 
@@ -84,17 +84,13 @@ def parse_amount(text: str, decimals: int) -> BaseUnits:
     allowed (``1.500`` for a 2-decimals asset) because they do not change the value.
     """
     if not AMOUNT_RE.fullmatch(text):
-        raise AmountError(
-            f"{text!r} is not a plain decimal amount (digits, optional '-' and one '.')"
-        )
+        raise AmountError(f"{text!r} is not a plain decimal amount (digits, optional '-' and one '.')")
     negative = text.startswith("-")
     digits = text[1:] if negative else text
     whole, _, frac = digits.partition(".")
     significant = frac.rstrip("0")
     if len(significant) > decimals:
-        raise AmountError(
-            f"{text!r} has {len(significant)} fractional digits; the asset has {decimals}"
-        )
+        raise AmountError(f"{text!r} has {len(significant)} fractional digits; the asset has {decimals}")
     units = int(whole) * 10**decimals + int(significant.ljust(decimals, "0") or "0")
     if units > UINT256_MAX:
         raise AmountError(f"{text!r} is larger than a uint256 can hold")

@@ -53,7 +53,5 @@ def plan_breaks(
             opened.append(finding)
         else:
             seen.append((existing, finding))
-    resolved = tuple(
-        brk for key, brk in by_key.items() if key not in found and key in coverage
-    )
+    resolved = tuple(brk for key, brk in by_key.items() if key not in found and key in coverage)
     return BreakPlan(opened=tuple(opened), seen_again=tuple(seen), resolved=resolved)

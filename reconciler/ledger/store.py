@@ -8,14 +8,16 @@ summed in Python, never with SQLite's SUM over text.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from reconciler.domain import (
     BlockRef,
@@ -44,10 +46,11 @@ from reconciler.ledger.models import (
 )
 
 _IN_CHUNK = 500
+_ExitCode = Callable[[str, Sequence[BreakRecord]], int]
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def key_text(key: BreakKey) -> str:
@@ -97,6 +100,8 @@ class Ledger:
             raise LedgerError(f"database {_redact(self.url)} failed: {_first_line(exc)}") from exc
         except IntegrityError as exc:
             raise LedgerError(f"database refused the write: {_first_line(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"database error: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -136,7 +141,7 @@ class Ledger:
 
     def known_accounts(self) -> set[str]:
         with self._session() as s:
-            return set(s.scalars(select(Account.account)))
+            return set(s.scalars(select(col(Account.account))))
 
     def import_accounts(self, rows: Sequence[AccountRow], source: str, sha256: str) -> tuple[int, int]:
         """Insert new accounts; re-importing an identical account is a no-op. Changing an
@@ -145,7 +150,7 @@ class Ledger:
             existing = {
                 a.account: a
                 for chunk in _chunks([r.account for r in rows])
-                for a in s.scalars(select(Account).where(Account.account.in_(chunk)))  # type: ignore[attr-defined]
+                for a in s.scalars(select(Account).where(col(Account.account).in_(chunk)))
             }
             problems = [
                 f"line {r.line}, column class: account {r.account!r} is already {existing[r.account].seg_class}, "
@@ -156,14 +161,16 @@ class Ledger:
             if problems:
                 raise InputError(source, problems)
             batch_id = str(uuid.uuid4())
-            s.add(ImportBatch(id=batch_id, kind="accounts", source=source, sha256=sha256,
-                              rows=len(rows), imported_at=_now()))
+            s.add(
+                ImportBatch(
+                    id=batch_id, kind="accounts", source=source, sha256=sha256, rows=len(rows), imported_at=_now()
+                )
+            )
             added = updated = 0
             for r in rows:
                 old = existing.get(r.account)
                 if old is None:
-                    s.add(Account(account=r.account, seg_class=r.seg_class.value, name=r.name,
-                                  import_id=batch_id))
+                    s.add(Account(account=r.account, seg_class=r.seg_class.value, name=r.name, import_id=batch_id))
                     added += 1
                 elif old.name != r.name:
                     old.name = r.name
@@ -176,7 +183,7 @@ class Ledger:
             stored = {
                 e
                 for chunk in _chunks(ids)
-                for e in s.scalars(select(BookEntry.entry_id).where(BookEntry.entry_id.in_(chunk)))  # type: ignore[attr-defined]
+                for e in s.scalars(select(col(BookEntry.entry_id)).where(col(BookEntry.entry_id).in_(chunk)))
             }
             if stored:
                 raise InputError(
@@ -189,13 +196,23 @@ class Ledger:
                     ],
                 )
             batch_id = str(uuid.uuid4())
-            s.add(ImportBatch(id=batch_id, kind="books", source=source, sha256=sha256,
-                              rows=len(rows), imported_at=_now()))
+            s.add(
+                ImportBatch(id=batch_id, kind="books", source=source, sha256=sha256, rows=len(rows), imported_at=_now())
+            )
             s.flush()
             s.add_all(
-                BookEntry(entry_id=r.entry_id, entry_date=r.date, account=r.account, wallet=r.wallet,
-                          asset=r.asset, amount=r.amount, kind=r.kind.value, memo=r.memo,
-                          tx_hash=r.tx_hash, import_id=batch_id)
+                BookEntry(
+                    entry_id=r.entry_id,
+                    entry_date=r.date,
+                    account=r.account,
+                    wallet=r.wallet,
+                    asset=r.asset,
+                    amount=r.amount,
+                    kind=r.kind.value,
+                    memo=r.memo,
+                    tx_hash=r.tx_hash,
+                    import_id=batch_id,
+                )
                 for r in rows
             )
             return len(rows)
@@ -204,7 +221,7 @@ class Ledger:
         totals: dict[tuple[str, str], int] = {}
         with self._session() as s:
             for wallet, asset, amount in s.execute(
-                select(BookEntry.wallet, BookEntry.asset, BookEntry.amount)
+                select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount))
             ):
                 totals[(wallet, asset)] = totals.get((wallet, asset), 0) + amount
         return totals
@@ -212,8 +229,8 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         with self._session() as s:
             return {
-                "accounts": len(s.scalars(select(Account.account)).all()),
-                "book_entries": len(s.scalars(select(BookEntry.entry_id)).all()),
+                "accounts": len(s.scalars(select(col(Account.account))).all()),
+                "book_entries": len(s.scalars(select(col(BookEntry.entry_id))).all()),
             }
 
     # ------------------------------------------------------------------ runs
@@ -226,11 +243,8 @@ class Ledger:
 
     def active_breaks(self) -> list[ActiveBreak]:
         with self._session() as s:
-            rows = s.scalars(select(BreakRow).where(BreakRow.status != BreakStatus.RESOLVED.value))
-            return [
-                ActiveBreak(id=r.id, key=_key(r), status=BreakStatus(r.status), amount=r.amount)
-                for r in rows
-            ]
+            rows = s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value))
+            return [ActiveBreak(id=r.id, key=_key(r), status=BreakStatus(r.status), amount=r.amount) for r in rows]
 
     def finish_run(
         self,
@@ -251,36 +265,74 @@ class Ledger:
             if run is None:
                 raise LedgerError(f"run {run_id} vanished from the ledger")
             for c in chains:
-                s.add(RunChain(run_id=run_id, chain=c.chain, chain_id=c.chain_id,
-                               block_number=c.block.number if c.block else None,
-                               block_hash=c.block.hash if c.block else None,
-                               read_path=c.read_path, error=c.error))
+                s.add(
+                    RunChain(
+                        run_id=run_id,
+                        chain=c.chain,
+                        chain_id=c.chain_id,
+                        block_number=c.block.number if c.block else None,
+                        block_hash=c.block.hash if c.block else None,
+                        read_path=c.read_path,
+                        error=c.error,
+                    )
+                )
             for p in positions:
                 block = blocks[p.chain]
                 assert block is not None, "positions only exist for chains that were read"
-                s.add(BalanceSnapshot(run_id=run_id, chain=p.chain, wallet=p.wallet, asset=p.asset,
-                                      block_number=block.number, book=p.book, onchain=p.onchain))
+                s.add(
+                    BalanceSnapshot(
+                        run_id=run_id,
+                        chain=p.chain,
+                        wallet=p.wallet,
+                        asset=p.asset,
+                        block_number=block.number,
+                        book=p.book,
+                        onchain=p.onchain,
+                    )
+                )
             s.flush()
             touched: list[str] = []
             for f in plan.opened:
                 block = blocks.get(f.key.chain)
                 row = BreakRow(
-                    id=str(uuid.uuid4()), key=key_text(f.key), kind=f.key.kind.value,
-                    severity=f.severity.value, status=BreakStatus.OPEN.value, chain=f.key.chain,
-                    wallet=f.key.wallet, asset=f.key.asset, tx_hash=f.key.tx_hash, amount=f.amount,
-                    detail=f.detail, block_number=block.number if block else None,
-                    block_hash=block.hash if block else None, first_run_id=run_id,
-                    last_run_id=run_id, opened_at=now, last_seen_at=now, times_seen=1,
+                    id=str(uuid.uuid4()),
+                    key=key_text(f.key),
+                    kind=f.key.kind.value,
+                    severity=f.severity.value,
+                    status=BreakStatus.OPEN.value,
+                    chain=f.key.chain,
+                    wallet=f.key.wallet,
+                    asset=f.key.asset,
+                    tx_hash=f.key.tx_hash,
+                    amount=f.amount,
+                    detail=f.detail,
+                    block_number=block.number if block else None,
+                    block_hash=block.hash if block else None,
+                    first_run_id=run_id,
+                    last_run_id=run_id,
+                    opened_at=now,
+                    last_seen_at=now,
+                    times_seen=1,
                 )
                 s.add(row)
                 s.flush()
-                s.add(BreakEvent(break_id=row.id, run_id=run_id, event="opened", at=now,
-                                 amount=f.amount, block_number=row.block_number,
-                                 block_hash=row.block_hash, note=f.detail))
+                s.add(
+                    BreakEvent(
+                        break_id=row.id,
+                        run_id=run_id,
+                        event="opened",
+                        at=now,
+                        amount=f.amount,
+                        block_number=row.block_number,
+                        block_hash=row.block_hash,
+                        note=f.detail,
+                    )
+                )
                 touched.append(row.id)
             for active, f in plan.seen_again:
-                row = s.get(BreakRow, active.id)
-                assert row is not None
+                seen_row = s.get(BreakRow, active.id)
+                assert seen_row is not None
+                row = seen_row
                 block = blocks.get(f.key.chain)
                 row.amount = f.amount
                 row.detail = f.detail
@@ -290,25 +342,41 @@ class Ledger:
                 row.times_seen += 1
                 row.block_number = block.number if block else row.block_number
                 row.block_hash = block.hash if block else row.block_hash
-                s.add(BreakEvent(break_id=row.id, run_id=run_id, event="seen", at=now,
-                                 amount=f.amount, block_number=row.block_number,
-                                 block_hash=row.block_hash, note=f.detail))
+                s.add(
+                    BreakEvent(
+                        break_id=row.id,
+                        run_id=run_id,
+                        event="seen",
+                        at=now,
+                        amount=f.amount,
+                        block_number=row.block_number,
+                        block_hash=row.block_hash,
+                        note=f.detail,
+                    )
+                )
             for active in plan.resolved:
-                row = s.get(BreakRow, active.id)
-                assert row is not None
+                gone = s.get(BreakRow, active.id)
+                assert gone is not None
+                row = gone
                 block = blocks.get(row.chain)
                 row.status = BreakStatus.RESOLVED.value
                 row.resolved_run_id = run_id
                 row.resolved_at = now
-                s.add(BreakEvent(break_id=row.id, run_id=run_id, event="resolved", at=now,
-                                 amount=None, block_number=block.number if block else None,
-                                 block_hash=block.hash if block else None,
-                                 note="not found by a run that checked it"))
+                s.add(
+                    BreakEvent(
+                        break_id=row.id,
+                        run_id=run_id,
+                        event="resolved",
+                        at=now,
+                        amount=None,
+                        block_number=block.number if block else None,
+                        block_hash=block.hash if block else None,
+                        note="not found by a run that checked it",
+                    )
+                )
                 touched.append(row.id)
             s.flush()
-            active_rows = list(
-                s.scalars(select(BreakRow).where(BreakRow.status != BreakStatus.RESOLVED.value))
-            )
+            active_rows = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
             resolved_ids = {b.id for b in plan.resolved}
             resolved_rows = [r for r in (s.get(BreakRow, i) for i in resolved_ids) if r is not None]
             report = [_record(r) for r in sorted(active_rows + resolved_rows, key=_order)]
@@ -323,19 +391,22 @@ class Ledger:
         with self._session() as s:
             s.execute(
                 update(Run)
-                .where(Run.id == run_id)  # type: ignore[arg-type]
+                .where(col(Run.id) == run_id)
                 .values(status="incomplete", reason=reason, finished_at=_now(), exit_code=2)
             )
 
     def run_chains(self, run_id: str) -> list[ChainResult]:
         with self._session() as s:
-            rows = s.scalars(select(RunChain).where(RunChain.run_id == run_id))
+            rows = s.scalars(select(RunChain).where(col(RunChain.run_id) == run_id))
             return [
                 ChainResult(
-                    chain=r.chain, chain_id=r.chain_id,
+                    chain=r.chain,
+                    chain_id=r.chain_id,
                     block=BlockRef(r.block_number, r.block_hash)
-                    if r.block_number is not None and r.block_hash else None,
-                    read_path=r.read_path, error=r.error,
+                    if r.block_number is not None and r.block_hash
+                    else None,
+                    read_path=r.read_path,
+                    error=r.error,
                 )
                 for r in rows
             ]
@@ -346,7 +417,7 @@ class Ledger:
         with self._session() as s:
             query = select(BreakRow)
             if statuses:
-                query = query.where(BreakRow.status.in_([st.value for st in statuses]))  # type: ignore[attr-defined]
+                query = query.where(col(BreakRow.status).in_([st.value for st in statuses]))
             return [_record(r) for r in sorted(s.scalars(query), key=_order)]
 
     def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]] | None:
@@ -355,25 +426,24 @@ class Ledger:
             if row is None:
                 return None
             events = s.scalars(
-                select(BreakEvent).where(BreakEvent.break_id == break_id).order_by(BreakEvent.id)  # type: ignore[arg-type]
+                select(BreakEvent).where(col(BreakEvent.break_id) == break_id).order_by(col(BreakEvent.id))
             )
             return _record(row), [
-                BreakEventRecord(event=e.event, at=e.at.isoformat() + "Z", run_id=e.run_id,
-                                 amount=e.amount, block_number=e.block_number,
-                                 block_hash=e.block_hash, note=e.note)
+                BreakEventRecord(
+                    event=e.event,
+                    at=_iso(e.at),
+                    run_id=e.run_id,
+                    amount=e.amount,
+                    block_number=e.block_number,
+                    block_hash=e.block_hash,
+                    note=e.note,
+                )
                 for e in events
             ]
 
 
-class _ExitCode:
-    """Callable protocol: (run status, reported breaks) -> exit code."""
-
-    def __call__(self, status: str, breaks: list[BreakRecord]) -> int:  # pragma: no cover
-        raise NotImplementedError
-
-
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -393,16 +463,35 @@ def _order(row: BreakRow) -> tuple[str, str, str, str, str]:
 
 def _record(row: BreakRow) -> BreakRecord:
     return BreakRecord(
-        id=row.id, key=_key(row), severity=Severity(row.severity), status=BreakStatus(row.status),
-        amount=row.amount, detail=row.detail, block_number=row.block_number,
-        block_hash=row.block_hash, first_run_id=row.first_run_id, last_run_id=row.last_run_id,
-        resolved_run_id=row.resolved_run_id, times_seen=row.times_seen,
+        id=row.id,
+        key=_key(row),
+        severity=Severity(row.severity),
+        status=BreakStatus(row.status),
+        amount=row.amount,
+        detail=row.detail,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
+        first_run_id=row.first_run_id,
+        last_run_id=row.last_run_id,
+        resolved_run_id=row.resolved_run_id,
+        times_seen=row.times_seen,
     )
 
 
+def _iso(at: datetime) -> str:
+    """Stored times are UTC; SQLite hands them back naive."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
 def _run_summary(run: Run) -> RunSummary:
-    return RunSummary(id=run.id, started_at=run.started_at, finished_at=run.finished_at,
-                      status=run.status, reason=run.reason, exit_code=run.exit_code)
+    return RunSummary(
+        id=run.id,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        status=run.status,
+        reason=run.reason,
+        exit_code=run.exit_code,
+    )
 
 
 def _first_line(exc: BaseException) -> str:

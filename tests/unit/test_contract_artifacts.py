@@ -24,8 +24,7 @@ EXPECTED_CONTRACTS = {"CollateralToken", "Multicall3"}
 def _node() -> str:
     node = shutil.which("node")
     assert node is not None, (
-        "node is not on PATH: the contract artifact checks need Node.js "
-        "(and `npm ci` at the repository root for solc)"
+        "node is not on PATH: the contract artifact checks need Node.js (and `npm ci` at the repository root for solc)"
     )
     return node
 
@@ -55,8 +54,7 @@ def _check_copy(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
 def test_committed_artifacts_are_up_to_date() -> None:
     result = _run_compile("--check")
     assert result.returncode == 0, (
-        "contracts/artifacts is stale; run `make contracts`\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        f"contracts/artifacts is stale; run `make contracts`\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
 
 
@@ -73,10 +71,7 @@ def test_changed_source_fails_check_naming_the_contract(tmp_path: Path) -> None:
     text = token.read_text()
     body, closing = text.rsplit("}", 1)
     token.write_text(
-        body
-        + "\n    function version() external pure returns (uint256) {\n"
-        + "        return 2;\n    }\n}"
-        + closing
+        body + "\n    function version() external pure returns (uint256) {\n" + "        return 2;\n    }\n}" + closing
     )
 
     result = _check_copy(src, out)

@@ -1,0 +1,50 @@
+"""The one seam between the reconciler and any chain family.
+
+Invariant: every read names the pinned block it is made at; an adapter never answers for
+"latest". Failures are raised as reconciler.errors.ChainError (or a subclass), never as a
+library's own exception type, and never answered with a guess such as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler.domain import BlockRef
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceQuery:
+    """The balance of ``holder`` in ``token`` (an ERC-20 address), or in the native coin when
+    ``token`` is None."""
+
+    holder: str
+    token: str | None
+
+
+class ChainAdapter(Protocol):
+    def chain_id(self) -> int:
+        """The chain id the node reports."""
+        ...
+
+    def pin(self, confirmations: int) -> BlockRef:
+        """The block at head - confirmations, with its hash."""
+        ...
+
+    def block_hash(self, number: int) -> str:
+        """The hash of the canonical block at ``number`` now (to detect a reorg)."""
+        ...
+
+    def token_decimals(self, tokens: Sequence[str], block: BlockRef) -> list[int]:
+        """``decimals()`` of each token at ``block``; a token without code is an error."""
+        ...
+
+    def balances(self, queries: Sequence[BalanceQuery], block: BlockRef) -> list[int]:
+        """Each query's balance at ``block``, in base units, in the order asked."""
+        ...
+
+    @property
+    def read_path(self) -> str | None:
+        """How the last balances() call read: "multicall" or "batch"."""
+        ...

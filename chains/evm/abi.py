@@ -1,0 +1,98 @@
+"""Hand-encoded calldata and results for the fixed ABIs of the hot paths.
+
+balanceOf(address), decimals(), getEthBalance(address) and aggregate3((address,bool,bytes)[])
+never change, so they are encoded and decoded with bytes and int.from_bytes: several times
+faster than a generic ABI codec (toolchain.md has the figures). Invariant: a result that does
+not have exactly the expected shape raises AbiError; it is never read as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+BALANCE_OF = bytes.fromhex("70a08231")
+DECIMALS = bytes.fromhex("313ce567")
+GET_ETH_BALANCE = bytes.fromhex("4d2301cc")
+AGGREGATE3 = bytes.fromhex("82ad56cb")
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+_WORD = 32
+
+
+class AbiError(ValueError):
+    """Bytes that do not decode as the fixed ABI says."""
+
+
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address[2:] if address.startswith(("0x", "0X")) else address)
+    if len(raw) != 20:
+        raise AbiError(f"{address!r} is not a 20-byte address")
+    return b"\x00" * 12 + raw
+
+
+def _uint_word(value: int) -> bytes:
+    return value.to_bytes(_WORD, "big")
+
+
+def balance_of(holder: str) -> bytes:
+    return BALANCE_OF + _address_word(holder)
+
+
+def get_eth_balance(holder: str) -> bytes:
+    return GET_ETH_BALANCE + _address_word(holder)
+
+
+def decode_uint(data: bytes, what: str) -> int:
+    if len(data) != _WORD:
+        raise AbiError(f"{what}: expected one 32-byte word, got {len(data)} bytes")
+    return int.from_bytes(data, "big")
+
+
+def encode_aggregate3(calls: Sequence[tuple[str, bytes]], allow_failure: bool = True) -> bytes:
+    """aggregate3 calldata for (target, calldata) pairs."""
+    n = len(calls)
+    heads: list[bytes] = []
+    tails: list[bytes] = []
+    offset = n * _WORD  # offsets are relative to the start of the offsets area
+    flag = _uint_word(1 if allow_failure else 0)
+    for target, data in calls:
+        padded = data + b"\x00" * (-len(data) % _WORD)
+        tup = _address_word(target) + flag + _uint_word(3 * _WORD) + _uint_word(len(data)) + padded
+        heads.append(_uint_word(offset))
+        tails.append(tup)
+        offset += len(tup)
+    return AGGREGATE3 + _uint_word(_WORD) + _uint_word(n) + b"".join(heads) + b"".join(tails)
+
+
+def _read_word(data: bytes, at: int) -> int:
+    if at < 0 or at + _WORD > len(data):
+        raise AbiError(f"result too short: wanted a word at byte {at} of {len(data)}")
+    return int.from_bytes(data[at : at + _WORD], "big")
+
+
+def decode_aggregate3(data: bytes, expected: int) -> list[tuple[bool, bytes]]:
+    """Decode aggregate3's Result[] (bool success, bytes returnData)."""
+    array_at = _read_word(data, 0)
+    n = _read_word(data, array_at)
+    if n != expected:
+        raise AbiError(f"aggregate3 returned {n} results for {expected} calls")
+    base = array_at + _WORD
+    out: list[tuple[bool, bytes]] = []
+    for i in range(n):
+        tup = base + _read_word(data, base + i * _WORD)
+        success = _read_word(data, tup)
+        if success > 1:
+            raise AbiError(f"aggregate3 result {i}: success flag {success} is not a bool")
+        bytes_at = tup + _read_word(data, tup + _WORD)
+        length = _read_word(data, bytes_at)
+        start = bytes_at + _WORD
+        if start + length > len(data):
+            raise AbiError(f"aggregate3 result {i}: {length} bytes run past the end")
+        out.append((success == 1, data[start : start + length]))
+    return out
+
+
+def hex_bytes(value: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise AbiError(f"expected 0x-prefixed hex, got {value!r:.80}")
+    return bytes.fromhex(value[2:])

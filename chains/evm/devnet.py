@@ -1,0 +1,253 @@
+"""A local Anvil node for tests and the demo: start, deploy, fund, plant, stop.
+
+Invariant: a started node is stopped on every exit path of its owner (context manager,
+SIGINT -> SIGTERM -> SIGKILL), and on Linux it also dies with its parent process, so no
+Anvil is ever left behind. This module holds keys (Anvil's well-known dev accounts) and is
+never used by the reconciler's own reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+
+from reconciler.errors import ChainError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "contracts" / "artifacts"
+CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+_LISTENING = re.compile(r"Listening on ([0-9.]+):([0-9]+)")
+
+
+def anvil_binary() -> Path:
+    """The Anvil binary from the pinned npm package, $RECONCILER_ANVIL, or PATH."""
+    override = os.environ.get("RECONCILER_ANVIL")
+    if override:
+        return Path(override)
+    system = {"Linux": "linux", "Darwin": "darwin"}.get(platform.system(), platform.system().lower())
+    machine = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine(), platform.machine()
+    )
+    rel = Path("node_modules") / "@foundry-rs" / f"anvil-{system}-{machine}" / "bin" / "anvil"
+    for root in (REPO_ROOT, Path.cwd()):
+        if (root / rel).is_file():
+            return root / rel
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ChainError(
+        f"Anvil not found (looked for {REPO_ROOT / rel} and on PATH): run `npm ci` at the "
+        "repository root (`make demo` and `make test` do it), or set RECONCILER_ANVIL"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    if platform.system() == "Linux":
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class AnvilNode:
+    """One Anvil process on a free port of 127.0.0.1."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path, workdir: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+        self.workdir = workdir
+
+    @classmethod
+    def start(cls, chain_id: int = 31337, extra_args: Sequence[str] = (), timeout: float = 30.0) -> AnvilNode:
+        workdir = Path(tempfile.mkdtemp(prefix="reconciler-anvil-"))
+        log_path = workdir / "anvil.log"
+        args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id), *extra_args]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                env={**os.environ, "HOME": str(workdir)},  # keeps Anvil's state spill here
+            )
+        node = cls(process, "", log_path, workdir)
+        try:
+            node.url = node._wait_listening(timeout)
+            node._wait_answers(timeout)
+        except BaseException:
+            node.stop()
+            raise
+        return node
+
+    def _wait_listening(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            if match:
+                return f"http://{match.group(1)}:{match.group(2)}"
+            if self.process.poll() is not None:
+                raise ChainError(f"Anvil exited with {self.process.returncode}: {self.log_tail()}")
+            time.sleep(0.02)
+        raise ChainError(f"Anvil did not start listening within {timeout}s: {self.log_tail()}")
+
+    def _wait_answers(self, timeout: float) -> None:
+        w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                version = w3.client_version
+                if "anvil" in version.lower():
+                    return
+                raise ChainError(f"{self.url} is not Anvil: {version}")
+            except ChainError:
+                raise
+            except Exception as exc:  # the node may still be binding; poll again
+                last = exc
+                time.sleep(0.05)
+        raise ChainError(f"Anvil at {self.url} did not answer within {timeout}s: {last}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL; then remove the node's folder."""
+        proc = self.process
+        for sig, wait in ((signal.SIGINT, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> AnvilNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def anvil(chain_id: int = 31337, extra_args: Sequence[str] = ()) -> Iterator[AnvilNode]:
+    node = AnvilNode.start(chain_id, extra_args)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def artifact(name: str) -> dict[str, Any]:
+    path = ARTIFACTS / f"{name}.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+class Devnet:
+    """Drives an Anvil node the way a test or the demo needs: deploy, mint, move, mine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        self.deployer: str = self.w3.eth.accounts[0]
+
+    def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
+        response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        if response.get("error"):
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self.rpc("evm_mine")
+
+    def snapshot(self) -> str:
+        return str(self.rpc("evm_snapshot"))
+
+    def revert(self, snapshot_id: str) -> None:
+        if self.rpc("evm_revert", [snapshot_id]) is not True:
+            raise ChainError(f"evm_revert({snapshot_id}) refused")
+
+    def head(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def deploy(self, name: str, *args: Any) -> Contract:
+        art = artifact(name)
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx = factory.constructor(*args).transact({"from": self.deployer})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        if receipt["status"] != 1:
+            raise ChainError(f"deploying {name} failed")
+        return cast(Contract, self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"]))
+
+    def install_multicall3(self, address: str = CANONICAL_MULTICALL3) -> str:
+        """Multicall3 has no constructor state, so its runtime code can be set in place."""
+        self.rpc("anvil_setCode", [address, artifact("Multicall3")["deployedBytecode"]])
+        self.mine()
+        return address
+
+    def deploy_token(self, name: str, symbol: str, decimals: int) -> Contract:
+        return self.deploy("CollateralToken", name, symbol, decimals, self.deployer)
+
+    def token(self, address: str) -> Contract:
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=artifact("CollateralToken")["abi"])
+
+    def mint(self, token: Contract, to: str, amount: int) -> None:
+        self._wait(token.functions.mint(to, amount).transact({"from": self.deployer}))
+
+    def mint_batch(self, token: Contract, to: Sequence[str], amounts: Sequence[int]) -> None:
+        self._wait(token.functions.mintBatch(list(to), list(amounts)).transact({"from": self.deployer}))
+
+    def set_native_balance(self, address: str, wei: int) -> None:
+        self.rpc("anvil_setBalance", [address, hex(wei)])
+
+    def transfer_as(self, token: Contract, holder: str, to: str, amount: int) -> str:
+        """Move tokens out of ``holder`` without its key (anvil_impersonateAccount): how a
+        test plants an outflow that nobody authorized. The holder's native balance is put
+        back afterwards, so the only change is the token movement (not the gas)."""
+        native_before = self.w3.eth.get_balance(to_checksum_address(holder))
+        self.rpc("anvil_impersonateAccount", [holder])
+        try:
+            self.set_native_balance(holder, native_before + 10**18)
+            tx = token.functions.transfer(to, amount).transact({"from": holder})
+            self._wait(tx)
+            return "0x" + bytes(tx).hex()
+        finally:
+            self.rpc("anvil_stopImpersonatingAccount", [holder])
+            self.set_native_balance(holder, native_before)
+            self.mine()
+
+    def send_native_as(self, holder: str, to: str, wei: int) -> str:
+        self.rpc("anvil_impersonateAccount", [holder])
+        try:
+            tx = self.w3.eth.send_transaction({"from": holder, "to": to, "value": wei})  # type: ignore[typeddict-item]
+            self._wait(tx)
+            return "0x" + bytes(tx).hex()
+        finally:
+            self.rpc("anvil_stopImpersonatingAccount", [holder])
+
+    def _wait(self, tx: Any) -> None:
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {bytes(tx).hex()} reverted")

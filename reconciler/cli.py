@@ -1,0 +1,410 @@
+"""The command line: `reconciler [--config FILE] [--debug] COMMAND [ARGS] [--json]`.
+
+Invariants: with --json, stdout carries exactly one JSON document and nothing else (tables,
+progress and errors go to stderr); exit codes are 0 clean, 1 breaks, 2 could not complete,
+and any unexpected exception exits 2 with a one-line message (the traceback with --debug).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reconciler import __version__
+from reconciler.bootstrap import adapter_for, open_ledger
+from reconciler.config import Settings, load_settings
+from reconciler.domain import BreakStatus, format_amount
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.ledger import Ledger
+from reconciler.ledger.store import _redact
+from reconciler.report import break_doc, breaks_doc, event_doc, run_doc
+from reconciler.runner import RunReport, run_reconciliation
+
+app = typer.Typer(
+    name="reconciler",
+    help="Custody and segregation reconciler for tokenized collateral.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=True)
+books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_help=True)
+breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(books_app, name="books")
+app.add_typer(breaks_app, name="breaks")
+
+# Off a terminal (a pipe, a log) Rich would squeeze tables to 80 columns; amounts need room.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@dataclass
+class State:
+    config: str | None
+    debug: bool
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logs and tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit(0)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = State(config=config, debug=debug)
+
+
+def _state(ctx: typer.Context) -> State:
+    state = ctx.find_root().obj
+    assert isinstance(state, State)
+    return state
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return load_settings(_state(ctx).config)
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _read_file(path: Path) -> tuple[str, str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
+    return text, hashlib.sha256(raw).hexdigest()
+
+
+# ---------------------------------------------------------------------- init & config
+
+
+@app.command()
+def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Create or migrate the database schema (idempotent; never writes the config)."""
+    settings = _settings(ctx)
+    ledger = Ledger(settings.database_url)
+    try:
+        version = ledger.init()
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"database": _redact(settings.database_url), "schema_version": version})
+    else:
+        err.print(f"database ready: {_redact(settings.database_url)} (schema version {version})")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also check each node's chain id and each token's decimals().")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Validate the configuration file; with --online, also against the chains."""
+    settings = _settings(ctx)
+    chains: dict[str, Any] = {}
+    failed = False
+    if online:
+        from reconciler.runner import read_chain
+
+        for chain in settings.chains.values():
+            adapter = adapter_for(chain)
+            try:
+                result, _ = read_chain(chain, settings, adapter)
+                assert result.block is not None
+                chains[chain.name] = {"ok": True, "block_number": result.block.number}
+            except ReconcilerError as exc:
+                failed = True
+                chains[chain.name] = {"ok": False, "error": str(exc)}
+                err.print(f"chain {chain.name}: {exc}")
+    doc = {
+        "ok": not failed,
+        "config": str(settings.path),
+        "database": _redact(settings.database_url),
+        "chains": chains or {name: {} for name in settings.chains},
+        "assets": sorted(settings.assets),
+        "wallets": sorted(settings.wallets),
+    }
+    if json_out:
+        _emit_json(doc)
+    else:
+        err.print(
+            f"{settings.path}: {'ok' if not failed else 'FAILED'} — {len(settings.chains)} chain(s), "
+            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)"
+        )
+    if failed:
+        raise typer.Exit(2)
+
+
+# ---------------------------------------------------------------------- imports
+
+
+@accounts_app.command("import")
+def accounts_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
+    """Import accounts from CSV (account,class,name); all rows or none."""
+    settings = _settings(ctx)
+    text, digest = _read_file(file)
+    rows = parse_accounts_csv(text, str(file))
+    ledger = open_ledger(settings)
+    try:
+        added, updated = ledger.import_accounts(rows, str(file), digest)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"file": str(file), "sha256": digest, "rows": len(rows), "added": added, "updated": updated})
+    else:
+        err.print(f"{file}: {len(rows)} account(s): {added} added, {updated} renamed")
+
+
+@books_app.command("import")
+def books_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
+    """Import book entries from CSV (entry_id,date,account,wallet,asset,amount,kind,memo[,tx_hash]).
+
+    All rows or none."""
+    settings = _settings(ctx)
+    text, digest = _read_file(file)
+    ledger = open_ledger(settings)
+    try:
+        rows = parse_books_csv(text, str(file), settings, ledger.known_accounts())
+        count = ledger.import_books(rows, str(file), digest)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"file": str(file), "sha256": digest, "imported": count})
+    else:
+        err.print(f"{file}: {count} book entr{'y' if count == 1 else 'ies'} imported")
+
+
+# ---------------------------------------------------------------------- run
+
+
+def print_run(report: RunReport, settings: Settings) -> None:
+    chains = Table(title="Pinned blocks", title_justify="left")
+    for col in ("chain", "block", "hash", "read path / error"):
+        chains.add_column(col)
+    for c in report.chains:
+        chains.add_row(
+            c.chain,
+            str(c.block.number) if c.block else "-",
+            c.block.hash if c.block else "-",
+            c.error or (c.read_path or ""),
+        )
+    out.print(chains)
+    positions = Table(title="Positions (difference = on-chain - book)", title_justify="left")
+    for col, justify in (
+        ("chain", "left"),
+        ("wallet", "left"),
+        ("asset", "left"),
+        ("book", "right"),
+        ("on-chain", "right"),
+        ("difference", "right"),
+    ):
+        positions.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in report.positions:
+        style = "red" if p.difference else None
+        positions.add_row(
+            p.chain,
+            p.wallet,
+            p.asset,
+            format_amount(p.book, p.decimals),
+            format_amount(p.onchain, p.decimals),
+            format_amount(p.difference, p.decimals),
+            style=style,
+        )
+    out.print(positions)
+    if report.breaks:
+        table = Table(title="Breaks", title_justify="left")
+        for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "seen"):
+            table.add_column(col)
+        for b in report.breaks:
+            doc = break_doc(b, settings)
+            table.add_row(
+                b.id[:8],
+                b.key.kind.value,
+                b.severity.value,
+                b.status.value,
+                b.key.chain,
+                b.key.wallet,
+                b.key.asset or "",
+                doc["amount_display"] or "",
+                str(b.times_seen),
+            )
+        out.print(table)
+    verdict = {
+        0: "[green]complete: no open breaks[/green]",
+        1: "[red]complete: breaks open[/red]",
+        2: "[red]INCOMPLETE: no all-clear for what could not be read[/red]",
+    }[report.exit_code]
+    out.print(f"run {report.run.id}: {verdict}")
+    if report.run.reason:
+        err.print(f"reason: {report.run.reason}")
+
+
+@app.command()
+def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Reconcile every wallet x asset against the books at one pinned block per chain."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        report = run_reconciliation(settings, ledger, adapter_for)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json(run_doc(report, settings))
+        if report.run.reason:
+            err.print(f"run incomplete: {report.run.reason}")
+    else:
+        print_run(report, settings)
+    raise typer.Exit(report.exit_code)
+
+
+# ---------------------------------------------------------------------- breaks
+
+
+_STATUSES = [s.value for s in BreakStatus]
+
+
+@breaks_app.command("list")
+def breaks_list(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="open, acknowledged or resolved; repeatable. Default: open and acknowledged."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every break, resolved ones included.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """List breaks."""
+    settings = _settings(ctx)
+    for s in status or []:
+        if s not in _STATUSES:
+            raise typer.BadParameter(f"{s!r} is not one of {', '.join(_STATUSES)}", param_hint="--status")
+    wanted = (
+        None if all_ else [BreakStatus(s) for s in status] if status else [BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED]
+    )
+    ledger = open_ledger(settings)
+    try:
+        breaks = ledger.list_breaks(wanted)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json(breaks_doc(breaks, settings))
+        return
+    table = Table()
+    for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "seen"):
+        table.add_column(col)
+    for b in breaks:
+        doc = break_doc(b, settings)
+        table.add_row(
+            b.id,
+            b.key.kind.value,
+            b.severity.value,
+            b.status.value,
+            b.key.chain,
+            b.key.wallet,
+            b.key.asset or "",
+            doc["amount_display"] or "",
+            str(b.times_seen),
+        )
+    out.print(table)
+
+
+@breaks_app.command("show")
+def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -> None:
+    """One break with its evidence and history."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        found = ledger.get_break(break_id)
+    finally:
+        ledger.close()
+    if found is None:
+        raise ReconcilerError(f"no break with id {break_id!r}; `reconciler breaks list --all` lists them")
+    brk, events = found
+    asset = settings.assets.get(brk.key.asset or "")
+    event_docs = [event_doc(e, asset.decimals if asset else None) for e in events]
+    brk_doc = break_doc(brk, settings)
+    if json_out:
+        _emit_json({"break": brk_doc, "events": event_docs})
+        return
+    for key, value in brk_doc.items():
+        out.print(f"{key:>16}: {value}")
+    for e in event_docs:
+        out.print(
+            f"  {e['at']} {e['event']:<9} run={e['run_id']} block={e['block_number']} amount={e['amount_display']}"
+        )
+
+
+# ---------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None,
+        typer.Option("--keep", help="Write the demo's config, books and database into this folder and keep them."),
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Start a local Anvil, deploy collateral tokens, plant breaks and reconcile."""
+    from reconciler.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep, json_out=json_out, out=out, err=err))
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: Typer handles usage errors (exit 2); every other failure exits 2 too."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="reconciler")
+    except ReconcilerError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - the contract: a crash exits 2, never 1
+        if debug:
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    sys.exit(0)

@@ -1,0 +1,239 @@
+"""`reconciler demo`: the whole product on a laptop, against real local chains.
+
+Starts two Anvil nodes (an L1 and an L2 with different chain ids), deploys the collateral
+tokens and Multicall3, funds custody wallets exactly as sample books say, then plants breaks:
+an outflow that nobody authorized (moved with anvil_impersonateAccount, no key), an inflow the
+books do not know, and a booked deposit that never arrived. It reconciles through the same
+code path as `reconciler run`, checks that exactly the planted breaks were found, and stops
+both nodes on every exit path. Exit 0 means the demo ran as designed, breaks included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from eth_account import Account
+from rich.console import Console
+
+from chains.evm.devnet import AnvilNode, Devnet
+from reconciler.bootstrap import adapter_for, open_ledger
+from reconciler.config import load_settings
+from reconciler.domain import BreakKind, parse_amount
+from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.report import run_doc
+
+L1_CHAIN_ID = 31337
+L2_CHAIN_ID = 31338
+OUTSIDER = "0x000000000000000000000000000000000000dEaD"
+
+
+def _address(label: str) -> str:
+    """A deterministic custody address (the demo never needs its key)."""
+    return str(Account.from_key(hashlib.sha256(f"reconciler-demo:{label}".encode()).digest()).address)
+
+
+@contextlib.contextmanager
+def _terminate_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` (stopping Anvil) runs."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+WALLETS = {
+    # name: (chain, class, custodian)
+    "cust-seg-1": ("eth", "futures", "Example Trust Co"),
+    "cust-seg-2": ("eth", "cleared_swaps", "Example Trust Co"),
+    "house-1": ("eth", "house", "Example Trust Co"),
+    "cust-seg-l2": ("l2", "futures", "Example Digital Custody"),
+}
+ASSETS = {
+    # name: (chain, kind, decimals, native)
+    "USDC": ("eth", "stablecoin", 6, False),
+    "TMMF": ("eth", "mmf", 18, False),
+    "WBTC": ("eth", "wrapped", 8, False),
+    "ETH": ("eth", "native", 18, True),
+    "USDC-L2": ("l2", "stablecoin", 6, False),
+    "ETH-L2": ("l2", "native", 18, True),
+}
+ACCOUNTS = [
+    ("C-1001", "futures", "Acme Grain Co"),
+    ("C-1002", "futures", "Blue River Energy"),
+    ("S-2001", "cleared_swaps", "Harbor Rates Fund"),
+    ("H-0001", "house", "Firm house account"),
+]
+# entry_id, account, wallet, asset, amount (asset units)
+BOOKS = [
+    ("E-0001", "C-1001", "cust-seg-1", "USDC", "1250000.50"),
+    ("E-0002", "C-1002", "cust-seg-1", "USDC", "800000"),
+    ("E-0003", "C-1001", "cust-seg-1", "TMMF", "500000.000000000000000001"),
+    ("E-0004", "C-1002", "cust-seg-1", "ETH", "120.5"),
+    ("E-0005", "S-2001", "cust-seg-2", "USDC", "3000000"),
+    ("E-0006", "S-2001", "cust-seg-2", "WBTC", "42.12345678"),
+    ("E-0007", "H-0001", "house-1", "USDC", "500000"),
+    ("E-0008", "H-0001", "house-1", "ETH", "10"),
+    ("E-0009", "C-1001", "cust-seg-l2", "USDC-L2", "2000000"),
+    ("E-0010", "C-1002", "cust-seg-l2", "ETH-L2", "5"),
+    # Booked, but the coins never arrived on chain: the planted "missing deposit".
+    ("E-0011", "S-2001", "cust-seg-2", "WBTC", "1.5"),
+]
+STOLEN_USDC = "250000"  # planted: leaves cust-seg-1 with no instruction
+UNBOOKED_ETH = "3"  # planted: arrives in house-1, unknown to the books
+EXPECTED = {  # (wallet, asset): difference in asset units, on-chain minus book
+    ("cust-seg-1", "USDC"): "-" + STOLEN_USDC,
+    ("house-1", "ETH"): UNBOOKED_ETH,
+    ("cust-seg-2", "WBTC"): "-1.5",
+}
+
+
+def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str]) -> Path:
+    lines = ["[database]", 'url = "sqlite:///reconciler.db"', ""]
+    for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
+        lines += [
+            f"[chains.{chain}]",
+            'kind = "evm"',
+            f'rpc_urls = ["{urls[chain]}"]',
+            f"chain_id = {chain_id}",
+            "confirmations = 0",
+            "",
+        ]
+    for name, (chain, kind, decimals, native) in ASSETS.items():
+        lines += [f"[assets.{name}]", f'chain = "{chain}"', f'kind = "{kind}"']
+        lines += ["native = true"] if native else [f'address = "{tokens[name]}"', f"decimals = {decimals}"]
+        lines.append("")
+    for name, (chain, klass, custodian) in WALLETS.items():
+        lines += [
+            f"[wallets.{name}]",
+            f'chain = "{chain}"',
+            f'address = "{_address(name)}"',
+            f'class = "{klass}"',
+            f'custodian = "{custodian}"',
+            "",
+        ]
+    path = folder / "reconciler.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
+    """Deploy and fund exactly what the books say, then plant the breaks. Returns token addresses."""
+    nets = {chain: Devnet(node.url) for chain, node in nodes.items()}
+    tokens: dict[str, str] = {}
+    contracts = {}
+    for net in nets.values():
+        net.install_multicall3()
+    for name, (chain, _kind, decimals, native) in ASSETS.items():
+        if not native:
+            contract = nets[chain].deploy_token(f"Demo {name}", name, decimals)
+            contracts[name] = contract
+            tokens[name] = contract.address
+    for _entry, _account, wallet, asset, amount in BOOKS:
+        if _entry == "E-0011":
+            continue  # the missing deposit: booked, never sent
+        chain, _kind, decimals, native = ASSETS[asset]
+        units = parse_amount(amount, decimals)
+        address = _address(wallet)
+        if native:
+            net = nets[chain]
+            current = net.w3.eth.get_balance(address)  # type: ignore[arg-type]
+            net.set_native_balance(address, current + units)
+        else:
+            nets[chain].mint(contracts[asset], address, units)
+    for net in nets.values():
+        net.mine()
+    # Planted breaks.
+    nets["eth"].transfer_as(contracts["USDC"], _address("cust-seg-1"), OUTSIDER, parse_amount(STOLEN_USDC, 6))
+    house = _address("house-1")
+    eth_net = nets["eth"]
+    eth_net.set_native_balance(house, eth_net.w3.eth.get_balance(house) + parse_amount(UNBOOKED_ETH, 18))  # type: ignore[arg-type]
+    for net in nets.values():
+        net.mine()
+    return tokens
+
+
+def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> int:
+    folder = keep if keep is not None else Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes: dict[str, AnvilNode] = {}
+    try:
+        with _terminate_on_signals():
+            err.print("starting two local Anvil chains (eth: 31337, l2: 31338)…")
+            nodes["eth"] = AnvilNode.start(L1_CHAIN_ID)
+            nodes["l2"] = AnvilNode.start(L2_CHAIN_ID)
+            err.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
+            tokens = _set_up_chains(nodes)
+            config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens)
+            accounts_csv = _write_csv(
+                folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS]
+            )
+            books_csv = _write_csv(
+                folder / "books.csv",
+                ["entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo"],
+                [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
+            )
+            err.print(f"config, books and database in {folder}")
+            settings = load_settings(str(config))
+            ledger = open_ledger(settings)
+            try:
+                ledger.import_accounts(
+                    parse_accounts_csv(accounts_csv.read_text(), str(accounts_csv)), str(accounts_csv), "demo"
+                )
+                rows = parse_books_csv(books_csv.read_text(), str(books_csv), settings, ledger.known_accounts())
+                ledger.import_books(rows, str(books_csv), "demo")
+                from reconciler.runner import run_reconciliation
+
+                report = run_reconciliation(settings, ledger, adapter_for)
+            finally:
+                ledger.close()
+            if json_out:
+                import json
+                import sys
+
+                sys.stdout.write(json.dumps(run_doc(report, settings), indent=2) + "\n")
+            else:
+                from reconciler.cli import print_run
+
+                print_run(report, settings)
+            found = {
+                (b.key.wallet, b.key.asset): b.amount for b in report.breaks if b.key.kind is BreakKind.BALANCE_MISMATCH
+            }
+            expected = {key: parse_amount(value, settings.assets[key[1]].decimals) for key, value in EXPECTED.items()}
+            if report.run.status != "complete" or found != expected:
+                err.print(
+                    f"[red]demo did not find the planted breaks: expected {expected}, found {found}"
+                    f" (status {report.run.status}: {report.run.reason})[/red]"
+                )
+                return 1
+            err.print(
+                f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
+                f"{len(found)} planted breaks found (exit code of `reconciler run` here: {report.exit_code})"
+            )
+            return 0
+    finally:
+        for node in nodes.values():
+            node.stop()
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""Documents users and scripts rely on (the `--json` shapes of design.md), built from values.
+
+Invariant: amounts are strings of base units, each with a `*_display` twin in asset units at
+the asset's full decimals; block numbers are integers; hashes are lowercase 0x hex.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.config import Settings
+from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
+from reconciler.ledger.store import ChainResult
+from reconciler.runner import RunReport
+
+
+def _decimals(settings: Settings | None, asset: str | None) -> int | None:
+    if settings is None or asset is None or asset not in settings.assets:
+        return None
+    return settings.assets[asset].decimals
+
+
+def amount_fields(name: str, value: int | None, decimals: int | None) -> dict[str, Any]:
+    if value is None:
+        return {name: None, f"{name}_display": None}
+    return {
+        name: str(value),
+        f"{name}_display": format_amount(value, decimals) if decimals is not None else str(value),
+    }
+
+
+def chain_doc(c: ChainResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "block_number": c.block.number if c.block else None,
+        "block_hash": c.block.hash if c.block else None,
+    }
+    if c.error:
+        doc["error"] = c.error
+    else:
+        doc["chain_id"] = c.chain_id
+        doc["read_path"] = c.read_path
+    return doc
+
+
+def position_doc(p: Position) -> dict[str, Any]:
+    return {
+        "chain": p.chain,
+        "wallet": p.wallet,
+        "asset": p.asset,
+        **amount_fields("book", p.book, p.decimals),
+        **amount_fields("onchain", p.onchain, p.decimals),
+        **amount_fields("difference", p.difference, p.decimals),
+    }
+
+
+def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "kind": b.key.kind.value,
+        "severity": b.severity.value,
+        "status": b.status.value,
+        "chain": b.key.chain,
+        "wallet": b.key.wallet,
+        "asset": b.key.asset,
+        **amount_fields("amount", b.amount, _decimals(settings, b.key.asset)),
+        "tx_hash": b.key.tx_hash,
+        "detail": b.detail,
+        "block_number": b.block_number,
+        "block_hash": b.block_hash,
+        "first_run_id": b.first_run_id,
+        "last_run_id": b.last_run_id,
+        "resolved_run_id": b.resolved_run_id,
+        "times_seen": b.times_seen,
+    }
+
+
+def event_doc(e: BreakEventRecord, decimals: int | None) -> dict[str, Any]:
+    return {
+        "event": e.event,
+        "at": e.at,
+        "run_id": e.run_id,
+        **amount_fields("amount", e.amount, decimals),
+        "block_number": e.block_number,
+        "block_hash": e.block_hash,
+        "note": e.note,
+    }
+
+
+def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
+    chains: Mapping[str, ChainResult] = {c.chain: c for c in report.chains}
+    return {
+        "run_id": report.run.id,
+        "status": report.run.status,
+        "exit_code": report.exit_code,
+        "reason": report.run.reason,
+        "started_at": report.run.started_at.isoformat(),
+        "chains": {name: chain_doc(c) for name, c in chains.items()},
+        "positions": [position_doc(p) for p in report.positions],
+        "breaks": [break_doc(b, settings) for b in report.breaks],
+    }
+
+
+def breaks_doc(breaks: Sequence[BreakRecord], settings: Settings | None) -> dict[str, Any]:
+    return {"breaks": [break_doc(b, settings) for b in breaks]}
