@@ -122,7 +122,9 @@ class Scenario:
     def add_chain(self, name: str, url: str, chain_id: int, **kw: object) -> None:
         self.chains[name] = {"kind": "evm", "rpc_urls": [url], "chain_id": chain_id, **kw}
 
-    def add_token(self, name: str, chain: str, address: str, decimals: int, kind: str = "stablecoin", **kw: object) -> None:
+    def add_token(
+        self, name: str, chain: str, address: str, decimals: int, kind: str = "stablecoin", **kw: object
+    ) -> None:
         self.assets[name] = {"chain": chain, "address": address, "decimals": decimals, "kind": kind, **kw}
 
     def add_native(self, name: str, chain: str) -> None:

@@ -68,8 +68,11 @@ def make_custody(net: Devnet, scenario: Scenario, chain_url: str, **chain_kw: An
     net.mine()
     scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,Customer One", "H1,house,House"])
     custody.book(
-        [("seg-1", "USDC", "1000000.5", "deposit"), ("seg-1", "TMMF", "2500", "deposit"),
-         ("house-1", "ETH", "7", "deposit")],
+        [
+            ("seg-1", "USDC", "1000000.5", "deposit"),
+            ("seg-1", "TMMF", "2500", "deposit"),
+            ("house-1", "ETH", "7", "deposit"),
+        ],
         name="books.csv",
     )
     return custody
@@ -77,8 +80,11 @@ def make_custody(net: Devnet, scenario: Scenario, chain_url: str, **chain_kw: An
 
 def load(cli: Any, config: Path) -> None:
     """init + accounts import + books import, each asserted to succeed."""
-    for args in (("init",), ("accounts", "import", str(config.parent / "accounts.csv")),
-                 ("books", "import", str(config.parent / "books.csv"))):
+    for args in (
+        ("init",),
+        ("accounts", "import", str(config.parent / "accounts.csv")),
+        ("books", "import", str(config.parent / "books.csv")),
+    ):
         result: CliResult = cli("--config", str(config), *args)
         assert result.code == 0, result.stderr
 

@@ -37,10 +37,15 @@ def test_clean_run_reports_every_position_and_exits_0(cli: Any, devnet: Devnet, 
     assert len(doc["positions"]) == 2 * 3
     usdc = position(doc, "seg-1", "USDC")
     assert usdc == {
-        "chain": "eth", "wallet": "seg-1", "asset": "USDC",
-        "book": "1000000500000", "book_display": "1000000.500000",
-        "onchain": "1000000500000", "onchain_display": "1000000.500000",
-        "difference": "0", "difference_display": "0.000000",
+        "chain": "eth",
+        "wallet": "seg-1",
+        "asset": "USDC",
+        "book": "1000000500000",
+        "book_display": "1000000.500000",
+        "onchain": "1000000500000",
+        "onchain_display": "1000000.500000",
+        "difference": "0",
+        "difference_display": "0.000000",
     }
     assert position(doc, "house-1", "USDC")["onchain"] == "0"
     assert position(doc, "house-1", "ETH")["onchain"] == str(7 * 10**18)
@@ -128,9 +133,7 @@ def test_18_decimals_balances_above_2_64_are_exact(cli: Any, devnet: Devnet, sce
     assert position(doc, "house-1", "TMMF")["onchain"] == str(big - 2**65 - 3)
 
 
-def test_multicall_and_batch_read_paths_give_equal_positions(
-    cli: Any, devnet: Devnet, scenario: Scenario
-) -> None:
+def test_multicall_and_batch_read_paths_give_equal_positions(cli: Any, devnet: Devnet, scenario: Scenario) -> None:
     custody = make_custody(devnet, scenario, devnet.url)
     devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 42)  # a break on both paths
     config = scenario.write()
