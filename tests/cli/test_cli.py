@@ -15,7 +15,7 @@ import pytest
 
 from chains.evm.devnet import Devnet
 from tests.conftest import Scenario
-from tests.integration.helpers import load, make_custody
+from tests.integration.helpers import make_custody
 
 RECONCILER = str(Path(sys.executable).parent / "reconciler")
 
