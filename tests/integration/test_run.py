@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 import sqlalchemy
 
 from chains.evm.devnet import AnvilNode, Devnet
@@ -297,3 +299,28 @@ def test_two_chains_in_one_run(cli: Any, devnet: Devnet, scenario: Scenario) -> 
         assert "error" in doc["chains"]["l2"]
         assert {p["chain"] for p in doc["positions"]} == {"eth"}
         assert [b["status"] for b in doc["breaks"]] == ["open"], "the l2 break stays open"
+
+
+def test_multicall_fallback_is_logged(
+    cli: Any, devnet: Devnet, scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_custody(devnet, scenario, devnet.url, multicall3="0x" + "00" * 19 + "01")
+    config = scenario.write()
+    load(cli, config)
+    with caplog.at_level(logging.WARNING, logger="chains.evm.adapter"):
+        code, doc, _ = run_json(cli, config)
+    assert code == 0 and doc["chains"]["eth"]["read_path"] == "batch"
+    [record] = [r for r in caplog.records if "multicall3_absent" in r.getMessage()]
+    assert "fallback=batch" in record.getMessage() and "chain=eth" in record.getMessage()
+
+
+def test_an_asset_address_without_a_contract_is_never_read_as_zero(
+    cli: Any, devnet: Devnet, scenario: Scenario
+) -> None:
+    make_custody(devnet, scenario, devnet.url)
+    scenario.add_token("GHOST", "eth", "0x000000000000000000000000000000000000bEEF", 6)
+    config = scenario.write()
+    load(cli, config)
+    code, doc, _ = run_json(cli, config)
+    assert code == 2 and doc["status"] == "incomplete" and doc["positions"] == []
+    assert "no ERC-20 contract at 0x000000000000000000000000000000000000bEEF" in doc["chains"]["eth"]["error"]
