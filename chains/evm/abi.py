@@ -8,6 +8,7 @@ not have exactly the expected shape raises AbiError; it is never read as zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 BALANCE_OF = bytes.fromhex("70a08231")
@@ -92,7 +93,11 @@ def decode_aggregate3(data: bytes, expected: int) -> list[tuple[bool, bytes]]:
     return out
 
 
-def hex_bytes(value: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise AbiError(f"expected 0x-prefixed hex, got {value!r:.80}")
+_HEX_RE = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+
+
+def hex_bytes(value: object) -> bytes:
+    """0x-prefixed hex of whole bytes, strictly (no spaces, no odd length)."""
+    if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
+        raise AbiError(f"expected 0x-prefixed hex bytes, got {value!r:.80}")
     return bytes.fromhex(value[2:])

@@ -79,16 +79,16 @@ class EvmAdapter:
         ]
         out = []
         for token, raw in zip(tokens, self._batched(calls), strict=True):
-            data = abi.hex_bytes(raw)
-            if not data:
-                raise ChainError(
-                    f"no ERC-20 contract at {token} on chain {self.settings.name} "
-                    f"at block {block.number}: decimals() returned nothing"
-                )
             try:
+                data = abi.hex_bytes(raw)
+                if not data:
+                    raise ChainError(
+                        f"no ERC-20 contract at {token} on chain {self.settings.name} "
+                        f"at block {block.number}: decimals() returned nothing"
+                    )
                 value = abi.decode_uint(data, f"decimals() of {token}")
             except abi.AbiError as exc:
-                raise ChainError(str(exc)) from exc
+                raise ChainError(f"chain {self.settings.name} block {block.number}: {exc}") from exc
             out.append(value)
         return out
 

@@ -1,0 +1,205 @@
+"""Hand-encoded ABI of the hot path, checked against eth_abi (eth_abi.encode/decode) as an independent oracle."""
+
+from __future__ import annotations
+
+import pytest
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chains.evm.abi import (
+    AGGREGATE3,
+    BALANCE_OF,
+    DECIMALS,
+    GET_ETH_BALANCE,
+    TRANSFER_TOPIC,
+    AbiError,
+    balance_of,
+    decode_aggregate3,
+    decode_uint,
+    encode_aggregate3,
+    get_eth_balance,
+    hex_bytes,
+)
+
+HOLDER = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+TOKEN = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+
+_ADDRESSES = st.binary(min_size=20, max_size=20).map(to_checksum_address)
+_CALLDATA = st.binary(min_size=0, max_size=100)
+_RESULTS = st.lists(st.tuples(st.booleans(), st.binary(min_size=0, max_size=100)), max_size=12)
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+def test_selectors_match_their_signatures() -> None:
+    assert BALANCE_OF == _selector("balanceOf(address)")
+    assert DECIMALS == _selector("decimals()")
+    assert GET_ETH_BALANCE == _selector("getEthBalance(address)")
+    assert AGGREGATE3 == _selector("aggregate3((address,bool,bytes)[])")
+    assert TRANSFER_TOPIC == "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+
+
+def test_balance_of_and_get_eth_balance_calldata() -> None:
+    assert balance_of(HOLDER) == BALANCE_OF + abi_encode(["address"], [HOLDER])
+    assert get_eth_balance(HOLDER) == GET_ETH_BALANCE + abi_encode(["address"], [HOLDER])
+    # Case and prefix do not change the encoding.
+    assert balance_of(HOLDER.lower()) == balance_of(HOLDER) == balance_of(HOLDER[2:])
+    assert len(balance_of(HOLDER)) == 36
+
+
+@pytest.mark.parametrize("bad", [HOLDER[:-2], HOLDER + "00", "0x"])
+def test_balance_of_rejects_addresses_that_are_not_20_bytes(bad: str) -> None:
+    with pytest.raises(AbiError, match="20-byte"):
+        balance_of(bad)
+
+
+# ----------------------------------------------------------------------------- aggregate3 calldata
+
+
+def test_encode_aggregate3_matches_eth_abi_for_a_typical_chunk() -> None:
+    calls = [(TOKEN, balance_of(HOLDER)), (MULTICALL3, get_eth_balance(HOLDER)), (TOKEN, DECIMALS)]
+    encoded = encode_aggregate3(calls)
+    assert encoded[:4] == AGGREGATE3
+    expected = abi_encode(["(address,bool,bytes)[]"], [[(t, True, d) for t, d in calls]])
+    assert encoded[4:] == expected
+
+
+def test_encode_aggregate3_without_allow_failure() -> None:
+    calls = [(TOKEN, balance_of(HOLDER))]
+    expected = abi_encode(["(address,bool,bytes)[]"], [[(TOKEN, False, balance_of(HOLDER))]])
+    assert encode_aggregate3(calls, allow_failure=False)[4:] == expected
+
+
+def test_encode_aggregate3_of_no_calls() -> None:
+    assert encode_aggregate3([])[4:] == abi_encode(["(address,bool,bytes)[]"], [[]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(st.tuples(_ADDRESSES, _CALLDATA), max_size=10),
+    allow_failure=st.booleans(),
+)
+def test_encode_aggregate3_agrees_with_eth_abi(calls: list[tuple[str, bytes]], allow_failure: bool) -> None:
+    expected = abi_encode(["(address,bool,bytes)[]"], [[(t, allow_failure, d) for t, d in calls]])
+    encoded = encode_aggregate3(calls, allow_failure=allow_failure)
+    assert encoded[:4] == AGGREGATE3
+    assert encoded[4:] == expected
+    # And eth_abi reads back what was meant.
+    assert abi_decode(["(address,bool,bytes)[]"], encoded[4:])[0] == tuple(
+        (t.lower(), allow_failure, d) for t, d in calls
+    )
+
+
+# ----------------------------------------------------------------------------- aggregate3 results
+
+
+def _results(results: list[tuple[bool, bytes]]) -> bytes:
+    return abi_encode(["(bool,bytes)[]"], [results])
+
+
+def test_decode_aggregate3_typical_result() -> None:
+    balance = (10**27 + 1).to_bytes(32, "big")
+    revert = bytes.fromhex("08c379a0") + b"\x00" * 10
+    decoded = decode_aggregate3(_results([(True, balance), (False, revert), (True, b"")]), 3)
+    assert decoded == [(True, balance), (False, revert), (True, b"")]
+    assert decode_uint(decoded[0][1], "balance") == 10**27 + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(results=_RESULTS)
+def test_decode_aggregate3_round_trips_eth_abi(results: list[tuple[bool, bytes]]) -> None:
+    assert decode_aggregate3(_results(results), len(results)) == results
+
+
+@settings(max_examples=200, deadline=None)
+@given(results=_RESULTS, data=st.data())
+def test_decode_aggregate3_rejects_truncated_results(results: list[tuple[bool, bytes]], data: st.DataObject) -> None:
+    full = _results(results)
+    # Only the zero padding after the last returnData may go without losing content.
+    padding = -len(results[-1][1]) % 32 if results else 0
+    cut = data.draw(st.integers(min_value=0, max_value=len(full) - padding - 1))
+    with pytest.raises(AbiError):
+        decode_aggregate3(full[:cut], len(results))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 31, 32, 63, 64, 95, 96, 127, 160, 191, 192, 200, 223])
+def test_decode_aggregate3_rejects_truncation_at_word_boundaries(cut: int) -> None:
+    full = _results([(True, (5).to_bytes(32, "big"))])
+    assert len(full) == 224
+    with pytest.raises(AbiError):
+        decode_aggregate3(full[:cut], 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(results=_RESULTS, delta=st.integers(min_value=1, max_value=5), sign=st.sampled_from([-1, 1]))
+def test_decode_aggregate3_rejects_a_wrong_count(results: list[tuple[bool, bytes]], delta: int, sign: int) -> None:
+    expected = len(results) + sign * delta
+    if expected < 0:
+        expected = len(results) + delta
+    with pytest.raises(AbiError, match=f"returned {len(results)} results for {expected} calls"):
+        decode_aggregate3(_results(results), expected)
+
+
+def test_decode_aggregate3_rejects_a_success_flag_that_is_not_a_bool() -> None:
+    data = bytearray(_results([(True, b"\x01")]))
+    # The first tuple starts after the array offset, the length and one element offset.
+    assert data[3 * 32 : 4 * 32] == (1).to_bytes(32, "big")
+    data[3 * 32 : 4 * 32] = (2).to_bytes(32, "big")
+    with pytest.raises(AbiError, match="not a bool"):
+        decode_aggregate3(bytes(data), 1)
+
+
+def test_decode_aggregate3_rejects_a_length_past_the_end() -> None:
+    data = bytearray(_results([(True, b"\x01")]))
+    length_at = 5 * 32
+    assert data[length_at : length_at + 32] == (1).to_bytes(32, "big")
+    data[length_at : length_at + 32] = (33).to_bytes(32, "big")
+    with pytest.raises(AbiError, match="past the end"):
+        decode_aggregate3(bytes(data), 1)
+
+
+def test_decode_aggregate3_rejects_an_offset_past_the_end() -> None:
+    data = bytearray(_results([(True, b"\x01")]))
+    data[0:32] = (2**255).to_bytes(32, "big")
+    with pytest.raises(AbiError):
+        decode_aggregate3(bytes(data), 1)
+
+
+# ----------------------------------------------------------------------------- words and hex
+
+
+@pytest.mark.parametrize("value", [0, 1, 6, 18, 10**27 + 1, 2**256 - 1])
+def test_decode_uint_reads_one_word(value: int) -> None:
+    assert decode_uint(abi_encode(["uint256"], [value]), "x") == value
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 33, 64])
+def test_decode_uint_rejects_anything_but_32_bytes(size: int) -> None:
+    with pytest.raises(AbiError, match=f"balanceOf: expected one 32-byte word, got {size} bytes"):
+        decode_uint(b"\x00" * size, "balanceOf")
+
+
+def test_hex_bytes_reads_0x_hex() -> None:
+    assert hex_bytes("0x") == b""
+    assert hex_bytes("0x00ff") == b"\x00\xff"
+
+
+@pytest.mark.parametrize("bad", [None, "", "00ff", 5])
+def test_hex_bytes_rejects_values_without_0x(bad: object) -> None:
+    with pytest.raises(AbiError, match="0x-prefixed"):
+        hex_bytes(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["0x123", "0xzz"])
+def test_hex_bytes_rejects_malformed_hex_as_abi_error(bad: str) -> None:
+    # The module promises AbiError for any result that does not have the expected shape; the
+    # adapter only translates AbiError into ChainError.
+    with pytest.raises(AbiError):
+        hex_bytes(bad)

@@ -1,0 +1,547 @@
+"""TOML configuration -> Settings: documented defaults, precedence, and errors that name the key."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import CANONICAL_MULTICALL3, Settings, load_settings
+from reconciler.domain import AssetKind, SegClass, Severity
+from reconciler.errors import ConfigError
+
+USDC = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
+W1 = "0xeA3E1C24BBC66C2a2f4DE96e35920F0e1984cFa7"
+W2 = "0x27ECfCF2fb4796549b8C8cfd2840B1dE5CF7f859"
+A1 = "0x37D3424576bAFb5fD5f9f8E99478F66780477Fcd"
+A2 = "0xa2060Faa0FC5697Bc282c626D908A989dC0D2B79"
+SPENDER = "0x49b2c05ea4541c2d950c8dd66A6ebBC5886c7039"
+FEED = "0x4258863E2D81c316e4a4dD381c3c50F57F933Be2"
+MMF = "0x6ff0F9F9A2EAa629C52d174EB99509D1e0E25d84"
+
+CHAIN = """
+[chains.eth]
+kind = "evm"
+rpc_urls = ["http://127.0.0.1:8545"]
+chain_id = 31337
+"""
+
+USDC_ASSET = f"""
+[assets.USDC]
+chain = "eth"
+address = "{USDC}"
+decimals = 6
+kind = "stablecoin"
+"""
+
+ETH_ASSET = """
+[assets.ETH]
+chain = "eth"
+native = true
+kind = "native"
+"""
+
+WALLET = f"""
+[wallets.w1]
+chain = "eth"
+address = "{W1}"
+class = "futures"
+"""
+
+MINIMAL = CHAIN + USDC_ASSET + ETH_ASSET + WALLET
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No RECONCILER_* variable from the outside, and a cwd without a reconciler.toml."""
+    monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
+    monkeypatch.delenv("RECONCILER_DATABASE_URL", raising=False)
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+
+
+def _write(tmp_path: Path, text: str, name: str = "reconciler.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _load(tmp_path: Path, text: str) -> Settings:
+    return load_settings(str(_write(tmp_path, text)))
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as exc_info:
+        _load(tmp_path, text)
+    return str(exc_info.value)
+
+
+# ----------------------------------------------------------------------------- valid files
+
+
+def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
+    s = _load(tmp_path, MINIMAL)
+
+    assert list(s.chains) == ["eth"]
+    chain = s.chains["eth"]
+    assert chain.kind == "evm"
+    assert chain.rpc_urls == ("http://127.0.0.1:8545",)
+    assert chain.chain_id == 31337
+    assert chain.confirmations == 0
+    assert chain.multicall3 == CANONICAL_MULTICALL3 == "0xcA11bde05977b3631167028862bE2a173976CA11"
+    assert chain.read_path is None
+
+    usdc = s.assets["USDC"]
+    assert (usdc.chain, usdc.address, usdc.decimals, usdc.kind, usdc.native) == (
+        "eth",
+        USDC,
+        6,
+        AssetKind.STABLECOIN,
+        False,
+    )
+    assert usdc.tolerance == 0
+    assert usdc.price_usd is None and usdc.price_feed is None and usdc.haircut is None
+    assert usdc.dco_haircuts == ()
+
+    eth = s.assets["ETH"]
+    assert eth.native is True
+    assert eth.address is None
+    assert eth.decimals == 18
+    assert eth.kind is AssetKind.NATIVE
+    assert eth.tolerance == 0
+
+    w1 = s.wallets["w1"]
+    assert (w1.chain, w1.address, w1.seg_class) == ("eth", W1, SegClass.FUTURES)
+    assert w1.approvers == ()
+    assert w1.threshold == 0
+    assert w1.allowed_spenders == ()
+    assert w1.custodian == ""
+
+    assert s.webhooks == ()
+    assert s.metrics_listen is None
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'reconciler.db'}"
+    assert [a.name for a in s.assets_on("eth")] == ["USDC", "ETH"]
+    assert [w.name for w in s.wallets_on("eth")] == ["w1"]
+    assert s.wallet_by_address("eth", W1) is w1
+
+
+def test_every_key_named_in_the_design_is_accepted(tmp_path: Path) -> None:
+    text = f"""
+[database]
+url = "sqlite:///ledger.db"
+
+[chains.eth]
+kind = "evm"
+rpc_urls = ["http://127.0.0.1:8545", "https://backup.example/rpc"]
+chain_id = 31337
+confirmations = 12
+multicall3 = "{CANONICAL_MULTICALL3}"
+read_path = "batch"
+
+[assets.USDC]
+chain = "eth"
+address = "{USDC}"
+decimals = 6
+kind = "stablecoin"
+price_usd = "1.00"
+haircut = "0.25"
+dco_haircuts = ["0.02", "0.05"]
+tolerance = "10"
+issuer = "Example Issuer"
+
+[assets.MMF]
+chain = "eth"
+address = "{MMF}"
+decimals = 18
+kind = "mmf"
+price_feed = "{FEED}"
+issuer = "Example Issuer"
+fund_family = "Example Funds"
+government_fund = true
+
+[assets.ETH]
+chain = "eth"
+native = true
+decimals = 18
+kind = "native"
+
+[wallets.cust-seg-1]
+chain = "eth"
+address = "{W1}"
+class = "futures"
+custodian = "Example Trust Co"
+approvers = ["{A1}", "{A2}"]
+threshold = 2
+allowed_spenders = ["{SPENDER}"]
+
+[wallets.house]
+chain = "eth"
+address = "{W2}"
+class = "house"
+
+[segregation]
+haircut_floor = "0.20"
+timezone = "America/Chicago"
+
+[segregation.targets]
+futures = "250000"
+cleared_swaps = "100000"
+foreign_futures = "50000"
+
+[schedule]
+timezone = "America/Chicago"
+run = "*/5 * * * *"
+scan = "30s"
+segregation_statement = "0 17 * * mon-fri"
+
+[[alerts.webhooks]]
+url = "https://hooks.example/a"
+secret_env = "RECONCILER_WEBHOOK_SECRET"
+min_severity = "error"
+
+[[alerts.webhooks]]
+url = "https://hooks.example/b"
+
+[metrics]
+listen = "127.0.0.1:9464"
+"""
+    s = _load(tmp_path, text)
+
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'ledger.db'}"
+    chain = s.chains["eth"]
+    assert chain.rpc_urls == ("http://127.0.0.1:8545", "https://backup.example/rpc")
+    assert chain.confirmations == 12
+    assert chain.read_path == "batch"
+
+    usdc = s.assets["USDC"]
+    assert usdc.price_usd == Decimal("1.00")
+    assert usdc.haircut == Decimal("0.25")
+    assert usdc.dco_haircuts == (Decimal("0.02"), Decimal("0.05"))
+    assert usdc.tolerance == 10
+    assert usdc.issuer == "Example Issuer"
+
+    mmf = s.assets["MMF"]
+    assert mmf.kind is AssetKind.MMF
+    assert mmf.price_feed == FEED
+    assert mmf.fund_family == "Example Funds"
+    assert mmf.government_fund is True
+
+    assert s.assets["ETH"].decimals == 18
+
+    wallet = s.wallets["cust-seg-1"]
+    assert wallet.custodian == "Example Trust Co"
+    assert wallet.approvers == (A1, A2)
+    assert wallet.threshold == 2
+    assert wallet.allowed_spenders == (SPENDER,)
+    assert s.wallets["house"].seg_class is SegClass.HOUSE
+
+    assert s.segregation.haircut_floor == Decimal("0.20")
+    assert s.segregation.timezone == "America/Chicago"
+    assert dict(s.segregation.targets) == {
+        SegClass.FUTURES: Decimal("250000"),
+        SegClass.CLEARED_SWAPS: Decimal("100000"),
+        SegClass.FOREIGN_FUTURES: Decimal("50000"),
+    }
+
+    assert s.schedule.timezone == "America/Chicago"
+    assert s.schedule.run == "*/5 * * * *"
+    assert s.schedule.scan == "30s"
+    assert s.schedule.segregation_statement == "0 17 * * mon-fri"
+
+    assert len(s.webhooks) == 2
+    assert s.webhooks[0].url == "https://hooks.example/a"
+    assert s.webhooks[0].secret_env == "RECONCILER_WEBHOOK_SECRET"
+    assert s.webhooks[0].min_severity is Severity.ERROR
+    assert s.webhooks[1].secret_env is None
+    assert s.webhooks[1].min_severity is Severity.ERROR
+
+    assert s.metrics_listen == "127.0.0.1:9464"
+
+
+def test_read_path_multicall_and_tolerance_as_integer(tmp_path: Path) -> None:
+    text = MINIMAL.replace("chain_id = 31337", 'chain_id = 31337\nread_path = "multicall"').replace(
+        "decimals = 6", "decimals = 6\ntolerance = 5"
+    )
+    s = _load(tmp_path, text)
+    assert s.chains["eth"].read_path == "multicall"
+    assert s.assets["USDC"].tolerance == 5
+
+
+# ----------------------------------------------------------------------------- unknown keys
+
+
+@pytest.mark.parametrize(
+    ("text", "bad_key", "suggested"),
+    [
+        (
+            MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nconfirmation = 1"),
+            "chains.eth.confirmation",
+            "confirmations",
+        ),
+        (MINIMAL.replace("decimals = 6", "decimal = 6"), "assets.USDC.decimal", "decimals"),
+        (MINIMAL.replace('class = "futures"', 'class = "futures"\napprover = []'), "wallets.w1.approver", "approvers"),
+        (MINIMAL + '\n[walets.x]\nchain = "eth"\n', "walets", "wallets"),
+        (MINIMAL + '\n[segregation]\nhaircut_flor = "0.2"\n', "segregation.haircut_flor", "haircut_floor"),
+        (
+            MINIMAL + '\n[[alerts.webhooks]]\nurl = "https://h.example"\nmin_severty = "error"\n',
+            "alerts.webhooks[0].min_severty",
+            "min_severity",
+        ),
+        (MINIMAL + '\n[schedule]\nscna = "30s"\n', "schedule.scna", "scan"),
+    ],
+)
+def test_unknown_key_is_rejected_with_a_suggestion(tmp_path: Path, text: str, bad_key: str, suggested: str) -> None:
+    message = _error(tmp_path, text)
+    assert f"unknown key '{bad_key}'" in message
+    assert f"did you mean '{suggested}'" in message
+
+
+def test_unknown_key_without_a_close_match_lists_known_keys(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nzzz = 1"))
+    assert "chains.eth.zzz" in message
+    assert "known keys" in message and "confirmations" in message
+
+
+# ----------------------------------------------------------------------------- addresses
+
+
+def test_lowercase_wallet_address_is_rejected_with_the_checksummed_form(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace(W1, W1.lower()))
+    assert "wallets.w1.address" in message
+    assert W1 in message
+
+
+def test_wrongly_cased_token_address_is_rejected_with_the_checksummed_form(tmp_path: Path) -> None:
+    wrong = "0x1773E1dDF200EFB0fafC1E372028AA623f95d2DE"
+    assert wrong != USDC and wrong.lower() == USDC.lower()
+    message = _error(tmp_path, MINIMAL.replace(USDC, wrong))
+    assert "assets.USDC.address" in message
+    assert USDC in message
+
+
+def test_lowercase_approver_is_rejected_naming_its_index(tmp_path: Path) -> None:
+    text = MINIMAL.replace('class = "futures"', f'class = "futures"\napprovers = ["{A1}", "{A2.lower()}"]')
+    message = _error(tmp_path, text)
+    assert "wallets.w1.approvers[1]" in message
+    assert A2 in message
+
+
+def test_malformed_address_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace(W1, W1[:-2]))
+    assert "wallets.w1.address" in message
+    assert "20-byte" in message
+
+
+# ----------------------------------------------------------------------------- quoted money
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("haircut = 0.02", "haircut"),
+        ("price_usd = 1.0", "price_usd"),
+        ("price_usd = 1", "price_usd"),
+        ("dco_haircuts = [0.02]", "dco_haircuts[0]"),
+    ],
+)
+def test_unquoted_number_for_money_is_rejected_with_quoting_advice(tmp_path: Path, line: str, key: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("decimals = 6", f"decimals = 6\n{line}"))
+    assert f"assets.USDC.{key}" in message
+    assert "quoted string" in message
+    value = line.split("= ", 1)[1].strip("[]")
+    assert f'"{value}"' in message
+
+
+def test_unquoted_segregation_target_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + "\n[segregation.targets]\nfutures = 250000\n")
+    assert "segregation.targets.futures" in message
+    assert "quoted string" in message
+
+
+@pytest.mark.parametrize("value", ['"1.5"', '"-0.1"', '"2%"', '"abc"'])
+def test_haircut_must_be_a_fraction_below_one(tmp_path: Path, value: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("decimals = 6", f"decimals = 6\nhaircut = {value}"))
+    assert "assets.USDC.haircut" in message
+
+
+# ----------------------------------------------------------------------------- required keys
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL.replace("chain_id = 31337\n", ""), "chains.eth.chain_id"),
+        (MINIMAL.replace('rpc_urls = ["http://127.0.0.1:8545"]\n', ""), "chains.eth.rpc_urls"),
+        (MINIMAL.replace('kind = "evm"\n', ""), "chains.eth.kind"),
+        (MINIMAL.replace(f'address = "{USDC}"\n', ""), "assets.USDC.address"),
+        (MINIMAL.replace("decimals = 6\n", ""), "assets.USDC.decimals"),
+        (MINIMAL.replace('kind = "stablecoin"\n', ""), "assets.USDC.kind"),
+        (MINIMAL.replace('class = "futures"\n', ""), "wallets.w1.class"),
+        (MINIMAL.replace(f'address = "{W1}"\n', ""), "wallets.w1.address"),
+    ],
+)
+def test_missing_required_key_is_named(tmp_path: Path, text: str, key: str) -> None:
+    message = _error(tmp_path, text)
+    assert "missing required key" in message
+    assert f"'{key}'" in message
+
+
+def test_no_chain_at_all_is_rejected(tmp_path: Path) -> None:
+    assert "no chains configured" in _error(tmp_path, "")
+
+
+def test_empty_rpc_urls_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace('["http://127.0.0.1:8545"]', "[]"))
+    assert "chains.eth.rpc_urls" in message
+
+
+def test_bad_wallet_class_suggests_the_right_one(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace('class = "futures"', 'class = "future"'))
+    assert "wallets.w1.class" in message
+    assert "did you mean 'futures'" in message
+
+
+# ----------------------------------------------------------------------------- native assets
+
+
+def test_native_asset_with_an_address_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("native = true", f'native = true\naddress = "{MMF}"'))
+    assert "assets.ETH" in message
+    assert "no address" in message
+
+
+def test_native_asset_with_decimals_other_than_18_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("native = true", "native = true\ndecimals = 8"))
+    assert "assets.ETH.decimals" in message
+    assert "18" in message
+
+
+def test_two_native_assets_on_one_chain_are_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + '\n[assets.ETH2]\nchain = "eth"\nnative = true\nkind = "native"\n')
+    assert "native" in message and "'eth'" in message
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def test_asset_on_an_unknown_chain_suggests_the_configured_one(tmp_path: Path) -> None:
+    text = MINIMAL.replace('[assets.USDC]\nchain = "eth"', '[assets.USDC]\nchain = "eht"')
+    message = _error(tmp_path, text)
+    assert "assets.USDC.chain" in message
+    assert "did you mean 'eth'" in message
+
+
+def test_asset_on_a_far_unknown_chain_lists_the_configured_ones(tmp_path: Path) -> None:
+    text = MINIMAL.replace('[assets.USDC]\nchain = "eth"', '[assets.USDC]\nchain = "polygon"')
+    message = _error(tmp_path, text)
+    assert "assets.USDC.chain" in message and "'polygon'" in message
+    assert "eth" in message.split("polygon", 2)[-1]
+
+
+def test_wallet_on_an_unknown_chain_is_rejected(tmp_path: Path) -> None:
+    text = MINIMAL.replace('[wallets.w1]\nchain = "eth"', '[wallets.w1]\nchain = "eht"')
+    message = _error(tmp_path, text)
+    assert "wallets.w1.chain" in message
+    assert "did you mean 'eth'" in message
+
+
+def test_threshold_above_the_number_of_approvers_is_rejected(tmp_path: Path) -> None:
+    text = MINIMAL.replace('class = "futures"', f'class = "futures"\napprovers = ["{A1}"]\nthreshold = 2')
+    message = _error(tmp_path, text)
+    assert "wallets.w1.threshold" in message
+    assert "1 approver" in message
+
+
+def test_threshold_equal_to_the_number_of_approvers_is_accepted(tmp_path: Path) -> None:
+    text = MINIMAL.replace('class = "futures"', f'class = "futures"\napprovers = ["{A1}", "{A2}"]\nthreshold = 2')
+    assert _load(tmp_path, text).wallets["w1"].threshold == 2
+
+
+def test_duplicate_wallet_address_on_one_chain_is_rejected(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + f'\n[wallets.w2]\nchain = "eth"\naddress = "{W1}"\nclass = "house"\n')
+    assert "wallets.w2.address" in message and "wallets.w1" in message
+
+
+def test_duplicate_chain_id_is_rejected(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[chains.other]\nkind = "evm"\nrpc_urls = ["http://127.0.0.1:8546"]\nchain_id = 31337\n'
+    message = _error(tmp_path, text)
+    assert "chains.other.chain_id" in message and "chains.eth" in message
+
+
+# ----------------------------------------------------------------------------- locating the file
+
+
+def test_explicit_path_beats_env_which_beats_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explicit = _write(tmp_path, MINIMAL.replace("31337", "1"), "explicit.toml")
+    from_env = _write(tmp_path, MINIMAL.replace("31337", "2"), "env.toml")
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    _write(cwd, MINIMAL.replace("31337", "3"))
+    monkeypatch.chdir(cwd)
+
+    assert load_settings(None).chains["eth"].chain_id == 3
+    monkeypatch.setenv("RECONCILER_CONFIG", str(from_env))
+    assert load_settings(None).chains["eth"].chain_id == 2
+    assert load_settings(str(explicit)).chains["eth"].chain_id == 1
+    assert load_settings(str(explicit)).path == explicit
+
+
+def test_explicit_path_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(str(tmp_path / "missing.toml"))
+
+
+def test_env_path_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load_settings(None)
+
+
+def test_no_configuration_anywhere_mentions_the_config_option() -> None:
+    with pytest.raises(ConfigError) as exc_info:
+        load_settings(None)
+    message = str(exc_info.value)
+    assert "--config" in message
+    assert "RECONCILER_CONFIG" in message
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    message = _error(tmp_path, "[chains.eth\nkind = ")
+    assert "not valid TOML" in message
+
+
+# ----------------------------------------------------------------------------- database URL
+
+
+def test_database_url_env_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = MINIMAL + '\n[database]\nurl = "postgresql+psycopg://file@db/one"\n'
+    assert _load(tmp_path, text).database_url == "postgresql+psycopg://file@db/one"
+    monkeypatch.setenv("RECONCILER_DATABASE_URL", "postgresql+psycopg://env@db/two")
+    assert _load(tmp_path, text).database_url == "postgresql+psycopg://env@db/two"
+
+
+def test_relative_sqlite_path_resolves_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    path = _write(conf_dir, MINIMAL + '\n[database]\nurl = "sqlite:///x.db"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # Given relative to the working directory, the file still anchors the database path.
+    relative = Path("..") / "conf" / "reconciler.toml"
+    s = load_settings(str(relative))
+    assert s.database_url == f"sqlite:///{(conf_dir / 'x.db').resolve()}"
+    assert load_settings(str(path)).database_url == s.database_url
+
+
+def test_absolute_sqlite_path_and_memory_are_kept(tmp_path: Path) -> None:
+    absolute = f"sqlite:///{tmp_path / 'abs.db'}"
+    assert _load(tmp_path, MINIMAL + f'\n[database]\nurl = "{absolute}"\n').database_url == absolute
+    memory = "sqlite:///:memory:"
+    assert _load(tmp_path, MINIMAL + f'\n[database]\nurl = "{memory}"\n').database_url == memory

@@ -1,0 +1,231 @@
+"""Amounts are exact integers in base units; addresses are EIP-55 or refused with the fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.domain import (
+    AMOUNT_RE,
+    UINT256_MAX,
+    AddressError,
+    AmountError,
+    Position,
+    checksum_address,
+    format_amount,
+    parse_amount,
+)
+
+# EIP-55's own test vector.
+CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+# ----------------------------------------------------------------------------- parse_amount
+
+
+def test_parse_amount_is_exact_for_large_values() -> None:
+    assert parse_amount("1000000000.000000000000000001", 18) == 10**27 + 1
+    assert parse_amount("10000000000.000000000000000001", 18) == 10**28 + 1
+    assert parse_amount("123456789012345678901234567890.123456789012345678", 18) == (
+        123456789012345678901234567890123456789012345678
+    )
+
+
+def test_parse_amount_does_not_go_through_a_28_digit_decimal_context() -> None:
+    # 10**28 + 1 has 29 significant digits: a Decimal with the default 28-digit context
+    # rounds the last unit away, so an implementation taking that shortcut fails here.
+    text = "10000000000.000000000000000001"
+    with localcontext() as ctx:
+        ctx.prec = 28
+        assert int(Decimal(text) * 10**18) == 10**28
+    assert parse_amount(text, 18) == 10**28 + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "decimals", "expected"),
+    [
+        ("0", 6, 0),
+        ("1", 6, 1_000_000),
+        ("1.5", 6, 1_500_000),
+        ("1250000.50", 6, 1_250_000_500_000),
+        ("0.000001", 6, 1),
+        ("-0.000001", 6, -1),
+        ("-42.25", 2, -4225),
+        ("7", 0, 7),
+        ("7.000", 0, 7),
+        ("007.10", 2, 710),
+        ("-0", 6, 0),
+    ],
+)
+def test_parse_amount_valid(text: str, decimals: int, expected: int) -> None:
+    assert parse_amount(text, decimals) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1e5",
+        "1E5",
+        "+5",
+        "1,000",
+        " 5",
+        "5 ",
+        "NaN",
+        "Infinity",
+        "1_000",
+        ".5",
+        "5.",
+        "",
+        "--1",
+        "-",
+        "0x10",
+        "5\n",
+        "１",
+    ],
+)
+def test_parse_amount_rejects_non_plain_decimals(text: str) -> None:
+    with pytest.raises(AmountError, match="not a plain decimal"):
+        parse_amount(text, 6)
+
+
+def test_parse_amount_rejects_over_precision() -> None:
+    with pytest.raises(AmountError, match="7 fractional digits; the asset has 6"):
+        parse_amount("1.1234567", 6)
+    with pytest.raises(AmountError, match="fractional digits"):
+        parse_amount("0.5", 0)
+
+
+def test_parse_amount_allows_trailing_zeros_beyond_precision() -> None:
+    assert parse_amount("1.500000000", 6) == 1_500_000
+    assert parse_amount("-1.1234560000", 6) == -1_123_456
+
+
+def test_parse_amount_uint256_bounds() -> None:
+    assert parse_amount(str(UINT256_MAX), 0) == UINT256_MAX
+    assert parse_amount("-" + str(UINT256_MAX), 0) == -UINT256_MAX
+    with pytest.raises(AmountError, match="uint256"):
+        parse_amount(str(UINT256_MAX + 1), 0)
+    with pytest.raises(AmountError, match="uint256"):
+        parse_amount("-" + str(UINT256_MAX + 1), 0)
+    # The bound applies to base units, not to the written number.
+    whole, frac = divmod(UINT256_MAX, 10**18)
+    assert parse_amount(f"{whole}.{frac:018d}", 18) == UINT256_MAX
+    with pytest.raises(AmountError, match="uint256"):
+        parse_amount(f"{whole + 1}", 18)
+
+
+def test_parse_amount_negative_values() -> None:
+    assert parse_amount("-1250000.50", 6) == -1_250_000_500_000
+    assert parse_amount("-1000000000.000000000000000001", 18) == -(10**27 + 1)
+
+
+def test_parse_amount_returns_int_not_decimal() -> None:
+    value = parse_amount("1.5", 6)
+    assert type(value) is int
+
+
+# ----------------------------------------------------------------------------- format_amount
+
+
+@pytest.mark.parametrize(
+    ("units", "decimals", "expected"),
+    [
+        (1_500_000, 6, "1.500000"),
+        (0, 6, "0.000000"),
+        (1, 6, "0.000001"),
+        (-1, 6, "-0.000001"),
+        (-1_500_000, 6, "-1.500000"),
+        (1_000_000_000_000, 6, "1000000.000000"),
+        (10**27 + 1, 18, "1000000000.000000000000000001"),
+        (42, 0, "42"),
+        (-42, 0, "-42"),
+    ],
+)
+def test_format_amount_shows_full_decimals(units: int, decimals: int, expected: str) -> None:
+    assert format_amount(units, decimals) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    units=st.integers(min_value=-UINT256_MAX, max_value=UINT256_MAX),
+    decimals=st.integers(min_value=0, max_value=30),
+)
+def test_format_then_parse_round_trips(units: int, decimals: int) -> None:
+    text = format_amount(units, decimals)
+    assert AMOUNT_RE.fullmatch(text)
+    if decimals:
+        assert len(text.rsplit(".", 1)[1]) == decimals
+    else:
+        assert "." not in text
+    assert parse_amount(text, decimals) == units
+
+
+def test_position_difference_is_onchain_minus_book() -> None:
+    pos = Position(chain="eth", wallet="w1", asset="USDC", decimals=6, book=1_000_000, onchain=500_000)
+    assert pos.difference == -500_000
+
+
+# ----------------------------------------------------------------------------- checksum_address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        CHECKSUMMED,
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+        "0x52908400098527886E0F7030069857D2E4169EE7",
+        "0xde709f2102306220921060314715629080e2fb77",  # its checksum happens to be all lower case
+        "0x1111111111111111111111111111111111111111",
+    ],
+)
+def test_checksum_address_accepts_eip55(address: str) -> None:
+    assert checksum_address(address) == address
+
+
+def test_checksum_address_rejects_all_lowercase_and_shows_the_fix() -> None:
+    with pytest.raises(AddressError) as exc_info:
+        checksum_address(CHECKSUMMED.lower())
+    assert CHECKSUMMED in str(exc_info.value)
+    assert "EIP-55" in str(exc_info.value)
+
+
+def test_checksum_address_rejects_all_uppercase() -> None:
+    with pytest.raises(AddressError) as exc_info:
+        checksum_address("0x" + CHECKSUMMED[2:].upper())
+    assert CHECKSUMMED in str(exc_info.value)
+
+
+def test_checksum_address_rejects_wrong_case_and_shows_the_fix() -> None:
+    wrong = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # one letter's case flipped
+    assert wrong.lower() == CHECKSUMMED.lower()
+    with pytest.raises(AddressError) as exc_info:
+        checksum_address(wrong)
+    assert CHECKSUMMED in str(exc_info.value)
+
+
+def test_checksum_address_rejects_missing_prefix() -> None:
+    with pytest.raises(AddressError):
+        checksum_address(CHECKSUMMED[2:])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        CHECKSUMMED[:-1],  # 39 hex digits
+        CHECKSUMMED[:-2],  # 19 bytes
+        CHECKSUMMED + "00",  # 21 bytes
+        "0x" + "g" * 40,
+        "0xZ" + CHECKSUMMED[3:],
+        "0x",
+        "",
+        "not an address",
+    ],
+)
+def test_checksum_address_rejects_malformed(text: str) -> None:
+    with pytest.raises(AddressError, match="20-byte hex address"):
+        checksum_address(text)

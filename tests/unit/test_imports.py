@@ -1,0 +1,392 @@
+"""CSV imports: a file yields rows only when every line is valid; errors name line and column."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import Settings, load_settings
+from reconciler.domain import EntryKind, SegClass
+from reconciler.errors import InputError
+from reconciler.imports import AccountRow, BookRow, parse_accounts_csv, parse_books_csv
+
+USDC = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
+ARB_USDC = "0x042cbEd33A17aE69A84fBf37d880F2074b494d6e"
+W1 = "0xeA3E1C24BBC66C2a2f4DE96e35920F0e1984cFa7"
+W2 = "0x27ECfCF2fb4796549b8C8cfd2840B1dE5CF7f859"
+W3 = "0x27C5342cf9ec9345FCBcD7fAdA407e23ad3C1243"
+UNCONFIGURED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+TX = "0x" + "ab" * 32
+
+CONFIG = f"""
+[chains.eth]
+kind = "evm"
+rpc_urls = ["http://127.0.0.1:8545"]
+chain_id = 31337
+
+[chains.arb]
+kind = "evm"
+rpc_urls = ["http://127.0.0.1:8546"]
+chain_id = 42161
+
+[assets.USDC]
+chain = "eth"
+address = "{USDC}"
+decimals = 6
+kind = "stablecoin"
+
+[assets.ETH]
+chain = "eth"
+native = true
+kind = "native"
+
+[assets.ARB_USDC]
+chain = "arb"
+address = "{ARB_USDC}"
+decimals = 6
+kind = "stablecoin"
+
+[wallets.w1]
+chain = "eth"
+address = "{W1}"
+class = "futures"
+
+[wallets.w2]
+chain = "eth"
+address = "{W2}"
+class = "house"
+
+[wallets.w3]
+chain = "arb"
+address = "{W3}"
+class = "cleared_swaps"
+"""
+
+HEADER = "entry_id,date,account,wallet,asset,amount,kind,memo"
+ACCOUNTS = frozenset({"C1", "C2", "HOUSE"})
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.delenv("RECONCILER_DATABASE_URL", raising=False)
+    path = tmp_path / "reconciler.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return load_settings(str(path))
+
+
+def _books(*lines: str, header: str = HEADER) -> str:
+    return "\n".join([header, *lines]) + "\n"
+
+
+def _book_problems(settings: Settings, text: str, stored: frozenset[str] = frozenset()) -> list[str]:
+    with pytest.raises(InputError) as exc_info:
+        parse_books_csv(text, "books.csv", settings, ACCOUNTS, stored)
+    err = exc_info.value
+    assert err.source == "books.csv"
+    assert str(err).startswith("books.csv: rejected, nothing was imported:")
+    for problem in err.problems:
+        assert problem in str(err)
+    return err.problems
+
+
+def _only_problem(settings: Settings, text: str) -> str:
+    problems = _book_problems(settings, text)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+# ----------------------------------------------------------------------------- valid books
+
+
+def test_valid_books_parse_to_exact_base_units(settings: Settings) -> None:
+    text = _books(
+        "E1,2026-11-24,C1,w1,USDC,1250000.50,deposit,initial margin",
+        "E2,2026-11-24,C1,w1,USDC,-250000.5,withdrawal,",
+        "E3,2026-11-25,HOUSE,w2,ETH,1000000000.000000000000000001,adjustment,",
+        'E4,2026-11-25,C2,w1,USDC,-0.000001,distribution,"memo, with comma"',
+    )
+    rows = parse_books_csv(text, "books.csv", settings, ACCOUNTS)
+    assert rows == [
+        BookRow(
+            2,
+            "E1",
+            date(2026, 11, 24),
+            "C1",
+            "w1",
+            "USDC",
+            1_250_000_500_000,
+            EntryKind.DEPOSIT,
+            "initial margin",
+            None,
+        ),
+        BookRow(3, "E2", date(2026, 11, 24), "C1", "w1", "USDC", -250_000_500_000, EntryKind.WITHDRAWAL, "", None),
+        BookRow(4, "E3", date(2026, 11, 25), "HOUSE", "w2", "ETH", 10**27 + 1, EntryKind.ADJUSTMENT, "", None),
+        BookRow(5, "E4", date(2026, 11, 25), "C2", "w1", "USDC", -1, EntryKind.DISTRIBUTION, "memo, with comma", None),
+    ]
+
+
+def test_optional_tx_hash_column_and_any_column_order(settings: Settings) -> None:
+    header = "memo,tx_hash,kind,amount,asset,wallet,account,date,entry_id"
+    text = _books(
+        f"m,{TX.upper().replace('0X', '0x')},deposit,5,USDC,w1,C1,2026-11-24,E1",
+        ",,deposit,6,USDC,w1,C1,2026-11-24,E2",
+        header=header,
+    )
+    rows = parse_books_csv(text, "books.csv", settings, ACCOUNTS)
+    assert [(r.entry_id, r.amount, r.tx_hash, r.memo) for r in rows] == [
+        ("E1", 5_000_000, TX, "m"),
+        ("E2", 6_000_000, None, ""),
+    ]
+
+
+def test_header_only_gives_no_rows(settings: Settings) -> None:
+    assert parse_books_csv(HEADER + "\n", "books.csv", settings, ACCOUNTS) == []
+    assert parse_books_csv(HEADER, "books.csv", settings, ACCOUNTS) == []
+
+
+def test_byte_order_mark_and_crlf_are_accepted(settings: Settings) -> None:
+    text = "\ufeff" + HEADER + "\r\nE1,2026-11-24,C1,w1,USDC,1,deposit,x\r\n"
+    rows = parse_books_csv(text, "books.csv", settings, ACCOUNTS)
+    assert [(r.entry_id, r.amount) for r in rows] == [("E1", 1_000_000)]
+
+
+def test_customer_entry_in_a_house_wallet_is_not_an_input_error(settings: Settings) -> None:
+    rows = parse_books_csv(_books("E1,2026-11-24,C1,w2,USDC,1,deposit,"), "books.csv", settings, ACCOUNTS)
+    assert rows[0].wallet == "w2"
+
+
+def test_wallet_given_as_checksummed_address_resolves_to_its_name(settings: Settings) -> None:
+    rows = parse_books_csv(_books(f"E1,2026-11-24,C1,{W2},USDC,1,deposit,"), "books.csv", settings, ACCOUNTS)
+    assert rows[0].wallet == "w2"
+
+
+def test_empty_file_is_rejected(settings: Settings) -> None:
+    problems = _book_problems(settings, "")
+    assert problems[0].startswith("line 1")
+    assert "empty" in problems[0]
+
+
+# ----------------------------------------------------------------------------- header problems
+
+
+def test_missing_column_is_rejected(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit", header=HEADER[: -len(",memo")]))
+    assert problem.startswith("line 1")
+    assert "missing column(s) memo" in problem
+
+
+def test_unknown_extra_column_is_rejected(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit,,x", header=HEADER + ",note"))
+    assert problem.startswith("line 1")
+    assert "unknown column(s) note" in problem
+
+
+def test_duplicated_column_is_rejected(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit,,x", header=HEADER + ",memo"))
+    assert problem.startswith("line 1")
+    assert "memo" in problem and "twice" in problem
+
+
+# ----------------------------------------------------------------------------- one bad field per file
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "needle"),
+    [
+        ("E1,2026-11-24,C1,nowallet,USDC,1,deposit,", "wallet", "unknown wallet 'nowallet'"),
+        ("E1,2026-11-24,C1,w1,DAI,1,deposit,", "asset", "unknown asset 'DAI'"),
+        ("E1,2026-11-24,C1,w1,ARB_USDC,1,deposit,", "asset", "chain arb"),
+        ("E1,2026-11-24,C1,w3,USDC,1,deposit,", "asset", "chain eth"),
+        ("E1,2026-11-24,NOBODY,w1,USDC,1,deposit,", "account", "unknown account 'NOBODY'"),
+        ("E1,2026-11-24,C1,w1,USDC,1.1234567,deposit,", "amount", "7 fractional digits; the asset has 6"),
+        ("E1,2026-11-24,C1,w1,USDC,1e5,deposit,", "amount", "not a plain decimal"),
+        ("E1,2026-11-24,C1,w1,USDC,+5,deposit,", "amount", "not a plain decimal"),
+        ('E1,2026-11-24,C1,w1,USDC,"1,000",deposit,', "amount", "not a plain decimal"),
+        ("E1,2026-11-24,C1,w1,USDC, 5,deposit,", "amount", "not a plain decimal"),
+        ("E1,2026-11-24,C1,w1,USDC,,deposit,", "amount", "not a plain decimal"),
+        ("E1,2026-11-24,C1,w1,USDC,-5,deposit,", "amount", "deposit is positive"),
+        ("E1,2026-11-24,C1,w1,USDC,0,deposit,", "amount", "deposit is positive"),
+        ("E1,2026-11-24,C1,w1,USDC,5,withdrawal,", "amount", "withdrawal is negative"),
+        ("E1,2026-11-24,C1,w1,USDC,5,payment,", "kind", "'payment' is not one of"),
+        ("E1,2026-11-24,C1,w1,USDC,5,Deposit,", "kind", "'Deposit' is not one of"),
+        ("E1,2026-13-01,C1,w1,USDC,5,deposit,", "date", "'2026-13-01'"),
+        ("E1,2026-02-30,C1,w1,USDC,5,deposit,", "date", "'2026-02-30'"),
+        ("E1,24/11/2026,C1,w1,USDC,5,deposit,", "date", "not an ISO date"),
+        ("E1,20261124,C1,w1,USDC,5,deposit,", "date", "not an ISO date"),
+        ("E1,,C1,w1,USDC,5,deposit,", "date", "not an ISO date"),
+        (",2026-11-24,C1,w1,USDC,5,deposit,", "entry_id", "is empty"),
+    ],
+)
+def test_one_bad_field_rejects_the_file_naming_line_and_column(
+    settings: Settings, line: str, column: str, needle: str
+) -> None:
+    problem = _only_problem(settings, _books("E0,2026-11-24,C1,w1,USDC,1,deposit,fine", line))
+    assert problem.startswith(f"line 3, column {column}:"), problem
+    assert needle in problem
+
+
+def test_malformed_tx_hash_is_rejected(settings: Settings) -> None:
+    text = _books("E1,2026-11-24,C1,w1,USDC,5,deposit,,0x1234", header=HEADER + ",tx_hash")
+    problem = _only_problem(settings, text)
+    assert problem.startswith("line 2, column tx_hash:")
+    assert "32-byte hash" in problem
+
+
+def test_amounts_are_checked_against_the_assets_own_decimals(settings: Settings) -> None:
+    # 18 decimals is fine for ETH, and one more is not.
+    assert parse_books_csv(_books("E1,2026-11-24,C1,w1,ETH,0.000000000000000001,deposit,"), "b", settings, ACCOUNTS)
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,ETH,0.0000000000000000001,deposit,"))
+    assert problem.startswith("line 2, column amount:")
+
+
+def test_duplicate_entry_id_in_the_file_names_both_lines(settings: Settings) -> None:
+    text = _books(
+        "E1,2026-11-24,C1,w1,USDC,1,deposit,",
+        "E2,2026-11-24,C1,w1,USDC,1,deposit,",
+        "E1,2026-11-25,C1,w1,USDC,2,deposit,",
+    )
+    problem = _only_problem(settings, text)
+    assert problem.startswith("line 4, column entry_id:")
+    assert "'E1'" in problem
+    assert "line 2" in problem
+
+
+def test_entry_id_already_in_the_ledger_is_rejected(settings: Settings) -> None:
+    problems = _book_problems(settings, _books("E9,2026-11-24,C1,w1,USDC,1,deposit,"), stored=frozenset({"E9"}))
+    assert len(problems) == 1
+    assert problems[0].startswith("line 2, column entry_id:")
+    assert "already in the ledger" in problems[0]
+
+
+def test_non_checksummed_wallet_address_shows_the_checksummed_form(settings: Settings) -> None:
+    problem = _only_problem(settings, _books(f"E1,2026-11-24,C1,{W1.lower()},USDC,1,deposit,"))
+    assert problem.startswith("line 2, column wallet:")
+    assert W1 in problem
+
+
+def test_address_of_no_configured_wallet_is_rejected(settings: Settings) -> None:
+    problem = _only_problem(settings, _books(f"E1,2026-11-24,C1,{UNCONFIGURED},USDC,1,deposit,"))
+    assert problem.startswith("line 2, column wallet:")
+    assert UNCONFIGURED in problem
+
+
+def test_wrong_number_of_fields_names_the_line(settings: Settings) -> None:
+    text = _books(
+        "E1,2026-11-24,C1,w1,USDC,1,deposit,",
+        "E2,2026-11-24,C1,w1,USDC,1,deposit",
+        "E3,2026-11-24,C1,w1,USDC,1,deposit,,extra",
+    )
+    problems = _book_problems(settings, text)
+    assert problems == [
+        "line 3: expected 8 fields, found 7",
+        "line 4: expected 8 fields, found 9",
+    ]
+
+
+def test_every_problem_in_the_file_is_reported(settings: Settings) -> None:
+    text = _books(
+        "E1,2026-11-24,C1,w1,USDC,1,deposit,ok",
+        "E2,2026-13-01,C1,w1,USDC,1,deposit,",
+        "E3,2026-11-24,NOBODY,w1,USDC,1,deposit,",
+        "E4,2026-11-24,C1,w1,USDC,1.1234567,deposit,",
+        "E1,2026-11-24,C1,w1,USDC,-1,deposit,",
+        "E6,2026-11-24,C1,w1,USDC,1,deposit,ok",
+    )
+    problems = _book_problems(settings, text)
+    assert [p.split(":", 1)[0] for p in problems] == [
+        "line 3, column date",
+        "line 4, column account",
+        "line 5, column amount",
+        "line 6, column entry_id",
+        "line 6, column amount",
+    ]
+
+
+def test_several_problems_on_one_line_are_all_reported(settings: Settings) -> None:
+    problems = _book_problems(settings, _books("E1,24/11/2026,NOBODY,nowallet,DAI,1,bogus,"))
+    columns = [p.split(":", 1)[0] for p in problems]
+    assert columns == [
+        "line 2, column date",
+        "line 2, column account",
+        "line 2, column wallet",
+        "line 2, column asset",
+        "line 2, column kind",
+    ]
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_physical(settings: Settings) -> None:
+    text = HEADER + "\n\nE1,2026-11-24,C1,w1,USDC,1,deposit,\n\nE2,2026-11-24,C1,w1,USDC,x,deposit,\n"
+    problem = _only_problem(settings, text)
+    assert problem.startswith("line 5, column amount:")
+
+
+# ----------------------------------------------------------------------------- accounts
+
+
+def test_valid_accounts_parse() -> None:
+    text = "account,class,name\nC1,futures,Customer One\nC2,cleared_swaps,\nH,house,The Firm\nF,foreign_futures,F\n"
+    assert parse_accounts_csv(text, "accounts.csv") == [
+        AccountRow(2, "C1", SegClass.FUTURES, "Customer One"),
+        AccountRow(3, "C2", SegClass.CLEARED_SWAPS, ""),
+        AccountRow(4, "H", SegClass.HOUSE, "The Firm"),
+        AccountRow(5, "F", SegClass.FOREIGN_FUTURES, "F"),
+    ]
+
+
+def test_accounts_header_only_gives_no_rows() -> None:
+    assert parse_accounts_csv("account,class,name\n", "accounts.csv") == []
+
+
+def _account_problems(text: str) -> list[str]:
+    with pytest.raises(InputError) as exc_info:
+        parse_accounts_csv(text, "accounts.csv")
+    assert exc_info.value.source == "accounts.csv"
+    return exc_info.value.problems
+
+
+def test_account_with_a_bad_class_is_rejected() -> None:
+    problems = _account_problems("account,class,name\nC1,futures,A\nC2,future,B\n")
+    assert len(problems) == 1
+    assert problems[0].startswith("line 3, column class:")
+    assert "'future'" in problems[0]
+
+
+def test_duplicate_account_names_both_lines() -> None:
+    problems = _account_problems("account,class,name\nC1,futures,A\nC2,house,B\nC1,house,C\n")
+    assert len(problems) == 1
+    assert problems[0].startswith("line 4, column account:")
+    assert "line 2" in problems[0]
+
+
+def test_accounts_missing_column_is_rejected() -> None:
+    problems = _account_problems("account,name\nC1,A\n")
+    assert problems == ["line 1: missing column(s) class"]
+
+
+def test_accounts_unknown_column_is_rejected() -> None:
+    problems = _account_problems("account,class,name,email\nC1,futures,A,a@example\n")
+    assert len(problems) == 1
+    assert problems[0].startswith("line 1:") and "email" in problems[0]
+
+
+def test_accounts_all_problems_reported() -> None:
+    problems = _account_problems("account,class,name\n,futures,A\nC1,nope,B\nC2,house\n")
+    assert [p.split(":", 1)[0] for p in problems] == [
+        "line 2, column account",
+        "line 3, column class",
+        "line 4",
+    ]
+
+
+def test_address_configured_on_two_chains_must_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECONCILER_DATABASE_URL", raising=False)
+    path = tmp_path / "reconciler.toml"
+    path.write_text(CONFIG.replace(W3, W1), encoding="utf-8")
+    settings = load_settings(str(path))
+    problem = _only_problem(settings, _books(f"E1,2026-11-24,C1,{W1},USDC,1,deposit,"))
+    assert problem.startswith("line 2, column wallet:")
+    assert "w1" in problem and "w3" in problem
+    # By name it is unambiguous.
+    assert parse_books_csv(_books("E1,2026-11-24,C1,w1,USDC,1,deposit,"), "b", settings, ACCOUNTS)[0].wallet == "w1"
