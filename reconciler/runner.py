@@ -147,8 +147,10 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
             findings.extend(check_balances(rows, tolerances, result.block))
         plan = plan_breaks(ledger.active_breaks(), findings, coverage)
         summary, breaks = ledger.finish_run(run.id, chain_results, positions, plan, status, reason, exit_code)
-    except LedgerError as exc:
-        reason = f"database failed during the run: {exc}" + (f"; {reason}" if reason else "")
+    except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
+        what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
+        detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
+        reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
         log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
         try:
             ledger.abandon_run(run.id, reason)

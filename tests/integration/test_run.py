@@ -324,3 +324,27 @@ def test_an_asset_address_without_a_contract_is_never_read_as_zero(
     code, doc, _ = run_json(cli, config)
     assert code == 2 and doc["status"] == "incomplete" and doc["positions"] == []
     assert "no ERC-20 contract at 0x000000000000000000000000000000000000bEEF" in doc["chains"]["eth"]["error"]
+
+
+def test_a_database_failure_while_saving_records_the_run_incomplete(
+    cli: Any, devnet: Devnet, scenario: Scenario
+) -> None:
+    make_custody(devnet, scenario, devnet.url)
+    config = scenario.write()
+    load(cli, config)
+    engine = sqlalchemy.create_engine(load_settings(str(config)).database_url)
+    with engine.begin() as conn:  # a real failure of the real database, half-way through a run
+        conn.execute(sqlalchemy.text("DROP TABLE balance_snapshot"))
+
+    code, doc, stderr = run_json(cli, config)
+
+    assert code == 2
+    assert doc["status"] == "incomplete" and doc["breaks"] == []
+    assert "database failed during the run" in doc["reason"] and "balance_snapshot" in doc["reason"]
+    with engine.connect() as conn:
+        status, exit_code = conn.execute(
+            sqlalchemy.text("SELECT status, exit_code FROM run WHERE id = :id"), {"id": doc["run_id"]}
+        ).one()
+    engine.dispose()
+    assert (status, exit_code) == ("incomplete", 2)
+    assert "run incomplete" in stderr
