@@ -366,6 +366,28 @@ def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -
         )
 
 
+@breaks_app.command("ack")
+def breaks_ack(
+    ctx: typer.Context,
+    break_id: str,
+    note: Annotated[str, typer.Option("--note", help="Why, and who is on it (kept in the audit trail).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Acknowledge an open break (it stays until a run no longer finds it)."""
+    settings = _settings(ctx)
+    if not note.strip():
+        raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
+    ledger = open_ledger(settings)
+    try:
+        brk = ledger.acknowledge(break_id, note)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"break": break_doc(brk, settings)})
+    else:
+        err.print(f"break {brk.id} acknowledged")
+
+
 # ---------------------------------------------------------------------- demo
 
 

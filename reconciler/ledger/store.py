@@ -420,6 +420,31 @@ class Ledger:
                 query = query.where(col(BreakRow.status).in_([st.value for st in statuses]))
             return [_record(r) for r in sorted(s.scalars(query), key=_order)]
 
+    def acknowledge(self, break_id: str, note: str) -> BreakRecord:
+        """open -> acknowledged, with the note in the audit trail. Acknowledging does not
+        clear a break: only a run that no longer finds it resolves it."""
+        with self._session() as s:
+            row = s.get(BreakRow, break_id)
+            if row is None:
+                raise LedgerError(f"no break with id {break_id!r}; `reconciler breaks list --all` lists them")
+            if row.status != BreakStatus.OPEN.value:
+                raise LedgerError(f"break {break_id} is {row.status}; only an open break can be acknowledged")
+            row.status = BreakStatus.ACKNOWLEDGED.value
+            s.add(
+                BreakEvent(
+                    break_id=row.id,
+                    run_id=None,
+                    event="acknowledged",
+                    at=_now(),
+                    amount=row.amount,
+                    block_number=row.block_number,
+                    block_hash=row.block_hash,
+                    note=note,
+                )
+            )
+            s.flush()
+            return _record(row)
+
     def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]] | None:
         with self._session() as s:
             row = s.get(BreakRow, break_id)

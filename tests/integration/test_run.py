@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -106,9 +107,9 @@ def test_a_persisting_break_is_seen_again_and_a_cleared_one_is_resolved(
     assert code == 0 and fourth["breaks"] == []
 
     listed = cli("--config", str(config), "breaks", "list", "--all", "--json")
-    assert [b["status"] for b in __import__("json").loads(listed.stdout)["breaks"]] == ["resolved"]
+    assert [b["status"] for b in json.loads(listed.stdout)["breaks"]] == ["resolved"]
     shown = cli("--config", str(config), "breaks", "show", b1["id"], "--json")
-    events = [e["event"] for e in __import__("json").loads(shown.stdout)["events"]]
+    events = [e["event"] for e in json.loads(shown.stdout)["events"]]
     assert events == ["opened", "seen", "resolved"]
 
 
@@ -348,3 +349,26 @@ def test_a_database_failure_while_saving_records_the_run_incomplete(
     engine.dispose()
     assert (status, exit_code) == ("incomplete", 2)
     assert "run incomplete" in stderr
+
+
+def test_an_acknowledged_break_stays_acknowledged_and_still_exits_1(
+    cli: Any, devnet: Devnet, scenario: Scenario
+) -> None:
+    custody = make_custody(devnet, scenario, devnet.url)
+    config = scenario.write()
+    load(cli, config)
+    devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 10)
+    _, first, _ = run_json(cli, config)
+    [brk] = first["breaks"]
+
+    acked = cli("--config", str(config), "breaks", "ack", brk["id"], "--note", "ops ticket 42", "--json")
+    assert acked.code == 0 and json.loads(acked.stdout)["break"]["status"] == "acknowledged"
+    again = cli("--config", str(config), "breaks", "ack", brk["id"], "--note", "twice")
+    assert again.code == 2 and "only an open break" in again.stderr
+
+    code, second, _ = run_json(cli, config)
+    assert code == 1, "an acknowledged error is still an error"
+    [seen] = second["breaks"]
+    assert (seen["id"], seen["status"], seen["times_seen"]) == (brk["id"], "acknowledged", 2)
+    shown = json.loads(cli("--config", str(config), "breaks", "show", brk["id"], "--json").stdout)
+    assert [(e["event"], e["note"]) for e in shown["events"]][1] == ("acknowledged", "ops ticket 42")
