@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from rich.table import Table
 from reconciler import __version__
 from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.config import Settings, load_settings
-from reconciler.domain import BreakStatus, format_amount
+from reconciler.domain import BreakRecord, BreakStatus, format_amount
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
 from reconciler.ledger import Ledger
@@ -209,6 +210,27 @@ def books_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> 
 # ---------------------------------------------------------------------- run
 
 
+def _breaks_table(
+    breaks: Sequence[BreakRecord], settings: Settings, title: str | None = None, short_ids: bool = False
+) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "seen"):
+        table.add_column(col)
+    for b in breaks:
+        table.add_row(
+            b.id[:8] if short_ids else b.id,
+            b.key.kind.value,
+            b.severity.value,
+            b.status.value,
+            b.key.chain,
+            b.key.wallet,
+            b.key.asset or "",
+            break_doc(b, settings)["amount_display"] or "",
+            str(b.times_seen),
+        )
+    return table
+
+
 def print_run(report: RunReport, settings: Settings) -> None:
     chains = Table(title="Pinned blocks", title_justify="left")
     for col in ("chain", "block", "hash", "read path / error"):
@@ -244,23 +266,7 @@ def print_run(report: RunReport, settings: Settings) -> None:
         )
     out.print(positions)
     if report.breaks:
-        table = Table(title="Breaks", title_justify="left")
-        for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "seen"):
-            table.add_column(col)
-        for b in report.breaks:
-            doc = break_doc(b, settings)
-            table.add_row(
-                b.id[:8],
-                b.key.kind.value,
-                b.severity.value,
-                b.status.value,
-                b.key.chain,
-                b.key.wallet,
-                b.key.asset or "",
-                doc["amount_display"] or "",
-                str(b.times_seen),
-            )
-        out.print(table)
+        out.print(_breaks_table(report.breaks, settings, title="Breaks", short_ids=True))
     verdict = {
         0: "[green]complete: no open breaks[/green]",
         1: "[red]complete: breaks open[/red]",
@@ -321,23 +327,7 @@ def breaks_list(
     if json_out:
         _emit_json(breaks_doc(breaks, settings))
         return
-    table = Table()
-    for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "seen"):
-        table.add_column(col)
-    for b in breaks:
-        doc = break_doc(b, settings)
-        table.add_row(
-            b.id,
-            b.key.kind.value,
-            b.severity.value,
-            b.status.value,
-            b.key.chain,
-            b.key.wallet,
-            b.key.asset or "",
-            doc["amount_display"] or "",
-            str(b.times_seen),
-        )
-    out.print(table)
+    out.print(_breaks_table(breaks, settings))
 
 
 @breaks_app.command("show")

@@ -291,7 +291,14 @@ class Ledger:
                     )
                 )
             s.flush()
-            touched: list[str] = []
+            # One query for every break this run touches; no per-break round trips.
+            ids = [a.id for a, _ in plan.seen_again] + [a.id for a in plan.resolved]
+            existing = {
+                r.id: r
+                for chunk in _chunks(ids)
+                for r in s.scalars(select(BreakRow).where(col(BreakRow.id).in_(chunk)))
+            }
+            opened: list[tuple[BreakRow, str]] = []
             for f in plan.opened:
                 block = blocks.get(f.key.chain)
                 row = BreakRow(
@@ -315,24 +322,11 @@ class Ledger:
                     times_seen=1,
                 )
                 s.add(row)
-                s.flush()
-                s.add(
-                    BreakEvent(
-                        break_id=row.id,
-                        run_id=run_id,
-                        event="opened",
-                        at=now,
-                        amount=f.amount,
-                        block_number=row.block_number,
-                        block_hash=row.block_hash,
-                        note=f.detail,
-                    )
-                )
-                touched.append(row.id)
+                opened.append((row, f.detail))
+            s.flush()  # break rows before the events that reference them (no ORM relationship orders them)
+            s.add_all(_event(row, run_id, "opened", now, detail) for row, detail in opened)
             for active, f in plan.seen_again:
-                seen_row = s.get(BreakRow, active.id)
-                assert seen_row is not None
-                row = seen_row
+                row = existing[active.id]
                 block = blocks.get(f.key.chain)
                 row.amount = f.amount
                 row.detail = f.detail
@@ -340,45 +334,21 @@ class Ledger:
                 row.last_run_id = run_id
                 row.last_seen_at = now
                 row.times_seen += 1
-                row.block_number = block.number if block else row.block_number
-                row.block_hash = block.hash if block else row.block_hash
-                s.add(
-                    BreakEvent(
-                        break_id=row.id,
-                        run_id=run_id,
-                        event="seen",
-                        at=now,
-                        amount=f.amount,
-                        block_number=row.block_number,
-                        block_hash=row.block_hash,
-                        note=f.detail,
-                    )
-                )
+                if block is not None:
+                    row.block_number, row.block_hash = block.number, block.hash
+                s.add(_event(row, run_id, "seen", now, f.detail))
             for active in plan.resolved:
-                gone = s.get(BreakRow, active.id)
-                assert gone is not None
-                row = gone
-                block = blocks.get(row.chain)
+                row = existing[active.id]
                 row.status = BreakStatus.RESOLVED.value
                 row.resolved_run_id = run_id
                 row.resolved_at = now
-                s.add(
-                    BreakEvent(
-                        break_id=row.id,
-                        run_id=run_id,
-                        event="resolved",
-                        at=now,
-                        amount=None,
-                        block_number=block.number if block else None,
-                        block_hash=block.hash if block else None,
-                        note="not found by a run that checked it",
-                    )
-                )
-                touched.append(row.id)
+                block = blocks.get(row.chain)
+                if block is not None:
+                    row.block_number, row.block_hash = block.number, block.hash
+                s.add(_event(row, run_id, "resolved", now, "not found by a run that checked it"))
             s.flush()
             active_rows = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
-            resolved_ids = {b.id for b in plan.resolved}
-            resolved_rows = [r for r in (s.get(BreakRow, i) for i in resolved_ids) if r is not None]
+            resolved_rows = [existing[b.id] for b in plan.resolved]
             report = [_record(r) for r in sorted(active_rows + resolved_rows, key=_order)]
             run.status = status
             run.reason = reason
@@ -430,18 +400,7 @@ class Ledger:
             if row.status != BreakStatus.OPEN.value:
                 raise LedgerError(f"break {break_id} is {row.status}; only an open break can be acknowledged")
             row.status = BreakStatus.ACKNOWLEDGED.value
-            s.add(
-                BreakEvent(
-                    break_id=row.id,
-                    run_id=None,
-                    event="acknowledged",
-                    at=_now(),
-                    amount=row.amount,
-                    block_number=row.block_number,
-                    block_hash=row.block_hash,
-                    note=note,
-                )
-            )
+            s.add(_event(row, None, "acknowledged", _now(), note))
             s.flush()
             return _record(row)
 
@@ -476,6 +435,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), _IN_CHUNK):
         yield items[i : i + _IN_CHUNK]
+
+
+def _event(row: BreakRow, run_id: str | None, event: str, at: datetime, note: str) -> BreakEvent:
+    """An audit-trail entry carrying the break's evidence as it stands now."""
+    return BreakEvent(
+        break_id=row.id,
+        run_id=run_id,
+        event=event,
+        at=at,
+        amount=row.amount,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
+        note=note,
+    )
 
 
 def _key(row: BreakRow) -> BreakKey:
