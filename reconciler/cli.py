@@ -28,7 +28,7 @@ from reconciler.domain import BreakRecord, BreakStatus, format_amount
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
 from reconciler.ledger import Ledger
-from reconciler.ledger.store import _redact
+from reconciler.ledger.store import redact_url
 from reconciler.report import break_doc, breaks_doc, event_doc, run_doc
 from reconciler.runner import RunReport, run_reconciliation
 
@@ -119,9 +119,9 @@ def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     finally:
         ledger.close()
     if json_out:
-        _emit_json({"database": _redact(settings.database_url), "schema_version": version})
+        _emit_json({"database": redact_url(settings.database_url), "schema_version": version})
     else:
-        err.print(f"database ready: {_redact(settings.database_url)} (schema version {version})")
+        err.print(f"database ready: {redact_url(settings.database_url)} (schema version {version})")
 
 
 @config_app.command("check")
@@ -152,7 +152,7 @@ def config_check(
     doc = {
         "ok": not failed,
         "config": str(settings.path),
-        "database": _redact(settings.database_url),
+        "database": redact_url(settings.database_url),
         "chains": chains or {name: {} for name in settings.chains},
         "assets": sorted(settings.assets),
         "wallets": sorted(settings.wallets),

@@ -84,7 +84,7 @@ class Ledger:
         try:
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise LedgerError(f"cannot use database URL {_redact(url)!r}: {exc}") from exc
+            raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -97,7 +97,7 @@ class Ledger:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise LedgerError(f"database {_redact(self.url)} failed: {_first_line(exc)}") from exc
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc)}") from exc
         except IntegrityError as exc:
             raise LedgerError(f"database refused the write: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
@@ -111,7 +111,7 @@ class Ledger:
         try:
             SchemaMeta.metadata.create_all(self.engine)
         except OperationalError as exc:
-            raise LedgerError(f"database {_redact(self.url)} unreachable: {_first_line(exc)}") from exc
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc)}") from exc
         with self._session() as s:
             meta = s.get(SchemaMeta, 1)
             if meta is None:
@@ -128,7 +128,7 @@ class Ledger:
         try:
             tables = set(inspect(self.engine).get_table_names())
         except OperationalError as exc:
-            raise LedgerError(f"database {_redact(self.url)} unreachable: {_first_line(exc)}") from exc
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc)}") from exc
         if "schema_meta" not in tables or "break" not in tables:
             self.init()
             return
@@ -496,7 +496,7 @@ def _first_line(exc: BaseException) -> str:
     return str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a database URL."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
