@@ -121,6 +121,13 @@ def checksum_address(text: str) -> str:
     return expected
 
 
+def pinned_number(head: int, confirmations: int) -> int:
+    """The block a run reads: ``confirmations`` below head, never below genesis."""
+    if head < 0 or confirmations < 0:
+        raise ValueError(f"head ({head}) and confirmations ({confirmations}) must not be negative")
+    return max(head - confirmations, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class BlockRef:
     """A block a run pinned: every read of the run names this number and hash."""

@@ -16,7 +16,7 @@ from chains.base import BalanceQuery
 from chains.evm import abi
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, Transport
 from reconciler.config import ChainSettings
-from reconciler.domain import BlockRef
+from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class EvmAdapter:
 
     def pin(self, confirmations: int) -> BlockRef:
         head = _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber")
-        number = max(head - confirmations, 0)
+        number = pinned_number(head, confirmations)
         return BlockRef(number, self.block_hash(number))
 
     def block_hash(self, number: int) -> str:

@@ -220,9 +220,12 @@ class Ledger:
     def book_balances(self) -> dict[tuple[str, str], int]:
         totals: dict[tuple[str, str], int] = {}
         with self._session() as s:
-            for wallet, asset, amount in s.execute(
-                select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount))
-            ):
+            rows = s.execute(
+                select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)).execution_options(
+                    yield_per=10_000  # memory stays bounded however long the books grow
+                )
+            )
+            for wallet, asset, amount in rows:
                 totals[(wallet, asset)] = totals.get((wallet, asset), 0) + amount
         return totals
 

@@ -17,6 +17,7 @@ from reconciler.domain import (
     checksum_address,
     format_amount,
     parse_amount,
+    pinned_number,
 )
 
 # EIP-55's own test vector.
@@ -229,3 +230,27 @@ def test_checksum_address_rejects_missing_prefix() -> None:
 def test_checksum_address_rejects_malformed(text: str) -> None:
     with pytest.raises(AddressError, match="20-byte hex address"):
         checksum_address(text)
+
+
+@pytest.mark.parametrize(
+    ("head", "confirmations", "expected"),
+    [(0, 0, 0), (10, 0, 10), (10, 3, 7), (10, 10, 0), (2, 12, 0), (2**40, 64, 2**40 - 64)],
+)
+def test_pinned_number_is_head_minus_confirmations_never_below_genesis(
+    head: int, confirmations: int, expected: int
+) -> None:
+    assert pinned_number(head, confirmations) == expected
+
+
+@given(st.integers(min_value=0, max_value=2**63), st.integers(min_value=0, max_value=10_000))
+def test_pinned_number_never_exceeds_head_nor_goes_negative(head: int, confirmations: int) -> None:
+    pinned = pinned_number(head, confirmations)
+    assert 0 <= pinned <= head
+    assert pinned == head - confirmations or pinned == 0
+
+
+def test_pinned_number_rejects_negative_inputs() -> None:
+    with pytest.raises(ValueError):
+        pinned_number(-1, 0)
+    with pytest.raises(ValueError):
+        pinned_number(5, -1)
