@@ -61,16 +61,21 @@ class State:
     debug: bool
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Annotated[str | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logs and tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version.", callback=_print_version, is_eager=True)
+    ] = False,
 ) -> None:
-    if version:
-        print(__version__)
-        raise typer.Exit(0)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",

@@ -150,3 +150,10 @@ def test_demo_interrupted_stops_its_anvil_nodes(sig: signal.Signals) -> None:
     proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert _gone_within(anvils, 30), "an Anvil node outlived the demo"
+
+
+def test_version_prints_and_exits_0(cli: Any) -> None:
+    from reconciler import __version__
+
+    result = cli("--version")
+    assert result.code == 0 and result.stdout.strip() == __version__
