@@ -21,6 +21,13 @@ from reconciler.cli import main
 PG_BASE = os.environ.get("RECONCILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_reconciler_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's RECONCILER_CONFIG or RECONCILER_DATABASE_URL must not steer the tests."""
+    for name in ("RECONCILER_CONFIG", "RECONCILER_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 # ------------------------------------------------------------------------- chains
 
 
