@@ -15,7 +15,6 @@ import csv
 import hashlib
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -23,7 +22,7 @@ from types import FrameType
 from eth_account import Account
 from rich.console import Console
 
-from chains.evm.devnet import AnvilNode, Devnet
+from chains.evm.devnet import AnvilNode, Devnet, owned_tempdir
 from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.config import load_settings
 from reconciler.domain import BreakKind, parse_amount
@@ -175,7 +174,7 @@ def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
 
 
 def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> int:
-    folder = keep if keep is not None else Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    folder = keep if keep is not None else owned_tempdir("reconciler-demo-")
     folder.mkdir(parents=True, exist_ok=True)
     nodes: dict[str, AnvilNode] = {}
     try:

@@ -57,6 +57,23 @@ def anvil_binary() -> Path:
     )
 
 
+def owned_tempdir(prefix: str) -> Path:
+    """A temporary folder stamped with this process's pid. Folders of the same prefix whose
+    owner is gone (a SIGKILL skips every cleanup) are removed first, so none pile up."""
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{prefix}*"):
+        try:
+            owner = int((stale / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge: no stamp, or not readable
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    (folder / "owner.pid").write_text(str(os.getpid()))
+    return folder
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     if platform.system() == "Linux":
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -74,7 +91,7 @@ class AnvilNode:
 
     @classmethod
     def start(cls, chain_id: int = 31337, extra_args: Sequence[str] = (), timeout: float = 30.0) -> AnvilNode:
-        workdir = Path(tempfile.mkdtemp(prefix="reconciler-anvil-"))
+        workdir = owned_tempdir("reconciler-anvil-")
         log_path = workdir / "anvil.log"
         args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id), *extra_args]
         with log_path.open("wb") as log_file:
