@@ -44,6 +44,10 @@ class ChainAdapter(Protocol):
         """Each query's balance at ``block``, in base units, in the order asked."""
         ...
 
+    def close(self) -> None:
+        """Release connections; the adapter is not used afterwards."""
+        ...
+
     @property
     def read_path(self) -> str | None:
         """How the last balances() call read: "multicall" or "batch"."""

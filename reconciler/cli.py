@@ -154,6 +154,8 @@ def config_check(
                 failed = True
                 chains[chain.name] = {"ok": False, "error": str(exc)}
                 err.print(f"chain {chain.name}: {exc}")
+            finally:
+                adapter.close()
     doc = {
         "ok": not failed,
         "config": str(settings.path),

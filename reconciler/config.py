@@ -19,7 +19,6 @@ from typing import Any
 
 from reconciler.domain import (
     AddressError,
-    AmountError,
     AssetKind,
     SegClass,
     Severity,
@@ -540,14 +539,3 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         webhooks=top.get("alerts", {}).get("webhooks", ()),
         metrics_listen=top.get("metrics", {}).get("listen"),
     )
-
-
-__all__ = [
-    "AmountError",
-    "AssetSettings",
-    "ChainSettings",
-    "Settings",
-    "WalletSettings",
-    "load_settings",
-    "parse_settings",
-]

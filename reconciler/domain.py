@@ -137,15 +137,6 @@ class BlockRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Holding:
-    """What one wallet holds of one asset, on chain at a pinned block."""
-
-    wallet: str
-    asset: str
-    units: BaseUnits
-
-
-@dataclass(frozen=True, slots=True)
 class Position:
     """Books against chain for one wallet x asset at one pinned block."""
 

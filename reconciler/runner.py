@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chains.base import BalanceQuery, ChainAdapter
-from reconciler.config import ChainSettings, Settings
+from reconciler.config import AssetSettings, ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Position, Severity
 from reconciler.engine.balances import check_balances, positions_for_chain
 from reconciler.engine.lifecycle import plan_breaks
@@ -60,38 +60,37 @@ def read_chain(
             f"the node reports chain id {node_chain_id} but chains.{chain.name}.chain_id = "
             f"{chain.chain_id}: is rpc_urls pointing at the right network?"
         )
-    assets = settings.assets_on(chain.name)
-    wallets = settings.wallets_on(chain.name)
-    tokens = [a for a in assets if a.address is not None]
-    queries = [BalanceQuery(w.address, a.address) for w in wallets for a in assets]
-    for attempt in range(REORG_RETRIES + 1):
+    tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
+    pairs = [(w, a) for w in settings.wallets_on(chain.name) for a in settings.assets_on(chain.name)]
+    queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
+    for _attempt in range(REORG_RETRIES + 1):
         block = adapter.pin(chain.confirmations)
+        failure: ChainError | None = None
+        values: list[int] = []
         try:
-            decimals = adapter.token_decimals([a.address for a in tokens if a.address], block)
-            for asset, actual in zip(tokens, decimals, strict=True):
-                if actual != asset.decimals:
-                    raise ChainError(
-                        f"token {asset.address} reports decimals() = {actual} at block "
-                        f"{block.number} but assets.{asset.name}.decimals = {asset.decimals}: "
-                        "fix the configuration (amounts would be misread by a factor of "
-                        f"10^{abs(actual - asset.decimals)})"
-                    )
+            _check_decimals(tokens, adapter.token_decimals([a.address for a in tokens if a.address], block), block)
             values = adapter.balances(queries, block) if queries else []
-        except ChainError:
-            if _reorged(adapter, block) and attempt < REORG_RETRIES:
-                log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
-                continue
-            raise
-        if _reorged(adapter, block):
-            if attempt < REORG_RETRIES:
-                log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
-                continue
-            raise ChainError(f"block {block.number} kept being replaced by reorgs; raise confirmations")
-        onchain = {
-            (w.name, a.name): v for (w, a), v in zip(((w, a) for w in wallets for a in assets), values, strict=True)
-        }
-        return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None), onchain
-    raise AssertionError("unreachable")  # pragma: no cover
+        except ChainError as exc:
+            failure = exc
+        # Whether the reads failed or not, they only count if the pinned block is still canonical.
+        if not _reorged(adapter, block):
+            if failure is not None:
+                raise failure
+            onchain = {(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)}
+            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None), onchain
+        log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
+    raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
+
+
+def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], block: BlockRef) -> None:
+    for asset, reported in zip(tokens, actual, strict=True):
+        if reported != asset.decimals:
+            raise ChainError(
+                f"token {asset.address} reports decimals() = {reported} at block "
+                f"{block.number} but assets.{asset.name}.decimals = {asset.decimals}: "
+                "fix the configuration (amounts would be misread by a factor of "
+                f"10^{abs(reported - asset.decimals)})"
+            )
 
 
 def _reorged(adapter: ChainAdapter, block: BlockRef) -> bool:
@@ -114,9 +113,7 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
             try:
                 read[chain.name] = read_chain(chain, settings, adapter)
             finally:
-                close = getattr(adapter, "close", None)
-                if close is not None:
-                    close()
+                adapter.close()
         except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
             why = str(exc) if isinstance(exc, ChainError) else f"{type(exc).__name__}: {exc}"
             log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, why)

@@ -167,6 +167,3 @@ def _quantity(value: Any, what: str) -> int:
     if not isinstance(value, str) or not value.startswith("0x"):
         raise ChainError(f"{what} answered {value!r:.80}, not a hex quantity")
     return int(value, 16)
-
-
-__all__ = ["EvmAdapter", "FailoverRpc", "HttpRpc"]

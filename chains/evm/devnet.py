@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -166,15 +166,6 @@ class AnvilNode:
         self.stop()
 
 
-@contextlib.contextmanager
-def anvil(chain_id: int = 31337, extra_args: Sequence[str] = ()) -> Iterator[AnvilNode]:
-    node = AnvilNode.start(chain_id, extra_args)
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
 def artifact(name: str) -> dict[str, Any]:
     path = ARTIFACTS / f"{name}.json"
     data: dict[str, Any] = json.loads(path.read_text())
@@ -227,14 +218,8 @@ class Devnet:
     def deploy_token(self, name: str, symbol: str, decimals: int) -> Contract:
         return self.deploy("CollateralToken", name, symbol, decimals, self.deployer)
 
-    def token(self, address: str) -> Contract:
-        return self.w3.eth.contract(address=to_checksum_address(address), abi=artifact("CollateralToken")["abi"])
-
     def mint(self, token: Contract, to: str, amount: int) -> None:
         self._wait(token.functions.mint(to, amount).transact({"from": self.deployer}))
-
-    def mint_batch(self, token: Contract, to: Sequence[str], amounts: Sequence[int]) -> None:
-        self._wait(token.functions.mintBatch(list(to), list(amounts)).transact({"from": self.deployer}))
 
     def set_native_balance(self, address: str, wei: int) -> None:
         self.rpc("anvil_setBalance", [address, hex(wei)])
@@ -254,15 +239,6 @@ class Devnet:
             self.rpc("anvil_stopImpersonatingAccount", [holder])
             self.set_native_balance(holder, native_before)
             self.mine()
-
-    def send_native_as(self, holder: str, to: str, wei: int) -> str:
-        self.rpc("anvil_impersonateAccount", [holder])
-        try:
-            tx = self.w3.eth.send_transaction({"from": holder, "to": to, "value": wei})  # type: ignore[typeddict-item]
-            self._wait(tx)
-            return "0x" + bytes(tx).hex()
-        finally:
-            self.rpc("anvil_stopImpersonatingAccount", [holder])
 
     def _wait(self, tx: Any) -> None:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)

@@ -229,13 +229,6 @@ class Ledger:
                 totals[(wallet, asset)] = totals.get((wallet, asset), 0) + amount
         return totals
 
-    def counts(self) -> dict[str, int]:
-        with self._session() as s:
-            return {
-                "accounts": len(s.scalars(select(col(Account.account))).all()),
-                "book_entries": len(s.scalars(select(col(BookEntry.entry_id))).all()),
-            }
-
     # ------------------------------------------------------------------ runs
 
     def start_run(self) -> RunSummary:
@@ -367,22 +360,6 @@ class Ledger:
                 .where(col(Run.id) == run_id)
                 .values(status="incomplete", reason=reason, finished_at=_now(), exit_code=2)
             )
-
-    def run_chains(self, run_id: str) -> list[ChainResult]:
-        with self._session() as s:
-            rows = s.scalars(select(RunChain).where(col(RunChain.run_id) == run_id))
-            return [
-                ChainResult(
-                    chain=r.chain,
-                    chain_id=r.chain_id,
-                    block=BlockRef(r.block_number, r.block_hash)
-                    if r.block_number is not None and r.block_hash
-                    else None,
-                    read_path=r.read_path,
-                    error=r.error,
-                )
-                for r in rows
-            ]
 
     # ------------------------------------------------------------------ breaks
 
