@@ -1,7 +1,10 @@
 """EVM ChainAdapter: pins blocks, checks the node, reads balances on one of two paths.
 
 Invariants: every read is made at the pinned block by its hash (EIP-1898, requireCanonical),
-so a reorg makes the read fail instead of silently answering from another fork; a balance
+so a reorg makes the read fail instead of silently answering from another fork; the pinned
+block is the one asked for (its number checked, its hash 32 bytes of hex), so a node or a
+proxy that answers for another block leaves the chain unread instead of read at the wrong
+block; a quantity is strict 0x-hex or a ChainError naming the method; a balance
 that cannot be read, or reads as anything but one uint256, raises ChainError naming the
 holder and token; the multicall and batch paths return identical values.
 """
@@ -9,6 +12,7 @@ holder and token; the multicall and batch paths return identical values.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +24,9 @@ from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
 
 log = logging.getLogger(__name__)
+
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]+")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 def _block_param(block: BlockRef) -> dict[str, Any]:
@@ -54,18 +61,35 @@ class EvmAdapter:
     # ----------------------------------------------------------------- blocks
 
     def chain_id(self) -> int:
-        return _quantity(self.rpc.request("eth_chainId", []), "eth_chainId")
+        return _quantity(self.rpc.request("eth_chainId", []), "eth_chainId", self.rpc.endpoint)
 
     def pin(self, confirmations: int) -> BlockRef:
-        head = _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber")
+        head = _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber", self.rpc.endpoint)
         number = pinned_number(head, confirmations)
         return BlockRef(number, self.block_hash(number))
 
     def block_hash(self, number: int) -> str:
-        block = self.rpc.request("eth_getBlockByNumber", [hex(number), False])
-        if not isinstance(block, dict) or not isinstance(block.get("hash"), str):
+        asked = hex(number)
+        call = f"eth_getBlockByNumber({asked})"
+        block = self.rpc.request("eth_getBlockByNumber", [asked, False])
+        if block is None:
             raise ChainError(f"{self.rpc.endpoint}: block {number} not found")
-        return str(block["hash"]).lower()
+        if not isinstance(block, dict):
+            raise ChainError(f"{self.rpc.endpoint}: {call} answered {block!r:.80}, not a block")
+        answered = _quantity(block.get("number"), f"{call} (the block's number)", self.rpc.endpoint)
+        if answered != number:
+            raise ChainError(
+                f"{self.rpc.endpoint}: {call} answered block {hex(answered)}: the node, or a proxy in "
+                "front of it, serves another block than the one asked for; reading it would report "
+                "another block's balances as this one's. Check the endpoint"
+            )
+        block_hash = block.get("hash")
+        if not isinstance(block_hash, str) or not _HASH.fullmatch(block_hash):
+            raise ChainError(
+                f"{self.rpc.endpoint}: {call} answered a block with hash {block_hash!r:.80}, not 32 bytes "
+                "of 0x-hex: check the endpoint"
+            )
+        return block_hash.lower()
 
     def has_code(self, address: str, block: BlockRef) -> bool:
         code = self.rpc.request("eth_getCode", [address, _block_param(block)])
@@ -118,7 +142,7 @@ class EvmAdapter:
         for q, raw in zip(queries, self._batched(calls), strict=True):
             try:
                 out.append(
-                    _quantity(raw, "eth_getBalance")
+                    _quantity(raw, f"eth_getBalance of {q.holder}", self.rpc.endpoint)
                     if q.token is None
                     else abi.decode_uint(abi.hex_bytes(raw), f"balanceOf of {_describe(q)}")
                 )
@@ -163,7 +187,12 @@ class EvmAdapter:
         return out
 
 
-def _quantity(value: Any, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise ChainError(f"{what} answered {value!r:.80}, not a hex quantity")
+def _quantity(value: Any, what: str, endpoint: str) -> int:
+    """A JSON-RPC quantity: "0x" and hex digits, nothing else (int() alone would also take
+    "0x1_0", " 0x10" or "-0x1", and raise a bare ValueError on "0xZZ")."""
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+        raise ChainError(
+            f"{endpoint}: {what} answered {value!r:.80}, not a hex quantity (0x and hex digits): "
+            "is this endpoint an EVM JSON-RPC node?"
+        )
     return int(value, 16)
