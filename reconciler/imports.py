@@ -2,7 +2,9 @@
 
 Invariant: a file yields rows only when every line is valid; otherwise InputError lists each
 problem as ``line N, column C: reason`` and the caller writes nothing. Checks that need the
-ledger (known accounts, entry ids already stored) take their facts as arguments.
+ledger (known accounts, entry ids already stored, book balances) take their facts as
+arguments. Every limit a database column has is checked here, so that SQLite (which enforces
+no length) and PostgreSQL refuse the same files with the same messages.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date
 
-from reconciler.config import Settings, WalletSettings
+from reconciler.config import MAX_NAME_LENGTH, Settings, WalletSettings
 from reconciler.domain import (
     HASH_RE,
+    UINT256_MAX,
     AddressError,
     AmountError,
     EntryKind,
@@ -30,6 +33,15 @@ ACCOUNT_COLUMNS = ("account", "class", "name")
 BOOK_COLUMNS = ("entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo")
 BOOK_OPTIONAL = ("tx_hash",)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+# Column limits, in characters; reconciler.ledger.models sizes its columns from these. Memo and
+# account name are unbounded there and bounded here, so both engines refuse the same files.
+MAX_ENTRY_ID_LENGTH = 200
+MAX_ACCOUNT_LENGTH = 200
+MAX_ACCOUNT_NAME_LENGTH = 1000
+MAX_MEMO_LENGTH = 1000
+MAX_WALLET_LENGTH = MAX_NAME_LENGTH  # a wallet is stored by its configured name
+MAX_ASSET_LENGTH = MAX_NAME_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,12 @@ class _Problems:
     def add(self, line: int, column: str | None, reason: str) -> None:
         where = f"line {line}" + (f", column {column}" if column else "")
         self.items.append(f"{where}: {reason}")
+
+
+def _too_long(value: str, limit: int) -> str | None:
+    if len(value) <= limit:
+        return None
+    return f"is {len(value)} characters long; at most {limit} are allowed"
 
 
 def _records(
@@ -113,14 +131,22 @@ def parse_accounts_csv(text: str, source: str) -> list[AccountRow]:
         if not account.strip():
             problems.add(line, "account", "is empty")
             continue
+        if reason := _too_long(account, MAX_ACCOUNT_LENGTH):
+            problems.add(line, "account", reason)
+            continue
         if account in first_line:
             problems.add(line, "account", f"{account!r} already appears on line {first_line[account]}")
             continue
         first_line[account] = line
+        ok = True
         if rec["class"] not in classes:
             problems.add(line, "class", f"{rec['class']!r} is not one of {', '.join(classes)}")
-            continue
-        rows.append(AccountRow(line, account, SegClass(rec["class"]), rec["name"]))
+            ok = False
+        if reason := _too_long(rec["name"], MAX_ACCOUNT_NAME_LENGTH):
+            problems.add(line, "name", reason)
+            ok = False
+        if ok:
+            rows.append(AccountRow(line, account, SegClass(rec["class"]), rec["name"]))
     if problems.items:
         raise InputError(source, problems.items)
     return rows
@@ -165,6 +191,8 @@ def parse_books_csv(
         entry_id = rec["entry_id"]
         if not entry_id.strip():
             bad("entry_id", "is empty")
+        elif reason := _too_long(entry_id, MAX_ENTRY_ID_LENGTH):
+            bad("entry_id", reason)
         elif entry_id in first_line:
             bad("entry_id", f"{entry_id!r} already appears on line {first_line[entry_id]}")
         elif entry_id in stored_entry_ids:
@@ -181,7 +209,9 @@ def parse_books_csv(
             except ValueError as exc:
                 bad("date", f"{rec['date']!r}: {exc}")
 
-        if rec["account"] not in known_accounts:
+        if reason := _too_long(rec["account"], MAX_ACCOUNT_LENGTH):
+            bad("account", reason)
+        elif rec["account"] not in known_accounts:
             bad("account", f"unknown account {rec['account']!r}; import it first with `accounts import`")
 
         wallet: WalletSettings | None = None
@@ -214,6 +244,9 @@ def parse_books_csv(
         if amount is not None and kind is EntryKind.WITHDRAWAL and amount >= 0:
             bad("amount", f"a withdrawal is negative, not {rec['amount']}")
 
+        if reason := _too_long(rec["memo"], MAX_MEMO_LENGTH):
+            bad("memo", reason)
+
         tx_hash = rec.get("tx_hash") or None
         if tx_hash is not None:
             tx_hash = tx_hash.lower()
@@ -238,3 +271,37 @@ def parse_books_csv(
     if problems.items:
         raise InputError(source, problems.items)
     return rows
+
+
+def book_balance_problems(existing: Mapping[tuple[str, str], int], rows: Sequence[BookRow]) -> list[str]:
+    """Problems for each wallet x asset whose book balance would leave ±(2^256 - 1).
+
+    ``existing`` holds the ledger's balances for (at least) the pairs the file touches. The
+    balance is the sum of all entries, so only the total after the file counts; the line named
+    is the one from which the running total (ledger first, then the file in order) stays out of
+    range. No custody wallet can hold more than a uint256, and the ledger stores balances as
+    NUMERIC(78, 0): such a file would otherwise import and break every later run.
+    """
+    totals: dict[tuple[str, str], int] = {}
+    crossed: dict[tuple[str, str], BookRow] = {}
+    for row in rows:
+        pair = (row.wallet, row.asset)
+        before = totals.get(pair, existing.get(pair, 0))
+        after = before + row.amount
+        totals[pair] = after
+        if abs(after) <= UINT256_MAX:
+            crossed.pop(pair, None)
+        elif abs(before) <= UINT256_MAX or pair not in crossed:
+            crossed[pair] = row
+    problems: list[str] = []
+    for pair, row in sorted(crossed.items(), key=lambda item: item[1].line):
+        wallet, asset = pair
+        stored = existing.get(pair, 0)
+        side = "above 2^256 - 1" if totals[pair] > 0 else "below -(2^256 - 1)"
+        problems.append(
+            f"line {row.line}, column amount: the book balance of wallet {wallet} x asset {asset} would be "
+            f"{totals[pair]} base units, {side}, which no token balance can reach "
+            f"(ledger before this file: {stored}; this file adds {totals[pair] - stored}); "
+            "check the amounts and the asset's decimals"
+        )
+    return problems

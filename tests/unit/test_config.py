@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reconciler.config import CANONICAL_MULTICALL3, Settings, load_settings
+from reconciler.config import (
+    CANONICAL_MULTICALL3,
+    Settings,
+    load_settings,
+    parse_duration,
+    schedule_interval,
+)
 from reconciler.domain import AssetKind, SegClass, Severity
 from reconciler.errors import ConfigError
 
@@ -92,6 +101,9 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
     assert chain.confirmations == 0
     assert chain.multicall3 == CANONICAL_MULTICALL3 == "0xcA11bde05977b3631167028862bE2a173976CA11"
     assert chain.read_path is None
+    assert chain.rpc_retries == 2
+    assert chain.cross_check is False
+    assert chain.start_block is None
 
     usdc = s.assets["USDC"]
     assert (usdc.chain, usdc.address, usdc.decimals, usdc.kind, usdc.native) == (
@@ -104,6 +116,9 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
     assert usdc.tolerance == 0
     assert usdc.price_usd is None and usdc.price_feed is None and usdc.haircut is None
     assert usdc.dco_haircuts == ()
+    assert usdc.price_max_age == timedelta(hours=24)
+    assert usdc.freeze_check is None
+    assert usdc.pause_check is False
 
     eth = s.assets["ETH"]
     assert eth.native is True
@@ -121,6 +136,8 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
 
     assert s.webhooks == ()
     assert s.metrics_listen is None
+    assert s.surveillance.inflow_grace == timedelta(hours=24)
+    assert s.lock_timeout == 300.0
     assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'reconciler.db'}"
     assert [a.name for a in s.assets_on("eth")] == ["USDC", "ETH"]
     assert [w.name for w in s.wallets_on("eth")] == ["w1"]
@@ -139,6 +156,9 @@ chain_id = 31337
 confirmations = 12
 multicall3 = "{CANONICAL_MULTICALL3}"
 read_path = "batch"
+rpc_retries = 3
+cross_check = true
+start_block = 1000
 
 [assets.USDC]
 chain = "eth"
@@ -150,6 +170,8 @@ haircut = "0.25"
 dco_haircuts = ["0.02", "0.05"]
 tolerance = "10"
 issuer = "Example Issuer"
+freeze_check = "isBlacklisted"
+pause_check = true
 
 [assets.MMF]
 chain = "eth"
@@ -157,6 +179,7 @@ address = "{MMF}"
 decimals = 18
 kind = "mmf"
 price_feed = "{FEED}"
+price_max_age = "10m"
 issuer = "Example Issuer"
 fund_family = "Example Funds"
 government_fund = true
@@ -190,6 +213,9 @@ futures = "250000"
 cleared_swaps = "100000"
 foreign_futures = "50000"
 
+[surveillance]
+inflow_grace = "1d"
+
 [schedule]
 timezone = "America/Chicago"
 run = "*/5 * * * *"
@@ -214,6 +240,9 @@ listen = "127.0.0.1:9464"
     assert chain.rpc_urls == ("http://127.0.0.1:8545", "https://backup.example/rpc")
     assert chain.confirmations == 12
     assert chain.read_path == "batch"
+    assert chain.rpc_retries == 3
+    assert chain.cross_check is True
+    assert chain.start_block == 1000
 
     usdc = s.assets["USDC"]
     assert usdc.price_usd == Decimal("1.00")
@@ -221,12 +250,16 @@ listen = "127.0.0.1:9464"
     assert usdc.dco_haircuts == (Decimal("0.02"), Decimal("0.05"))
     assert usdc.tolerance == 10
     assert usdc.issuer == "Example Issuer"
+    assert usdc.freeze_check == "isBlacklisted"
+    assert usdc.pause_check is True
+    assert usdc.price_max_age == timedelta(hours=24)
 
     mmf = s.assets["MMF"]
     assert mmf.kind is AssetKind.MMF
     assert mmf.price_feed == FEED
     assert mmf.fund_family == "Example Funds"
     assert mmf.government_fund is True
+    assert mmf.price_max_age == timedelta(minutes=10)
 
     assert s.assets["ETH"].decimals == 18
 
@@ -244,6 +277,7 @@ listen = "127.0.0.1:9464"
         SegClass.CLEARED_SWAPS: Decimal("100000"),
         SegClass.FOREIGN_FUTURES: Decimal("50000"),
     }
+    assert s.surveillance.inflow_grace == timedelta(days=1)
 
     assert s.schedule.timezone == "America/Chicago"
     assert s.schedule.run == "*/5 * * * *"
@@ -290,6 +324,8 @@ def test_read_path_multicall_and_tolerance_as_integer(tmp_path: Path) -> None:
             "min_severity",
         ),
         (MINIMAL + '\n[schedule]\nscna = "30s"\n', "schedule.scna", "scan"),
+        (MINIMAL + '\n[surveillance]\ninflow_grase = "1h"\n', "surveillance.inflow_grase", "inflow_grace"),
+        (MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nrpc_retry = 3"), "chains.eth.rpc_retry", "rpc_retries"),
     ],
 )
 def test_unknown_key_is_rejected_with_a_suggestion(tmp_path: Path, text: str, bad_key: str, suggested: str) -> None:
@@ -540,8 +576,314 @@ def test_relative_sqlite_path_resolves_against_the_config_folder(
     assert load_settings(str(path)).database_url == s.database_url
 
 
-def test_absolute_sqlite_path_and_memory_are_kept(tmp_path: Path) -> None:
+def test_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
     absolute = f"sqlite:///{tmp_path / 'abs.db'}"
     assert _load(tmp_path, MINIMAL + f'\n[database]\nurl = "{absolute}"\n').database_url == absolute
-    memory = "sqlite:///:memory:"
-    assert _load(tmp_path, MINIMAL + f'\n[database]\nurl = "{memory}"\n').database_url == memory
+
+
+IN_MEMORY = ["sqlite:///:memory:", "sqlite://", "sqlite:///", "sqlite:///:memory:?cache=shared"]
+
+
+@pytest.mark.parametrize("url", IN_MEMORY)
+def test_in_memory_sqlite_in_the_file_is_refused(tmp_path: Path, url: str) -> None:
+    message = _error(tmp_path, MINIMAL + f'\n[database]\nurl = "{url}"\n')
+    assert message.startswith("database.url = ")
+    assert "in-memory" in message and "cannot keep a ledger" in message
+    assert "give a file path" in message
+
+
+@pytest.mark.parametrize("url", IN_MEMORY)
+def test_in_memory_sqlite_from_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("RECONCILER_DATABASE_URL", url)
+    message = _error(tmp_path, MINIMAL)
+    assert message.startswith("RECONCILER_DATABASE_URL = ")
+    assert "in-memory" in message and "give a file path" in message
+
+
+def test_a_bad_url_in_the_file_is_refused_even_when_the_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert "database.url" in _error(tmp_path, MINIMAL + '\n[database]\nurl = "sqlite://"\n')
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://root:hunter2@db/ledger",
+        "mongodb://root:hunter2@db/ledger",
+        "root:hunter2@db/ledger",
+        "SQLITE:///x.db",
+    ],
+)
+def test_an_unsupported_scheme_names_the_supported_ones_without_the_password(tmp_path: Path, url: str) -> None:
+    message = _error(tmp_path, MINIMAL + f'\n[database]\nurl = "{url}"\n')
+    assert "database.url" in message
+    assert "sqlite:///PATH" in message and "postgresql+psycopg://" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:hunter2@db/ledger",
+        "postgres://app:hunter2@db/ledger",
+        "postgresql+psycopg2://app:hunter2@db/l",
+    ],
+)
+def test_postgresql_without_the_psycopg_driver_is_refused_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("RECONCILER_DATABASE_URL", url)
+    message = _error(tmp_path, MINIMAL)
+    assert "RECONCILER_DATABASE_URL" in message
+    assert "write postgresql+psycopg://" in message
+    assert "hunter2" not in message and "app:***@db" in message
+
+
+def test_sqlite_url_with_two_slashes_and_a_path_is_refused(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + '\n[database]\nurl = "sqlite://ledger.db"\n')
+    assert "database.url" in message and "sqlite:///PATH" in message
+
+
+def test_postgresql_psycopg_url_is_accepted(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[database]\nurl = "postgresql+psycopg://app:pw@db:5432/ledger"\n'
+    assert _load(tmp_path, text).database_url == "postgresql+psycopg://app:pw@db:5432/ledger"
+
+
+# ----------------------------------------------------------------------------- numbers in range
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "+inf", "-inf", "0", "0.0", "-1", "3601", "1e9", '"10"', "true"])
+def test_rpc_timeout_must_be_finite_positive_and_at_most_an_hour(tmp_path: Path, value: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("chain_id = 31337", f"chain_id = 31337\nrpc_timeout = {value}"))
+    assert message.startswith("chains.eth.rpc_timeout")
+    assert "3600" in message
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("2.5", 2.5), ("3600", 3600.0), ("0.001", 0.001), ("10", 10.0)])
+def test_rpc_timeout_in_range_is_accepted(tmp_path: Path, value: str, seconds: float) -> None:
+    text = MINIMAL.replace("chain_id = 31337", f"chain_id = 31337\nrpc_timeout = {value}")
+    assert _load(tmp_path, text).chains["eth"].rpc_timeout == seconds
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("rpc_retries = 11", "rpc_retries"),
+        ("rpc_retries = -1", "rpc_retries"),
+        ('rpc_retries = "2"', "rpc_retries"),
+        ("start_block = -1", "start_block"),
+        ("start_block = 1.5", "start_block"),
+        ('cross_check = "yes"', "cross_check"),
+    ],
+)
+def test_chain_resilience_keys_are_validated(tmp_path: Path, line: str, key: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("chain_id = 31337", f"chain_id = 31337\n{line}"))
+    assert message.startswith(f"chains.eth.{key}")
+
+
+def test_rpc_retries_bounds_are_accepted(tmp_path: Path) -> None:
+    for n in (0, 10):
+        text = MINIMAL.replace("chain_id = 31337", f"chain_id = 31337\nrpc_retries = {n}\nstart_block = 0")
+        chain = _load(tmp_path, text).chains["eth"]
+        assert (chain.rpc_retries, chain.start_block) == (n, 0)
+
+
+def test_cross_check_needs_two_rpc_urls(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("chain_id = 31337", "chain_id = 31337\ncross_check = true"))
+    assert "chains.eth.cross_check needs at least two rpc_urls" in message
+
+
+def test_tolerance_of_thousands_of_digits_is_a_config_error(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("decimals = 6", f'decimals = 6\ntolerance = "{"9" * 5000}"'))
+    assert "assets.USDC.tolerance" in message
+
+
+def test_an_integer_too_long_for_python_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("chain_id = 31337", f"chain_id = {'1' * 5000}"))
+    assert "not valid TOML" in message
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(MINIMAL.replace("evm", "\xe9vm").encode("latin-1"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(str(path))
+
+
+def test_rpc_url_errors_do_not_show_the_url(tmp_path: Path) -> None:
+    text = MINIMAL.replace('"http://127.0.0.1:8545"', '"wss://node.example/v2/SECRETKEY"')
+    message = _error(tmp_path, text)
+    assert "chains.eth.rpc_urls[0]" in message and "http://" in message
+    assert "SECRETKEY" not in message
+
+
+def test_a_name_longer_than_its_column_is_refused(tmp_path: Path) -> None:
+    long_name = "w" * 201
+    message = _error(tmp_path, MINIMAL.replace("[wallets.w1]", f"[wallets.{long_name}]"))
+    assert "at most 200" in message
+    assert _load(tmp_path, MINIMAL.replace("[wallets.w1]", f"[wallets.{'w' * 200}]")).wallets
+
+
+# ----------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("10m", timedelta(minutes=10)),
+        ("24h", timedelta(hours=24)),
+        ("1d", timedelta(days=1)),
+        ("0s", timedelta(0)),
+        ("366d", timedelta(days=366)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "1h30m", "1.5h", "-1h", "1 h", "1H", "1w", "h", "367d", "9" * 5000 + "s"])
+def test_parse_duration_refuses_other_forms(text: str) -> None:
+    with pytest.raises(ValueError, match="duration|days"):
+        parse_duration(text)
+
+
+@given(st.text(max_size=30))
+def test_parse_duration_raises_only_value_error(text: str) -> None:
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        return
+    assert timedelta(0) <= value <= timedelta(days=366)
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        ("asset", "price_max_age = 3600", "assets.USDC.price_max_age"),
+        ("asset", 'price_max_age = "1 hour"', "assets.USDC.price_max_age"),
+        ("asset", "price_max_age = 1.5", "assets.USDC.price_max_age"),
+        ("asset", 'price_max_age = "0s"', "assets.USDC.price_max_age"),
+        ("surveillance", "inflow_grace = 86400", "surveillance.inflow_grace"),
+        ("surveillance", 'inflow_grace = "24"', "surveillance.inflow_grace"),
+        ("surveillance", 'inflow_grace = "-1h"', "surveillance.inflow_grace"),
+    ],
+)
+def test_durations_must_be_quoted_and_well_formed(tmp_path: Path, section: str, line: str, key: str) -> None:
+    if section == "asset":
+        text = MINIMAL.replace("decimals = 6", f"decimals = 6\n{line}")
+    else:
+        text = MINIMAL + f"\n[surveillance]\n{line}\n"
+    message = _error(tmp_path, text)
+    assert message.startswith(key)
+    assert '"30s"' in message or "at least" in message
+
+
+def test_unquoted_duration_suggests_the_quoted_form(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + "\n[surveillance]\ninflow_grace = 86400\n")
+    assert 'inflow_grace = "86400s"' in message
+
+
+def test_zero_inflow_grace_is_allowed(tmp_path: Path) -> None:
+    s = _load(tmp_path, MINIMAL + '\n[surveillance]\ninflow_grace = "0s"\n')
+    assert s.surveillance.inflow_grace == timedelta(0)
+
+
+# ----------------------------------------------------------------------------- schedule, alerts, metrics
+
+
+@pytest.mark.parametrize(
+    ("spec", "interval"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("10m", timedelta(minutes=10)),
+        ("1h", timedelta(hours=1)),
+        ("*/5 * * * *", None),
+        ("0 17 * * mon-fri", None),
+        ("0,30 8-17 1 JAN-DEC *", None),
+    ],
+)
+def test_schedule_accepts_cron_and_intervals(tmp_path: Path, spec: str, interval: timedelta | None) -> None:
+    s = _load(tmp_path, MINIMAL + f'\n[schedule]\nrun = "{spec}"\n')
+    assert s.schedule.run == spec
+    assert schedule_interval(spec) == interval
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('scan = "*/5 * * *"', "4 field(s)"),
+        ('scan = "0 17 * * mon-fri 2026"', "6 field(s)"),
+        ('scan = "every 5 minutes"', "3 field(s)"),
+        ('scan = "0 17 * * mon;fri"', "characters"),
+        ('scan = "0s"', "at least 1s"),
+        ("scan = 30", "quoted string"),
+    ],
+)
+def test_schedule_refuses_what_is_neither_cron_nor_interval(tmp_path: Path, line: str, needle: str) -> None:
+    message = _error(tmp_path, MINIMAL + f"\n[schedule]\n{line}\n")
+    assert message.startswith("schedule.scan")
+    assert needle in message
+
+
+@pytest.mark.parametrize("section", ["schedule", "segregation"])
+def test_timezone_must_exist(tmp_path: Path, section: str) -> None:
+    message = _error(tmp_path, MINIMAL + f'\n[{section}]\ntimezone = "America/Chicgo"\n')
+    assert message.startswith(f"{section}.timezone")
+    assert "did you mean 'America/Chicago'" in message
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9464", "localhost:1", "[::1]:9464", "0.0.0.0:65535"])
+def test_metrics_listen_accepts_host_and_port(tmp_path: Path, listen: str) -> None:
+    assert _load(tmp_path, MINIMAL + f'\n[metrics]\nlisten = "{listen}"\n').metrics_listen == listen
+
+
+@pytest.mark.parametrize("listen", ["9464", ":9464", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "::1:9464", "h:x"])
+def test_metrics_listen_refuses_what_is_not_host_and_port(tmp_path: Path, listen: str) -> None:
+    message = _error(tmp_path, MINIMAL + f'\n[metrics]\nlisten = "{listen}"\n')
+    assert message.startswith("metrics.listen") and "HOST:PORT" in message
+
+
+def test_webhook_url_must_be_http(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + '\n[[alerts.webhooks]]\nurl = "ftp://user:hunter2@h.example/x"\n')
+    assert message.startswith("alerts.webhooks[0].url") and "https://" in message
+    assert "hunter2" not in message
+
+
+def test_webhook_secret_env_must_name_a_variable_and_is_never_echoed(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[alerts.webhooks]]\nurl = "https://h.example"\nsecret_env = "s3cr3t-value!"\n'
+    message = _error(tmp_path, text)
+    assert message.startswith("alerts.webhooks[0].secret_env") and "environment variable" in message
+    assert "s3cr3t-value!" not in message
+
+
+# ----------------------------------------------------------------------------- issuer controls
+
+
+def test_freeze_check_is_a_function_name(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL.replace("decimals = 6", 'decimals = 6\nfreeze_check = "isBlacklisted(address)"'))
+    assert message.startswith("assets.USDC.freeze_check")
+    assert "write only the name: 'isBlacklisted'" in message
+
+
+@pytest.mark.parametrize("line", ['freeze_check = "isFrozen"', "pause_check = true"])
+def test_issuer_controls_on_a_native_coin_are_refused(tmp_path: Path, line: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("native = true", f"native = true\n{line}"))
+    assert message.startswith("assets.ETH." + line.split(" ", 1)[0])
+
+
+@pytest.mark.parametrize("line", ['fund_family = "Funds"', "government_fund = true"])
+def test_fund_keys_apply_to_money_market_funds_only(tmp_path: Path, line: str) -> None:
+    message = _error(tmp_path, MINIMAL.replace("decimals = 6", f"decimals = 6\n{line}"))
+    assert message.startswith("assets.USDC." + line.split(" ", 1)[0]) and "mmf" in message
+
+
+def test_database_lock_timeout_is_a_duration(tmp_path: Path) -> None:
+    s = _load(tmp_path, MINIMAL + '\n[database]\nurl = "sqlite:///x.db"\nlock_timeout = "1s"\n')
+    assert s.lock_timeout == 1.0
+    message = _error(tmp_path, MINIMAL + "\n[database]\nlock_timeout = 30\n")
+    assert message.startswith("database.lock_timeout") and 'lock_timeout = "30s"' in message

@@ -118,6 +118,50 @@ def test_parse_amount_uint256_bounds() -> None:
         parse_amount(f"{whole + 1}", 18)
 
 
+@pytest.mark.parametrize("text", ["1" * 5000, "-" + "9" * 4301 + ".5", "1" * 79, "-" + "1" * 79, "1" * 100_000 + ".0"])
+def test_parse_amount_refuses_too_many_digits_with_an_amount_error(text: str) -> None:
+    # Python's int() refuses more than 4300 digits with a bare ValueError; the length check
+    # comes first, and the message stays short whatever the input's length.
+    with pytest.raises(AmountError, match="digits before the point; a uint256 amount has at most 78") as exc_info:
+        parse_amount(text, 0 if "." not in text else 1)
+    assert len(str(exc_info.value)) < 200
+
+
+def test_parse_amount_counts_significant_digits_only() -> None:
+    assert parse_amount("0" * 5000 + "1", 0) == 1
+    assert parse_amount("1." + "0" * 5000, 6) == 1_000_000
+    assert parse_amount("0" * 100 + str(UINT256_MAX), 0) == UINT256_MAX
+
+
+def test_parse_amount_shortens_long_inputs_in_messages() -> None:
+    with pytest.raises(AmountError) as exc_info:
+        parse_amount("x" * 10_000, 6)
+    assert "not a plain decimal" in str(exc_info.value)
+    assert "10000 characters" in str(exc_info.value)
+    assert len(str(exc_info.value)) < 200
+
+
+_DIGITY = st.text(alphabet="0123456789.-", max_size=120) | st.builds(
+    lambda sign, whole, frac: f"{sign}{whole}{frac}",
+    st.sampled_from(["", "-"]),
+    st.integers(min_value=1, max_value=6000).map(lambda n: "9" * n),
+    st.sampled_from(["", ".5", ".000", "." + "0" * 5000]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=60) | _DIGITY, decimals=st.integers(min_value=0, max_value=77))
+def test_parse_amount_raises_nothing_but_amount_error(text: str, decimals: int) -> None:
+    try:
+        units = parse_amount(text, decimals)
+    except AmountError as exc:
+        assert len(str(exc)) < 300
+        return
+    assert type(units) is int
+    assert -UINT256_MAX <= units <= UINT256_MAX
+    assert AMOUNT_RE.fullmatch(text)
+
+
 def test_parse_amount_negative_values() -> None:
     assert parse_amount("-1250000.50", 6) == -1_250_000_500_000
     assert parse_amount("-1000000000.000000000000000001", 18) == -(10**27 + 1)

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from reconciler.config import Settings, load_settings
-from reconciler.domain import EntryKind, SegClass
+from reconciler.domain import UINT256_MAX, EntryKind, SegClass, format_amount
 from reconciler.errors import InputError
-from reconciler.imports import AccountRow, BookRow, parse_accounts_csv, parse_books_csv
+from reconciler.imports import (
+    MAX_ACCOUNT_LENGTH,
+    MAX_ACCOUNT_NAME_LENGTH,
+    MAX_ASSET_LENGTH,
+    MAX_ENTRY_ID_LENGTH,
+    MAX_MEMO_LENGTH,
+    MAX_WALLET_LENGTH,
+    AccountRow,
+    BookRow,
+    book_balance_problems,
+    parse_accounts_csv,
+    parse_books_csv,
+)
 
 USDC = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
 ARB_USDC = "0x042cbEd33A17aE69A84fBf37d880F2074b494d6e"
@@ -390,3 +406,151 @@ def test_address_configured_on_two_chains_must_be_named(tmp_path: Path, monkeypa
     assert "w1" in problem and "w3" in problem
     # By name it is unambiguous.
     assert parse_books_csv(_books("E1,2026-11-24,C1,w1,USDC,1,deposit,"), "b", settings, ACCOUNTS)[0].wallet == "w1"
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def test_an_amount_of_thousands_of_digits_is_a_line_and_column_error(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC," + "1" * 5000 + ",deposit,"))
+    assert problem.startswith("line 2, column amount:")
+    assert "5000 digits before the point" in problem
+    assert len(problem) < 300
+
+
+def test_an_amount_of_79_digits_is_a_line_and_column_error(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,ETH," + "1" * 79 + ",deposit,"))
+    assert problem.startswith("line 2, column amount:")
+    assert "at most 78" in problem
+
+
+@pytest.mark.parametrize(
+    ("column", "limit", "make_line"),
+    [
+        ("entry_id", MAX_ENTRY_ID_LENGTH, lambda v: f"{v},2026-11-24,C1,w1,USDC,1,deposit,"),
+        ("memo", MAX_MEMO_LENGTH, lambda v: f"E1,2026-11-24,C1,w1,USDC,1,deposit,{v}"),
+    ],
+)
+def test_book_columns_longer_than_their_limit_are_refused_on_every_engine(
+    settings: Settings, column: str, limit: int, make_line: Any
+) -> None:
+    assert parse_books_csv(_books(make_line("x" * limit)), "books.csv", settings, ACCOUNTS)
+    problem = _only_problem(settings, _books(make_line("x" * (limit + 1))))
+    assert problem.startswith(f"line 2, column {column}:")
+    assert f"is {limit + 1} characters long; at most {limit}" in problem
+
+
+def test_a_book_account_longer_than_its_column_is_named_as_such(settings: Settings) -> None:
+    long_account = "C" * (MAX_ACCOUNT_LENGTH + 1)
+    problem = _only_problem(settings, _books(f"E1,2026-11-24,{long_account},w1,USDC,1,deposit,"))
+    assert problem.startswith("line 2, column account:")
+    assert f"at most {MAX_ACCOUNT_LENGTH}" in problem
+
+
+def test_accounts_longer_than_their_columns_are_refused() -> None:
+    text = "\n".join(
+        [
+            "account,class,name",
+            f"{'A' * MAX_ACCOUNT_LENGTH},futures,{'n' * MAX_ACCOUNT_NAME_LENGTH}",
+            f"{'B' * (MAX_ACCOUNT_LENGTH + 1)},futures,ok",
+            f"C1,house,{'n' * (MAX_ACCOUNT_NAME_LENGTH + 1)}",
+        ]
+    )
+    problems = _account_problems(text + "\n")
+    assert [p.split(":", 1)[0] for p in problems] == ["line 3, column account", "line 4, column name"]
+    assert f"at most {MAX_ACCOUNT_LENGTH}" in problems[0]
+    assert f"at most {MAX_ACCOUNT_NAME_LENGTH}" in problems[1]
+
+
+def test_the_ledger_columns_are_sized_from_the_import_limits() -> None:
+    from reconciler.ledger.models import Account, BookEntry
+
+    def length(model: Any, name: str) -> int | None:
+        value: int | None = getattr(model.__table__.c[name].type, "length", None)
+        return value
+
+    assert length(BookEntry, "entry_id") == MAX_ENTRY_ID_LENGTH
+    assert length(BookEntry, "account") == length(Account, "account") == MAX_ACCOUNT_LENGTH
+    assert length(BookEntry, "wallet") == MAX_WALLET_LENGTH
+    assert length(BookEntry, "asset") == MAX_ASSET_LENGTH
+    # Unbounded columns hold whatever the import lets through.
+    for model, name, limit in ((BookEntry, "memo", MAX_MEMO_LENGTH), (Account, "name", MAX_ACCOUNT_NAME_LENGTH)):
+        stored = length(model, name)
+        assert stored is None or stored >= limit
+
+
+# ----------------------------------------------------------------------------- book balance bound
+
+
+def _row(line: int, amount: int, wallet: str = "w1", asset: str = "USDC") -> BookRow:
+    kind = EntryKind.DEPOSIT if amount > 0 else EntryKind.WITHDRAWAL if amount < 0 else EntryKind.ADJUSTMENT
+    return BookRow(line, f"E{line}", date(2026, 11, 24), "C1", wallet, asset, amount, kind, "", None)
+
+
+def test_balance_within_uint256_passes() -> None:
+    assert book_balance_problems({}, [_row(2, UINT256_MAX)]) == []
+    assert book_balance_problems({("w1", "USDC"): -UINT256_MAX}, [_row(2, 2 * UINT256_MAX)]) == []
+
+
+def test_the_line_that_crosses_the_bound_is_named_with_wallet_and_asset() -> None:
+    rows = [_row(2, UINT256_MAX), _row(3, 1, asset="ETH"), _row(4, 1), _row(5, 5)]
+    problems = book_balance_problems({}, rows)
+    assert len(problems) == 1
+    assert problems[0].startswith("line 4, column amount: the book balance of wallet w1 x asset USDC")
+    assert str(UINT256_MAX + 6) in problems[0]
+    assert "above 2^256" in problems[0]
+
+
+def test_the_ledgers_balance_counts_toward_the_bound() -> None:
+    problems = book_balance_problems({("w1", "USDC"): UINT256_MAX}, [_row(2, 1)])
+    assert len(problems) == 1 and problems[0].startswith("line 2, column amount:")
+    assert "ledger before this file: " + str(UINT256_MAX) in problems[0]
+    # Another pair's balance does not.
+    assert book_balance_problems({("w2", "USDC"): UINT256_MAX, ("w1", "ETH"): UINT256_MAX}, [_row(2, 1)]) == []
+
+
+def test_a_negative_balance_has_the_same_bound() -> None:
+    problems = book_balance_problems({("w1", "USDC"): -UINT256_MAX}, [_row(7, -1)])
+    assert len(problems) == 1 and problems[0].startswith("line 7, column amount:")
+    assert "below" in problems[0]
+
+
+def test_only_the_balance_after_the_file_counts_not_the_order_of_its_lines() -> None:
+    # Above the bound after line 2, back within it after line 3: the balance is the sum.
+    assert book_balance_problems({("w1", "USDC"): UINT256_MAX}, [_row(2, 5), _row(3, -5)]) == []
+    # Out, back in, out again: the line named is the last crossing, from which it stays out.
+    rows = [_row(2, UINT256_MAX), _row(3, 1), _row(4, -1), _row(5, 1)]
+    problems = book_balance_problems({}, rows)
+    assert len(problems) == 1 and problems[0].startswith("line 5, column amount:")
+
+
+def test_each_pair_out_of_range_is_reported_in_line_order() -> None:
+    rows = [_row(2, UINT256_MAX, "w2"), _row(3, UINT256_MAX), _row(4, 1), _row(5, 1, "w2")]
+    problems = book_balance_problems({}, rows)
+    assert [p.split(":", 1)[0] for p in problems] == ["line 4, column amount", "line 5, column amount"]
+    assert "wallet w1" in problems[0] and "wallet w2" in problems[1]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    existing=st.integers(min_value=-UINT256_MAX, max_value=UINT256_MAX),
+    amounts=st.lists(st.integers(min_value=-UINT256_MAX, max_value=UINT256_MAX), max_size=8),
+)
+def test_a_file_is_refused_exactly_when_its_final_balance_leaves_the_bound(existing: int, amounts: list[int]) -> None:
+    rows = [_row(i + 2, a) for i, a in enumerate(amounts)]
+    problems = book_balance_problems({("w1", "USDC"): existing}, rows)
+    out = abs(existing + sum(amounts)) > UINT256_MAX
+    assert bool(problems) == out
+    if out:
+        assert len(problems) == 1
+        line = int(problems[0].split(",", 1)[0].removeprefix("line "))
+        running = existing + sum(amounts[: line - 1])
+        assert abs(running) > UINT256_MAX  # out of range from the named line to the end
+        assert all(abs(existing + sum(amounts[:k])) > UINT256_MAX for k in range(line - 1, len(amounts) + 1))
+
+
+def test_a_file_of_uint256_maxima_is_refused_at_the_second_line(settings: Settings) -> None:
+    lines = [f"E{i},2026-11-24,C1,w1,ETH,{format_amount(UINT256_MAX, 18)},deposit," for i in range(9)]
+    rows = parse_books_csv(_books(*lines), "books.csv", settings, ACCOUNTS)
+    problems = book_balance_problems({}, rows)
+    assert len(problems) == 1 and problems[0].startswith("line 3, column amount: the book balance of wallet w1")
