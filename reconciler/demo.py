@@ -14,19 +14,18 @@ import contextlib
 import csv
 import hashlib
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from eth_account import Account
 from rich.console import Console
 
 from chains.evm.devnet import AnvilNode, Devnet, owned_tempdir
-from reconciler.bootstrap import adapter_for, open_ledger
+from reconciler.bootstrap import adapter_for
 from reconciler.config import load_settings
 from reconciler.domain import BreakKind, parse_amount
 from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.interrupt import interruptible
+from reconciler.ledger import Ledger
 from reconciler.report import run_doc
 
 L1_CHAIN_ID = 31337
@@ -37,21 +36,6 @@ OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 def _address(label: str) -> str:
     """A deterministic custody address (the demo never needs its key)."""
     return str(Account.from_key(hashlib.sha256(f"reconciler-demo:{label}".encode()).digest()).address)
-
-
-@contextlib.contextmanager
-def _terminate_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` (stopping Anvil) runs."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 WALLETS = {
@@ -173,66 +157,78 @@ def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
     return tokens
 
 
-def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> int:
-    folder = keep if keep is not None else owned_tempdir("reconciler-demo-")
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes: dict[str, AnvilNode] = {}
-    try:
-        with _terminate_on_signals():
-            err.print("starting two local Anvil chains (eth: 31337, l2: 31338)…")
-            nodes["eth"] = AnvilNode.start(L1_CHAIN_ID)
-            nodes["l2"] = AnvilNode.start(L2_CHAIN_ID)
-            err.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
-            tokens = _set_up_chains(nodes)
-            config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens)
-            accounts_csv = _write_csv(
-                folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS]
-            )
-            books_csv = _write_csv(
-                folder / "books.csv",
-                ["entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo"],
-                [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
-            )
-            err.print(f"config, books and database in {folder}")
-            settings = load_settings(str(config))
-            ledger = open_ledger(settings)
-            try:
-                ledger.import_accounts(
-                    parse_accounts_csv(accounts_csv.read_text(), str(accounts_csv)), str(accounts_csv), "demo"
-                )
-                rows = parse_books_csv(books_csv.read_text(), str(books_csv), settings, ledger.known_accounts())
-                ledger.import_books(rows, str(books_csv), "demo")
-                from reconciler.runner import run_reconciliation
-
-                report = run_reconciliation(settings, ledger, adapter_for)
-            finally:
-                ledger.close()
-            if json_out:
-                import json
-                import sys
-
-                sys.stdout.write(json.dumps(run_doc(report, settings), indent=2) + "\n")
-            else:
-                from reconciler.cli import print_run
-
-                print_run(report, settings)
-            found = {
-                (b.key.wallet, b.key.asset): b.amount for b in report.breaks if b.key.kind is BreakKind.BALANCE_MISMATCH
-            }
-            expected = {key: parse_amount(value, settings.assets[key[1]].decimals) for key, value in EXPECTED.items()}
-            if report.run.status != "complete" or found != expected:
-                err.print(
-                    f"[red]demo did not find the planted breaks: expected {expected}, found {found}"
-                    f" (status {report.run.status}: {report.run.reason})[/red]"
-                )
-                return 1
-            err.print(
-                f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
-                f"{len(found)} planted breaks found (exit code of `reconciler run` here: {report.exit_code})"
-            )
-            return 0
-    finally:
+def _stop_nodes(nodes: dict[str, AnvilNode]) -> None:
+    """Stop every node started so far, even if stopping one of them fails."""
+    with contextlib.ExitStack() as stack:
         for node in nodes.values():
-            node.stop()
+            stack.callback(node.stop)
+
+
+def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> int:
+    """0: ran as designed; 1: the planted breaks were not found exactly. A SIGINT, SIGTERM or
+    SIGHUP raises `Interrupted` (the CLI exits 2) after the nodes are stopped, never 0."""
+    with interruptible() as guard:
+        folder = keep if keep is not None else owned_tempdir("reconciler-demo-")
         if keep is None:
-            shutil.rmtree(folder, ignore_errors=True)
+            guard.callback(shutil.rmtree, folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        nodes: dict[str, AnvilNode] = {}
+        # Registered before the first start, so a node is stopped however the block ends; cleanups
+        # run after the ledger's (last registered, first run), with signals only recorded.
+        guard.callback(_stop_nodes, nodes)
+        err.print("starting two local Anvil chains (eth: 31337, l2: 31338)…")
+        for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
+            nodes[chain] = AnvilNode.start(chain_id)
+            guard.check()
+        err.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
+        tokens = _set_up_chains(nodes)
+        config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens)
+        accounts_csv = _write_csv(folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS])
+        books_csv = _write_csv(
+            folder / "books.csv",
+            ["entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo"],
+            [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
+        )
+        guard.check()
+        err.print(f"config, books and database in {folder}")
+        settings = load_settings(str(config))
+        ledger = Ledger(settings.database_url)
+        guard.callback(ledger.close)
+        ledger.init()  # the demo's own fresh database, as `reconciler init` creates it
+        ledger.ensure_ready()
+        ledger.import_accounts(
+            parse_accounts_csv(accounts_csv.read_text(), str(accounts_csv)), str(accounts_csv), "demo"
+        )
+        rows = parse_books_csv(books_csv.read_text(), str(books_csv), settings, ledger.known_accounts())
+        ledger.import_books(rows, str(books_csv), "demo")
+        from reconciler.runner import run_reconciliation
+
+        report = run_reconciliation(settings, ledger, adapter_for)
+        guard.check()
+        if json_out:
+            import json
+            import sys
+
+            sys.stdout.write(json.dumps(run_doc(report, settings), indent=2) + "\n")
+            sys.stdout.flush()  # the whole report is on stdout before the nodes stop
+        else:
+            from reconciler.cli import print_run
+
+            print_run(report, settings)
+        found = {
+            (b.key.wallet, b.key.asset): b.amount for b in report.breaks if b.key.kind is BreakKind.BALANCE_MISMATCH
+        }
+        expected = {key: parse_amount(value, settings.assets[key[1]].decimals) for key, value in EXPECTED.items()}
+        if report.run.status != "complete" or found != expected:
+            err.print(
+                f"[red]demo did not find the planted breaks: expected {expected}, found {found}"
+                f" (status {report.run.status}: {report.run.reason})[/red]"
+            )
+            return 1  # leaving the block still raises Interrupted if a signal was recorded
+        guard.check()
+    # The nodes are stopped and no signal was recorded (leaving the block would have raised).
+    err.print(
+        f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
+        f"{len(found)} planted breaks found (exit code of `reconciler run` here: {report.exit_code})"
+    )
+    return 0
