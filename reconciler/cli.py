@@ -13,7 +13,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,10 +27,12 @@ from reconciler.config import Settings, load_settings
 from reconciler.domain import BreakRecord, BreakStatus, format_amount
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.interrupt import Interrupted, interruptible
 from reconciler.ledger import Ledger
 from reconciler.ledger.store import redact_url
-from reconciler.report import break_doc, breaks_doc, event_doc, run_doc
-from reconciler.runner import RunReport, run_reconciliation
+from reconciler.redaction import RedactingFilter, redact_urls
+from reconciler.report import break_doc, breaks_doc, event_doc, run_doc, run_summary_doc, stored_run_doc
+from reconciler.runner import RunOptions, RunReport, run_reconciliation
 
 app = typer.Typer(
     name="reconciler",
@@ -43,10 +45,12 @@ config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=True)
 books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_help=True)
 breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
+runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(books_app, name="books")
 app.add_typer(breaks_app, name="breaks")
+app.add_typer(runs_app, name="runs")
 
 # Off a terminal (a pipe, a log) Rich would squeeze tables to 80 columns; amounts need room.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -81,6 +85,12 @@ def _root(
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    # urllib3 logs each request line ("POST /v3/<api key> HTTP/1.1") at DEBUG: hosted RPC URLs
+    # keep their key in the path. Quiet it, and redact URLs in whatever reaches a handler.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     ctx.obj = State(config=config, debug=debug)
 
 
@@ -120,13 +130,22 @@ def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     settings = _settings(ctx)
     ledger = Ledger(settings.database_url)
     try:
-        version = ledger.init()
+        before, version = ledger.init()
     finally:
         ledger.close()
     if json_out:
-        _emit_json({"database": redact_url(settings.database_url), "schema_version": version})
+        _emit_json(
+            {"database": redact_url(settings.database_url), "schema_version": version, "previous_version": before}
+        )
     else:
-        err.print(f"database ready: {redact_url(settings.database_url)} (schema version {version})")
+        change = (
+            "created"
+            if before == 0
+            else "already up to date"
+            if before == version
+            else f"upgraded from schema version {before}"
+        )
+        err.print(f"database ready: {redact_url(settings.database_url)} (schema version {version}, {change})")
 
 
 @config_app.command("check")
@@ -279,6 +298,20 @@ def print_run(report: RunReport, settings: Settings) -> None:
         1: "[red]complete: breaks open[/red]",
         2: "[red]INCOMPLETE: no all-clear for what could not be read[/red]",
     }[report.exit_code]
+    if report.unreconciled:
+        unrec = Table(
+            title="Book balances no configured wallet x asset covers (not reconciled)", title_justify="left"
+        )
+        for col in ("wallet", "asset", "book"):
+            unrec.add_column(col, justify="right" if col == "book" else "left")
+        for u in report.unreconciled:
+            shown = format_amount(u.amount, u.decimals) if u.decimals is not None else f"{u.amount} base units"
+            unrec.add_row(u.wallet, u.asset, shown, style="yellow")
+        out.print(unrec)
+        err.print(
+            f"warning: {len(report.unreconciled)} book balance(s) are not reconciled: their wallet or asset "
+            "is not in the configuration"
+        )
     out.print(f"run {report.run.id}: {verdict}")
     if report.run.reason:
         err.print(f"reason: {report.run.reason}")
@@ -289,17 +322,93 @@ def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Reconcile every wallet x asset against the books at one pinned block per chain."""
     settings = _settings(ctx)
     ledger = open_ledger(settings)
+
+    def waiting() -> None:
+        err.print(
+            f"waiting: another run holds the ledger (giving up after {settings.lock_timeout:g}s)…", highlight=False
+        )
+
+    options = RunOptions(
+        lock_timeout=settings.lock_timeout, on_wait=waiting, render=lambda report: run_doc(report, settings)
+    )
+    # SIGINT/SIGTERM stop the run at once; it is recorded incomplete and still printed, and
+    # leaving the block raises Interrupted, which exits 2.
+    with interruptible() as guard:
+        options = replace(options, checkpoint=guard.check)
+        try:
+            report = run_reconciliation(settings, ledger, adapter_for, options)
+        finally:
+            ledger.close()
+        if json_out:
+            _emit_json(report.document if report.document is not None else run_doc(report, settings))
+            if report.run.reason:
+                err.print(f"run incomplete: {report.run.reason}")
+        else:
+            print_run(report, settings)
+    raise typer.Exit(report.exit_code)
+
+
+# ---------------------------------------------------------------------- runs
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    json_out: JsonFlag = False,
+) -> None:
+    """Past runs, newest first, with their outcome and who ran them."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
     try:
-        report = run_reconciliation(settings, ledger, adapter_for)
+        runs = ledger.list_runs(limit)
     finally:
         ledger.close()
     if json_out:
-        _emit_json(run_doc(report, settings))
-        if report.run.reason:
-            err.print(f"run incomplete: {report.run.reason}")
-    else:
-        print_run(report, settings)
-    raise typer.Exit(report.exit_code)
+        _emit_json({"runs": [run_summary_doc(r) for r in runs]})
+        return
+    table = Table()
+    for col in ("id", "started", "finished", "status", "exit", "trigger", "job", "instance", "reason"):
+        table.add_column(col)
+    for r in runs:
+        doc = run_summary_doc(r)
+        table.add_row(
+            r.id,
+            doc["started_at"],
+            doc["finished_at"] or "",
+            r.status,
+            "" if r.exit_code is None else str(r.exit_code),
+            r.trigger,
+            r.job,
+            r.instance or "",
+            r.reason or "",
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> None:
+    """One run's document as `run --json` printed it (positions and breaks as they were)."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        stored = ledger.get_run(run_id)
+    finally:
+        ledger.close()
+    doc = stored_run_doc(stored)
+    if json_out:
+        _emit_json(doc)
+        return
+    for key in ("run_id", "status", "exit_code", "reason", "started_at", "trigger", "job", "instance"):
+        out.print(f"{key:>12}: {doc.get(key)}")
+    for name, c in doc["chains"].items():
+        pinned = f"block {c['block_number']} {c['block_hash']}" if c.get("block_number") is not None else "not read"
+        out.print(f"{'chain ' + name:>12}: {pinned} {c.get('error') or ''}")
+    differing = [p for p in doc["positions"] if p["difference"] != "0"]
+    out.print(f"   positions: {len(doc['positions'])} ({len(differing)} differing)")
+    for b in doc["breaks"]:
+        what = " ".join(str(b[k]) for k in ("id", "kind", "severity", "status", "wallet", "asset", "amount_display"))
+        out.print(f"       break: {what}")
 
 
 # ---------------------------------------------------------------------- breaks
@@ -343,14 +452,11 @@ def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
-        found = ledger.get_break(break_id)
+        brk, events = ledger.get_break(break_id)
     finally:
         ledger.close()
-    if found is None:
-        raise ReconcilerError(f"no break with id {break_id!r}; `reconciler breaks list --all` lists them")
-    brk, events = found
     asset = settings.assets.get(brk.key.asset or "")
-    event_docs = [event_doc(e, asset.decimals if asset else None) for e in events]
+    event_docs = [event_doc(e, asset.decimals if asset else brk.decimals) for e in events]
     brk_doc = break_doc(brk, settings)
     if json_out:
         _emit_json({"break": brk_doc, "events": event_docs})
@@ -385,6 +491,29 @@ def breaks_ack(
         err.print(f"break {brk.id} acknowledged")
 
 
+@breaks_app.command("resolve")
+def breaks_resolve(
+    ctx: typer.Context,
+    break_id: str,
+    note: Annotated[str, typer.Option("--note", help="Why it is closed, and by whom (kept in the audit trail).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Resolve a break by hand: for one no run can check any more (its wallet or asset left the
+    configuration). A run that finds the condition again opens a new break."""
+    settings = _settings(ctx)
+    if not note.strip():
+        raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
+    ledger = open_ledger(settings)
+    try:
+        brk = ledger.resolve(break_id, note)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"break": break_doc(brk, settings)})
+    else:
+        err.print(f"break {brk.id} resolved")
+
+
 # ---------------------------------------------------------------------- demo
 
 
@@ -405,22 +534,33 @@ def demo(
 # ---------------------------------------------------------------------- entry point
 
 
+def _print_traceback() -> None:
+    """Library exceptions in the chain (requests, psycopg) quote full URLs: redact them."""
+    print(redact_urls(traceback.format_exc()), file=sys.stderr, end="")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: Typer handles usage errors (exit 2); every other failure exits 2 too."""
+    """Entry point: Typer handles usage errors (exit 2); every other failure exits 2 too, and so
+    does a signal caught inside an `interruptible()` block (outside one, Python's defaults)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="reconciler")
+    except Interrupted as exc:  # a BaseException: `except Exception` below would not see it
+        if debug:
+            _print_traceback()
+        print(f"error: {exc}", file=sys.stderr)  # "error: interrupted by SIGTERM"
+        sys.exit(2)
     except ReconcilerError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the contract: a crash exits 2, never 1
         if debug:
-            traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
+            _print_traceback()
+        first = redact_urls(str(exc)).splitlines()[0] if str(exc) else ""
         print(
             f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
             file=sys.stderr,

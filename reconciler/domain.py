@@ -16,6 +16,7 @@ from eth_utils.address import is_hex_address, to_checksum_address
 BaseUnits = NewType("BaseUnits", int)
 
 UINT256_MAX = 2**256 - 1
+UINT256_DIGITS = len(str(UINT256_MAX))  # 78
 AMOUNT_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 HASH_RE = re.compile(r"0x[0-9a-f]{64}")
 
@@ -38,11 +39,15 @@ class BreakKind(StrEnum):
     BALANCE_MISMATCH = "balance_mismatch"
     UNAUTHORIZED_TRANSFER = "unauthorized_transfer"
     UNEXPECTED_INFLOW = "unexpected_inflow"
+    UNEXPLAINED_BALANCE_CHANGE = "unexplained_balance_change"
     UNAPPROVED_ALLOWANCE = "unapproved_allowance"
     WALLET_CONFIG_CHANGE = "wallet_config_change"
+    ASSET_FROZEN = "asset_frozen"
+    SOURCE_DISAGREEMENT = "source_disagreement"
     SEGREGATION_DEFICIT = "segregation_deficit"
     RESIDUAL_INTEREST_BELOW_TARGET = "residual_interest_below_target"
     COMMINGLING = "commingling"
+    CONCENTRATION_LIMIT = "concentration_limit"
 
 
 class Severity(StrEnum):
@@ -84,17 +89,32 @@ def parse_amount(text: str, decimals: int) -> BaseUnits:
     allowed (``1.500`` for a 2-decimals asset) because they do not change the value.
     """
     if not AMOUNT_RE.fullmatch(text):
-        raise AmountError(f"{text!r} is not a plain decimal amount (digits, optional '-' and one '.')")
+        raise AmountError(f"{_shown(text)} is not a plain decimal amount (digits, optional '-' and one '.')")
     negative = text.startswith("-")
     digits = text[1:] if negative else text
     whole, _, frac = digits.partition(".")
     significant = frac.rstrip("0")
     if len(significant) > decimals:
-        raise AmountError(f"{text!r} has {len(significant)} fractional digits; the asset has {decimals}")
-    units = int(whole) * 10**decimals + int(significant.ljust(decimals, "0") or "0")
+        raise AmountError(f"{_shown(text)} has {len(significant)} fractional digits; the asset has {decimals}")
+    # Refuse by length before int(): Python caps int() at 4300 digits with a ValueError, and
+    # nothing longer than a uint256 is ever a valid amount anyway.
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > UINT256_DIGITS:
+        raise AmountError(
+            f"{_shown(text)} has {len(whole)} digits before the point; a uint256 amount has at most {UINT256_DIGITS}"
+        )
+    fraction = int(significant) * 10 ** (decimals - len(significant)) if significant else 0
+    units = int(whole) * 10**decimals + fraction
     if units > UINT256_MAX:
-        raise AmountError(f"{text!r} is larger than a uint256 can hold")
+        raise AmountError(f"{_shown(text)} is larger than a uint256 can hold")
     return BaseUnits(-units if negative else units)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """An input quoted for a message, cut short: a 5,000-digit amount should not fill a screen."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 def format_amount(units: int, decimals: int) -> str:
@@ -190,6 +210,7 @@ class BreakRecord:
     last_run_id: str
     resolved_run_id: str | None
     times_seen: int
+    decimals: int | None = None  # the asset's, as the ledger last knew them
 
 
 @dataclass(frozen=True, slots=True)

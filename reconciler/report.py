@@ -11,13 +11,14 @@ from typing import Any
 
 from reconciler.config import Settings
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
-from reconciler.ledger.store import ChainResult
-from reconciler.runner import RunReport
+from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
+from reconciler.runner import RunReport, UnreconciledBook
 
 
-def _decimals(settings: Settings | None, asset: str | None) -> int | None:
+def _decimals(settings: Settings | None, asset: str | None, known: int | None = None) -> int | None:
+    """The asset's decimals from the configuration, else as the ledger last knew them."""
     if settings is None or asset is None or asset not in settings.assets:
-        return None
+        return known
     return settings.assets[asset].decimals
 
 
@@ -63,7 +64,7 @@ def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:
         "chain": b.key.chain,
         "wallet": b.key.wallet,
         "asset": b.key.asset,
-        **amount_fields("amount", b.amount, _decimals(settings, b.key.asset)),
+        **amount_fields("amount", b.amount, _decimals(settings, b.key.asset, b.decimals)),
         "tx_hash": b.key.tx_hash,
         "detail": b.detail,
         "block_number": b.block_number,
@@ -87,6 +88,10 @@ def event_doc(e: BreakEventRecord, decimals: int | None) -> dict[str, Any]:
     }
 
 
+def unreconciled_doc(u: UnreconciledBook) -> dict[str, Any]:
+    return {"wallet": u.wallet, "asset": u.asset, **amount_fields("book", u.amount, u.decimals)}
+
+
 def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     chains: Mapping[str, ChainResult] = {c.chain: c for c in report.chains}
     return {
@@ -95,10 +100,68 @@ def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
         "exit_code": report.exit_code,
         "reason": report.run.reason,
         "started_at": report.run.started_at.isoformat(),
+        "trigger": report.run.trigger,
+        "job": report.run.job,
+        "instance": report.run.instance,
         "chains": {name: chain_doc(c) for name, c in chains.items()},
         "positions": [position_doc(p) for p in report.positions],
         "breaks": [break_doc(b, settings) for b in report.breaks],
+        "unreconciled_books": [unreconciled_doc(u) for u in report.unreconciled],
     }
+
+
+def run_summary_doc(r: RunSummary) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "started_at": r.started_at.isoformat(),
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "status": r.status,
+        "reason": r.reason,
+        "exit_code": r.exit_code,
+        "trigger": r.trigger,
+        "job": r.job,
+        "scheduled_for": r.scheduled_for.isoformat() if r.scheduled_for else None,
+        "instance": r.instance,
+    }
+
+
+def stored_run_doc(stored: StoredRun) -> dict[str, Any]:
+    """The run's document as `run --json` printed it: the kept document with its positions
+    put back from the run's balance snapshots. A run that never printed one (interrupted,
+    killed, its database lost) gets the same shape from what the ledger holds."""
+    positions = [
+        {
+            "chain": p.chain,
+            "wallet": p.wallet,
+            "asset": p.asset,
+            **amount_fields("book", p.book, p.decimals),
+            **amount_fields("onchain", p.onchain, p.decimals),
+            **amount_fields("difference", p.onchain - p.book, p.decimals),
+        }
+        for p in stored.positions
+    ]
+    kept = stored.document
+    if kept is None:
+        r = stored.summary
+        kept = {
+            "run_id": r.id,
+            "status": r.status,
+            "exit_code": r.exit_code,
+            "reason": r.reason,
+            "started_at": r.started_at.isoformat(),
+            "trigger": r.trigger,
+            "job": r.job,
+            "instance": r.instance,
+            "chains": {c.chain: chain_doc(c) for c in stored.chains},
+            "breaks": [],
+            "unreconciled_books": [],
+        }
+    doc: dict[str, Any] = {}
+    for key, value in kept.items():
+        doc[key] = value
+        if key == "chains":
+            doc["positions"] = positions
+    return doc
 
 
 def breaks_doc(breaks: Sequence[BreakRecord], settings: Settings | None) -> dict[str, Any]:

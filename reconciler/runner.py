@@ -1,31 +1,63 @@
-"""One reconciliation run: pin a block per chain -> read chain -> load books -> engine ->
-persist in one transaction.
+"""One reconciliation run: record it -> hold the ledger -> pin a block per chain -> read chain
+-> load books -> engine -> persist in one transaction.
 
-Invariants: a run exists in the ledger from its first step, so a failure anywhere later
-still leaves it recorded as incomplete with the reason; a chain that could not be read (node
-down, wrong chain id, wrong decimals, reorg that would not settle) contributes no positions
-and resolves none of its breaks; the exit code is 2 for an incomplete run, else 1 when a break
-of severity error or critical is open or acknowledged, else 0.
+Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
+exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
+reason; at most one run observes chains and writes to a ledger at a time (the ledger's writer
+lock, held from before the pin to after the write), so a later pin is always written after an
+earlier one; a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
+that would not settle) contributes no positions and resolves none of its breaks; book
+balances that no configured wallet x asset covers are reported, never silently dropped; the
+exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
+open or acknowledged, else 0.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter
 from reconciler.config import AssetSettings, ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Position, Severity
 from reconciler.engine.balances import check_balances, positions_for_chain
-from reconciler.engine.lifecycle import plan_breaks
 from reconciler.errors import ChainError, LedgerError
+from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import ChainResult, Ledger, RunSummary
 
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
+DEFAULT_LOCK_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class UnreconciledBook:
+    """A non-zero book balance that no configured wallet x asset covers (the wallet or the
+    asset left the configuration): nothing on chain is compared with it."""
+
+    wallet: str
+    asset: str
+    amount: int
+    decimals: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    on_wait: Callable[[], None] = lambda: None
+    trigger: str = "cli"
+    job: str = "run"
+    scheduled_for: datetime | None = None
+    render: Render | None = None  # builds the document kept with the run (`runs show`)
+    # Called at safe points (between chains, before writing): raises to stop the run, e.g. on a
+    # signal whose first raise was swallowed (see reconciler.interrupt).
+    checkpoint: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +66,8 @@ class RunReport:
     chains: tuple[ChainResult, ...]
     positions: tuple[Position, ...]
     breaks: tuple[BreakRecord, ...]
+    unreconciled: tuple[UnreconciledBook, ...] = ()
+    document: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -94,20 +128,65 @@ def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], bloc
 
 
 def _reorged(adapter: ChainAdapter, block: BlockRef) -> bool:
+    """Whether the pinned block was replaced while it was read. A node that cannot say (or
+    answers for another block) leaves the chain unread: ChainError propagates."""
+    return adapter.block_hash(block.number) != block.hash
+
+
+def unreconciled_books(settings: Settings, book: Mapping[tuple[str, str], int]) -> list[UnreconciledBook]:
+    covered = {(w.name, a.name) for w in settings.wallets.values() for a in settings.assets_on(w.chain)}
+    return [
+        UnreconciledBook(wallet, asset, amount, settings.assets[asset].decimals if asset in settings.assets else None)
+        for (wallet, asset), amount in sorted(book.items())
+        if amount != 0 and (wallet, asset) not in covered
+    ]
+
+
+def run_reconciliation(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
+) -> RunReport:
+    opts = options or RunOptions()
+    run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for)
+    log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
-        return adapter.block_hash(block.number) != block.hash
-    except ChainError:
-        return False
+        try:
+            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint)
+        except Interrupted as exc:
+            reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
+            log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
+            ledger.abandon_run(run.id, reason)
+            report = _incomplete(run, reason)
+        except LedgerError as exc:  # hold_ledger recorded it
+            report = _incomplete(run, str(exc))
+    finally:
+        lock.release()
+    if opts.render is not None:
+        document = opts.render(report)
+        try:
+            ledger.save_document(run.id, document)
+        except LedgerError as exc:
+            log.error("event=run_document_unsaved run_id=%s reason=%r", run.id, str(exc))
+        report = RunReport(
+            report.run, report.chains, report.positions, report.breaks, report.unreconciled, document
+        )
+    return report
 
 
-def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterFactory) -> RunReport:
-    run = ledger.start_run()
-    log.info("event=run_started run_id=%s", run.id)
+def _incomplete(run: RunSummary, reason: str) -> RunReport:
+    return RunReport(replace(run, status="incomplete", reason=reason, exit_code=2), (), (), ())
+
+
+def _reconcile(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
+) -> RunReport:
     chain_results: list[ChainResult] = []
     positions: list[Position] = []
     coverage: set[BreakKey] = set()
+    unreconciled: list[UnreconciledBook] = []
     read: dict[str, tuple[ChainResult, dict[tuple[str, str], int]]] = {}
     for chain in settings.chains.values():
+        checkpoint()
         try:
             adapter = adapter_for(chain)
             try:
@@ -134,6 +213,11 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
     reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
     try:
         book = ledger.book_balances()
+        unreconciled = unreconciled_books(settings, book)
+        for u in unreconciled:
+            log.warning(
+                "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
+            )
         findings = []
         for name, (result, onchain) in read.items():
             assert result.block is not None
@@ -142,8 +226,11 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
             coverage.update(BreakKey(BreakKind.BALANCE_MISMATCH, p.chain, p.wallet, p.asset) for p in rows)
             tolerances = {a.name: a.tolerance for a in settings.assets_on(name)}
             findings.extend(check_balances(rows, tolerances, result.block))
-        plan = plan_breaks(ledger.active_breaks(), findings, coverage)
-        summary, breaks = ledger.finish_run(run.id, chain_results, positions, plan, status, reason, exit_code)
+        decimals = {a.name: a.decimals for a in settings.assets.values()}
+        checkpoint()
+        summary, breaks = ledger.finish_run(
+            run.id, chain_results, positions, findings, coverage, decimals, status, reason, exit_code
+        )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
         what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
         detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
@@ -153,8 +240,8 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
             ledger.abandon_run(run.id, reason)
         except LedgerError:
             log.error("event=run_unrecorded run_id=%s", run.id)
-        summary = RunSummary(run.id, run.started_at, None, "incomplete", reason, 2)
-        return RunReport(summary, tuple(chain_results), tuple(positions), ())
+        summary = replace(run, status="incomplete", reason=reason, exit_code=2)
+        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled))
     log.info(
         "event=run_finished run_id=%s status=%s breaks=%d exit_code=%s",
         run.id,
@@ -162,4 +249,4 @@ def run_reconciliation(settings: Settings, ledger: Ledger, adapter_for: AdapterF
         len(breaks),
         summary.exit_code,
     )
-    return RunReport(summary, tuple(chain_results), tuple(positions), tuple(breaks))
+    return RunReport(summary, tuple(chain_results), tuple(positions), tuple(breaks), tuple(unreconciled))

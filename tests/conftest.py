@@ -125,6 +125,7 @@ class Scenario:
     assets: dict[str, dict[str, object]] = field(default_factory=dict)
     wallets: dict[str, dict[str, object]] = field(default_factory=dict)
     extra: str = ""
+    database: dict[str, object] = field(default_factory=dict)  # [database] keys besides url
 
     def add_chain(self, name: str, url: str, chain_id: int, **kw: object) -> None:
         self.chains[name] = {"kind": "evm", "rpc_urls": [url], "chain_id": chain_id, **kw}
@@ -141,7 +142,7 @@ class Scenario:
         self.wallets[name] = {"chain": chain, "address": address, "class": klass, **kw}
 
     def write(self) -> Path:
-        lines = ["[database]", f'url = "{self.db_url}"', ""]
+        lines = ["[database]", f'url = "{self.db_url}"', *(f"{k} = {_toml(v)}" for k, v in self.database.items()), ""]
         for section, tables in (("chains", self.chains), ("assets", self.assets), ("wallets", self.wallets)):
             for name, table in tables.items():
                 lines.append(f"[{section}.{name}]")

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from reconciler.imports import MAX_ACCOUNT_LENGTH, MAX_ASSET_LENGTH, MAX_ENTRY_ID_LENGTH, MAX_WALLET_LENGTH
 from reconciler.ledger.types import ExactInt
-
-SCHEMA_VERSION = 1
 
 
 def _amount(nullable: bool = False) -> Column[int]:
     return Column(ExactInt(), nullable=nullable)
 
 
-class SchemaMeta(SQLModel, table=True):
-    __tablename__ = "schema_meta"
-    id: int = Field(default=1, primary_key=True)
-    version: int
-    migrated_at: datetime
-
-
 class Account(SQLModel, table=True):
     __tablename__ = "account"
-    account: str = Field(primary_key=True, max_length=200)
+    account: str = Field(primary_key=True, max_length=MAX_ACCOUNT_LENGTH)
     seg_class: str = Field(max_length=32)
     name: str = ""
     import_id: str = Field(max_length=36, index=True)
@@ -45,11 +37,11 @@ class ImportBatch(SQLModel, table=True):
 
 class BookEntry(SQLModel, table=True):
     __tablename__ = "book_entry"
-    entry_id: str = Field(primary_key=True, max_length=200)
+    entry_id: str = Field(primary_key=True, max_length=MAX_ENTRY_ID_LENGTH)
     entry_date: date
-    account: str = Field(foreign_key="account.account", max_length=200, index=True)
-    wallet: str = Field(max_length=200)
-    asset: str = Field(max_length=200)
+    account: str = Field(foreign_key="account.account", max_length=MAX_ACCOUNT_LENGTH, index=True)
+    wallet: str = Field(max_length=MAX_WALLET_LENGTH)
+    asset: str = Field(max_length=MAX_ASSET_LENGTH)
     amount: int = Field(sa_column=_amount())
     kind: str = Field(max_length=32)
     memo: str = ""
@@ -62,11 +54,20 @@ class BookEntry(SQLModel, table=True):
 class Run(SQLModel, table=True):
     __tablename__ = "run"
     id: str = Field(primary_key=True, max_length=36)
-    started_at: datetime
+    started_at: datetime = Field(index=True)
     finished_at: datetime | None = None
-    status: str = Field(max_length=16)  # running | complete | incomplete
+    status: str = Field(max_length=16, index=True)  # running | complete | incomplete
     reason: str | None = None
     exit_code: int | None = None
+    # Who runs it: a run left `running` by a process that is gone is closed by the next command.
+    host: str | None = Field(default=None, max_length=255)
+    pid: int | None = None
+    proc_start: str | None = Field(default=None, max_length=32)
+    trigger: str = Field(default="cli", max_length=16)  # cli | schedule
+    job: str = Field(default="run", max_length=32)  # run | scan | segregation_statement
+    scheduled_for: datetime | None = None
+    # The `--json` document as printed, without its positions (those live in balance_snapshot).
+    document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class RunChain(SQLModel, table=True):
@@ -89,6 +90,8 @@ class BalanceSnapshot(SQLModel, table=True):
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
     book: int = Field(sa_column=_amount())
     onchain: int = Field(sa_column=_amount())
+    decimals: int | None = None
+    seq: int | None = None  # the order the run printed it in
 
 
 class BreakRow(SQLModel, table=True):
@@ -115,6 +118,7 @@ class BreakRow(SQLModel, table=True):
     last_seen_at: datetime
     resolved_at: datetime | None = None
     times_seen: int = 1
+    decimals: int | None = None  # the asset's, so amounts display even after it left the config
 
     __table_args__ = (
         Index(

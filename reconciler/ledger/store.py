@@ -7,14 +7,18 @@ summed in Python, never with SQLite's SUM over text.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -26,14 +30,24 @@ from reconciler.domain import (
     BreakKind,
     BreakRecord,
     BreakStatus,
+    Finding,
     Position,
     Severity,
 )
-from reconciler.engine.lifecycle import ActiveBreak, BreakPlan
+from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
 from reconciler.errors import InputError, LedgerError
-from reconciler.imports import AccountRow, BookRow
+from reconciler.imports import AccountRow, BookRow, book_balance_problems
+from reconciler.ledger import schema
+from reconciler.ledger.locks import (
+    LEDGER_HELD,
+    LockTimeout,
+    RunLock,
+    host_name,
+    postgres_run_alive,
+    process_alive,
+    process_start,
+)
 from reconciler.ledger.models import (
-    SCHEMA_VERSION,
     Account,
     BalanceSnapshot,
     BookEntry,
@@ -42,8 +56,10 @@ from reconciler.ledger.models import (
     ImportBatch,
     Run,
     RunChain,
-    SchemaMeta,
 )
+from reconciler.redaction import redact_db_url, redact_urls, scrub
+
+log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500
 _ExitCode = Callable[[str, Sequence[BreakRecord]], int]
@@ -76,6 +92,30 @@ class RunSummary:
     status: str
     reason: str | None
     exit_code: int | None
+    trigger: str = "cli"
+    job: str = "run"
+    scheduled_for: datetime | None = None
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosition:
+    """A balance snapshot as a run recorded it, for reproducing the run's document."""
+
+    chain: str
+    wallet: str
+    asset: str
+    decimals: int | None
+    book: int
+    onchain: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    summary: RunSummary
+    document: dict[str, Any] | None
+    chains: list[ChainResult]
+    positions: list[StoredPosition]
 
 
 class Ledger:
@@ -84,9 +124,20 @@ class Ledger:
         try:
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {exc}") from exc
+            raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {_first_line(exc, url)}") from exc
         if self.engine.dialect.name == "sqlite":
+            if self.engine.url.database in (None, "", ":memory:"):
+                raise LedgerError("an in-memory SQLite database cannot keep a ledger: give a file path")
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Every transaction takes SQLite's write lock up front: a read-then-write never
+            # interleaves with another writer (no lost updates, no upgrade deadlocks).
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.engine.dialect.name != "sqlite" or not self.engine.url.database:
+            return None
+        return Path(self.engine.url.database)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -97,45 +148,53 @@ class Ledger:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc)}") from exc
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
         except IntegrityError as exc:
-            raise LedgerError(f"database refused the write: {_first_line(exc)}") from exc
+            raise LedgerError(f"database refused the write: {_first_line(exc, self.url)}") from exc
         except SQLAlchemyError as exc:
-            raise LedgerError(f"database error: {_first_line(exc)}") from exc
+            raise LedgerError(f"database error: {_first_line(exc, self.url)}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def init(self) -> int:
-        """Create or migrate the schema; idempotent. Returns the schema version."""
+    def init(self) -> tuple[int, int]:
+        """Create or upgrade the schema to the newest revision; idempotent. Returns the schema
+        version found (0: none) and the version now."""
         try:
-            SchemaMeta.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                found = schema.state(conn)
+                if found.newer:
+                    raise LedgerError(_newer_message(found.revision))
+                before, after = schema.upgrade(conn)
         except OperationalError as exc:
-            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc)}") from exc
-        with self._session() as s:
-            meta = s.get(SchemaMeta, 1)
-            if meta is None:
-                s.add(SchemaMeta(id=1, version=SCHEMA_VERSION, migrated_at=_now()))
-            elif meta.version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the database schema is version {meta.version}, newer than this "
-                    f"reconciler ({SCHEMA_VERSION}); upgrade the reconciler"
-                )
-        return SCHEMA_VERSION
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"migrating the database failed: {_first_line(exc, self.url)}") from exc
+        return schema.version_number(before), schema.version_number(after)
 
     def ensure_ready(self) -> None:
-        """Use the schema, creating it on a database that has none yet."""
+        """Refuse a database without the newest schema, naming the command that fixes it;
+        never create one (a mistyped path must not look like an empty, clean ledger)."""
+        path = self.sqlite_path
+        if path is not None and not path.exists():
+            raise LedgerError(f"no ledger at {path}: run `reconciler init` to create it (or check [database] url)")
         try:
-            tables = set(inspect(self.engine).get_table_names())
+            with self.engine.connect() as conn:
+                found = schema.state(conn)
         except OperationalError as exc:
-            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc)}") from exc
-        if "schema_meta" not in tables or "break" not in tables:
-            self.init()
-            return
-        with self._session() as s:
-            meta = s.get(SchemaMeta, 1)
-            if meta is None or meta.version != SCHEMA_VERSION:
-                self.init()
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        if found.revision is None:
+            raise LedgerError(
+                f"the database {redact_url(self.url)} has no reconciler ledger: run `reconciler init` to create it"
+            )
+        if found.newer:
+            raise LedgerError(_newer_message(found.revision))
+        if not found.current:
+            raise LedgerError(
+                f"the ledger schema is version {schema.version_number(found.revision)}, this reconciler uses "
+                f"{schema.version_number(schema.head())}: run `reconciler init` to upgrade it"
+            )
+        self.reap_abandoned_runs()
 
     # ------------------------------------------------------------------ imports
 
@@ -195,6 +254,20 @@ class Ledger:
                         if r.entry_id in stored
                     ],
                 )
+            # A book balance must stay within ±(2^256 - 1): check the file against what the
+            # ledger already holds for the wallet x asset pairs it touches, summed in Python.
+            pairs = {(r.wallet, r.asset) for r in rows}
+            assets = sorted({asset for _, asset in pairs})
+            existing: dict[tuple[str, str], int] = {}
+            for chunk in _chunks(sorted({wallet for wallet, _ in pairs})):
+                query = select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)).where(
+                    col(BookEntry.wallet).in_(chunk), col(BookEntry.asset).in_(assets)
+                )
+                for wallet, asset, amount in s.execute(query.execution_options(yield_per=10_000)):
+                    if (wallet, asset) in pairs:
+                        existing[(wallet, asset)] = existing.get((wallet, asset), 0) + int(amount)
+            if problems := book_balance_problems(existing, rows):
+                raise InputError(source, problems)
             batch_id = str(uuid.uuid4())
             s.add(
                 ImportBatch(id=batch_id, kind="books", source=source, sha256=sha256, rows=len(rows), imported_at=_now())
@@ -231,35 +304,121 @@ class Ledger:
 
     # ------------------------------------------------------------------ runs
 
-    def start_run(self) -> RunSummary:
-        run = Run(id=str(uuid.uuid4()), started_at=_now(), status="running")
-        with self._session() as s:
-            s.add(run)
-        return _run_summary(run)
+    def begin_run(
+        self, trigger: str = "cli", job: str = "run", scheduled_for: datetime | None = None
+    ) -> tuple[RunSummary, RunLock]:
+        """Record a run as ``running``, with host, pid and process start, marked alive (on
+        PostgreSQL by a session lock) before its row exists, so it is never mistaken for
+        abandoned. The caller releases the returned lock when the run ends."""
+        lock = RunLock(self.engine, self.sqlite_path)
+        run_id = str(uuid.uuid4())
+        try:
+            lock.mark_alive(run_id)
+        except SQLAlchemyError as exc:
+            lock.release()
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
+        pid = os.getpid()
+        run = Run(
+            id=run_id,
+            started_at=_now(),
+            status="running",
+            host=host_name(),
+            pid=pid,
+            proc_start=process_start(pid),
+            trigger=trigger,
+            job=job,
+            scheduled_for=scheduled_for,
+        )
+        try:
+            with self._session() as s:
+                s.add(run)
+        except BaseException:
+            lock.release()
+            raise
+        return _run_summary(run), lock
 
-    def active_breaks(self) -> list[ActiveBreak]:
+    def hold_ledger(self, run_id: str, lock: RunLock, timeout: float, on_wait: Callable[[], None]) -> None:
+        """Wait, at most ``timeout`` seconds, for the ledger's writer lock; a run that gives up
+        is recorded incomplete ("another run holds the ledger") and LedgerError is raised."""
+        try:
+            lock.acquire(timeout, on_wait)
+        except LockTimeout:
+            reason = f"{LEDGER_HELD} (waited {timeout:g}s); try again when it has finished"
+        except SQLAlchemyError as exc:
+            reason = f"database failed while waiting for the ledger: {_first_line(exc, self.url)}"
+        else:
+            return
+        self.abandon_run(run_id, reason)
+        raise LedgerError(reason)
+
+    def reap_abandoned_runs(self) -> list[str]:
+        """Close as incomplete every run left ``running`` by a process that is gone (SIGKILL,
+        power loss). A run whose process cannot be judged from here (another host, on SQLite)
+        is left alone."""
+        reaped: list[str] = []
         with self._session() as s:
-            rows = s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value))
-            return [ActiveBreak(id=r.id, key=_key(r), status=BreakStatus(r.status), amount=r.amount) for r in rows]
+            running = list(s.scalars(select(Run).where(col(Run.status) == "running")))
+            if not running:
+                return reaped
+            conn = s.connection()
+            for run in running:
+                if self.engine.dialect.name == "postgresql":
+                    gone = not postgres_run_alive(conn, run.id)
+                elif run.host == host_name() and run.pid is not None:
+                    gone = not process_alive(run.pid, run.proc_start)
+                else:
+                    gone = False
+                if gone:
+                    run.status = "incomplete"
+                    run.exit_code = 2
+                    run.finished_at = _now()
+                    run.reason = (
+                        f"the process running it ({run.host}:{run.pid}) ended without recording an outcome "
+                        "(killed or lost power); nothing it saw was saved"
+                    )
+                    reaped.append(run.id)
+        for run_id in reaped:
+            log.warning("event=run_reaped run_id=%s reason=process_gone", run_id)
+        return reaped
 
     def finish_run(
         self,
         run_id: str,
         chains: Sequence[ChainResult],
         positions: Sequence[Position],
-        plan: BreakPlan,
+        findings: Sequence[Finding],
+        coverage: Container[BreakKey],
+        decimals: Mapping[str, int],
         status: str,
         reason: str | None,
         exit_code_for: _ExitCode,
     ) -> tuple[RunSummary, list[BreakRecord]]:
         """Write everything the run found in one transaction and return the breaks to report:
-        every break active after the run, plus those this run resolved."""
+        every break active after the run, plus those this run resolved.
+
+        The findings meet the breaks as they are inside this transaction (rows locked on
+        PostgreSQL; SQLite's write lock is taken at BEGIN), never as an earlier read saw them:
+        an acknowledgement or a manual resolution made meanwhile is respected.
+        """
         now = _now()
         blocks = {c.chain: c.block for c in chains}
         with self._session() as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise LedgerError(f"run {run_id} vanished from the ledger")
+            if run.status != "running":
+                raise LedgerError(f"run {run_id} was closed meanwhile as {run.status}: {run.reason}")
+            active_rows = {
+                r.id: r
+                for r in s.scalars(
+                    select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value).with_for_update()
+                )
+            }
+            plan = plan_breaks(
+                [_active(r) for r in active_rows.values()],
+                findings,
+                coverage,
+            )
             for c in chains:
                 s.add(
                     RunChain(
@@ -272,7 +431,7 @@ class Ledger:
                         error=c.error,
                     )
                 )
-            for p in positions:
+            for seq, p in enumerate(positions):
                 block = blocks[p.chain]
                 assert block is not None, "positions only exist for chains that were read"
                 s.add(
@@ -284,16 +443,12 @@ class Ledger:
                         block_number=block.number,
                         book=p.book,
                         onchain=p.onchain,
+                        decimals=p.decimals,
+                        seq=seq,
                     )
                 )
             s.flush()
-            # One query for every break this run touches; no per-break round trips.
-            ids = [a.id for a, _ in plan.seen_again] + [a.id for a in plan.resolved]
-            existing = {
-                r.id: r
-                for chunk in _chunks(ids)
-                for r in s.scalars(select(BreakRow).where(col(BreakRow.id).in_(chunk)))
-            }
+            existing = active_rows
             opened: list[tuple[BreakRow, str]] = []
             for f in plan.opened:
                 block = blocks.get(f.key.chain)
@@ -316,6 +471,7 @@ class Ledger:
                     opened_at=now,
                     last_seen_at=now,
                     times_seen=1,
+                    decimals=decimals.get(f.key.asset) if f.key.asset else None,
                 )
                 s.add(row)
                 opened.append((row, f.detail))
@@ -330,6 +486,8 @@ class Ledger:
                 row.last_run_id = run_id
                 row.last_seen_at = now
                 row.times_seen += 1
+                if f.key.asset and f.key.asset in decimals:
+                    row.decimals = decimals[f.key.asset]
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
                 s.add(_event(row, run_id, "seen", now, f.detail))
@@ -343,9 +501,9 @@ class Ledger:
                     row.block_number, row.block_hash = block.number, block.hash
                 s.add(_event(row, run_id, "resolved", now, "not found by a run that checked it"))
             s.flush()
-            active_rows = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
+            after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
             resolved_rows = [existing[b.id] for b in plan.resolved]
-            report = [_record(r) for r in sorted(active_rows + resolved_rows, key=_order)]
+            report = [_record(r) for r in sorted(after + resolved_rows, key=_order)]
             run.status = status
             run.reason = reason
             run.finished_at = now
@@ -353,13 +511,49 @@ class Ledger:
             return _run_summary(run), report
 
     def abandon_run(self, run_id: str, reason: str) -> None:
-        """Best effort: mark a run incomplete after a failure that stopped it."""
+        """Mark a run incomplete after a failure or a signal stopped it (a finished run keeps
+        its outcome)."""
         with self._session() as s:
             s.execute(
                 update(Run)
-                .where(col(Run.id) == run_id)
+                .where(col(Run.id) == run_id, col(Run.status) == "running")
                 .values(status="incomplete", reason=reason, finished_at=_now(), exit_code=2)
             )
+
+    def save_document(self, run_id: str, document: Mapping[str, Any]) -> None:
+        """Keep the run's `--json` document as printed, without its positions (those are the
+        run's balance snapshots), so `runs show` reproduces it."""
+        doc = {k: v for k, v in document.items() if k != "positions"}
+        with self._session() as s:
+            s.execute(update(Run).where(col(Run.id) == run_id).values(document=json.dumps(doc)))
+
+    def list_runs(self, limit: int) -> list[RunSummary]:
+        with self._session() as s:
+            rows = s.scalars(select(Run).order_by(col(Run.started_at).desc(), col(Run.id)).limit(limit))
+            return [_run_summary(r) for r in rows]
+
+    def get_run(self, run_id: str) -> StoredRun:
+        with self._session() as s:
+            run = s.get(Run, _resolve_prefix(s, Run, col(Run.id), run_id, "run", "`reconciler runs list`"))
+            assert run is not None
+            chains = [
+                ChainResult(
+                    c.chain,
+                    c.chain_id,
+                    BlockRef(c.block_number, c.block_hash) if c.block_number is not None and c.block_hash else None,
+                    c.read_path,
+                    c.error,
+                )
+                for c in s.scalars(select(RunChain).where(col(RunChain.run_id) == run.id))
+            ]
+            snaps = s.scalars(
+                select(BalanceSnapshot)
+                .where(col(BalanceSnapshot.run_id) == run.id)
+                .order_by(col(BalanceSnapshot.seq), col(BalanceSnapshot.chain), col(BalanceSnapshot.wallet))
+            )
+            positions = [StoredPosition(p.chain, p.wallet, p.asset, p.decimals, p.book, p.onchain) for p in snaps]
+            document = json.loads(run.document) if run.document else None
+            return StoredRun(_run_summary(run), document, chains, positions)
 
     # ------------------------------------------------------------------ breaks
 
@@ -374,9 +568,8 @@ class Ledger:
         """open -> acknowledged, with the note in the audit trail. Acknowledging does not
         clear a break: only a run that no longer finds it resolves it."""
         with self._session() as s:
-            row = s.get(BreakRow, break_id)
-            if row is None:
-                raise LedgerError(f"no break with id {break_id!r}; `reconciler breaks list --all` lists them")
+            row = s.get(BreakRow, _break_id(s, break_id), with_for_update=True)
+            assert row is not None
             if row.status != BreakStatus.OPEN.value:
                 raise LedgerError(f"break {break_id} is {row.status}; only an open break can be acknowledged")
             row.status = BreakStatus.ACKNOWLEDGED.value
@@ -384,13 +577,27 @@ class Ledger:
             s.flush()
             return _record(row)
 
-    def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]] | None:
+    def resolve(self, break_id: str, note: str) -> BreakRecord:
+        """Close a break by hand (open or acknowledged -> resolved), the note kept in its audit
+        trail: for a break no run can check any more (its wallet or asset left the
+        configuration). If a run finds the condition again, it opens a new break."""
         with self._session() as s:
-            row = s.get(BreakRow, break_id)
-            if row is None:
-                return None
+            row = s.get(BreakRow, _break_id(s, break_id), with_for_update=True)
+            assert row is not None
+            if row.status == BreakStatus.RESOLVED.value:
+                raise LedgerError(f"break {row.id} is already resolved")
+            row.status = BreakStatus.RESOLVED.value
+            row.resolved_at = _now()
+            s.add(_event(row, None, "resolved", row.resolved_at, f"resolved by hand: {note}"))
+            s.flush()
+            return _record(row)
+
+    def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]]:
+        with self._session() as s:
+            row = s.get(BreakRow, _break_id(s, break_id))
+            assert row is not None
             events = s.scalars(
-                select(BreakEvent).where(col(BreakEvent.break_id) == break_id).order_by(col(BreakEvent.id))
+                select(BreakEvent).where(col(BreakEvent.break_id) == row.id).order_by(col(BreakEvent.id))
             )
             return _record(row), [
                 BreakEventRecord(
@@ -407,9 +614,42 @@ class Ledger:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # The driver's own implicit BEGIN (deferred) is replaced by _sqlite_begin_immediate.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _newer_message(revision: str | None) -> str:
+    return (
+        f"the ledger schema is version {schema.version_number(revision)} (revision {revision}), newer than this "
+        f"reconciler knows ({schema.version_number(schema.head())}): upgrade the reconciler; nothing was changed"
+    )
+
+
+def _resolve_prefix(s: Session, table: Any, column: Any, given: str, what: str, lister: str) -> str:
+    """A full id, or any unique prefix of one (like git)."""
+    if s.get(table, given) is not None:
+        return given
+    if len(given) >= 4:
+        escaped = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = list(s.scalars(select(column).where(column.like(escaped + "%", escape="\\")).limit(6)))
+        if len(matches) == 1:
+            return str(matches[0])
+        if len(matches) > 1:
+            shown = ", ".join(str(m) for m in matches[:5])
+            raise LedgerError(f"{what} id {given!r} is ambiguous: it starts {shown}{' …' if len(matches) > 5 else ''}")
+    raise LedgerError(f"no {what} with id {given!r}; {lister} lists them")
+
+
+def _break_id(s: Session, given: str) -> str:
+    return _resolve_prefix(s, BreakRow, col(BreakRow.id), given, "break", "`reconciler breaks list --all`")
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -429,6 +669,10 @@ def _event(row: BreakRow, run_id: str | None, event: str, at: datetime, note: st
         block_hash=row.block_hash,
         note=note,
     )
+
+
+def _active(row: BreakRow) -> ActiveBreak:
+    return ActiveBreak(id=row.id, key=_key(row), status=BreakStatus(row.status), amount=row.amount)
 
 
 def _key(row: BreakRow) -> BreakKey:
@@ -453,6 +697,7 @@ def _record(row: BreakRow) -> BreakRecord:
         last_run_id=row.last_run_id,
         resolved_run_id=row.resolved_run_id,
         times_seen=row.times_seen,
+        decimals=row.decimals,
     )
 
 
@@ -464,24 +709,32 @@ def _iso(at: datetime) -> str:
 def _run_summary(run: Run) -> RunSummary:
     return RunSummary(
         id=run.id,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+        started_at=_utc(run.started_at),
+        finished_at=_utc(run.finished_at) if run.finished_at else None,
         status=run.status,
         reason=run.reason,
         exit_code=run.exit_code,
+        trigger=run.trigger,
+        job=run.job,
+        scheduled_for=_utc(run.scheduled_for) if run.scheduled_for else None,
+        instance=f"{run.host}:{run.pid}" if run.host else None,
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+def _utc(at: datetime) -> datetime:
+    """Stored times are UTC; SQLite hands them back naive."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _first_line(exc: BaseException, url: str = "") -> str:
+    """The driver's message, first line, scrubbed of the database URL's password (a driver's
+    text can quote the connection string) and of any URL's credentials; scrubbed before it
+    is cut, so no half of a secret survives."""
+    text = redact_urls(scrub(str(getattr(exc, "orig", None) or exc), [url]))
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def redact_url(url: str) -> str:
-    """Hide a password in a database URL."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        return f"{scheme}://{creds}@{host}"
-    return url
+    """The database URL with every password (userinfo, ``password=``-like parameters) as ***."""
+    return redact_db_url(url)

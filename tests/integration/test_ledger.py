@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy
 from sqlmodel import Session, select
 
-from reconciler.ledger import Ledger
+from reconciler.domain import UINT256_MAX, format_amount
+from reconciler.ledger import Ledger, schema
 from reconciler.ledger.models import BalanceSnapshot, Run
 from tests.conftest import Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER, BOOKS_HEADER, new_address
@@ -22,7 +23,8 @@ EXTREMES = [0, 1, -1, 2**63 - 1, 2**63, 2**64 + 1, 10**27 + 1, 2**256 - 1, -(2**
 def test_amounts_round_trip_exactly(db_url: str, value: int) -> None:
     ledger = Ledger(db_url)
     ledger.init()
-    run = ledger.start_run()
+    run, lock = ledger.begin_run()
+    lock.release()
     with Session(ledger.engine) as s:
         s.add(
             BalanceSnapshot(
@@ -47,6 +49,14 @@ def _config(scenario: Scenario) -> Path:
     return scenario.write()
 
 
+def _ready(cli: Any, scenario: Scenario) -> Path:
+    """The config written and the ledger created."""
+    config = _config(scenario)
+    result = cli("--config", str(config), "init")
+    assert result.code == 0, result.stderr
+    return config
+
+
 def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = sqlalchemy.create_engine(url)
     tables = ("account", "book_entry", "import_batch")
@@ -59,7 +69,7 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_books_sum_exactly_above_2_64(cli: Any, scenario: Scenario) -> None:
-    config = _config(scenario)
+    config = _ready(cli, scenario)
     scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
     books = scenario.write_csv(
         "books.csv",
@@ -86,12 +96,15 @@ BAD_BOOKS = {
     "unknown account": ("E9,2026-11-24,C9,w1,USDC,1,deposit,", "line 3, column account"),
     "entry id already stored": ("E1,2026-11-24,C1,w1,USDC,1,deposit,", "line 3, column entry_id"),
     "entry id twice in the file": ("E5,2026-11-24,C1,w1,USDC,1,deposit,", "line 3, column entry_id"),
+    "amount of thousands of digits": ("E9,2026-11-24,C1,w1,USDC," + "1" * 5000 + ",deposit,", "line 3, column amount"),
+    "entry id longer than its column": ("E" * 250 + ",2026-11-24,C1,w1,USDC,1,deposit,", "line 3, column entry_id"),
+    "memo longer than its column": ("E9,2026-11-24,C1,w1,USDC,1,deposit," + "m" * 1001, "line 3, column memo"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BOOKS))
 def test_a_bad_books_file_changes_nothing(cli: Any, scenario: Scenario, case: str) -> None:
-    config = _config(scenario)
+    config = _ready(cli, scenario)
     scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One", "H1,house,House"])
     assert cli("--config", str(config), "accounts", "import", str(config.parent / "accounts.csv")).code == 0
     good = scenario.write_csv("good.csv", BOOKS_HEADER, ["E1,2026-11-24,C1,w1,USDC,10,deposit,first"])
@@ -111,7 +124,7 @@ def test_a_bad_books_file_changes_nothing(cli: Any, scenario: Scenario, case: st
 
 
 def test_a_books_file_missing_a_column_changes_nothing(cli: Any, scenario: Scenario) -> None:
-    config = _config(scenario)
+    config = _ready(cli, scenario)
     scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
     assert cli("--config", str(config), "accounts", "import", str(config.parent / "accounts.csv")).code == 0
     before = _dump(scenario.db_url)
@@ -124,7 +137,7 @@ def test_a_books_file_missing_a_column_changes_nothing(cli: Any, scenario: Scena
 
 
 def test_changing_an_accounts_class_is_refused(cli: Any, scenario: Scenario) -> None:
-    config = _config(scenario)
+    config = _ready(cli, scenario)
     first = scenario.write_csv("a1.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
     again = scenario.write_csv("a2.csv", ACCOUNTS_HEADER, ["C2,futures,Two", "C1,house,One"])
     assert cli("--config", str(config), "accounts", "import", str(first)).code == 0
@@ -134,9 +147,93 @@ def test_changing_an_accounts_class_is_refused(cli: Any, scenario: Scenario) -> 
     assert _dump(scenario.db_url) == before
 
 
+def test_an_account_longer_than_its_column_is_refused_on_every_engine(cli: Any, scenario: Scenario) -> None:
+    config = _ready(cli, scenario)
+    first = scenario.write_csv("a1.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
+    assert cli("--config", str(config), "accounts", "import", str(first)).code == 0
+    before = _dump(scenario.db_url)
+    bad = scenario.write_csv("a2.csv", ACCOUNTS_HEADER, ["C2,futures,Two", "A" * 250 + ",house,Long"])
+    result = cli("--config", str(config), "accounts", "import", str(bad))
+    assert result.code == 2
+    assert "line 3, column account: is 250 characters long; at most 200" in result.stderr
+    assert _dump(scenario.db_url) == before
+
+
+MAX = format_amount(UINT256_MAX, 18)  # 2^256 - 1 base units of the 18-decimals TMMF
+
+
+def _book_lines(start: int, rows: list[tuple[str, str, str]]) -> list[str]:
+    return [f"E{start + i},2026-11-24,C1,{w},TMMF,{amount},{kind}," for i, (w, amount, kind) in enumerate(rows)]
+
+
+def test_nine_uint256_maxima_are_refused_and_nothing_is_stored(cli: Any, scenario: Scenario) -> None:
+    """Before: the file imported, then every run failed with `does not fit NUMERIC(78, 0)`."""
+    config = _ready(cli, scenario)
+    scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
+    assert cli("--config", str(config), "accounts", "import", str(config.parent / "accounts.csv")).code == 0
+    before = _dump(scenario.db_url)
+    books = scenario.write_csv("books.csv", BOOKS_HEADER, _book_lines(1, [("w1", MAX, "deposit")] * 9))
+
+    result = cli("--config", str(config), "books", "import", str(books), "--json")
+
+    assert result.code == 2 and result.stdout == ""
+    assert "nothing was imported" in result.stderr
+    assert "line 3, column amount: the book balance of wallet w1 x asset TMMF" in result.stderr
+    assert _dump(scenario.db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("stored", "incoming", "where"),
+    [
+        # The ledger already holds the most a wallet can; one more base unit crosses.
+        ([("w1", MAX, "deposit")], [("w2", MAX, "deposit"), ("w1", "0.000000000000000001", "adjustment")], "line 3"),
+        # The same bound below zero.
+        ([("w1", "-" + MAX, "withdrawal")], [("w1", "-0.000000000000000001", "withdrawal")], "line 2"),
+    ],
+)
+def test_a_book_balance_beyond_uint256_is_refused_counting_the_ledger(
+    cli: Any, scenario: Scenario, stored: list[tuple[str, str, str]], incoming: list[tuple[str, str, str]], where: str
+) -> None:
+    config = _ready(cli, scenario)
+    scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
+    assert cli("--config", str(config), "accounts", "import", str(config.parent / "accounts.csv")).code == 0
+    first = scenario.write_csv("first.csv", BOOKS_HEADER, _book_lines(1, stored))
+    assert cli("--config", str(config), "books", "import", str(first)).code == 0
+    before = _dump(scenario.db_url)
+    bad = scenario.write_csv("bad.csv", BOOKS_HEADER, _book_lines(100, incoming))
+
+    result = cli("--config", str(config), "books", "import", str(bad))
+
+    assert result.code == 2
+    assert f"{where}, column amount: the book balance of wallet w1 x asset TMMF" in result.stderr, result.stderr
+    assert f"ledger before this file: {'-' if stored[0][1].startswith('-') else ''}{UINT256_MAX}" in result.stderr
+    assert _dump(scenario.db_url) == before
+
+
+def test_a_file_that_ends_within_the_bound_imports(cli: Any, scenario: Scenario) -> None:
+    config = _ready(cli, scenario)
+    scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,One"])
+    assert cli("--config", str(config), "accounts", "import", str(config.parent / "accounts.csv")).code == 0
+    first = scenario.write_csv("first.csv", BOOKS_HEADER, _book_lines(1, [("w1", MAX, "deposit")]))
+    assert cli("--config", str(config), "books", "import", str(first)).code == 0
+    # Above the bound after its first line, back at it after the second: the balance is the sum.
+    more = scenario.write_csv(
+        "more.csv", BOOKS_HEADER, _book_lines(10, [("w1", "5", "deposit"), ("w1", "-5", "withdrawal")])
+    )
+    assert cli("--config", str(config), "books", "import", str(more)).code == 0
+    ledger = Ledger(scenario.db_url)
+    assert ledger.book_balances() == {("w1", "TMMF"): UINT256_MAX}
+    ledger.close()
+
+
 def test_init_is_idempotent(cli: Any, scenario: Scenario) -> None:
     config = _config(scenario)
+    versions = []
     for _ in range(2):
         result = cli("--config", str(config), "init", "--json")
-        assert result.code == 0 and json.loads(result.stdout)["schema_version"] == 1
+        assert result.code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        versions.append((doc["previous_version"], doc["schema_version"]))
+    newest = schema.version_number(schema.head())
+    assert newest >= 2 and versions == [(0, newest), (newest, newest)]
     assert "reconciler.toml" in [p.name for p in config.parent.iterdir()]

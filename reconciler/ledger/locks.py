@@ -1,0 +1,147 @@
+"""Who may write a run's results, and whether the process behind a `running` run still lives.
+
+Invariants: at most one run (or scan) observes chains and writes its findings to one ledger
+at a time, so a later pin is always written after an earlier one and no run plans against
+breaks another run is changing; the lock dies with its holder's process (a PostgreSQL session
+advisory lock, or an flock on SQLite), so a killed run never blocks the next one; a run is
+judged abandoned only when its process is provably gone.
+
+PostgreSQL: advisory locks are per database, so the keys are derived from current_schema():
+several ledgers in one database (one schema each) do not block each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Connection, Engine, text
+
+POLL_SECONDS = 0.2
+LEDGER_HELD = "another run holds the ledger"
+
+
+class LockTimeout(Exception):
+    """The ledger stayed locked for the whole bounded wait."""
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (comm) may hold spaces and parentheses: split after its closing parenthesis.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if started is None:
+        return True
+    now = process_start(pid)
+    return now is None or now == started
+
+
+def _run_key(run_id: str) -> int:
+    """A signed 32-bit key for one run's liveness lock."""
+    return zlib.crc32(run_id.encode()) - 2**31
+
+
+class RunLock:
+    """Held for the life of one run: its liveness marker first, the ledger's writer lock next."""
+
+    def __init__(self, engine: Engine, sqlite_path: Path | None) -> None:
+        self.engine = engine
+        self.sqlite_path = sqlite_path
+        self._conn: Connection | None = None
+        self._file: IO[bytes] | None = None
+
+    # --------------------------------------------------------------- liveness (PostgreSQL)
+
+    def mark_alive(self, run_id: str) -> None:
+        """Before the run row exists: a PostgreSQL session lock that says "its process lives"."""
+        if self.engine.dialect.name != "postgresql":
+            return  # SQLite ledgers are judged by host, pid and process start time
+        self._conn = self.engine.connect()
+        self._conn.execute(
+            text("SELECT pg_advisory_lock(hashtext(current_schema() || :scope), :k)"),
+            {"scope": "/run", "k": _run_key(run_id)},
+        )
+        self._conn.commit()
+
+    # --------------------------------------------------------------- the writer lock
+
+    def acquire(self, timeout: float, on_wait: Callable[[], None]) -> None:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while not self._try():
+            if not waited:
+                on_wait()
+                waited = True
+            if time.monotonic() >= deadline:
+                raise LockTimeout(LEDGER_HELD)
+            time.sleep(POLL_SECONDS)
+
+    def _try(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            got = self._conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), 0)"), {"scope": "/ledger"}
+            ).scalar_one()
+            self._conn.commit()
+            return bool(got)
+        if self.sqlite_path is None:
+            return True
+        if self._file is None:
+            self._file = open(self.sqlite_path.with_name(self.sqlite_path.name + ".lock"), "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Ending the session or closing the file releases every lock it holds."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                # A pooled connection outlives close(): unlock explicitly, or drop the session.
+                conn.execute(text("SELECT pg_advisory_unlock_all()"))
+                conn.commit()
+                conn.close()
+            except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
+                conn.invalidate()
+                conn.close()
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+
+
+def postgres_run_alive(conn: Connection, run_id: str) -> bool:
+    """A run's process lives while its session holds the run's liveness lock."""
+    key = {"scope": "/run", "k": _run_key(run_id)}
+    got = conn.execute(text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), :k)"), key).scalar_one()
+    if got:
+        conn.execute(text("SELECT pg_advisory_unlock(hashtext(current_schema() || :scope), :k)"), key)
+        return False
+    return True

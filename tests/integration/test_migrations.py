@@ -1,0 +1,163 @@
+"""Schema migrations: a populated ledger of an older revision upgrades with every row intact, on
+SQLite and PostgreSQL; the models and the migrations describe the same schema; a ledger newer
+than the code, or none at all, is refused with the command that fixes it."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from reconciler.ledger import Ledger, schema
+from tests.conftest import Scenario
+from tests.integration.helpers import new_address
+
+BIG = 2**64 + 12345  # above 64 bits: only exact storage keeps it
+HUGE = 2**256 - 1
+
+
+def _config(scenario: Scenario) -> Path:
+    scenario.add_chain("eth", "http://127.0.0.1:9", 31337)
+    scenario.add_token("USDC", "eth", "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", 6)
+    scenario.add_wallet("w1", "eth", new_address())
+    return scenario.write()
+
+
+def _at_first_release(url: str, *, without_alembic: bool = False) -> None:
+    """A ledger at revision 0001 holding books, a finished run, its snapshots and breaks (with
+    amounts far above 2^64) and their audit trail — as the first release left them."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        cfg = schema._config(conn)
+        command.upgrade(cfg, schema.FIRST_RELEASE)
+        amount = "'" + str(BIG) + "'" if conn.dialect.name == "sqlite" else str(BIG)
+        huge = "'" + str(-HUGE) + "'" if conn.dialect.name == "sqlite" else str(-HUGE)
+        for sql in (
+            "INSERT INTO import_batch VALUES ('b1', 'books', 'books.csv', 'ab', 2, '2026-11-24 10:00:00')",
+            "INSERT INTO account VALUES ('C1', 'futures', 'Customer One', 'b1')",
+            f"INSERT INTO book_entry VALUES ('E1', '2026-11-24', 'C1', 'w1', 'USDC', {amount}, 'deposit', 'm', "
+            "NULL, 'b1')",
+            f"INSERT INTO book_entry VALUES ('E2', '2026-11-24', 'C1', 'w1', 'USDC', {huge}, 'adjustment', '', "
+            f"'0x{'ab' * 32}', 'b1')",
+            "INSERT INTO run VALUES ('r1', '2026-11-24 10:00:00', '2026-11-24 10:00:05', 'complete', NULL, 1)",
+            "INSERT INTO run VALUES ('r2', '2026-11-24 11:00:00', NULL, 'running', NULL, NULL)",
+            "INSERT INTO run_chain VALUES ('r1', 'eth', 31337, 123, '0x" + "cd" * 32 + "', 'multicall', NULL)",
+            f"INSERT INTO balance_snapshot VALUES ('r1', 'eth', 'w1', 'USDC', 123, {amount}, {huge})",
+            f"INSERT INTO break VALUES ('k1', 'balance_mismatch|eth|w1|USDC|', 'balance_mismatch', 'error', "
+            f"'open', 'eth', 'w1', 'USDC', NULL, {huge}, 'detail', 123, '0x{'cd' * 32}', 'r1', 'r1', NULL, "
+            "'2026-11-24 10:00:05', '2026-11-24 10:00:05', NULL, 1)",
+            f"INSERT INTO break_event (break_id, run_id, event, at, amount, block_number, block_hash, note) "
+            f"VALUES ('k1', 'r1', 'opened', '2026-11-24 10:00:05', {huge}, 123, '0x{'cd' * 32}', 'detail')",
+        ):
+            conn.execute(sqlalchemy.text(sql))
+        if without_alembic:
+            conn.execute(sqlalchemy.text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+
+def _plain(value: Any) -> Any:
+    """Amounts come back as text (SQLite) or Decimal (PostgreSQL): compare them as ints."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) > 12:
+        return int(value)
+    return value
+
+
+def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = sqlalchemy.create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table, cols in (
+            ("account", "account, seg_class, name"),
+            ("book_entry", "entry_id, amount, tx_hash"),
+            ("run_chain", "run_id, chain, block_number, block_hash"),
+            ("balance_snapshot", "run_id, book, onchain"),
+            ("break", "id, key, status, amount, times_seen"),
+            ("break_event", "break_id, event, amount"),
+        ):
+            rows = conn.execute(sqlalchemy.text(f'SELECT {cols} FROM "{table}" ORDER BY 1, 2')).all()
+            out[table] = [tuple(_plain(v) for v in r) for r in rows]
+    engine.dispose()
+    return out
+
+
+@pytest.mark.parametrize("first_release_shape", [False, True], ids=["alembic-0001", "pre-alembic"])
+def test_a_populated_first_release_ledger_upgrades_with_every_row_intact(
+    cli: Any, scenario: Scenario, first_release_shape: bool
+) -> None:
+    config = _config(scenario)
+    _at_first_release(scenario.db_url, without_alembic=first_release_shape)
+    before = _rows(scenario.db_url)
+
+    refused = cli("--config", str(config), "breaks", "list", "--json")
+    assert refused.code == 2 and "run `reconciler init` to upgrade" in refused.stderr and refused.stdout == ""
+
+    result = cli("--config", str(config), "init", "--json")
+    assert result.code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["previous_version"], doc["schema_version"]) == (1, schema.version_number(schema.head()))
+    after = _rows(scenario.db_url)
+    assert after == before
+    assert [r[1] for r in after["book_entry"]] == [BIG, -HUGE]
+
+    listed = cli("--config", str(config), "breaks", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    [brk] = json.loads(listed.stdout)["breaks"]
+    shown = f"-{HUGE // 10**6}.{HUGE % 10**6:06d}"
+    assert (brk["id"], brk["amount"], brk["amount_display"]) == ("k1", str(-HUGE), shown)
+    listed_runs = cli("--config", str(config), "runs", "list", "--json")
+    runs = {r["id"]: r for r in json.loads(listed_runs.stdout)["runs"]}
+    assert runs["r1"]["status"] == "complete" and runs["r1"]["exit_code"] == 1
+    # a run the first release left `running` can never finish now
+    assert runs["r2"]["status"] == "incomplete" and "earlier version" in runs["r2"]["reason"]
+
+    again = cli("--config", str(config), "init", "--json")
+    assert again.code == 0 and json.loads(again.stdout)["previous_version"] == schema.version_number(schema.head())
+
+
+def test_the_models_and_the_migrations_describe_the_same_schema(db_url: str) -> None:
+    ledger = Ledger(db_url)
+    ledger.init()
+    with ledger.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    ledger.close()
+    # ExactInt is TEXT on SQLite and NUMERIC(78,0) on PostgreSQL in both; only real drift remains.
+    drift = [d for d in diff if not (isinstance(d, list) and d and d[0][0] == "modify_type")]
+    assert drift == []
+
+
+def test_a_ledger_newer_than_the_code_is_refused_and_left_alone(cli: Any, scenario: Scenario) -> None:
+    config = _config(scenario)
+    assert cli("--config", str(config), "init").code == 0
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '9999'"))
+    for args in (("init",), ("breaks", "list"), ("run",)):
+        result = cli("--config", str(config), *args)
+        assert result.code == 2, args
+        assert "newer than this reconciler" in result.stderr and "upgrade the reconciler" in result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one() == "9999"
+    engine.dispose()
+
+
+def test_commands_refuse_a_ledger_that_was_never_initialized(cli: Any, scenario: Scenario, tmp_path: Path) -> None:
+    config = _config(scenario)
+    accounts = scenario.write_csv("accounts.csv", "account,class,name", ["C1,futures,One"])
+    for args in (("breaks", "list"), ("run", "--json"), ("runs", "list"), ("accounts", "import", str(accounts))):
+        result = cli("--config", str(config), *args)
+        assert result.code == 2, (args, result.stderr)
+        assert "run `reconciler init`" in result.stderr
+        assert result.stdout == ""
+    if scenario.db_url.startswith("sqlite"):
+        # a mistyped path must not quietly become an empty, clean-looking ledger
+        assert not (tmp_path / "ledger.db").exists()
