@@ -23,15 +23,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from reconciler.errors import ChainError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "contracts" / "artifacts"
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# Safe 1.3.0 as published on npm (@gnosis.pm/safe-contracts, a pinned devDependency): the
+# product of record that the wallet-configuration reads must be right for.
+SAFE_130_ARTIFACTS = REPO_ROOT / "node_modules" / "@gnosis.pm" / "safe-contracts" / "build" / "artifacts" / "contracts"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 _LISTENING = re.compile(r"Listening on ([0-9.]+):([0-9]+)")
 
 
@@ -244,3 +251,185 @@ class Devnet:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
         if receipt["status"] != 1:
             raise ChainError(f"transaction {bytes(tx).hex()} reverted")
+
+    # ------------------------------------------------------------ custody wallets and keys
+
+    def new_account(self, wei: int = 10**20) -> LocalAccount:
+        """A fresh key (eth-account), funded with ``wei`` by anvil_setBalance and a mined block."""
+        account: LocalAccount = Account.create()
+        self.set_native_balance(account.address, wei)
+        self.mine()
+        return account
+
+    def deploy_artifact(self, art: dict[str, Any], *args: Any) -> Contract:
+        """Deploy any artifact with ``abi`` and ``bytecode`` (ours or a published one)."""
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx = factory.constructor(*args).transact({"from": self.deployer})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        if receipt["status"] != 1:
+            raise ChainError(f"deploying {art.get('contract') or art.get('contractName') or 'a contract'} failed")
+        return cast(Contract, self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"]))
+
+    def deploy_custody_wallet(
+        self,
+        owners: Sequence[str],
+        threshold: int,
+        fallback_handler: str | None = None,
+        singleton: str | None = None,
+    ) -> Contract:
+        """A CustodyWalletProxy over a CustodyWallet singleton (a new one unless given), set up
+        with ``owners`` and ``threshold`` in its deploying transaction. Returned bound to the
+        CustodyWallet ABI at the proxy's address."""
+        wallet_abi = artifact("CustodyWallet")["abi"]
+        if singleton is None:
+            singleton = self.deploy("CustodyWallet").address
+        init = self.w3.eth.contract(abi=wallet_abi).encode_abi(
+            "setup", [list(owners), threshold, fallback_handler or ZERO_ADDRESS]
+        )
+        proxy = self.deploy("CustodyWalletProxy", singleton, init)
+        return self.w3.eth.contract(address=proxy.address, abi=wallet_abi)
+
+    def custody_signatures(
+        self, wallet: str, signers: Sequence[LocalAccount], to: str, value: int, data: bytes, operation: int, nonce: int
+    ) -> bytes:
+        """The owners' EIP-712 signatures of a CustodyWallet transaction (r || s || v each),
+        ordered by signer address as the wallet requires. Hashed here, independently of the
+        contract's getTransactionHash, so a test can check one against the other."""
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "CustodyTransaction": [
+                    {"name": "to", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "data", "type": "bytes"},
+                    {"name": "operation", "type": "uint8"},
+                    {"name": "nonce", "type": "uint256"},
+                ],
+            },
+            "primaryType": "CustodyTransaction",
+            "domain": {"chainId": self.w3.eth.chain_id, "verifyingContract": wallet},
+            "message": {"to": to, "value": value, "data": data, "operation": operation, "nonce": nonce},
+        }
+        ordered = sorted(signers, key=lambda a: int(a.address, 16))
+        return b"".join(bytes(Account.sign_typed_data(a.key, full_message=typed).signature) for a in ordered)
+
+    def wallet_nonce(self, wallet: str) -> int:
+        """A Safe-layout wallet's nonce from storage slot 5 (its nonce() view may revert)."""
+        return int.from_bytes(self.w3.eth.get_storage_at(to_checksum_address(wallet), 5), "big")
+
+    def exec_custody(
+        self,
+        wallet: Contract,
+        signers: Sequence[LocalAccount],
+        to: str,
+        value: int = 0,
+        data: bytes = b"",
+        operation: int = 0,
+        sender: str | None = None,
+    ) -> str:
+        """Sign with ``signers`` and send CustodyWallet.execTransaction (operation 0 CALL,
+        1 DELEGATECALL) from ``sender`` (a dev account; default the deployer). Returns the tx hash."""
+        sigs = self.custody_signatures(
+            wallet.address, signers, to, value, data, operation, self.wallet_nonce(wallet.address)
+        )
+        tx = wallet.functions.execTransaction(to, value, data, operation, sigs).transact(
+            {"from": sender or self.deployer}
+        )
+        self._wait(tx)
+        return "0x" + bytes(tx).hex()
+
+    @staticmethod
+    def calldata(contract: Contract, function: str, *args: Any) -> bytes:
+        """ABI-encoded calldata of ``contract.function(*args)``."""
+        return bytes.fromhex(contract.encode_abi(function, list(args))[2:])
+
+    def delegate_eoa(self, account: LocalAccount, delegate: str) -> str:
+        """Give ``account`` an EIP-7702 delegation to ``delegate`` (the zero address clears it)
+        with a real type-4 transaction that the account signs and sends itself: its code becomes
+        ``0xef0100 || delegate``. Returns the tx hash."""
+        chain_id = self.w3.eth.chain_id
+        nonce = self.w3.eth.get_transaction_count(account.address)
+        # The sender's nonce is bumped before authorizations are processed: sign for nonce + 1.
+        auth = Account.sign_authorization(
+            {"chainId": chain_id, "address": to_checksum_address(delegate), "nonce": nonce + 1}, account.key
+        )
+        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        tx: dict[str, Any] = {
+            "type": 4,
+            "chainId": chain_id,
+            "nonce": nonce,
+            "to": self.deployer,  # any code-free account: the call itself does nothing
+            "value": 0,
+            "data": b"",
+            "gas": 200_000,
+            "maxFeePerGas": 2 * base_fee + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+            "accessList": [],
+            "authorizationList": [auth],
+        }
+        signed = account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._wait(tx_hash)
+        return "0x" + bytes(tx_hash).hex()
+
+    # ------------------------------------------------------------ a real Safe 1.3.0
+
+    def deploy_safe_130(self, owners: Sequence[str], threshold: int, fallback_handler: str | None = None) -> Contract:
+        """A Safe 1.3.0 from its published artifacts: singleton, proxy factory and (unless one
+        is given) the CompatibilityFallbackHandler, then a proxy made by
+        createProxyWithNonce with setup(owners, threshold, …) as its initializer. Returned
+        bound to the GnosisSafe ABI at the proxy's address."""
+        safe_art = safe_130_artifact("GnosisSafe")
+        singleton = self.deploy_artifact(safe_art)
+        factory = self.deploy_artifact(safe_130_artifact("GnosisSafeProxyFactory"))
+        if fallback_handler is None:
+            fallback_handler = self.deploy_artifact(safe_130_artifact("CompatibilityFallbackHandler")).address
+        init = singleton.encode_abi(
+            "setup", [list(owners), threshold, ZERO_ADDRESS, b"", fallback_handler, ZERO_ADDRESS, 0, ZERO_ADDRESS]
+        )
+        tx = factory.functions.createProxyWithNonce(singleton.address, init, 0).transact({"from": self.deployer})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        if receipt["status"] != 1:
+            raise ChainError("creating a Safe 1.3.0 proxy failed")
+        events = factory.events.ProxyCreation().process_receipt(receipt, errors=DISCARD)
+        if len(events) != 1:
+            raise ChainError(f"createProxyWithNonce emitted {len(events)} ProxyCreation events, not 1")
+        return cast(Contract, self.w3.eth.contract(address=events[0]["args"]["proxy"], abi=safe_art["abi"]))
+
+    def exec_safe(
+        self,
+        safe: Contract,
+        signers: Sequence[LocalAccount],
+        to: str,
+        value: int = 0,
+        data: bytes = b"",
+        operation: int = 0,
+        sender: str | None = None,
+    ) -> str:
+        """Sign (the Safe's own getTransactionHash, no gas refund) and send a Safe 1.3.0
+        execTransaction from ``sender`` (default the deployer). Returns the tx hash."""
+        nonce = self.wallet_nonce(safe.address)
+        refund = (0, 0, 0, ZERO_ADDRESS, ZERO_ADDRESS)
+        digest = safe.functions.getTransactionHash(to, value, data, operation, *refund, nonce).call()
+        ordered = sorted(signers, key=lambda a: int(a.address, 16))
+        sigs = b"".join(bytes(Account.unsafe_sign_hash(digest, a.key).signature) for a in ordered)
+        tx = safe.functions.execTransaction(to, value, data, operation, *refund, sigs).transact(
+            {"from": sender or self.deployer}
+        )
+        self._wait(tx)
+        return "0x" + bytes(tx).hex()
+
+
+def safe_130_artifact(name: str) -> dict[str, Any]:
+    """A Safe 1.3.0 Hardhat artifact (``abi``, ``bytecode``) from the pinned npm package."""
+    matches = [p for p in SAFE_130_ARTIFACTS.glob(f"**/{name}.json") if not p.name.endswith(".dbg.json")]
+    if len(matches) != 1:
+        raise ChainError(
+            f"Safe 1.3.0 artifact {name} not found under {SAFE_130_ARTIFACTS} ({len(matches)} matches): "
+            "run `npm ci` at the repository root"
+        )
+    data: dict[str, Any] = json.loads(matches[0].read_text())
+    return data

@@ -7,6 +7,8 @@ pragma solidity 0.8.28;
 ///         account can neither send nor receive tokens through transfer or
 ///         transferFrom, nor spend an allowance as a spender. Issuer mint and
 ///         burn ignore the freeze (the issuer can still seize frozen funds).
+///         The issuer can also pause the token: while paused, transfer and
+///         transferFrom revert for everyone (mint and burn still work).
 ///         Amounts are full uint256 values.
 contract CollateralToken {
     // ---------------------------------------------------------------------
@@ -19,6 +21,7 @@ contract CollateralToken {
     error InsufficientBalance(address account, uint256 balance, uint256 needed);
     error InsufficientAllowance(address owner, address spender, uint256 allowance, uint256 needed);
     error LengthMismatch(uint256 recipients, uint256 amounts);
+    error TokenPaused();
 
     // ---------------------------------------------------------------------
     // Events
@@ -29,6 +32,8 @@ contract CollateralToken {
     event Frozen(address indexed account);
     event Unfrozen(address indexed account);
     event IssuerTransferred(address indexed previousIssuer, address indexed newIssuer);
+    event Paused(address account);
+    event Unpaused(address account);
 
     // ---------------------------------------------------------------------
     // Storage
@@ -44,6 +49,7 @@ contract CollateralToken {
     mapping(address => uint256) private _balances;
     mapping(address => mapping(address => uint256)) private _allowances;
     mapping(address => bool) private _frozen;
+    bool private _paused;
 
     // ---------------------------------------------------------------------
     // Construction and access control
@@ -104,6 +110,10 @@ contract CollateralToken {
 
     function isFrozen(address account) external view returns (bool) {
         return _frozen[account];
+    }
+
+    function paused() external view returns (bool) {
+        return _paused;
     }
 
     // ---------------------------------------------------------------------
@@ -172,11 +182,22 @@ contract CollateralToken {
         emit Unfrozen(account);
     }
 
+    function pause() external onlyIssuer {
+        _paused = true;
+        emit Paused(msg.sender);
+    }
+
+    function unpause() external onlyIssuer {
+        _paused = false;
+        emit Unpaused(msg.sender);
+    }
+
     // ---------------------------------------------------------------------
     // Internals
     // ---------------------------------------------------------------------
 
     function _transfer(address from, address to, uint256 amount) private {
+        if (_paused) revert TokenPaused();
         if (to == address(0)) revert ZeroAddress();
         if (_frozen[from]) revert AccountFrozen(from);
         if (_frozen[to]) revert AccountFrozen(to);

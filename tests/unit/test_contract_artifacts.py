@@ -18,7 +18,14 @@ SCRIPT = CONTRACTS / "compile.mjs"
 SRC = CONTRACTS / "src"
 ARTIFACTS = CONTRACTS / "artifacts"
 
-EXPECTED_CONTRACTS = {"CollateralToken", "Multicall3"}
+EXPECTED_CONTRACTS = {
+    "CollateralToken",
+    "CustodyWallet",
+    "CustodyWalletProxy",
+    "MaliciousSingleton",
+    "Multicall3",
+    "SlotWriter",
+}
 
 
 def _node() -> str:

@@ -1,0 +1,456 @@
+"""Reads custody wallets' configuration and issuer controls from storage and code, at a pin.
+
+Invariants:
+- Every read names the pinned block by hash (EIP-1898, requireCanonical): a reorg makes the
+  read fail rather than answer from another fork.
+- Configuration comes from eth_getCode and eth_getStorageAt, never from events or the wallet's
+  own views: a singleton swapped by a DELEGATECALL emits no event, keeps the proxy's code hash
+  and makes every Safe view revert, yet its storage still reads. The one view called, a Safe's
+  getThreshold(), is a liveness probe whose failure is recorded in the value (``problems``).
+- Reads are batched across wallets: one JSON-RPC batch (in chunks) for code and fixed slots,
+  then one batch per step of the owners and modules linked lists, bounded by ``max_entries``:
+  a list that loops or does not end is recorded as a problem, never walked forever.
+- An issuer-control view that reverts, answers nothing or answers a non-boolean word is
+  UNKNOWN, never "not frozen" or "not paused".
+- Failures of the node or the transport raise ChainError (RpcUnavailable stays
+  RpcUnavailable) naming the chain, the block and the wallets or tokens being read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from chains.evm.rpc import Call, RpcError, Transport
+from reconciler.domain import BlockRef
+from reconciler.errors import ChainError, RpcUnavailable
+from reconciler.walletconfig import (
+    ControlState,
+    FreezeQuery,
+    FreezeReading,
+    IssuerControls,
+    PauseReading,
+    TokenImplementation,
+    WalletConfig,
+    WalletKind,
+    delegation_of,
+    wallet_kind,
+)
+
+# Safe storage layout (1.1.1 to 1.4.1; our CustodyWallet shares it).
+SENTINEL = 0x1
+SLOT_SINGLETON = 0
+SLOT_MODULES = 1
+SLOT_OWNERS = 2
+SLOT_OWNER_COUNT = 3
+SLOT_THRESHOLD = 4
+SLOT_NONCE = 5
+GUARD_SLOT = int.from_bytes(keccak(text="guard_manager.guard.address"), "big")
+FALLBACK_HANDLER_SLOT = int.from_bytes(keccak(text="fallback_manager.handler.address"), "big")
+
+# Proxy slots: EIP-1967 (bytes32(uint256(keccak256("eip1967.proxy.implementation")) - 1), and the
+# admin likewise) and the older ZeppelinOS slot that USDC's FiatTokenProxy uses.
+EIP1967_IMPLEMENTATION_SLOT = 0x360894A13BA1A3210667C828492DB98DCA3E2076CC3735A920A3CA505D382BBC
+EIP1967_ADMIN_SLOT = 0xB53127684A568B3173AE13B9F8A6016E243E63B6E8EE1178D6A717850B5D6103
+ZEPPELINOS_IMPLEMENTATION_SLOT = int.from_bytes(keccak(text="org.zeppelinos.proxy.implementation"), "big")
+
+GET_THRESHOLD = bytes.fromhex("e75235b8")  # getThreshold()
+PAUSED = bytes.fromhex("5c975abb")  # paused()
+
+MAX_LIST_ENTRIES = 100
+DEFAULT_CHUNK_SIZE = 500
+
+# Per wallet, in this order, after eth_getCode.
+_FIXED_SLOTS: tuple[tuple[str, int], ...] = (
+    ("singleton", SLOT_SINGLETON),
+    ("owner_count", SLOT_OWNER_COUNT),
+    ("threshold", SLOT_THRESHOLD),
+    ("nonce", SLOT_NONCE),
+    ("implementation", EIP1967_IMPLEMENTATION_SLOT),
+    ("admin", EIP1967_ADMIN_SLOT),
+    ("guard", GUARD_SLOT),
+    ("fallback_handler", FALLBACK_HANDLER_SLOT),
+)
+_LIST_SLOTS: tuple[tuple[str, int], ...] = (("owners", SLOT_OWNERS), ("modules", SLOT_MODULES))
+
+
+def mapping_slot(key: int, slot: int) -> int:
+    """Storage slot of ``mapping[key]`` for a mapping declared at ``slot`` (Solidity layout)."""
+    return int.from_bytes(keccak(key.to_bytes(32, "big") + slot.to_bytes(32, "big")), "big")
+
+
+def function_selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+def _block_param(block: BlockRef) -> dict[str, Any]:
+    return {"blockHash": block.hash, "requireCanonical": True}
+
+
+def _slot_hex(slot: int) -> str:
+    return "0x" + slot.to_bytes(32, "big").hex()
+
+
+def _address_word(address: str) -> str:
+    return "00" * 12 + address[2:].lower()
+
+
+def _names(labels: Iterable[str], limit: int = 5) -> str:
+    distinct = list(dict.fromkeys(labels))
+    shown = ", ".join(distinct[:limit])
+    more = len(distinct) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _translate(exc: ChainError, context: str) -> ChainError:
+    cls = RpcUnavailable if isinstance(exc, RpcUnavailable) else ChainError
+    return cls(f"{context}: {exc}")
+
+
+def _is_revert(exc: RpcError) -> bool:
+    # Anvil and Geth answer a reverted eth_call with code 3 ("execution reverted", revert data
+    # in `data`); some nodes use -32000 with the same message.
+    return exc.code == 3 or "revert" in exc.rpc_message.lower()
+
+
+class _Reader:
+    """Batched reads at one pin, with error messages naming chain, block and subject."""
+
+    def __init__(self, rpc: Transport, chain: str, block: BlockRef, chunk_size: int) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        self.rpc = rpc
+        self.chain = chain
+        self.block = block
+        self.at = _block_param(block)
+        self.chunk_size = chunk_size
+
+    def where(self) -> str:
+        return f"chain {self.chain} block {self.block.number} ({self.block.hash})"
+
+    def batch(self, calls: Sequence[tuple[Call, str]], what: str) -> list[Any]:
+        """Results in order; any error answer or transport failure raises naming the subjects."""
+        out: list[Any] = []
+        for i in range(0, len(calls), self.chunk_size):
+            chunk = calls[i : i + self.chunk_size]
+            try:
+                out.extend(self.rpc.batch([c for c, _ in chunk]))
+            except ChainError as exc:
+                raise _translate(exc, f"{self.where()}: reading {what} of {_names(s for _, s in chunk)}") from exc
+        return out
+
+    def calls(self, calls: Sequence[tuple[Call, str]], what: str) -> list[bytes | RpcError]:
+        """eth_call results in order; a revert is returned as its RpcError, anything else raises.
+
+        A batch is all-or-nothing at the transport, so a chunk holding a revert is asked again
+        call by call: reverts are rare, and only their chunk pays for them.
+        """
+        out: list[bytes | RpcError] = []
+        for i in range(0, len(calls), self.chunk_size):
+            chunk = calls[i : i + self.chunk_size]
+            try:
+                raws: list[Any] | None = self.rpc.batch([c for c, _ in chunk])
+            except RpcError as exc:
+                if not _is_revert(exc):
+                    raise _translate(exc, f"{self.where()}: reading {what} of {_names(s for _, s in chunk)}") from exc
+                raws = None
+            except ChainError as exc:
+                raise _translate(exc, f"{self.where()}: reading {what} of {_names(s for _, s in chunk)}") from exc
+            if raws is not None:
+                out.extend(self.hex_bytes(raw, subject) for raw, (_, subject) in zip(raws, chunk, strict=True))
+                continue
+            for (method, params), subject in chunk:
+                try:
+                    raw = self.rpc.request(method, params)
+                except RpcError as exc:
+                    if not _is_revert(exc):
+                        raise _translate(exc, f"{self.where()}: reading {what} of {subject}") from exc
+                    out.append(exc)
+                    continue
+                except ChainError as exc:
+                    raise _translate(exc, f"{self.where()}: reading {what} of {subject}") from exc
+                out.append(self.hex_bytes(raw, subject))
+        return out
+
+    def hex_bytes(self, raw: Any, subject: str) -> bytes:
+        if not isinstance(raw, str) or not raw.startswith("0x") or len(raw) % 2:
+            raise ChainError(f"{self.where()}: {subject}: the node answered {raw!r:.80}, not 0x-prefixed hex bytes")
+        try:
+            return bytes.fromhex(raw[2:])
+        except ValueError as exc:
+            raise ChainError(f"{self.where()}: {subject}: the node answered {raw!r:.80}, not hex") from exc
+
+    def word(self, raw: Any, subject: str) -> int:
+        data = self.hex_bytes(raw, subject)
+        if len(data) > 32:
+            raise ChainError(f"{self.where()}: {subject}: a storage word of {len(data)} bytes")
+        return int.from_bytes(data, "big")
+
+    def storage(self, address: str, slot: int, subject: str) -> tuple[Call, str]:
+        return ("eth_getStorageAt", [address, _slot_hex(slot), self.at]), subject
+
+    def code(self, address: str, subject: str) -> tuple[Call, str]:
+        return ("eth_getCode", [address, self.at]), subject
+
+    def eth_call(self, to: str, data: bytes, subject: str) -> tuple[Call, str]:
+        return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, self.at]), subject
+
+
+def _address_or_none(word: int) -> str | None:
+    """The address in a storage word's low 20 bytes (what a proxy masks out); None when zero."""
+    low = word & ((1 << 160) - 1)
+    return None if low == 0 else to_checksum_address(low.to_bytes(20, "big"))
+
+
+def _checksum(address: str) -> str:
+    return to_checksum_address(address)
+
+
+@dataclass
+class _Walk:
+    """One linked list being walked (mutable, local to one read)."""
+
+    index: int  # which wallet
+    name: str  # "owners" | "modules"
+    slot: int
+    next: int
+    entries: list[str] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    problem: str | None = None
+
+    def step(self, max_entries: int) -> int | None:
+        """Take the node read last; return the next slot to read, or None once finished."""
+        nxt = self.next
+        if nxt == SENTINEL:
+            return None  # the list's end
+        if nxt == 0:
+            if self.entries:  # an empty list (modules never set up) is not a problem
+                self.problem = f"{self.name} list breaks after {self.entries[-1]}: its next entry is zero"
+        elif nxt >= 1 << 160:
+            self.problem = f"{self.name} list holds a word that is not an address: {hex(nxt)}"
+        elif nxt in self.seen:
+            self.problem = f"{self.name} list loops back to {to_checksum_address(nxt.to_bytes(20, 'big'))}"
+        elif len(self.entries) >= max_entries:
+            self.problem = f"{self.name} list does not end within {max_entries} entries"
+        else:
+            self.seen.add(nxt)
+            self.entries.append(to_checksum_address(nxt.to_bytes(20, "big")))
+            return mapping_slot(nxt, self.slot)
+        return None
+
+
+def read_wallet_configs(
+    rpc: Transport,
+    chain: str,
+    wallets: Sequence[tuple[str, str]],
+    block: BlockRef,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_entries: int = MAX_LIST_ENTRIES,
+) -> list[WalletConfig]:
+    """The configuration of each ``(name, address)`` wallet at ``block``, in the order given.
+
+    Requests: one batch (chunked by ``chunk_size``) of eth_getCode and ten storage slots per
+    wallet; for Safes, one batch per step of the longest owners or modules list (at most
+    ``max_entries`` + 1 steps), and one batch of getThreshold() probes.
+    """
+    reader = _Reader(rpc, chain, block, chunk_size)
+    addresses = [_checksum(address) for _, address in wallets]
+    first: list[tuple[Call, str]] = []
+    for (name, _), address in zip(wallets, addresses, strict=True):
+        subject = f"wallet {name} ({address})"
+        first.append(reader.code(address, subject))
+        first += [reader.storage(address, slot, subject) for _, slot in _FIXED_SLOTS]
+        first += [reader.storage(address, mapping_slot(SENTINEL, slot), subject) for _, slot in _LIST_SLOTS]
+    per_wallet = 1 + len(_FIXED_SLOTS) + len(_LIST_SLOTS)
+    raws = reader.batch(first, "the configuration")
+
+    codes: list[bytes] = []
+    slots: list[dict[str, int]] = []
+    kinds: list[WalletKind] = []
+    walks: list[_Walk] = []
+    for i, ((name, _), address) in enumerate(zip(wallets, addresses, strict=True)):
+        subject = f"wallet {name} ({address})"
+        row = raws[i * per_wallet : (i + 1) * per_wallet]
+        code = reader.hex_bytes(row[0], f"{subject}: code")
+        fixed = row[1 : 1 + len(_FIXED_SLOTS)]
+        words = {key: reader.word(raw, f"{subject}: {key}") for (key, _), raw in zip(_FIXED_SLOTS, fixed, strict=True)}
+        heads = row[1 + len(_FIXED_SLOTS) :]
+        for (list_name, _), raw in zip(_LIST_SLOTS, heads, strict=True):
+            words[list_name] = reader.word(raw, f"{subject}: {list_name}[0x1]")
+        kind = wallet_kind(code, words["owners"], words["threshold"])
+        codes.append(code)
+        slots.append(words)
+        kinds.append(kind)
+        if kind is WalletKind.SAFE:
+            walks += [_Walk(i, list_name, slot, words[list_name]) for list_name, slot in _LIST_SLOTS]
+
+    pending = walks
+    while pending:
+        reads: list[tuple[_Walk, int]] = []
+        for walk in pending:
+            next_slot = walk.step(max_entries)
+            if next_slot is not None:
+                reads.append((walk, next_slot))
+        if not reads:
+            break
+        calls = [
+            reader.storage(addresses[w.index], s, f"wallet {wallets[w.index][0]} ({addresses[w.index]})")
+            for w, s in reads
+        ]
+        for (walk, _), raw in zip(reads, reader.batch(calls, "the owners and modules lists"), strict=True):
+            walk.next = reader.word(raw, f"wallet {wallets[walk.index][0]}: {walk.name} list")
+        pending = [w for w, _ in reads]
+
+    safes = [i for i, kind in enumerate(kinds) if kind is WalletKind.SAFE]
+    probes = reader.calls(
+        [reader.eth_call(addresses[i], GET_THRESHOLD, f"wallet {wallets[i][0]} ({addresses[i]})") for i in safes],
+        "getThreshold()",
+    )
+    probe_by_index = dict(zip(safes, probes, strict=True))
+    lists: dict[tuple[int, str], _Walk] = {(w.index, w.name): w for w in walks}
+
+    out = []
+    for i, ((name, _), address) in enumerate(zip(wallets, addresses, strict=True)):
+        words, code, kind = slots[i], codes[i], kinds[i]
+        delegate = delegation_of(code)
+        config = WalletConfig(
+            wallet=name,
+            chain=chain,
+            address=address,
+            block_number=block.number,
+            kind=kind,
+            code_hash="0x" + keccak(code).hex(),
+            implementation=_address_or_none(words["implementation"]),
+            admin=_address_or_none(words["admin"]),
+            delegation=None if delegate is None else _checksum(delegate),
+        )
+        if kind is WalletKind.SAFE:
+            owners, modules = lists[(i, "owners")], lists[(i, "modules")]
+            config = _with_safe_fields(config, words, owners, modules, probe_by_index[i])
+        out.append(config)
+    return out
+
+
+def _with_safe_fields(
+    config: WalletConfig, words: dict[str, int], owners: _Walk, modules: _Walk, probe: bytes | RpcError
+) -> WalletConfig:
+    problems = [p for p in (owners.problem, modules.problem) if p is not None]
+    if owners.problem is None and words["owner_count"] != len(owners.entries):
+        problems.append(
+            f"owner count slot holds {words['owner_count']} but the owners list has {len(owners.entries)} entries"
+        )
+    if isinstance(probe, RpcError):
+        problems.append("getThreshold() reverts: the singleton in slot 0 no longer answers as a Safe")
+    elif not probe:
+        problems.append("getThreshold() returns no data: the singleton in slot 0 has no Safe code")
+    elif len(probe) != 32:
+        problems.append(f"getThreshold() returns {len(probe)} bytes, not one word")
+    elif int.from_bytes(probe, "big") != words["threshold"]:
+        problems.append(
+            f"getThreshold() answers {int.from_bytes(probe, 'big')} but the threshold slot holds {words['threshold']}"
+        )
+    return replace(
+        config,
+        singleton=_address_or_none(words["singleton"]),
+        owners=tuple(owners.entries),
+        threshold=words["threshold"],
+        nonce=words["nonce"],
+        modules=tuple(modules.entries),
+        guard=_address_or_none(words["guard"]),
+        fallback_handler=_address_or_none(words["fallback_handler"]),
+        problems=tuple(problems),
+    )
+
+
+def read_delegations(
+    rpc: Transport,
+    chain: str,
+    addresses: Sequence[str],
+    block: BlockRef,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, str | None]:
+    """EIP-7702 delegate of each address at ``block`` (keys and values EIP-55), None where the
+    account has no designator (no code, or ordinary contract code). One batch of eth_getCode."""
+    reader = _Reader(rpc, chain, block, chunk_size)
+    unique = list(dict.fromkeys(_checksum(a) for a in addresses))
+    raws = reader.batch([reader.code(a, f"account {a}") for a in unique], "the code")
+    out: dict[str, str | None] = {}
+    for address, raw in zip(unique, raws, strict=True):
+        delegate = delegation_of(reader.hex_bytes(raw, f"account {address}: code"))
+        out[address] = None if delegate is None else _checksum(delegate)
+    return out
+
+
+def _bool_state(answer: bytes | RpcError, call: str) -> tuple[ControlState, str]:
+    if isinstance(answer, RpcError):
+        return ControlState.UNKNOWN, f"{call} reverted"
+    if not answer:
+        return ControlState.UNKNOWN, f"{call} returned no data (not a view of this token, or no code there)"
+    if len(answer) != 32:
+        return ControlState.UNKNOWN, f"{call} returned {len(answer)} bytes, not one word"
+    value = int.from_bytes(answer, "big")
+    if value == 1:
+        return ControlState.YES, ""
+    if value == 0:
+        return ControlState.NO, ""
+    return ControlState.UNKNOWN, f"{call} returned a word that is not a bool"
+
+
+def read_issuer_controls(
+    rpc: Transport,
+    chain: str,
+    block: BlockRef,
+    *,
+    freezes: Sequence[FreezeQuery] = (),
+    pauses: Sequence[str] = (),
+    implementations: Sequence[str] = (),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> IssuerControls:
+    """Issuer controls at ``block``: each freeze query's ``function(holder)``, each token's
+    ``paused()``, and each token's implementation slots (EIP-1967 and ZeppelinOS). Calldata is
+    encoded by hand; one batch of eth_calls (a chunk with a revert is re-asked call by call)
+    and one batch of storage reads."""
+    reader = _Reader(rpc, chain, block, chunk_size)
+    calls: list[tuple[Call, str]] = []
+    for q in freezes:
+        data = function_selector(f"{q.function}(address)") + bytes.fromhex(_address_word(q.holder))
+        calls.append(reader.eth_call(q.token, data, f"{q.function}({q.holder}) on token {q.token}"))
+    calls += [reader.eth_call(token, PAUSED, f"paused() on token {token}") for token in pauses]
+    answers = reader.calls(calls, "issuer controls")
+
+    freeze_readings = []
+    for q, answer in zip(freezes, answers[: len(freezes)], strict=True):
+        state, note = _bool_state(answer, f"{q.function}({q.holder})")
+        freeze_readings.append(FreezeReading(q.token, q.holder, q.function, block.number, state, note))
+    pause_readings = []
+    for token, answer in zip(pauses, answers[len(freezes) :], strict=True):
+        state, note = _bool_state(answer, "paused()")
+        pause_readings.append(PauseReading(_checksum(token), block.number, state, note))
+
+    tokens = [_checksum(t) for t in implementations]
+    storage_calls: list[tuple[Call, str]] = []
+    for token in tokens:
+        storage_calls.append(reader.storage(token, EIP1967_IMPLEMENTATION_SLOT, f"token {token}"))
+        storage_calls.append(reader.storage(token, ZEPPELINOS_IMPLEMENTATION_SLOT, f"token {token}"))
+    words = reader.batch(storage_calls, "the implementation slots")
+    impls = [
+        TokenImplementation(
+            token=token,
+            block_number=block.number,
+            eip1967=_address_or_none(reader.word(words[2 * k], f"token {token}: EIP-1967 implementation")),
+            zeppelinos=_address_or_none(reader.word(words[2 * k + 1], f"token {token}: ZeppelinOS implementation")),
+        )
+        for k, token in enumerate(tokens)
+    ]
+    return IssuerControls(
+        block_number=block.number,
+        freezes=tuple(freeze_readings),
+        pauses=tuple(pause_readings),
+        implementations=tuple(impls),
+    )

@@ -1,0 +1,278 @@
+"""A custody wallet's on-chain configuration, and the issuer controls on the assets it holds,
+as values (pure: standard library and eth-utils only).
+
+Invariants: every value here was read at one pinned block and says which; addresses are
+EIP-55 and hashes 0x-prefixed lowercase hex (checked on construction, so a value built from a
+stored baseline is as strict as one read from the chain); a read that failed or answered
+something unreadable is recorded as such (``problems``, ``ControlState.UNKNOWN``) and never as a
+harmless default: "could not tell" is never "not frozen" and never "unchanged".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from eth_utils.address import is_checksum_address
+
+HASH_RE = re.compile(r"0x[0-9a-f]{64}")
+FUNCTION_NAME_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+EIP7702_PREFIX = bytes.fromhex("ef0100")
+
+JsonValue = str | int | list[str] | None
+
+
+class WalletKind(StrEnum):
+    SAFE = "safe"  # a proxy with the Safe storage layout (also our CustodyWallet)
+    EOA = "eoa"  # no code, or an EIP-7702 delegation designator
+    CONTRACT = "contract"  # any other code
+
+
+class ControlState(StrEnum):
+    """What an issuer-control view answered: a definite yes or no, or that it could not tell."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+def _check_address(what: str, value: object) -> None:
+    if not isinstance(value, str) or not is_checksum_address(value):
+        raise ValueError(f"{what} must be an EIP-55 checksummed address, not {value!r}")
+
+
+def _check_optional_address(what: str, value: object) -> None:
+    if value is not None:
+        _check_address(what, value)
+
+
+def _check_hash(what: str, value: object) -> None:
+    if not isinstance(value, str) or not HASH_RE.fullmatch(value):
+        raise ValueError(f"{what} must be a 0x-prefixed lowercase 32-byte hex hash, not {value!r}")
+
+
+def _check_count(what: str, value: object, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+
+
+def delegation_of(code: bytes) -> str | None:
+    """The delegate of an EIP-7702 designator (``0xef0100 || address``), as a lowercase hex
+    address; None for any other code."""
+    if len(code) == 23 and code.startswith(EIP7702_PREFIX):
+        return "0x" + code[3:].hex()
+    return None
+
+
+def wallet_kind(code: bytes, first_owner: int, threshold: int) -> WalletKind:
+    """Classify an account from its code and two storage words.
+
+    No code, or a 23-byte EIP-7702 designator, is an EOA. Code whose storage has the Safe
+    pattern — the owners list starts (owners[0x1] != 0) and the threshold is positive — is a
+    Safe, whatever slot 0 holds: a singleton that was zeroed or swapped is the very change to
+    report, not a reason to stop reading the wallet as a Safe. Anything else is a contract.
+    """
+    if not code or delegation_of(code) is not None:
+        return WalletKind.EOA
+    if first_owner != 0 and threshold > 0:
+        return WalletKind.SAFE
+    return WalletKind.CONTRACT
+
+
+@dataclass(frozen=True, slots=True)
+class WalletConfig:
+    """One wallet's configuration at one block, as `wallets show --json` prints it.
+
+    ``owners`` and ``modules`` keep the order of the wallet's linked lists. For kinds other
+    than a Safe, the Safe fields are None (or empty). ``nonce`` is informational: it moves with
+    every transaction, so it is never compared. ``problems`` lists what could not be read
+    cleanly (a view that reverts, a list that does not end, an owner count that disagrees with
+    the list); its strings carry no block number, so the same state gives the same problems.
+    """
+
+    wallet: str
+    chain: str
+    address: str
+    block_number: int
+    kind: WalletKind
+    code_hash: str
+    implementation: str | None = None
+    admin: str | None = None
+    singleton: str | None = None
+    owners: tuple[str, ...] = ()
+    threshold: int | None = None
+    nonce: int | None = None
+    modules: tuple[str, ...] = ()
+    guard: str | None = None
+    fallback_handler: str | None = None
+    delegation: str | None = None
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_address(f"{self.wallet}: address", self.address)
+        _check_count(f"{self.wallet}: block_number", self.block_number, optional=False)
+        if not isinstance(self.kind, WalletKind):
+            raise ValueError(f"{self.wallet}: kind must be a WalletKind, not {self.kind!r}")
+        _check_hash(f"{self.wallet}: code_hash", self.code_hash)
+        for name in ("implementation", "admin", "singleton", "guard", "fallback_handler", "delegation"):
+            _check_optional_address(f"{self.wallet}: {name}", getattr(self, name))
+        for name in ("owners", "modules"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise ValueError(f"{self.wallet}: {name} must be a tuple of addresses, not {value!r}")
+            for item in value:
+                _check_address(f"{self.wallet}: {name} entry", item)
+        _check_count(f"{self.wallet}: threshold", self.threshold, optional=True)
+        _check_count(f"{self.wallet}: nonce", self.nonce, optional=True)
+        if not isinstance(self.problems, tuple) or not all(isinstance(p, str) for p in self.problems):
+            raise ValueError(f"{self.wallet}: problems must be a tuple of strings, not {self.problems!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The design's `wallets show --json` object (plus address, nonce and problems)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WalletConfig:
+        """The inverse of to_json (for a stored baseline); a malformed value raises ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown wallet configuration field(s): {', '.join(unknown)}")
+        values: dict[str, Any] = dict(data)
+        try:
+            values["kind"] = WalletKind(values["kind"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"wallet configuration has no valid kind: {data.get('kind')!r}") from exc
+        for name in ("owners", "modules", "problems"):
+            if name in values:
+                if not isinstance(values[name], list | tuple):
+                    raise ValueError(f"{name} must be a list, not {values[name]!r}")
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(f"incomplete wallet configuration: {exc}") from exc
+
+
+# Fields that make up the reviewed configuration: what a baseline pins and a run compares.
+# Left out on purpose: the wallet's name and chain (they identify it), block_number (every
+# read has its own) and nonce (it moves with every transaction).
+COMPARED_FIELDS: tuple[str, ...] = (
+    "address",
+    "kind",
+    "code_hash",
+    "implementation",
+    "admin",
+    "singleton",
+    "owners",
+    "threshold",
+    "modules",
+    "guard",
+    "fallback_handler",
+    "delegation",
+    "problems",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeQuery:
+    """Ask ``token``'s ``function(address) returns (bool)`` view about ``holder``."""
+
+    token: str
+    holder: str
+    function: str
+
+    def __post_init__(self) -> None:
+        _check_address("token", self.token)
+        _check_address("holder", self.holder)
+        if not FUNCTION_NAME_RE.fullmatch(self.function):
+            raise ValueError(f"{self.function!r} is not a Solidity function name (like 'isBlacklisted')")
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeReading:
+    """Whether the issuer of ``token`` has frozen (blacklisted) ``holder``, at ``block_number``.
+    ``note`` says why the state is UNKNOWN (empty otherwise)."""
+
+    token: str
+    holder: str
+    function: str
+    block_number: int
+    state: ControlState
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check_address("token", self.token)
+        _check_address("holder", self.holder)
+
+
+@dataclass(frozen=True, slots=True)
+class PauseReading:
+    """Whether ``token`` is paused (``paused()``) at ``block_number``."""
+
+    token: str
+    block_number: int
+    state: ControlState
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check_address("token", self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenImplementation:
+    """Where a proxied token's logic lives: the EIP-1967 implementation slot and the older
+    ZeppelinOS slot (USDC's FiatTokenProxy). None where the slot is empty."""
+
+    token: str
+    block_number: int
+    eip1967: str | None
+    zeppelinos: str | None
+
+    def __post_init__(self) -> None:
+        _check_address("token", self.token)
+        _check_optional_address(f"{self.token}: eip1967 implementation", self.eip1967)
+        _check_optional_address(f"{self.token}: zeppelinos implementation", self.zeppelinos)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "block_number": self.block_number,
+            "eip1967": self.eip1967,
+            "zeppelinos": self.zeppelinos,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TokenImplementation:
+        try:
+            return cls(
+                token=data["token"],
+                block_number=int(data["block_number"]),
+                eip1967=data.get("eip1967"),
+                zeppelinos=data.get("zeppelinos"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"incomplete token implementation record: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerControls:
+    """Everything read about issuer controls on one chain at one block."""
+
+    block_number: int
+    freezes: tuple[FreezeReading, ...] = ()
+    pauses: tuple[PauseReading, ...] = ()
+    implementations: tuple[TokenImplementation, ...] = ()
