@@ -27,6 +27,7 @@ from reconciler.ledger import Ledger
 from reconciler.runner import RunOptions, run_reconciliation
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json
+from tests.integration.rpcproxy import RpcProxy
 
 RECONCILER = str(Path(sys.executable).parent / "reconciler")
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
@@ -235,3 +236,30 @@ def test_a_stopped_run_never_stays_running(cli: Any, devnet: Devnet, scenario: S
         assert f"interrupted by {sig.name}" in doc["reason"]
         assert run_row(proc.pid) == (run_id, "incomplete", doc["reason"])
     engine.dispose()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_a_signal_while_the_node_answers_slowly_stops_the_run_recorded(
+    cli: Any, devnet: Devnet, scenario: Scenario, sig: signal.Signals
+) -> None:
+    """The signal interrupts the blocking read at once (not after rpc_timeout): the run is
+    recorded incomplete with the signal as its reason, printed, and the command exits 2."""
+    with RpcProxy(devnet.url) as proxy:
+        make_custody(devnet, scenario, proxy.url, rpc_timeout=60)
+        config = scenario.write()
+        load(cli, config)
+        proxy.delay(120)
+        proc = subprocess.Popen(
+            [RECONCILER, "run", "--json"], env=_env(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        _wait_for(lambda: bool(proxy.seen()), "the run to ask the slow node")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    doc = json.loads(out)
+    assert doc["status"] == "incomplete" and f"interrupted by {sig.name}" in doc["reason"]
+    assert doc["positions"] == [] and doc["breaks"] == []
+    runs = json.loads(cli("--config", str(config), "runs", "list", "--json").stdout)["runs"]
+    assert [(r["id"], r["status"], r["reason"]) for r in runs if r["id"] == doc["run_id"]] == [
+        (doc["run_id"], "incomplete", doc["reason"])
+    ]
