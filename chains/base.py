@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.domain import BlockRef
+from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,22 @@ class ChainAdapter(Protocol):
 
     def balances(self, queries: Sequence[BalanceQuery], block: BlockRef) -> list[int]:
         """Each query's balance at ``block``, in base units, in the order asked."""
+        ...
+
+    def wallet_configs(self, wallets: Sequence[tuple[str, str]], block: BlockRef) -> list[WalletConfig]:
+        """The on-chain configuration of each (name, address) wallet at ``block``, read from
+        code and storage (never events); a view that reverts is reported in the value."""
+        ...
+
+    def delegations(self, addresses: Sequence[str], block: BlockRef) -> dict[str, str | None]:
+        """The EIP-7702 delegate of each address at ``block`` (None: none)."""
+        ...
+
+    def issuer_controls(
+        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+    ) -> IssuerControls:
+        """Freeze flags, paused() and token implementation slots at ``block``; what could not
+        be read is "unknown", never "not frozen"."""
         ...
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reconciler import __version__
+from reconciler import __version__, wallet_review
 from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.config import Settings, load_settings
 from reconciler.domain import BreakRecord, BreakStatus, format_amount
@@ -46,11 +46,13 @@ accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=
 books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_help=True)
 breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
+wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baseline and now.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(books_app, name="books")
 app.add_typer(breaks_app, name="breaks")
 app.add_typer(runs_app, name="runs")
+app.add_typer(wallets_app, name="wallets")
 
 # Off a terminal (a pipe, a log) Rich would squeeze tables to 80 columns; amounts need room.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -166,7 +168,7 @@ def config_check(
         for chain in settings.chains.values():
             adapter = adapter_for(chain)
             try:
-                result, _ = read_chain(chain, settings, adapter)
+                result, _observed = read_chain(chain, settings, adapter)
                 assert result.block is not None
                 chains[chain.name] = {"ok": True, "block_number": result.block.number}
             except ReconcilerError as exc:
@@ -512,6 +514,88 @@ def breaks_resolve(
         _emit_json({"break": break_doc(brk, settings)})
     else:
         err.print(f"break {brk.id} resolved")
+
+
+# ---------------------------------------------------------------------- wallets
+
+
+WalletOption = Annotated[
+    list[str] | None, typer.Option("--wallet", help="Only this wallet (repeatable). Default: every wallet.")
+]
+
+
+@wallets_app.command("baseline")
+def wallets_baseline(ctx: typer.Context, wallet: WalletOption = None, json_out: JsonFlag = False) -> None:
+    """Record each wallet's on-chain configuration at the pinned block as reviewed. Every run
+    compares with the newest baseline; re-baselining after a review resolves the change."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        readings = wallet_review.read_current(settings, adapter_for, wallet or ())
+        wallet_review.record_reviewed(ledger, readings)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"wallets": [r.config.to_json() for r in readings.wallets]})
+        return
+    for r in readings.wallets:
+        err.print(
+            f"baselined {r.config.wallet} on {r.chain} at block {r.config.block_number}: {r.config.kind.value}"
+            + (f", {len(r.config.owners)} owner(s), threshold {r.config.threshold}" if r.config.owners else "")
+        )
+
+
+@wallets_app.command("show")
+def wallets_show(ctx: typer.Context, wallet: WalletOption = None, json_out: JsonFlag = False) -> None:
+    """Each wallet's configuration now, beside its baseline. Exit 1 when one differs from its
+    baseline, 2 when a chain could not be read."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        baselines = ledger.baselines()
+        readings = wallet_review.read_current(settings, adapter_for, wallet or ())
+    finally:
+        ledger.close()
+    docs: list[dict[str, Any]] = []
+    changed = False
+    for r in readings.wallets:
+        changes = wallet_review.differences(baselines, r)
+        baseline = baselines.wallets.get((r.chain, r.config.wallet))
+        changed = changed or bool(changes)
+        docs.append(
+            {
+                **r.config.to_json(),
+                "baseline": baseline.to_json() if baseline is not None else None,
+                "baseline_reviewed": baselines.reviewed.get((r.chain, r.config.wallet)),
+                "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in changes or []],
+            }
+        )
+    for chain, why in readings.errors.items():
+        err.print(f"chain {chain}: {why}")
+    if json_out:
+        _emit_json({"wallets": docs, "errors": readings.errors})
+    else:
+        for doc in docs:
+            table = Table(title=f"{doc['wallet']} on {doc['chain']} ({doc['kind']})", title_justify="left")
+            for col in ("field", "baseline", "now"):
+                table.add_column(col)
+            base = doc["baseline"] or {}
+            for field in ("code_hash", "implementation", "admin", "singleton", "owners", "threshold", "modules",
+                          "guard", "fallback_handler", "delegation", "problems"):
+                before, now = base.get(field), doc[field]
+                table.add_row(field, _shown(before), _shown(now), style="red" if base and before != now else None)
+            out.print(table)
+    if readings.errors:
+        raise typer.Exit(2)
+    raise typer.Exit(1 if changed else 0)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value) or "[]"
+    return str(value)
 
 
 # ---------------------------------------------------------------------- demo

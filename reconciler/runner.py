@@ -22,11 +22,13 @@ from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter
 from reconciler.config import AssetSettings, ChainSettings, Settings
-from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Position, Severity
-from reconciler.engine.balances import check_balances, positions_for_chain
+from reconciler.domain import BlockRef, BreakRecord, BreakStatus, Position, Severity
+from reconciler.engine.passes import ChainObservations, RunObservations, run_passes
+from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError
 from reconciler.interrupt import Interrupted
-from reconciler.ledger.store import ChainResult, Ledger, RunSummary
+from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
+from reconciler.walletconfig import FreezeQuery
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,11 @@ def exit_code(status: str, breaks: Sequence[BreakRecord]) -> int:
 
 def read_chain(
     chain: ChainSettings, settings: Settings, adapter: ChainAdapter
-) -> tuple[ChainResult, dict[tuple[str, str], int]]:
-    """Read every configured balance of one chain at one pinned block; raise ChainError if the
-    node is not the configured chain or a token is not what the configuration says."""
+) -> tuple[ChainResult, ChainObservations]:
+    """Read everything a run needs of one chain at one pinned block — balances, each wallet's
+    configuration, its approvers' delegations, the issuer controls on its collateral; raise
+    ChainError if the node is not the configured chain or a token is not what the
+    configuration says. Reads that raced a reorg of the pin are thrown away and made again."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainError(
@@ -97,21 +101,40 @@ def read_chain(
     tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
     pairs = [(w, a) for w in settings.wallets_on(chain.name) for a in settings.assets_on(chain.name)]
     queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
+    wallets = settings.wallets_on(chain.name)
+    approvers = sorted({a for w in wallets for a in w.approvers})
+    token_addresses = [a.address for a in tokens if a.address is not None]
+    freezes = [
+        FreezeQuery(a.address, w.address, a.freeze_check)
+        for a in tokens
+        if a.address is not None and a.freeze_check
+        for w in wallets
+    ]
+    pauses = [a.address for a in tokens if a.address is not None and a.pause_check]
     for _attempt in range(REORG_RETRIES + 1):
         block = adapter.pin(chain.confirmations)
         failure: ChainError | None = None
-        values: list[int] = []
+        observed: ChainObservations | None = None
         try:
-            _check_decimals(tokens, adapter.token_decimals([a.address for a in tokens if a.address], block), block)
+            _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
             values = adapter.balances(queries, block) if queries else []
+            configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block)
+            observed = ChainObservations(
+                chain=chain.name,
+                block=block,
+                balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
+                wallet_configs={c.wallet: c for c in configs},
+                delegations=adapter.delegations(approvers, block),
+                controls=adapter.issuer_controls(freezes, pauses, token_addresses, block),
+            )
         except ChainError as exc:
             failure = exc
         # Whether the reads failed or not, they only count if the pinned block is still canonical.
         if not _reorged(adapter, block):
             if failure is not None:
                 raise failure
-            onchain = {(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)}
-            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None), onchain
+            assert observed is not None
+            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None), observed
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
@@ -182,15 +205,14 @@ def _reconcile(
 ) -> RunReport:
     chain_results: list[ChainResult] = []
     positions: list[Position] = []
-    coverage: set[BreakKey] = set()
     unreconciled: list[UnreconciledBook] = []
-    read: dict[str, tuple[ChainResult, dict[tuple[str, str], int]]] = {}
+    read: dict[str, ChainObservations] = {}
     for chain in settings.chains.values():
         checkpoint()
         try:
             adapter = adapter_for(chain)
             try:
-                read[chain.name] = read_chain(chain, settings, adapter)
+                result, read[chain.name] = read_chain(chain, settings, adapter)
             finally:
                 adapter.close()
         except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
@@ -198,7 +220,6 @@ def _reconcile(
             log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, why)
             chain_results.append(ChainResult(chain.name, None, None, None, why))
             continue
-        result, _ = read[chain.name]
         chain_results.append(result)
         log.info(
             "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s",
@@ -218,18 +239,30 @@ def _reconcile(
             log.warning(
                 "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
             )
-        findings = []
-        for name, (result, onchain) in read.items():
-            assert result.block is not None
-            rows = positions_for_chain(name, settings.wallets_on(name), settings.assets_on(name), book, onchain)
-            positions.extend(rows)
-            coverage.update(BreakKey(BreakKind.BALANCE_MISMATCH, p.chain, p.wallet, p.asset) for p in rows)
-            tolerances = {a.name: a.tolerance for a in settings.assets_on(name)}
-            findings.extend(check_balances(rows, tolerances, result.block))
+        stored = ledger.baselines()
+        first_seen = _first_seen_baselines(read, stored)
+        observations = RunObservations(
+            settings=settings,
+            book=book,
+            chains=read,
+            baselines={**stored.wallets, **{(c.chain, c.wallet): c for c, _ in first_seen.wallets}},
+            token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
+        )
+        positions = all_positions(observations)
+        checked = run_passes(observations)
         decimals = {a.name: a.decimals for a in settings.assets.values()}
         checkpoint()
         summary, breaks = ledger.finish_run(
-            run.id, chain_results, positions, findings, coverage, decimals, status, reason, exit_code
+            run.id,
+            chain_results,
+            positions,
+            checked.findings,
+            checked.coverage,
+            decimals,
+            status,
+            reason,
+            exit_code,
+            first_seen,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
         what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
@@ -250,3 +283,22 @@ def _reconcile(
         summary.exit_code,
     )
     return RunReport(summary, tuple(chain_results), tuple(positions), tuple(breaks), tuple(unreconciled))
+
+
+def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:
+    """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
+    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one."""
+    wallets = tuple(
+        (config, chain.block.hash)
+        for chain in read.values()
+        for config in chain.wallet_configs.values()
+        if (chain.chain, config.wallet) not in stored.wallets
+    )
+    tokens = tuple(
+        (chain.chain, impl)
+        for chain in read.values()
+        if chain.controls is not None
+        for impl in chain.controls.implementations
+        if (chain.chain, impl.token) not in stored.tokens
+    )
+    return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)")

@@ -19,9 +19,11 @@ from typing import Any
 from chains.base import BalanceQuery
 from chains.evm import abi
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, Transport
+from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,29 @@ class EvmAdapter:
                 raise ChainError(f"chain {self.settings.name} block {block.number}: {exc}") from exc
             out.append(value)
         return out
+
+    def wallet_configs(self, wallets: Sequence[tuple[str, str]], block: BlockRef) -> list[WalletConfig]:
+        if not wallets:
+            return []
+        return read_wallet_configs(self.rpc, self.settings.name, wallets, block, chunk_size=self.settings.chunk_size)
+
+    def delegations(self, addresses: Sequence[str], block: BlockRef) -> dict[str, str | None]:
+        if not addresses:
+            return {}
+        return read_delegations(self.rpc, self.settings.name, addresses, block, chunk_size=self.settings.chunk_size)
+
+    def issuer_controls(
+        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+    ) -> IssuerControls:
+        return read_issuer_controls(
+            self.rpc,
+            self.settings.name,
+            block,
+            freezes=freezes,
+            pauses=pauses,
+            implementations=implementations,
+            chunk_size=self.settings.chunk_size,
+        )
 
     def balances(self, queries: Sequence[BalanceQuery], block: BlockRef) -> list[int]:
         path = self.settings.read_path or "multicall"

@@ -146,3 +146,40 @@ class BreakEvent(SQLModel, table=True):
     note: str = ""
 
     __table_args__ = (UniqueConstraint("break_id", "run_id", "event"),)
+
+
+class WalletBaseline(SQLModel, table=True):
+    """A wallet's on-chain configuration as reviewed (`wallets baseline`), or as first seen by
+    a run (reviewed = false). The newest row per (chain, wallet) is the one runs compare with;
+    older rows stay as the history of reviews."""
+
+    __tablename__ = "wallet_baseline"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=200)
+    wallet: str = Field(max_length=200)
+    address: str = Field(max_length=42)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    config: str = Field(sa_column=Column(Text, nullable=False))  # WalletConfig.to_json()
+    reviewed: bool
+    note: str = ""
+    recorded_at: datetime
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+
+    __table_args__ = (Index("ix_wallet_baseline_chain_wallet", "chain", "wallet"),)
+
+
+class TokenBaseline(SQLModel, table=True):
+    """Where a proxied token's logic lived when it was baselined (issuer-side changes)."""
+
+    __tablename__ = "token_baseline"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=200)
+    token: str = Field(max_length=42)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    implementation: str = Field(sa_column=Column(Text, nullable=False))  # TokenImplementation.to_json()
+    reviewed: bool
+    recorded_at: datetime
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+
+    __table_args__ = (Index("ix_token_baseline_chain_token", "chain", "token"),)

@@ -56,8 +56,11 @@ from reconciler.ledger.models import (
     ImportBatch,
     Run,
     RunChain,
+    TokenBaseline,
+    WalletBaseline,
 )
 from reconciler.redaction import redact_db_url, redact_urls, scrub
+from reconciler.walletconfig import TokenImplementation, WalletConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,27 @@ class RunSummary:
     job: str = "run"
     scheduled_for: datetime | None = None
     instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Baselines:
+    """The newest baseline of each wallet (by (chain, wallet name)) and token (by (chain, token
+    address)), and whether a person reviewed it (`wallets baseline`) or a run recorded it."""
+
+    wallets: dict[tuple[str, str], WalletConfig]
+    reviewed: dict[tuple[str, str], bool]
+    tokens: dict[tuple[str, str], TokenImplementation]
+
+
+@dataclass(frozen=True, slots=True)
+class NewBaselines:
+    """Baselines to record: wallet configurations with the hash of the block they were read
+    at, token implementations with their chain."""
+
+    wallets: tuple[tuple[WalletConfig, str], ...] = ()
+    tokens: tuple[tuple[str, TokenImplementation], ...] = ()
+    reviewed: bool = False
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +416,7 @@ class Ledger:
         status: str,
         reason: str | None,
         exit_code_for: _ExitCode,
+        baselines: NewBaselines | None = None,
     ) -> tuple[RunSummary, list[BreakRecord]]:
         """Write everything the run found in one transaction and return the breaks to report:
         every break active after the run, plus those this run resolved.
@@ -448,6 +473,8 @@ class Ledger:
                     )
                 )
             s.flush()
+            if baselines is not None:
+                _add_baselines(s, baselines, run_id)
             existing = active_rows
             opened: list[tuple[BreakRow, str]] = []
             for f in plan.opened:
@@ -519,6 +546,22 @@ class Ledger:
                 .where(col(Run.id) == run_id, col(Run.status) == "running")
                 .values(status="incomplete", reason=reason, finished_at=_now(), exit_code=2)
             )
+
+    def baselines(self) -> Baselines:
+        wallets: dict[tuple[str, str], WalletConfig] = {}
+        reviewed: dict[tuple[str, str], bool] = {}
+        tokens: dict[tuple[str, str], TokenImplementation] = {}
+        with self._session() as s:
+            for w in s.scalars(select(WalletBaseline).order_by(col(WalletBaseline.id))):
+                wallets[(w.chain, w.wallet)] = WalletConfig.from_json(json.loads(w.config))
+                reviewed[(w.chain, w.wallet)] = w.reviewed
+            for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id))):
+                tokens[(t.chain, t.token)] = TokenImplementation.from_json(json.loads(t.implementation))
+        return Baselines(wallets, reviewed, tokens)
+
+    def record_baselines(self, baselines: NewBaselines) -> None:
+        with self._session() as s:
+            _add_baselines(s, baselines, None)
 
     def save_document(self, run_id: str, document: Mapping[str, Any]) -> None:
         """Keep the run's `--json` document as printed, without its positions (those are the
@@ -611,6 +654,37 @@ class Ledger:
                 )
                 for e in events
             ]
+
+
+def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:
+    now = _now()
+    s.add_all(
+        WalletBaseline(
+            chain=config.chain,
+            wallet=config.wallet,
+            address=config.address,
+            block_number=config.block_number,
+            block_hash=block_hash,
+            config=json.dumps(config.to_json()),
+            reviewed=baselines.reviewed,
+            note=baselines.note,
+            recorded_at=now,
+            run_id=run_id,
+        )
+        for config, block_hash in baselines.wallets
+    )
+    s.add_all(
+        TokenBaseline(
+            chain=chain,
+            token=impl.token,
+            block_number=impl.block_number,
+            implementation=json.dumps(impl.to_json()),
+            reviewed=baselines.reviewed,
+            recorded_at=now,
+            run_id=run_id,
+        )
+        for chain, impl in baselines.tokens
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -1,0 +1,126 @@
+"""A run's checks as passes: pure functions from one run's observations to findings.
+
+Invariants: a pass has one signature, ``(RunObservations) -> PassResult``, and the checks of a
+run are the tuple ``PASSES``; a new check is one more pass, never another branch in the runner.
+A pass sees only what was read at each chain's pinned block (and the books and baselines as
+the ledger held them when the run began), returns its findings as data, and names in its
+coverage every break key it looked at: a break is resolved only by a run whose coverage holds
+its key, so a chain that could not be read (absent from ``chains``) resolves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.config import Settings
+from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
+from reconciler.engine.balances import check_balances, positions_for_chain
+from reconciler.engine.wallets import (
+    WALLET_CHECKS,
+    WalletObservations,
+    WatchedAsset,
+    WatchedWallet,
+    wallet_check_coverage,
+)
+from reconciler.walletconfig import IssuerControls, TokenImplementation, WalletConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ChainObservations:
+    """Everything a run read from one chain, all at ``block``."""
+
+    chain: str
+    block: BlockRef
+    balances: Mapping[tuple[str, str], int]  # (wallet name, asset name) -> base units
+    wallet_configs: Mapping[str, WalletConfig] = field(default_factory=dict)  # by wallet name
+    delegations: Mapping[str, str | None] = field(default_factory=dict)  # approver -> delegate
+    controls: IssuerControls | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunObservations:
+    settings: Settings
+    book: Mapping[tuple[str, str], int]  # (wallet name, asset name) -> book balance
+    chains: Mapping[str, ChainObservations]  # only the chains that were read, in config order
+    baselines: Mapping[tuple[str, str], WalletConfig] = field(default_factory=dict)  # (chain, wallet)
+    token_baselines: Mapping[tuple[str, str], TokenImplementation] = field(default_factory=dict)  # (chain, token)
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    findings: tuple[Finding, ...] = ()
+    coverage: frozenset[BreakKey] = frozenset()
+
+
+Pass = Callable[[RunObservations], PassResult]
+
+
+def positions(obs: RunObservations) -> list[Position]:
+    """Books against chain: every configured wallet x every asset of each chain that was read."""
+    rows: list[Position] = []
+    for name, chain in obs.chains.items():
+        wallets, assets = obs.settings.wallets_on(name), obs.settings.assets_on(name)
+        rows.extend(positions_for_chain(name, wallets, assets, obs.book, chain.balances))
+    return rows
+
+
+def balance_pass(obs: RunObservations) -> PassResult:
+    """A balance_mismatch for each position outside its asset's tolerance."""
+    findings: list[Finding] = []
+    coverage: set[BreakKey] = set()
+    tolerances = {a.name: a.tolerance for a in obs.settings.assets.values()}
+    for name, chain in obs.chains.items():
+        rows = positions_for_chain(
+            name, obs.settings.wallets_on(name), obs.settings.assets_on(name), obs.book, chain.balances
+        )
+        coverage.update(BreakKey(BreakKind.BALANCE_MISMATCH, p.chain, p.wallet, p.asset) for p in rows)
+        findings.extend(check_balances(rows, tolerances, chain.block))
+    return PassResult(tuple(findings), frozenset(coverage))
+
+
+def wallet_observations(obs: RunObservations, chain: ChainObservations) -> WalletObservations:
+    settings = obs.settings
+    tokens = [a for a in settings.assets_on(chain.chain) if a.address is not None]
+    return WalletObservations(
+        chain=chain.chain,
+        block=chain.block,
+        wallets=tuple(WatchedWallet(w.name, w.address, w.approvers) for w in settings.wallets_on(chain.chain)),
+        configs=chain.wallet_configs,
+        baselines={w: c for (ch, w), c in obs.baselines.items() if ch == chain.chain},
+        approver_delegations=chain.delegations,
+        assets=tuple(
+            WatchedAsset(a.name, a.address, a.decimals, a.freeze_check, a.pause_check)
+            for a in tokens
+            if a.address is not None
+        ),
+        controls=chain.controls,
+        token_baselines={t: i for (ch, t), i in obs.token_baselines.items() if ch == chain.chain},
+        balances=chain.balances,
+    )
+
+
+def wallet_pass(obs: RunObservations) -> PassResult:
+    """Wallet configuration against its baseline (takeovers, owner and threshold changes,
+    modules, guards, EIP-7702 delegations) and the issuer controls on its collateral."""
+    findings: list[Finding] = []
+    coverage: set[BreakKey] = set()
+    for chain in obs.chains.values():
+        wobs = wallet_observations(obs, chain)
+        for check in WALLET_CHECKS:
+            findings.extend(check(wobs))
+        coverage |= wallet_check_coverage(wobs)
+    return PassResult(tuple(findings), frozenset(coverage))
+
+
+PASSES: tuple[Pass, ...] = (balance_pass, wallet_pass)
+
+
+def run_passes(obs: RunObservations, passes: Iterable[Pass] = PASSES) -> PassResult:
+    findings: list[Finding] = []
+    coverage: set[BreakKey] = set()
+    for check in passes:
+        result = check(obs)
+        findings.extend(result.findings)
+        coverage |= result.coverage
+    return PassResult(tuple(findings), frozenset(coverage))
