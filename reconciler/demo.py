@@ -1,11 +1,14 @@
 """`reconciler demo`: the whole product on a laptop, against real local chains.
 
 Starts two Anvil nodes (an L1 and an L2 with different chain ids), deploys the collateral
-tokens and Multicall3, funds custody wallets exactly as sample books say, then plants breaks:
-an outflow that nobody authorized (moved with anvil_impersonateAccount, no key), an inflow the
-books do not know, and a booked deposit that never arrived. It reconciles through the same
-code path as `reconciler run`, checks that exactly the planted breaks were found, and stops
-both nodes on every exit path. Exit 0 means the demo ran as designed, breaks included.
+tokens and Multicall3, funds custody wallets exactly as sample books say — one of them a 2-of-3
+multisig with the Safe storage layout, whose configuration is baselined as reviewed — then
+plants breaks: an outflow that nobody authorized (moved with anvil_impersonateAccount, no key),
+an inflow the books do not know, a booked deposit that never arrived, and a takeover of the
+multisig (its owners sign one DELEGATECALL that overwrites the proxy's singleton in slot 0: no
+event, same code hash — the Bybit pattern). It reconciles through the same code path as
+`reconciler run`, checks that exactly the planted breaks were found, and stops both nodes on
+every exit path. Exit 0 means the demo ran as designed, breaks included.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 from eth_account import Account
 from rich.console import Console
 
-from chains.evm.devnet import AnvilNode, Devnet, owned_tempdir
+from chains.evm.devnet import AnvilNode, Devnet, artifact, owned_tempdir
+from reconciler import wallet_review
 from reconciler.bootstrap import adapter_for
 from reconciler.config import load_settings
 from reconciler.domain import BreakKind, parse_amount
@@ -33,9 +37,18 @@ L2_CHAIN_ID = 31338
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 
 
+def _key(label: str) -> bytes:
+    return hashlib.sha256(f"reconciler-demo:{label}".encode()).digest()
+
+
 def _address(label: str) -> str:
     """A deterministic custody address (the demo never needs its key)."""
-    return str(Account.from_key(hashlib.sha256(f"reconciler-demo:{label}".encode()).digest()).address)
+    return str(Account.from_key(_key(label)).address)
+
+
+VAULT = "vault-1"  # the multisig: its address is the proxy deployed on the demo's chain
+VAULT_OWNERS = [Account.from_key(_key(f"vault-owner-{i}")) for i in (1, 2, 3)]
+VAULT_THRESHOLD = 2
 
 
 WALLETS = {
@@ -44,6 +57,7 @@ WALLETS = {
     "cust-seg-2": ("eth", "cleared_swaps", "Example Trust Co"),
     "house-1": ("eth", "house", "Example Trust Co"),
     "cust-seg-l2": ("l2", "futures", "Example Digital Custody"),
+    VAULT: ("eth", "futures", "Example Trust Co"),
 }
 ASSETS = {
     # name: (chain, kind, decimals, native)
@@ -72,6 +86,7 @@ BOOKS = [
     ("E-0008", "H-0001", "house-1", "ETH", "10"),
     ("E-0009", "C-1001", "cust-seg-l2", "USDC-L2", "2000000"),
     ("E-0010", "C-1002", "cust-seg-l2", "ETH-L2", "5"),
+    ("E-0012", "C-1001", VAULT, "ETH", "250"),
     # Booked, but the coins never arrived on chain: the planted "missing deposit".
     ("E-0011", "S-2001", "cust-seg-2", "WBTC", "1.5"),
 ]
@@ -84,7 +99,7 @@ EXPECTED = {  # (wallet, asset): difference in asset units, on-chain minus book
 }
 
 
-def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str]) -> Path:
+def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str], addresses: dict[str, str]) -> Path:
     lines = ["[database]", 'url = "sqlite:///reconciler.db"', ""]
     for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
         lines += [
@@ -103,11 +118,14 @@ def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str]) ->
         lines += [
             f"[wallets.{name}]",
             f'chain = "{chain}"',
-            f'address = "{_address(name)}"',
+            f'address = "{addresses[name]}"',
             f'class = "{klass}"',
             f'custodian = "{custodian}"',
-            "",
         ]
+        if name == VAULT:
+            owners = ", ".join(f'"{o.address}"' for o in VAULT_OWNERS)
+            lines += [f"approvers = [{owners}]", f"threshold = {VAULT_THRESHOLD}"]
+        lines.append("")
     path = folder / "reconciler.toml"
     path.write_text("\n".join(lines))
     return path
@@ -121,13 +139,16 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
-    """Deploy and fund exactly what the books say, then plant the breaks. Returns token addresses."""
+def _set_up_chains(nodes: dict[str, AnvilNode]) -> tuple[dict[str, str], dict[str, str]]:
+    """Deploy and fund exactly what the books say, then plant the balance breaks. Returns token
+    and wallet addresses."""
     nets = {chain: Devnet(node.url) for chain, node in nodes.items()}
     tokens: dict[str, str] = {}
     contracts = {}
     for net in nets.values():
         net.install_multicall3()
+    addresses = {name: _address(name) for name in WALLETS if name != VAULT}
+    addresses[VAULT] = nets["eth"].deploy_custody_wallet([o.address for o in VAULT_OWNERS], VAULT_THRESHOLD).address
     for name, (chain, _kind, decimals, native) in ASSETS.items():
         if not native:
             contract = nets[chain].deploy_token(f"Demo {name}", name, decimals)
@@ -138,7 +159,7 @@ def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
             continue  # the missing deposit: booked, never sent
         chain, _kind, decimals, native = ASSETS[asset]
         units = parse_amount(amount, decimals)
-        address = _address(wallet)
+        address = addresses[wallet]
         if native:
             net = nets[chain]
             current = net.w3.eth.get_balance(address)  # type: ignore[arg-type]
@@ -154,7 +175,20 @@ def _set_up_chains(nodes: dict[str, AnvilNode]) -> dict[str, str]:
     eth_net.set_native_balance(house, eth_net.w3.eth.get_balance(house) + parse_amount(UNBOOKED_ETH, 18))  # type: ignore[arg-type]
     for net in nets.values():
         net.mine()
-    return tokens
+    return tokens, addresses
+
+
+def _plant_takeover(url: str, vault: str) -> None:
+    """Two of the vault's owners sign one transaction: a DELEGATECALL into a contract that
+    overwrites the proxy's slot 0 with an attacker's singleton. No event says so."""
+    net = Devnet(url)
+    writer = net.deploy("SlotWriter")
+    evil = net.deploy("MaliciousSingleton", OUTSIDER)
+    wallet = net.w3.eth.contract(address=vault, abi=artifact("CustodyWallet")["abi"])  # type: ignore[call-overload]
+    net.exec_custody(
+        wallet, VAULT_OWNERS[:2], writer.address, data=Devnet.calldata(writer, "takeover", evil.address), operation=1
+    )
+    net.mine()
 
 
 def _stop_nodes(nodes: dict[str, AnvilNode]) -> None:
@@ -181,8 +215,8 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
             nodes[chain] = AnvilNode.start(chain_id)
             guard.check()
         err.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
-        tokens = _set_up_chains(nodes)
-        config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens)
+        tokens, addresses = _set_up_chains(nodes)
+        config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens, addresses)
         accounts_csv = _write_csv(folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS])
         books_csv = _write_csv(
             folder / "books.csv",
@@ -201,6 +235,11 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         )
         rows = parse_books_csv(books_csv.read_text(), str(books_csv), settings, ledger.known_accounts())
         ledger.import_books(rows, str(books_csv), "demo")
+        # The multisig's configuration as reviewed (what `reconciler wallets baseline` records),
+        # then the takeover, which only a read of its storage can see.
+        wallet_review.record_reviewed(ledger, wallet_review.read_current(settings, adapter_for, [VAULT]))
+        _plant_takeover(nodes["eth"].url, addresses[VAULT])
+        guard.check()
         from reconciler.runner import run_reconciliation
 
         report = run_reconciliation(settings, ledger, adapter_for)
@@ -219,9 +258,13 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
             (b.key.wallet, b.key.asset): b.amount for b in report.breaks if b.key.kind is BreakKind.BALANCE_MISMATCH
         }
         expected = {key: parse_amount(value, settings.assets[key[1]].decimals) for key, value in EXPECTED.items()}
-        if report.run.status != "complete" or found != expected:
+        takeovers = [
+            b for b in report.breaks if b.key.kind is BreakKind.WALLET_CONFIG_CHANGE and "singleton:" in b.detail
+        ]
+        if report.run.status != "complete" or found != expected or [b.key.wallet for b in takeovers] != [VAULT]:
             err.print(
-                f"[red]demo did not find the planted breaks: expected {expected}, found {found}"
+                f"[red]demo did not find the planted breaks: expected {expected} and a takeover of {VAULT}, "
+                f"found {found} and {[b.key.wallet for b in takeovers]}"
                 f" (status {report.run.status}: {report.run.reason})[/red]"
             )
             return 1  # leaving the block still raises Interrupted if a signal was recorded
@@ -229,6 +272,14 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
     # The nodes are stopped and no signal was recorded (leaving the block would have raised).
     err.print(
         f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
-        f"{len(found)} planted breaks found (exit code of `reconciler run` here: {report.exit_code})"
+        f"{len(found) + len(takeovers)} planted breaks found (exit code of `reconciler run` here: "
+        f"{report.exit_code}):\n"
+        f"  - {STOLEN_USDC} USDC left cust-seg-1 with no instruction (moved without the wallet's key);\n"
+        f"  - {UNBOOKED_ETH} ETH arrived in house-1 that the books do not know;\n"
+        "  - 1.5 WBTC booked to cust-seg-2 never arrived on chain;\n"
+        f"  - {VAULT}, a 2-of-3 multisig, was taken over: its owners signed one DELEGATECALL that rewrote "
+        "the wallet's singleton in storage slot 0, with no event and no change of code hash.\n"
+        "next: `reconciler demo --keep DIR` keeps the config, books and ledger; then try "
+        "`reconciler --config DIR/reconciler.toml breaks list` or `wallets show` (the nodes stop with the demo)"
     )
     return 0
