@@ -500,8 +500,9 @@ def breaks_resolve(
     note: Annotated[str, typer.Option("--note", help="Why it is closed, and by whom (kept in the audit trail).")],
     json_out: JsonFlag = False,
 ) -> None:
-    """Resolve a break by hand: for one no run can check any more (its wallet or asset left the
-    configuration). A run that finds the condition again opens a new break."""
+    """Resolve a break by hand, with the reason kept in its audit trail: typically one no run can
+    check any more (its wallet or asset left the configuration), or an event-like break (an
+    unauthorized transfer) after review. A run that finds the condition again opens a new break."""
     settings = _settings(ctx)
     if not note.strip():
         raise typer.BadParameter("say why, for the audit trail", param_hint="--note")

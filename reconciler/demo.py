@@ -240,15 +240,20 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         wallet_review.record_reviewed(ledger, wallet_review.read_current(settings, adapter_for, [VAULT]))
         _plant_takeover(nodes["eth"].url, addresses[VAULT])
         guard.check()
-        from reconciler.runner import run_reconciliation
+        from reconciler.runner import RunOptions, run_reconciliation
 
-        report = run_reconciliation(settings, ledger, adapter_for)
+        report = run_reconciliation(
+            settings,
+            ledger,
+            adapter_for,
+            RunOptions(checkpoint=guard.check, render=lambda r: run_doc(r, settings)),
+        )
         guard.check()
         if json_out:
             import json
             import sys
 
-            sys.stdout.write(json.dumps(run_doc(report, settings), indent=2) + "\n")
+            sys.stdout.write(json.dumps(report.document or run_doc(report, settings), indent=2) + "\n")
             sys.stdout.flush()  # the whole report is on stdout before the nodes stop
         else:
             from reconciler.cli import print_run
@@ -280,6 +285,7 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         f"  - {VAULT}, a 2-of-3 multisig, was taken over: its owners signed one DELEGATECALL that rewrote "
         "the wallet's singleton in storage slot 0, with no event and no change of code hash.\n"
         "next: `reconciler demo --keep DIR` keeps the config, books and ledger; then try "
-        "`reconciler --config DIR/reconciler.toml breaks list` or `wallets show` (the nodes stop with the demo)"
+        "`reconciler --config DIR/reconciler.toml breaks list`, `breaks show ID` or `runs show RUN_ID` "
+        "(the chains stop with the demo, so commands that read them will not answer)"
     )
     return 0

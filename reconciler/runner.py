@@ -179,9 +179,9 @@ def run_reconciliation(
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
             ledger.abandon_run(run.id, reason)
-            report = _incomplete(run, reason)
+            report = _incomplete(settings, run, reason)
         except LedgerError as exc:  # hold_ledger recorded it
-            report = _incomplete(run, str(exc))
+            report = _incomplete(settings, run, str(exc))
     finally:
         lock.release()
     if opts.render is not None:
@@ -196,8 +196,10 @@ def run_reconciliation(
     return report
 
 
-def _incomplete(run: RunSummary, reason: str) -> RunReport:
-    return RunReport(replace(run, status="incomplete", reason=reason, exit_code=2), (), (), ())
+def _incomplete(settings: Settings, run: RunSummary, reason: str) -> RunReport:
+    """A run stopped before it read anything: every chain is listed, unread, with the reason."""
+    unread = tuple(ChainResult(name, None, None, None, f"not read: {reason}") for name in settings.chains)
+    return RunReport(replace(run, status="incomplete", reason=reason, exit_code=2), unread, (), ())
 
 
 def _reconcile(

@@ -134,6 +134,7 @@ def test_a_run_that_cannot_get_the_ledger_waits_says_so_and_gives_up_recorded(
     assert doc["status"] == "incomplete" and doc["exit_code"] == 2
     assert "another run holds the ledger" in doc["reason"]
     assert doc["positions"] == [] and doc["breaks"] == []
+    assert doc["chains"]["eth"]["block_number"] is None and "another run holds" in doc["chains"]["eth"]["error"]
     runs = json.loads(cli("--config", str(config), "runs", "list", "--json").stdout)["runs"]
     mine = next(r for r in runs if r["id"] == doc["run_id"])
     assert mine["status"] == "incomplete" and "another run holds the ledger" in mine["reason"]
