@@ -423,6 +423,157 @@ class Devnet:
         return "0x" + bytes(tx).hex()
 
 
+    # ------------------------------------------------------------ movements by signature and by key
+
+    def _token_domain(self, token: Contract) -> dict[str, Any]:
+        """CollateralToken's EIP-712 domain (version "1"), as the contract computes it."""
+        return {
+            "name": token.functions.name().call(),
+            "version": "1",
+            "chainId": self.w3.eth.chain_id,
+            "verifyingContract": token.address,
+        }
+
+    def sign_permit(
+        self, token: Contract, owner: LocalAccount, spender: str, value: int, deadline: int, nonce: int | None = None
+    ) -> tuple[int, bytes, bytes]:
+        """``owner``'s EIP-2612 permit signature (v, r, s); the nonce is the token's current one
+        for ``owner`` unless given."""
+        if nonce is None:
+            nonce = int(token.functions.nonces(owner.address).call())
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": self._token_domain(token),
+            "message": {
+                "owner": owner.address,
+                "spender": to_checksum_address(spender),
+                "value": value,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+        signed = Account.sign_typed_data(owner.key, full_message=typed)
+        return int(signed.v), int(signed.r).to_bytes(32, "big"), int(signed.s).to_bytes(32, "big")
+
+    def permit(
+        self,
+        token: Contract,
+        owner: LocalAccount,
+        spender: str,
+        value: int,
+        deadline: int = 2**256 - 1,
+        relayer: str | None = None,
+    ) -> str:
+        """Sign an EIP-2612 permit with ``owner``'s key and submit it from ``relayer`` (a dev
+        account; default the deployer): ``owner`` sends no transaction. Returns the tx hash."""
+        v, r, s = self.sign_permit(token, owner, spender, value, deadline)
+        tx = token.functions.permit(owner.address, to_checksum_address(spender), value, deadline, v, r, s).transact(
+            {"from": relayer or self.deployer}
+        )
+        self._wait(tx)
+        return "0x" + bytes(tx).hex()
+
+    def sign_transfer_authorization(
+        self,
+        token: Contract,
+        owner: LocalAccount,
+        to: str,
+        value: int,
+        valid_after: int,
+        valid_before: int,
+        nonce: bytes,
+    ) -> tuple[int, bytes, bytes]:
+        """``owner``'s EIP-3009 TransferWithAuthorization signature (v, r, s)."""
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "TransferWithAuthorization": [
+                    {"name": "from", "type": "address"},
+                    {"name": "to", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "validAfter", "type": "uint256"},
+                    {"name": "validBefore", "type": "uint256"},
+                    {"name": "nonce", "type": "bytes32"},
+                ],
+            },
+            "primaryType": "TransferWithAuthorization",
+            "domain": self._token_domain(token),
+            "message": {
+                "from": owner.address,
+                "to": to_checksum_address(to),
+                "value": value,
+                "validAfter": valid_after,
+                "validBefore": valid_before,
+                "nonce": nonce,
+            },
+        }
+        signed = Account.sign_typed_data(owner.key, full_message=typed)
+        return int(signed.v), int(signed.r).to_bytes(32, "big"), int(signed.s).to_bytes(32, "big")
+
+    def transfer_with_authorization(
+        self,
+        token: Contract,
+        owner: LocalAccount,
+        to: str,
+        value: int,
+        relayer: str | None = None,
+        valid_after: int = 0,
+        valid_before: int = 2**256 - 1,
+        nonce: bytes | None = None,
+    ) -> str:
+        """Sign an EIP-3009 transferWithAuthorization with ``owner``'s key and submit it from
+        ``relayer`` (a dev account; default the deployer): the tokens leave ``owner``, which
+        sends no transaction. ``nonce`` defaults to 32 random bytes. Returns the tx hash."""
+        nonce = os.urandom(32) if nonce is None else nonce
+        v, r, s = self.sign_transfer_authorization(token, owner, to, value, valid_after, valid_before, nonce)
+        tx = token.functions.transferWithAuthorization(
+            owner.address, to_checksum_address(to), value, valid_after, valid_before, nonce, v, r, s
+        ).transact({"from": relayer or self.deployer})
+        self._wait(tx)
+        return "0x" + bytes(tx).hex()
+
+    def send_eth(self, account: LocalAccount, to: str, wei: int, data: bytes = b"") -> str:
+        """Send ``wei`` from ``account`` (a wallet whose key the test holds) with a type-2
+        transaction that the key signs: the account pays the gas. Returns the tx hash."""
+        target = to_checksum_address(to)
+        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        call: dict[str, Any] = {"from": account.address, "to": target, "value": wei, "data": data}
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.w3.eth.chain_id,
+            "nonce": self.w3.eth.get_transaction_count(account.address),
+            "to": target,
+            "value": wei,
+            "data": data,
+            "gas": int(self.w3.eth.estimate_gas(call)),  # type: ignore[arg-type]
+            "maxFeePerGas": 2 * base_fee + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+        signed = account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._wait(tx_hash)
+        return "0x" + bytes(tx_hash).hex()
+
 def safe_130_artifact(name: str) -> dict[str, Any]:
     """A Safe 1.3.0 Hardhat artifact (``abi``, ``bytecode``) from the pinned npm package."""
     matches = [p for p in SAFE_130_ARTIFACTS.glob(f"**/{name}.json") if not p.name.endswith(".dbg.json")]
