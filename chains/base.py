@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.domain import BlockRef
+from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
 
@@ -59,6 +60,23 @@ class ChainAdapter(Protocol):
     ) -> IssuerControls:
         """Freeze flags, paused() and token implementation slots at ``block``; what could not
         be read is "unknown", never "not frozen"."""
+        ...
+
+    def block_time(self, block: BlockRef) -> int:
+        """The Unix timestamp of ``block``."""
+        ...
+
+    def observe(
+        self, wallets: Sequence[str], tokens: Sequence[str], since: BlockRef, block: BlockRef
+    ) -> list[Observation]:
+        """Every movement of ``wallets`` in the blocks after ``since`` up to and including
+        ``block``: ERC-20 Transfer and Approval logs of ``tokens``, native value (including by
+        internal calls) and gas fees. A range the node cannot serve raises, never answers "none";
+        a reorg of ``block`` while observing raises."""
+        ...
+
+    def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
+        """``allowance(owner, spender)`` of each (token, owner, spender) at ``block``."""
         ...
 
     def close(self) -> None:

@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,11 +28,22 @@ from reconciler.config import Settings, load_settings
 from reconciler.domain import BreakRecord, BreakStatus, format_amount
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.instructions import load_instructions, load_key, sign_file
 from reconciler.interrupt import Interrupted, interruptible
-from reconciler.ledger import Ledger
+from reconciler.ledger import Ledger, surveillance_store
 from reconciler.ledger.store import redact_url
 from reconciler.redaction import RedactingFilter, redact_urls
-from reconciler.report import break_doc, breaks_doc, event_doc, run_doc, run_summary_doc, stored_run_doc
+from reconciler.report import (
+    break_doc,
+    breaks_doc,
+    event_doc,
+    instruction_doc,
+    run_doc,
+    run_summary_doc,
+    scan_doc,
+    stored_run_doc,
+    transfer_doc,
+)
 from reconciler.runner import RunOptions, RunReport, run_reconciliation
 
 app = typer.Typer(
@@ -46,6 +58,8 @@ accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=
 books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_help=True)
 breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
+transfers_app = typer.Typer(help="Observed movements of custody wallets.", no_args_is_help=True)
+instructions_app = typer.Typer(help="Signed transfer instructions that authorize outflows.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baseline and now.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(accounts_app, name="accounts")
@@ -53,6 +67,8 @@ app.add_typer(books_app, name="books")
 app.add_typer(breaks_app, name="breaks")
 app.add_typer(runs_app, name="runs")
 app.add_typer(wallets_app, name="wallets")
+app.add_typer(transfers_app, name="transfers")
+app.add_typer(instructions_app, name="instructions")
 
 # Off a terminal (a pipe, a log) Rich would squeeze tables to 80 columns; amounts need room.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -319,10 +335,12 @@ def print_run(report: RunReport, settings: Settings) -> None:
         err.print(f"reason: {report.run.reason}")
 
 
-@app.command()
-def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """Reconcile every wallet x asset against the books at one pinned block per chain."""
-    settings = _settings(ctx)
+def _execute(
+    settings: Settings, job: str, render: Callable[[RunReport], dict[str, Any]], checkpoint: Callable[[], None]
+) -> RunReport:
+    """One run or scan from the command line, inside the caller's interruptible block: waits
+    for the ledger (saying so); on SIGINT/SIGTERM it is recorded incomplete and returned, so the
+    caller still reports it before leaving the block raises Interrupted (exit 2)."""
     ledger = open_ledger(settings)
 
     def waiting() -> None:
@@ -331,16 +349,21 @@ def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         )
 
     options = RunOptions(
-        lock_timeout=settings.lock_timeout, on_wait=waiting, render=lambda report: run_doc(report, settings)
+        lock_timeout=settings.lock_timeout, on_wait=waiting, render=render, job=job, checkpoint=checkpoint
     )
-    # SIGINT/SIGTERM stop the run at once; it is recorded incomplete and still printed, and
-    # leaving the block raises Interrupted, which exits 2.
+    try:
+        return run_reconciliation(settings, ledger, adapter_for, options)
+    finally:
+        ledger.close()
+
+
+@app.command()
+def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Reconcile every wallet x asset against the books at one pinned block per chain, after
+    observing every movement since the last scan (transfers, approvals, native value)."""
+    settings = _settings(ctx)
     with interruptible() as guard:
-        options = replace(options, checkpoint=guard.check)
-        try:
-            report = run_reconciliation(settings, ledger, adapter_for, options)
-        finally:
-            ledger.close()
+        report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))
             if report.run.reason:
@@ -348,6 +371,154 @@ def run(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         else:
             print_run(report, settings)
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def scan(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Observe every movement of the custody wallets since the last scan, up to the pinned block
+    of each chain, and judge it: outflows against signed instructions, inflows against the books,
+    approvals against allowed spenders. No balances are compared (that is `run`)."""
+    settings = _settings(ctx)
+    with interruptible() as guard:
+        report = _execute(settings, "scan", lambda r: scan_doc(r, settings), guard.check)
+        doc = report.document if report.document is not None else scan_doc(report, settings)
+        if json_out:
+            _emit_json(doc)
+        else:
+            for name, c in doc["chains"].items():
+                seen = (
+                    f"blocks {c['from_block']}..{c['to_block']}: {c['observed']} movement(s) observed, "
+                    f"{c['reorged']} reorged"
+                    if c.get("to_block") is not None
+                    else f"not scanned: {c.get('error')}"
+                )
+                out.print(f"{name}: {seen}")
+            if report.breaks:
+                out.print(_breaks_table(report.breaks, settings, title="Breaks", short_ids=True))
+        if report.run.reason:
+            err.print(f"scan incomplete: {report.run.reason}")
+    raise typer.Exit(report.exit_code)
+
+
+# ---------------------------------------------------------------------- transfers & instructions
+
+
+@transfers_app.command("list")
+def transfers_list(
+    ctx: typer.Context,
+    wallet: Annotated[str | None, typer.Option("--wallet", help="Only this wallet.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="observed or reorged.")] = None,
+    all_kinds: Annotated[bool, typer.Option("--all", help="Also approvals and gas fees.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Observed movements into and out of custody wallets, with the instruction that
+    authorized each outflow."""
+    settings = _settings(ctx)
+    if status is not None and status not in ("observed", "reorged"):
+        raise typer.BadParameter(f"{status!r} is not observed or reorged", param_hint="--status")
+    if wallet is not None and wallet not in settings.wallets:
+        known = ", ".join(settings.wallets)
+        raise typer.BadParameter(f"no wallet {wallet!r}; configured: {known}", param_hint="--wallet")
+    directions = ["in", "out", "approval", "fee"] if all_kinds else ["in", "out"]
+    ledger = open_ledger(settings)
+    try:
+        rows = surveillance_store.list_movements(ledger, wallet, status, directions)
+    finally:
+        ledger.close()
+    docs = [transfer_doc(r, settings) for r in rows]
+    if json_out:
+        _emit_json({"transfers": docs})
+        return
+    table = Table()
+    for col in ("chain", "block", "tx", "wallet", "dir", "asset", "amount", "counterparty", "status", "instruction"):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for d in docs:
+        table.add_row(
+            d["chain"],
+            str(d["block_number"]),
+            d["tx_hash"],
+            d["wallet"],
+            d["direction"],
+            d["asset"],
+            d["amount_display"],
+            d["to"] if d["direction"] != "in" else d["from"],
+            d["status"],
+            d["instruction_id"] or "",
+        )
+    out.print(table)
+
+
+@instructions_app.command("import")
+def instructions_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
+    """Import signed transfer instructions (JSON lines); the whole file or nothing."""
+    settings = _settings(ctx)
+    text, digest = _read_file(file)
+    ledger = open_ledger(settings)
+    try:
+        parsed = load_instructions(text, str(file), settings, surveillance_store.stored_instruction_ids(ledger))
+        lines = dict(enumerate(text.splitlines(), start=1))
+        count = surveillance_store.import_instructions(ledger, parsed, lines, str(file), digest)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"file": str(file), "sha256": digest, "imported": count})
+    else:
+        err.print(f"{file}: {count} instruction(s) imported")
+
+
+@instructions_app.command("sign")
+def instructions_sign(
+    ctx: typer.Context,
+    file: Path,
+    key_env: Annotated[
+        str | None, typer.Option("--key-env", help="Environment variable holding the signing key (hex).")
+    ] = None,
+    keystore: Annotated[Path | None, typer.Option("--keystore", help="An encrypted keystore (JSON) file.")] = None,
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="Environment variable holding the keystore's password.")
+    ] = None,
+) -> None:
+    """Add a signature to every instruction of FILE and print the result (JSON lines) on stdout.
+    The key comes only from the environment or an encrypted keystore, never the command line."""
+    settings = _settings(ctx)
+    if (key_env is None) == (keystore is None):
+        raise typer.BadParameter("give either --key-env VAR or --keystore PATH (with --password-env VAR)")
+    text, _digest = _read_file(file)
+    key = load_key(key_env=key_env, keystore=keystore, password_env=password_env)
+    signed = sign_file(text, str(file), settings, key)
+    sys.stdout.write(signed if signed.endswith("\n") or not signed else signed + "\n")
+
+
+@instructions_app.command("list")
+def instructions_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Every imported instruction with its status: open, consumed (by a tx hash) or expired;
+    signatures are verified again, and an instruction that no longer verifies says why."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        statuses = surveillance_store.instruction_statuses(ledger)
+    finally:
+        ledger.close()
+    now = datetime.now(UTC)
+    docs = [instruction_doc(st, settings, now) for st in statuses]
+    if json_out:
+        _emit_json({"instructions": docs})
+        return
+    table = Table()
+    for col in ("id", "wallet", "asset", "to", "amount", "valid until", "status", "valid"):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for d in docs:
+        table.add_row(
+            d["id"],
+            d["wallet"],
+            d["asset"],
+            d["to"],
+            d["amount_display"],
+            d["valid_until"],
+            d["status"] + (f" by {d['consumed_by']}" if d["consumed_by"] else ""),
+            "yes" if d["valid"] else "NO: " + "; ".join(d["problems"]),
+        )
+    out.print(table)
 
 
 # ---------------------------------------------------------------------- runs
@@ -652,3 +823,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(2)
     sys.exit(0)
+
+
+# Segregation commands live in their own module; registered last, once the helpers above exist.

@@ -7,12 +7,15 @@ the asset's full decimals; block numbers are integers; hashes are lowercase 0x h
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from reconciler.config import Settings
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
+from reconciler.instructions import verify
 from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
-from reconciler.runner import RunReport, UnreconciledBook
+from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
+from reconciler.runner import RunReport, ScanSummary, UnreconciledBook
 
 
 def _decimals(settings: Settings | None, asset: str | None, known: int | None = None) -> int | None:
@@ -92,8 +95,20 @@ def unreconciled_doc(u: UnreconciledBook) -> dict[str, Any]:
     return {"wallet": u.wallet, "asset": u.asset, **amount_fields("book", u.amount, u.decimals)}
 
 
+def scan_fields(scan: ScanSummary | None) -> dict[str, Any]:
+    if scan is None:
+        return {"from_block": None, "to_block": None}
+    return {
+        "from_block": scan.from_block,
+        "to_block": scan.to_block,
+        "observed": scan.observed,
+        "reorged": scan.reorged,
+    }
+
+
 def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     chains: Mapping[str, ChainResult] = {c.chain: c for c in report.chains}
+    scans = {s.chain: s for s in report.scans}
     return {
         "run_id": report.run.id,
         "status": report.run.status,
@@ -103,10 +118,80 @@ def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
         "trigger": report.run.trigger,
         "job": report.run.job,
         "instance": report.run.instance,
-        "chains": {name: chain_doc(c) for name, c in chains.items()},
+        "chains": {name: {**chain_doc(c), "scan": scan_fields(scans.get(name))} for name, c in chains.items()},
         "positions": [position_doc(p) for p in report.positions],
         "breaks": [break_doc(b, settings) for b in report.breaks],
         "unreconciled_books": [unreconciled_doc(u) for u in report.unreconciled],
+    }
+
+
+def scan_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
+    """`scan --json`: per chain the blocks observed and what was found there, and the breaks."""
+    scans = {s.chain: s for s in report.scans}
+    chains: dict[str, Any] = {}
+    for c in report.chains:
+        scan = scans.get(c.chain)
+        doc: dict[str, Any] = {
+            **scan_fields(scan),
+            "block_hash": c.block.hash if c.block and scan else None,
+            "observed": scan.observed if scan else 0,
+            "reorged": scan.reorged if scan else 0,
+        }
+        if c.error:
+            doc["error"] = c.error
+        chains[c.chain] = doc
+    return {
+        "run_id": report.run.id,
+        "status": report.run.status,
+        "exit_code": report.exit_code,
+        "reason": report.run.reason,
+        "chains": chains,
+        "breaks": [break_doc(b, settings) for b in report.breaks],
+    }
+
+
+def transfer_doc(m: StoredMovement, settings: Settings | None) -> dict[str, Any]:
+    """`transfers list --json`: one movement as one custody wallet saw it."""
+    return {
+        "chain": m.chain,
+        "block_number": m.block_number,
+        "block_hash": m.block_hash,
+        "tx_hash": m.tx_hash,
+        "log_index": m.log_index,
+        "trace_position": m.trace_position,
+        "kind": m.kind,
+        "wallet": m.wallet,
+        "direction": m.direction,
+        "asset": m.asset,
+        "from": m.from_address,
+        "to": m.to_address,
+        **amount_fields("amount", m.amount, _decimals(settings, m.asset)),
+        "status": m.status,
+        "instruction_id": m.instruction_id,
+    }
+
+
+def instruction_doc(st: InstructionStatus, settings: Settings, now: datetime) -> dict[str, Any]:
+    """`instructions list --json`: status open, consumed (with the tx) or expired; signatures
+    verified again now (``valid``/``problems``)."""
+    i = st.instruction
+    problems = verify(i, settings) if i.wallet in settings.wallets and i.asset in settings.assets else [
+        f"wallet {i.wallet} or asset {i.asset} is no longer configured"
+    ]
+    status = "consumed" if st.consumed_by else "expired" if i.valid_until < now else "open"
+    return {
+        "id": i.id,
+        "chain": i.chain,
+        "wallet": i.wallet,
+        "asset": i.asset,
+        "to": i.to,
+        **amount_fields("amount", i.amount, _decimals(settings, i.asset)),
+        "valid_until": i.valid_until.isoformat().replace("+00:00", "Z"),
+        "signatures": len(i.signatures),
+        "status": status,
+        "consumed_by": st.consumed_by,
+        "valid": not problems,
+        "problems": problems,
     }
 
 

@@ -23,11 +23,12 @@ from typing import Any
 from chains.base import BalanceQuery, ChainAdapter
 from reconciler.config import AssetSettings, ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakRecord, BreakStatus, Position, Severity
-from reconciler.engine.passes import ChainObservations, RunObservations, run_passes
+from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
+from reconciler.surveil import ChainSurveillance, surveil_chain
 from reconciler.walletconfig import FreezeQuery
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,18 @@ class RunOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """What a run's scan of one chain observed: blocks from_block..to_block."""
+
+    chain: str
+    from_block: int
+    to_block: int
+    block_hash: str
+    observed: int
+    reorged: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunReport:
     run: RunSummary
     chains: tuple[ChainResult, ...]
@@ -70,6 +83,7 @@ class RunReport:
     breaks: tuple[BreakRecord, ...]
     unreconciled: tuple[UnreconciledBook, ...] = ()
     document: dict[str, Any] | None = None
+    scans: tuple[ScanSummary, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -86,12 +100,13 @@ def exit_code(status: str, breaks: Sequence[BreakRecord]) -> int:
 
 
 def read_chain(
-    chain: ChainSettings, settings: Settings, adapter: ChainAdapter
+    chain: ChainSettings, settings: Settings, adapter: ChainAdapter, full: bool = True
 ) -> tuple[ChainResult, ChainObservations]:
     """Read everything a run needs of one chain at one pinned block — balances, each wallet's
     configuration, its approvers' delegations, the issuer controls on its collateral; raise
     ChainError if the node is not the configured chain or a token is not what the
-    configuration says. Reads that raced a reorg of the pin are thrown away and made again."""
+    configuration says. Reads that raced a reorg of the pin are thrown away and made again.
+    Not ``full`` (a scan): only the pin and the tokens' decimals."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainError(
@@ -117,16 +132,19 @@ def read_chain(
         observed: ChainObservations | None = None
         try:
             _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
-            values = adapter.balances(queries, block) if queries else []
-            configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block)
-            observed = ChainObservations(
-                chain=chain.name,
-                block=block,
-                balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
-                wallet_configs={c.wallet: c for c in configs},
-                delegations=adapter.delegations(approvers, block),
-                controls=adapter.issuer_controls(freezes, pauses, token_addresses, block),
-            )
+            if full:
+                values = adapter.balances(queries, block) if queries else []
+                configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block)
+                observed = ChainObservations(
+                    chain=chain.name,
+                    block=block,
+                    balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
+                    wallet_configs={c.wallet: c for c in configs},
+                    delegations=adapter.delegations(approvers, block),
+                    controls=adapter.issuer_controls(freezes, pauses, token_addresses, block),
+                )
+            else:
+                observed = ChainObservations(chain=chain.name, block=block, balances={})
         except ChainError as exc:
             failure = exc
         # Whether the reads failed or not, they only count if the pinned block is still canonical.
@@ -190,9 +208,7 @@ def run_reconciliation(
             ledger.save_document(run.id, document)
         except LedgerError as exc:
             log.error("event=run_document_unsaved run_id=%s reason=%r", run.id, str(exc))
-        report = RunReport(
-            report.run, report.chains, report.positions, report.breaks, report.unreconciled, document
-        )
+        report = replace(report, document=document)
     return report
 
 
@@ -205,16 +221,20 @@ def _incomplete(settings: Settings, run: RunSummary, reason: str) -> RunReport:
 def _reconcile(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
 ) -> RunReport:
+    full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
     positions: list[Position] = []
     unreconciled: list[UnreconciledBook] = []
     read: dict[str, ChainObservations] = {}
+    surveilled: dict[str, ChainSurveillance] = {}
     for chain in settings.chains.values():
         checkpoint()
         try:
             adapter = adapter_for(chain)
             try:
-                result, read[chain.name] = read_chain(chain, settings, adapter)
+                result, observed = read_chain(chain, settings, adapter, full)
+                surveilled[chain.name] = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+                read[chain.name] = observed
             finally:
                 adapter.close()
         except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
@@ -224,34 +244,42 @@ def _reconcile(
             continue
         chain_results.append(result)
         log.info(
-            "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s",
+            "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d",
             run.id,
             chain.name,
             result.block.number if result.block else -1,
             result.block.hash if result.block else "",
             result.read_path,
+            surveilled[chain.name].write.observed,
+            surveilled[chain.name].write.reorged,
         )
     failed = [c for c in chain_results if c.error]
     status = "incomplete" if failed else "complete"
     reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
+    scans = tuple(
+        ScanSummary(name, cs.from_block, cs.to_block, cs.write.checkpoint.hash, cs.write.observed, cs.write.reorged)
+        for name, cs in surveilled.items()
+    )
     try:
-        book = ledger.book_balances()
-        unreconciled = unreconciled_books(settings, book)
+        book = ledger.book_balances() if full else {}
+        unreconciled = unreconciled_books(settings, book) if full else []
         for u in unreconciled:
             log.warning(
                 "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
             )
-        stored = ledger.baselines()
-        first_seen = _first_seen_baselines(read, stored)
+        stored = ledger.baselines() if full else Baselines({}, {}, {})
+        first_seen = _first_seen_baselines(read, stored) if full else NewBaselines()
         observations = RunObservations(
             settings=settings,
             book=book,
             chains=read,
             baselines={**stored.wallets, **{(c.chain, c.wallet): c for c, _ in first_seen.wallets}},
             token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
+            surveillance={name: cs.inputs for name, cs in surveilled.items()},
+            orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
         )
-        positions = all_positions(observations)
-        checked = run_passes(observations)
+        positions = all_positions(observations) if full else []
+        checked = run_passes(observations, PASSES if full else SCAN_PASSES)
         decimals = {a.name: a.decimals for a in settings.assets.values()}
         checkpoint()
         summary, breaks = ledger.finish_run(
@@ -265,6 +293,8 @@ def _reconcile(
             reason,
             exit_code,
             first_seen,
+            writes=[cs.with_matches() for cs in surveilled.values()],
+            notes=checked.notes,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
         what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
@@ -276,7 +306,7 @@ def _reconcile(
         except LedgerError:
             log.error("event=run_unrecorded run_id=%s", run.id)
         summary = replace(run, status="incomplete", reason=reason, exit_code=2)
-        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled))
+        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
     log.info(
         "event=run_finished run_id=%s status=%s breaks=%d exit_code=%s",
         run.id,
@@ -284,7 +314,9 @@ def _reconcile(
         len(breaks),
         summary.exit_code,
     )
-    return RunReport(summary, tuple(chain_results), tuple(positions), tuple(breaks), tuple(unreconciled))
+    return RunReport(
+        summary, tuple(chain_results), tuple(positions), tuple(breaks), tuple(unreconciled), scans=scans
+    )
 
 
 def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:

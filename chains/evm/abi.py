@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 BALANCE_OF = bytes.fromhex("70a08231")
 DECIMALS = bytes.fromhex("313ce567")
+ALLOWANCE = bytes.fromhex("dd62ed3e")  # allowance(address,address)
 GET_ETH_BALANCE = bytes.fromhex("4d2301cc")
 AGGREGATE3 = bytes.fromhex("82ad56cb")
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -37,6 +38,10 @@ def _uint_word(value: int) -> bytes:
 
 def balance_of(holder: str) -> bytes:
     return BALANCE_OF + _address_word(holder)
+
+
+def allowance(owner: str, spender: str) -> bytes:
+    return ALLOWANCE + _address_word(owner) + _address_word(spender)
 
 
 def get_eth_balance(holder: str) -> bytes:

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from chains.base import BalanceQuery
-from chains.evm import abi
+from chains.evm import abi, scan
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,37 @@ class EvmAdapter:
             implementations=implementations,
             chunk_size=self.settings.chunk_size,
         )
+
+    def block_time(self, block: BlockRef) -> int:
+        header = self.rpc.request("eth_getBlockByHash", [block.hash, False])
+        if not isinstance(header, dict) or str(header.get("hash", "")).lower() != block.hash:
+            raise ChainError(f"{self.rpc.endpoint}: block {block.number} ({block.hash}) is no longer available")
+        return _quantity(header.get("timestamp"), f"eth_getBlockByHash({block.hash}) timestamp", self.rpc.endpoint)
+
+    def observe(
+        self, wallets: Sequence[str], tokens: Sequence[str], since: BlockRef, block: BlockRef
+    ) -> list[Observation]:
+        if block.number <= since.number or not wallets:
+            return []
+        chunk = self.settings.log_chunk_blocks
+        name = self.settings.name
+        found = scan.scan_token_logs(self.rpc, name, wallets, tokens, since.number + 1, block, chunk_blocks=chunk)
+        found += scan.scan_native(self.rpc, name, wallets, since, block, chunk_blocks=chunk)
+        return found
+
+    def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
+        at = _block_param(block)
+        calls: list[Call] = [
+            ("eth_call", [{"to": token, "data": "0x" + abi.allowance(owner, spender).hex()}, at])
+            for token, owner, spender in queries
+        ]
+        out = []
+        for (token, owner, spender), raw in zip(queries, self._batched(calls), strict=True):
+            try:
+                out.append(abi.decode_uint(abi.hex_bytes(raw), f"allowance({owner}, {spender}) of {token}"))
+            except abi.AbiError as exc:
+                raise ChainError(f"chain {self.settings.name} block {block.number}: {exc}") from exc
+        return out
 
     def balances(self, queries: Sequence[BalanceQuery], block: BlockRef) -> list[int]:
         path = self.settings.read_path or "multicall"

@@ -233,18 +233,18 @@ class Devnet:
 
     def transfer_as(self, token: Contract, holder: str, to: str, amount: int) -> str:
         """Move tokens out of ``holder`` without its key (anvil_impersonateAccount): how a
-        test plants an outflow that nobody authorized. The holder's native balance is put
-        back afterwards, so the only change is the token movement (not the gas)."""
-        native_before = self.w3.eth.get_balance(to_checksum_address(holder))
+        test plants an outflow that nobody authorized. The transaction pays no gas (the block's
+        base fee is set to zero for it), so the only change is the token movement: the holder's
+        native balance is untouched and nothing needs putting back behind the chain's back."""
         self.rpc("anvil_impersonateAccount", [holder])
         try:
-            self.set_native_balance(holder, native_before + 10**18)
-            tx = token.functions.transfer(to, amount).transact({"from": holder})
+            self.rpc("anvil_setNextBlockBaseFeePerGas", ["0x0"])
+            free: Any = {"from": holder, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0}
+            tx = token.functions.transfer(to, amount).transact(free)
             self._wait(tx)
             return "0x" + bytes(tx).hex()
         finally:
             self.rpc("anvil_stopImpersonatingAccount", [holder])
-            self.set_native_balance(holder, native_before)
             self.mine()
 
     def _wait(self, tx: Any) -> None:

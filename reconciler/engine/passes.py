@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from reconciler.config import Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
 from reconciler.engine.balances import check_balances, positions_for_chain
+from reconciler.engine.surveillance import SURVEILLANCE_CHECKS, Movement, SurveillanceInputs, surveillance_coverage
 from reconciler.engine.wallets import (
     WALLET_CHECKS,
     WalletObservations,
@@ -45,12 +46,33 @@ class RunObservations:
     chains: Mapping[str, ChainObservations]  # only the chains that were read, in config order
     baselines: Mapping[tuple[str, str], WalletConfig] = field(default_factory=dict)  # (chain, wallet)
     token_baselines: Mapping[tuple[str, str], TokenImplementation] = field(default_factory=dict)  # (chain, token)
+    surveillance: Mapping[str, SurveillanceInputs] = field(default_factory=dict)  # by chain
+    orphaned: Mapping[str, tuple[Movement, ...]] = field(default_factory=dict)  # reorged away, by chain
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Where a run looked: exact break keys, and whole (kind, chain) families it judged in full
+    (every unbooked inflow of a chain, say), so a break of the family it no longer finds is
+    resolved."""
+
+    keys: frozenset[BreakKey] = frozenset()
+    families: frozenset[tuple[BreakKind, str]] = frozenset()
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, BreakKey):
+            return False
+        return key in self.keys or (key.kind, key.chain) in self.families
+
+    def __or__(self, other: Coverage) -> Coverage:
+        return Coverage(self.keys | other.keys, self.families | other.families)
 
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
     findings: tuple[Finding, ...] = ()
-    coverage: frozenset[BreakKey] = frozenset()
+    coverage: Coverage = Coverage()
+    notes: Mapping[BreakKey, str] = field(default_factory=dict)  # why a break it covers, if not found, is resolved
 
 
 Pass = Callable[[RunObservations], PassResult]
@@ -76,7 +98,7 @@ def balance_pass(obs: RunObservations) -> PassResult:
         )
         coverage.update(BreakKey(BreakKind.BALANCE_MISMATCH, p.chain, p.wallet, p.asset) for p in rows)
         findings.extend(check_balances(rows, tolerances, chain.block))
-    return PassResult(tuple(findings), frozenset(coverage))
+    return PassResult(tuple(findings), Coverage(frozenset(coverage)))
 
 
 def wallet_observations(obs: RunObservations, chain: ChainObservations) -> WalletObservations:
@@ -110,17 +132,50 @@ def wallet_pass(obs: RunObservations) -> PassResult:
         for check in WALLET_CHECKS:
             findings.extend(check(wobs))
         coverage |= wallet_check_coverage(wobs)
-    return PassResult(tuple(findings), frozenset(coverage))
+    return PassResult(tuple(findings), Coverage(frozenset(coverage)))
 
 
-PASSES: tuple[Pass, ...] = (balance_pass, wallet_pass)
+def surveillance_pass(obs: RunObservations) -> PassResult:
+    """Every movement judged: outflows against signed instructions, unbooked inflows, approvals
+    and allowances, and the balance change between pins against the movements (the flow check).
+    Breaks raised from movements whose block was reorged away are resolved with that reason."""
+    findings: list[Finding] = []
+    coverage = Coverage()
+    notes: dict[BreakKey, str] = {}
+    for chain, inputs in obs.surveillance.items():
+        for check in SURVEILLANCE_CHECKS:
+            findings.extend(check(inputs))
+        coverage |= Coverage(surveillance_coverage(inputs), frozenset({(BreakKind.UNEXPECTED_INFLOW, chain)}))
+    for chain, movements in obs.orphaned.items():
+        for m in movements:
+            kind = {
+                "out": BreakKind.UNAUTHORIZED_TRANSFER,
+                "approval": BreakKind.UNAPPROVED_ALLOWANCE,
+                "in": BreakKind.UNEXPECTED_INFLOW,
+            }.get(m.direction.value)
+            if kind is None:
+                continue
+            key = BreakKey(kind, chain, m.wallet, m.asset, m.tx_hash)
+            o = m.observation
+            notes[key] = (
+                f"its transaction {o.tx_hash} was reorged away: block {o.block_number} ({o.block_hash}) "
+                "is no longer on the canonical chain"
+            )
+            coverage |= Coverage(frozenset({key}))
+    return PassResult(tuple(findings), coverage, notes)
+
+
+PASSES: tuple[Pass, ...] = (balance_pass, wallet_pass, surveillance_pass)
+SCAN_PASSES: tuple[Pass, ...] = (surveillance_pass,)
 
 
 def run_passes(obs: RunObservations, passes: Iterable[Pass] = PASSES) -> PassResult:
     findings: list[Finding] = []
-    coverage: set[BreakKey] = set()
+    coverage = Coverage()
+    notes: dict[BreakKey, str] = {}
     for check in passes:
         result = check(obs)
         findings.extend(result.findings)
         coverage |= result.coverage
-    return PassResult(tuple(findings), frozenset(coverage))
+        notes.update(result.notes)
+    return PassResult(tuple(findings), coverage, notes)

@@ -619,7 +619,13 @@ def check_flows(inputs: SurveillanceInputs) -> list[Finding]:
     flow = inputs.flow
     if flow is None:
         return []
-    window = [m for m in inputs.movements if flow.before_block.number < m.block_number <= flow.after_block.number]
+    # Only the positions read at both pins are compared (a wallet or asset added since has no
+    # "before"); their movements in the blocks between are what must explain the change.
+    window = [
+        m
+        for m in inputs.movements
+        if flow.before_block.number < m.block_number <= flow.after_block.number and (m.wallet, m.asset) in flow.before
+    ]
     findings = []
     for r in flow_residuals(flow.before, flow.after, window, flow.recognized):
         if r.residual == 0:

@@ -183,3 +183,71 @@ class TokenBaseline(SQLModel, table=True):
     run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
 
     __table_args__ = (Index("ix_token_baseline_chain_token", "chain", "token"),)
+
+
+class MovementRow(SQLModel, table=True):
+    """One movement of one custody wallet as the chain showed it (evidence; never deleted: a
+    movement whose block was reorged away is marked ``reorged``). A transfer between two custody
+    wallets is two rows: out of one, into the other."""
+
+    __tablename__ = "movement"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=200)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    block_time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    tx_hash: str = Field(max_length=66)
+    position: str = Field(max_length=64)
+    log_index: int | None = None
+    trace_position: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=16)  # token | approval | native | fee
+    wallet: str = Field(max_length=200)
+    direction: str = Field(max_length=16)  # in | out | approval | fee
+    asset: str = Field(max_length=200)
+    token: str | None = Field(default=None, max_length=42)
+    from_address: str = Field(max_length=42)
+    to_address: str = Field(max_length=42)
+    amount: int = Field(sa_column=_amount())
+    status: str = Field(max_length=16)  # observed | reorged
+    instruction_id: str | None = Field(default=None, max_length=200)
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    observed_at: datetime
+
+    __table_args__ = (
+        UniqueConstraint("chain", "block_hash", "tx_hash", "position", "wallet", "direction", name="ux_movement"),
+        Index("ix_movement_chain_block", "chain", "block_number"),
+        Index("ix_movement_instruction", "instruction_id"),
+        Index("ix_movement_tx_hash", "tx_hash"),
+    )
+
+
+class ScanCheckpoint(SQLModel, table=True):
+    """How far a chain's movements were observed, appended per scan: the newest row per chain is
+    the checkpoint; older rows are the blocks a reorg is walked back over."""
+
+    __tablename__ = "scan_checkpoint"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=200)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    recorded_at: datetime
+
+    __table_args__ = (Index("ix_scan_checkpoint_chain", "chain", "block_number"),)
+
+
+class InstructionRow(SQLModel, table=True):
+    """A signed transfer instruction as imported. It authorizes nothing by being here: its
+    signatures are verified again whenever it is used."""
+
+    __tablename__ = "instruction"
+    id: str = Field(primary_key=True, max_length=200)
+    chain: str = Field(max_length=200)
+    wallet: str = Field(max_length=200)
+    asset: str = Field(max_length=200)
+    to_address: str = Field(max_length=42)
+    amount: int = Field(sa_column=_amount())
+    valid_until: datetime
+    signatures: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of 0x-hex
+    document: str = Field(sa_column=Column(Text, nullable=False))  # the JSON line as imported
+    import_id: str = Field(foreign_key="import_batch.id", max_length=36)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -120,6 +120,13 @@ class NewBaselines:
     tokens: tuple[tuple[str, TokenImplementation], ...] = ()
     reviewed: bool = False
     note: str = ""
+
+
+class RunWrite(Protocol):
+    """More of a run's results, written inside its one transaction (transfer observations,
+    checkpoints, statements): ledger modules provide them."""
+
+    def apply(self, s: Session, run_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +424,8 @@ class Ledger:
         reason: str | None,
         exit_code_for: _ExitCode,
         baselines: NewBaselines | None = None,
+        writes: Sequence[RunWrite] = (),
+        notes: Mapping[BreakKey, str] | None = None,
     ) -> tuple[RunSummary, list[BreakRecord]]:
         """Write everything the run found in one transaction and return the breaks to report:
         every break active after the run, plus those this run resolved.
@@ -475,6 +484,8 @@ class Ledger:
             s.flush()
             if baselines is not None:
                 _add_baselines(s, baselines, run_id)
+            for extra in writes:
+                extra.apply(s, run_id)
             existing = active_rows
             opened: list[tuple[BreakRow, str]] = []
             for f in plan.opened:
@@ -526,7 +537,8 @@ class Ledger:
                 block = blocks.get(row.chain)
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
-                s.add(_event(row, run_id, "resolved", now, "not found by a run that checked it"))
+                why = (notes or {}).get(active.key, "not found by a run that checked it")
+                s.add(_event(row, run_id, "resolved", now, why))
             s.flush()
             after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
             resolved_rows = [existing[b.id] for b in plan.resolved]

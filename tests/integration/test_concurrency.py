@@ -49,14 +49,18 @@ def _run_processes(config: Path, count: int) -> list[tuple[int, dict[str, Any], 
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
+        assert out, f"exit {proc.returncode}, nothing on stdout; stderr: {err}"
         results.append((proc.returncode, json.loads(out), err))
     return results
 
 
-def _break_rows(url: str) -> list[tuple[str, str, str, int]]:
+def _break_rows(url: str, kind: str = "balance_mismatch") -> list[tuple[str, str, str, int]]:
     engine = sqlalchemy.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sqlalchemy.text('SELECT id, key, status, times_seen FROM "break" ORDER BY opened_at')).all()
+        rows = conn.execute(
+            sqlalchemy.text('SELECT id, key, status, times_seen FROM "break" WHERE kind = :k ORDER BY opened_at'),
+            {"k": kind},
+        ).all()
     engine.dispose()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -114,6 +118,9 @@ def test_concurrent_run_processes_keep_every_break_exactly_once(
     assert [code for code, _, _ in results] == [1, 1, 1], [err for _, _, err in results]
     rows = _break_rows(scenario.db_url)
     assert [r[2] for r in rows] == ["resolved", "open"] and rows[1][3] == 3
+    # the theft itself, observed by whichever run scanned its block first, exactly once
+    [(_, _, theft_status, _)] = _break_rows(scenario.db_url, "unauthorized_transfer")
+    assert theft_status == "open"
     for _, _, err in results:
         assert "UNIQUE constraint" not in err and "duplicate key" not in err
 

@@ -24,6 +24,10 @@ from tests.integration.helpers import (
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 
 
+def mismatches(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in doc["breaks"] if b["kind"] == "balance_mismatch"]
+
+
 def test_clean_run_reports_every_position_and_exits_0(cli: Any, devnet: Devnet, scenario: Scenario) -> None:
     make_custody(devnet, scenario, devnet.url)
     config = scenario.write()
@@ -89,8 +93,11 @@ def test_a_persisting_break_is_seen_again_and_a_cleared_one_is_resolved(
     code, second, _ = run_json(cli, config)
 
     assert code == 1
-    [b1], [b2] = first["breaks"], second["breaks"]
+    [b1], [b2] = first["breaks"], mismatches(second)
     assert b1["id"] == b2["id"], "a break that persists is the same break"
+    # surveillance began at the first run's pin: the second outflow is also seen as it happened
+    [theft] = [b for b in second["breaks"] if b["kind"] == "unauthorized_transfer"]
+    assert (theft["amount"], theft["severity"], theft["wallet"]) == ("-1000000", "critical", "seg-1")
     assert b2["status"] == "open" and b2["times_seen"] == 2
     assert b2["amount"] == "-6000000", "the amount follows the latest run"
 
@@ -98,15 +105,15 @@ def test_a_persisting_break_is_seen_again_and_a_cleared_one_is_resolved(
     books = custody.book([("seg-1", "USDC", "-6", "adjustment")])
     assert cli("--config", str(config), "books", "import", str(books)).code == 0
     code, third, _ = run_json(cli, config)
-    assert code == 0
-    [b3] = third["breaks"]
+    assert code == 1, "an unauthorized transfer stays open until a person resolves it"
+    [b3] = mismatches(third)
     assert (b3["id"], b3["status"], b3["resolved_run_id"]) == (b1["id"], "resolved", third["run_id"])
 
     code, fourth, _ = run_json(cli, config)
-    assert code == 0 and fourth["breaks"] == []
+    assert mismatches(fourth) == [] and code == 1
 
     listed = cli("--config", str(config), "breaks", "list", "--all", "--json")
-    assert [b["status"] for b in json.loads(listed.stdout)["breaks"]] == ["resolved"]
+    assert sorted(b["status"] for b in json.loads(listed.stdout)["breaks"]) == ["open", "resolved"]
     shown = cli("--config", str(config), "breaks", "show", b1["id"], "--json")
     events = [e["event"] for e in json.loads(shown.stdout)["events"]]
     assert events == ["opened", "seen", "resolved"]
@@ -130,8 +137,10 @@ def test_18_decimals_balances_above_2_64_are_exact(cli: Any, devnet: Devnet, sce
     devnet.transfer_as(custody.tmmf, custody.wallets["house-1"], OUTSIDER, 2**65 + 3)
     code, doc, _ = run_json(cli, config)
     assert code == 1
-    [brk] = doc["breaks"]
+    [brk] = mismatches(doc)
     assert brk["amount"] == str(-(2**65 + 3))
+    [theft] = [b for b in doc["breaks"] if b["kind"] == "unauthorized_transfer"]
+    assert theft["amount"] == str(-(2**65 + 3)) and theft["amount_display"] == "-36.893488147419103235"
     assert position(doc, "house-1", "TMMF")["onchain"] == str(big - 2**65 - 3)
 
 
