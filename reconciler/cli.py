@@ -826,3 +826,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Segregation commands live in their own module; registered last, once the helpers above exist.
+from reconciler import cli_segregation  # noqa: E402
+
+cli_segregation.register(app)

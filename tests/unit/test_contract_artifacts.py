@@ -24,6 +24,7 @@ EXPECTED_CONTRACTS = {
     "CustodyWalletProxy",
     "MaliciousSingleton",
     "Multicall3",
+    "PriceFeed",
     "SlotWriter",
 }
 
