@@ -108,6 +108,8 @@ def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str], ad
             f'rpc_urls = ["{urls[chain]}"]',
             f"chain_id = {chain_id}",
             "confirmations = 0",
+            # observe transfers from the first block, so the planted theft is seen as it happened
+            "start_block = 1",
             "",
         ]
     for name, (chain, kind, decimals, native) in ASSETS.items():
@@ -266,10 +268,21 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         takeovers = [
             b for b in report.breaks if b.key.kind is BreakKind.WALLET_CONFIG_CHANGE and "singleton:" in b.detail
         ]
-        if report.run.status != "complete" or found != expected or [b.key.wallet for b in takeovers] != [VAULT]:
+        thefts = [
+            (b.key.wallet, b.key.asset, b.amount)
+            for b in report.breaks
+            if b.key.kind is BreakKind.UNAUTHORIZED_TRANSFER
+        ]
+        stolen = ("cust-seg-1", "USDC", -parse_amount(STOLEN_USDC, 6))
+        if (
+            report.run.status != "complete"
+            or found != expected
+            or [b.key.wallet for b in takeovers] != [VAULT]
+            or thefts != [stolen]
+        ):
             err.print(
                 f"[red]demo did not find the planted breaks: expected {expected} and a takeover of {VAULT}, "
-                f"found {found} and {[b.key.wallet for b in takeovers]}"
+                f"found {found} and {[b.key.wallet for b in takeovers]}; unauthorized transfers {thefts}"
                 f" (status {report.run.status}: {report.run.reason})[/red]"
             )
             return 1  # leaving the block still raises Interrupted if a signal was recorded
@@ -277,9 +290,11 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
     # The nodes are stopped and no signal was recorded (leaving the block would have raised).
     err.print(
         f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
-        f"{len(found) + len(takeovers)} planted breaks found (exit code of `reconciler run` here: "
-        f"{report.exit_code}):\n"
-        f"  - {STOLEN_USDC} USDC left cust-seg-1 with no instruction (moved without the wallet's key);\n"
+        f"{len(found) + len(takeovers) + len(thefts)} breaks found for 4 planted events (exit code of "
+        f"`reconciler run` here: {report.exit_code}):\n"
+        f"  - {STOLEN_USDC} USDC left cust-seg-1 with no signed instruction (moved without the wallet's key): "
+        "the transfer scan flags the transaction itself (unauthorized_transfer) and the balance no longer "
+        "matches the books (balance_mismatch);\n"
         f"  - {UNBOOKED_ETH} ETH arrived in house-1 that the books do not know;\n"
         "  - 1.5 WBTC booked to cust-seg-2 never arrived on chain;\n"
         f"  - {VAULT}, a 2-of-3 multisig, was taken over: its owners signed one DELEGATECALL that rewrote "

@@ -257,7 +257,7 @@ def test_demo_runs_as_designed_and_leaves_no_process_behind() -> None:
         code, out = demo.finish(timeout=300)
     assert code == 0, demo.stderr
     doc = json.loads(out)
-    assert doc["status"] == "complete" and len(doc["breaks"]) == 4
+    assert doc["status"] == "complete" and len(doc["breaks"]) == 5
     assert "ran as designed" in demo.stderr
     assert not any(_alive(pid) for pid in anvils)
     assert demo.nothing_left_within(10)
