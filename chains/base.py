@@ -2,16 +2,19 @@
 
 Invariant: every read names the pinned block it is made at; an adapter never answers for
 "latest". Failures are raised as reconciler.errors.ChainError (or a subclass), never as a
-library's own exception type, and never answered with a guess such as zero.
+library's own exception type, and never answered with a guess such as zero. Where an adapter
+asks two endpoints the same question (cross-checked reads), differing answers raise
+SourceDisagreement carrying both endpoints (redacted) and both values; neither is taken.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from reconciler.domain import BlockRef
+from reconciler.errors import ChainError
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
@@ -23,6 +26,48 @@ class BalanceQuery:
 
     holder: str
     token: str | None
+
+
+class Source(NamedTuple):
+    """An endpoint a chain was read from (redacted: scheme://host[:port]) and the client it said
+    it runs (``web3_clientVersion``; None when it would not say)."""
+
+    endpoint: str
+    client_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """One value two endpoints answered differently: ``what`` was read (a block hash, a
+    balance, the logs of some blocks); ``holder``/``token`` name the balance (``token`` None:
+    the native coin), both None for anything that is not one wallet's balance."""
+
+    what: str
+    first: str
+    second: str
+    holder: str | None = None
+    token: str | None = None
+
+
+class SourceDisagreement(ChainError):
+    """Two endpoints of one chain answered the same question, at the same block, differently:
+    at least one of them is wrong, and nothing read from either is trusted for this run."""
+
+    def __init__(self, chain: str, endpoints: tuple[str, str], block: int | None, items: Sequence[Disagreement]):
+        if not items:
+            raise ValueError("a disagreement needs at least one differing value")
+        self.chain = chain
+        self.endpoints = endpoints
+        self.block = block
+        self.items = tuple(items)
+        first, second = endpoints
+        at = f" at block {block}" if block is not None else ""
+        shown = "; ".join(f"{d.what}: {first} says {d.first}, {second} says {d.second}" for d in self.items[:3])
+        more = f"; and {len(self.items) - 3} more" if len(self.items) > 3 else ""
+        super().__init__(
+            f"chain {chain}: endpoints {first} and {second} disagree{at} ({shown}{more}); at least one of them "
+            "is wrong, so the chain is left unread: find out which before trusting either"
+        )
 
 
 class ChainAdapter(Protocol):
@@ -79,8 +124,14 @@ class ChainAdapter(Protocol):
         """``allowance(owner, spender)`` of each (token, owner, spender) at ``block``."""
         ...
 
+    def sources(self) -> list[Source]:
+        """The endpoints that answered so far, in the order they first did, with their clients:
+        the evidence of where the run's data came from."""
+        ...
+
     def close(self) -> None:
-        """Release connections; the adapter is not used afterwards."""
+        """Release connections; the adapter is not used afterwards. May be called from another
+        thread while a read is in flight: the read then fails promptly (ChainError)."""
         ...
 
     @property

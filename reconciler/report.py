@@ -44,6 +44,8 @@ def chain_doc(c: ChainResult) -> dict[str, Any]:
     else:
         doc["chain_id"] = c.chain_id
         doc["read_path"] = c.read_path
+    # Where the data came from (the endpoints that answered, also for a chain left unread).
+    doc["sources"] = [{"endpoint": endpoint, "client_version": version} for endpoint, version in c.sources]
     return doc
 
 

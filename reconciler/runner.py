@@ -1,5 +1,5 @@
-"""One reconciliation run: record it -> hold the ledger -> pin a block per chain -> read chain
--> load books -> engine -> persist in one transaction.
+"""One reconciliation run: record it -> hold the ledger -> pin a block per chain and read the
+chains (all at once, one thread each) -> load books -> engine -> persist in one transaction.
 
 Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
@@ -9,21 +9,25 @@ earlier one; a chain that could not be read (node down, wrong chain id, wrong de
 that would not settle) contributes no positions and resolves none of its breaks; book
 balances that no configured wallet x asset covers are reported, never silently dropped; the
 exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
-open or acknowledged, else 0.
+open or acknowledged, else 0. Endpoints that answer a cross-checked read differently leave
+their chain unread and raise a critical source_disagreement, which a later cross-checked read
+that finds them agreeing resolves. A slow or dead chain delays no other chain's read, and a
+signal stops the run while chains are being read (every read in flight is cut).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from chains.base import BalanceQuery, ChainAdapter
+from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
 from reconciler.config import AssetSettings, ChainSettings, Settings
-from reconciler.domain import BlockRef, BreakRecord, BreakStatus, Position, Severity
-from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, RunObservations, run_passes
+from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
+from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError
 from reconciler.interrupt import Interrupted
@@ -37,6 +41,8 @@ AdapterFactory = Callable[[ChainSettings], ChainAdapter]
 Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
 DEFAULT_LOCK_TIMEOUT = 300.0
+MAX_PARALLEL_CHAINS = 32
+WAIT_SLICE = 0.1  # seconds between checkpoints while the chains are read
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +64,9 @@ class RunOptions:
     job: str = "run"
     scheduled_for: datetime | None = None
     render: Render | None = None  # builds the document kept with the run (`runs show`)
-    # Called at safe points (between chains, before writing): raises to stop the run, e.g. on a
-    # signal whose first raise was swallowed (see reconciler.interrupt).
+    # Called at safe points (while chains are read — also from their threads — and before
+    # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
+    # reconciler.interrupt).
     checkpoint: Callable[[], None] = lambda: None
 
 
@@ -152,7 +159,8 @@ def read_chain(
             if failure is not None:
                 raise failure
             assert observed is not None
-            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None), observed
+            sources = tuple(adapter.sources())
+            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None, sources), observed
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
@@ -218,6 +226,139 @@ def _incomplete(settings: Settings, run: RunSummary, reason: str) -> RunReport:
     return RunReport(replace(run, status="incomplete", reason=reason, exit_code=2), unread, (), ())
 
 
+@dataclass(frozen=True, slots=True)
+class ChainRead:
+    """One chain's read phase: what was read and observed, or why the chain is unread; and the
+    source_disagreement findings its endpoints raised, with the break keys the read covered."""
+
+    result: ChainResult
+    observed: ChainObservations | None = None
+    surveilled: ChainSurveillance | None = None
+    findings: tuple[Finding, ...] = ()
+    coverage: Coverage = Coverage()
+
+
+def _failure_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ChainError) else f"{type(exc).__name__}: {exc}"
+
+
+def read_one_chain(
+    chain: ChainSettings,
+    settings: Settings,
+    ledger: Ledger,
+    adapter: ChainAdapter,
+    full: bool,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> ChainRead:
+    """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
+    failure leaves the chain unread with the reason, never clean; endpoints that disagree
+    (cross-checked reads) also yield source_disagreement findings."""
+    sources: tuple[tuple[str, str | None], ...] = ()
+    try:
+        try:
+            checkpoint()
+            result, observed = read_chain(chain, settings, adapter, full)
+            checkpoint()
+            watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+        finally:
+            sources = tuple(adapter.sources())
+            adapter.close()
+    except SourceDisagreement as exc:
+        findings = disagreement_findings(chain, settings, exc)
+        return ChainRead(
+            ChainResult(chain.name, None, None, None, str(exc), sources),
+            findings=findings,
+            coverage=Coverage(frozenset(f.key for f in findings)),
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
+        return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc), sources))
+    agreed = _agreement_coverage(chain, settings, full)
+    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
+
+
+def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
+    """Where a cross-checked read that found its endpoints agreeing looked: the chain-wide key
+    (the pin and a sample of the logs) and, read in full, every configured wallet x asset's
+    balance; an open source_disagreement there is resolved."""
+    if not chain.cross_check:
+        return Coverage()
+    keys = {BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, "*", None)}
+    if full:
+        keys |= {
+            BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, w.name, a.name)
+            for w in settings.wallets_on(chain.name)
+            for a in settings.assets_on(chain.name)
+        }
+    return Coverage(frozenset(keys))
+
+
+def disagreement_findings(chain: ChainSettings, settings: Settings, exc: SourceDisagreement) -> tuple[Finding, ...]:
+    """One critical source_disagreement per wallet x asset whose balance the endpoints answered
+    differently, and one for the chain (wallet "*") for anything else (the pinned block's hash,
+    the logs)."""
+    wallets = {w.address.lower(): w.name for w in settings.wallets_on(chain.name)}
+    assets = {(a.address.lower() if a.address else None): a.name for a in settings.assets_on(chain.name)}
+    first, second = exc.endpoints
+    at = f" at block {exc.block}" if exc.block is not None else ""
+    lines: dict[BreakKey, list[str]] = {}
+    for d in exc.items:
+        wallet = wallets.get(d.holder.lower()) if d.holder else None
+        asset = assets.get(d.token.lower() if d.token else None) if wallet else None
+        key = BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, wallet or "*", asset if wallet else None)
+        lines.setdefault(key, []).append(f"{d.what}: {first} says {d.first}, {second} says {d.second}")
+    return tuple(
+        Finding(
+            key,
+            Severity.CRITICAL,
+            None,
+            f"endpoints {first} and {second} disagree{at}: " + "; ".join(said)
+            + "; the chain was left unread: find out which endpoint is wrong",
+        )
+        for key, said in lines.items()
+    )
+
+
+def _read_chains(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, full: bool, checkpoint: Callable[[], None]
+) -> dict[str, ChainRead]:
+    """Every chain read at the same time, one thread each: a slow or dead chain holds up no
+    other, and the read phase lasts as long as the slowest chain. The calling thread waits in
+    short slices, calling ``checkpoint`` (signals reach only the main thread); when it raises,
+    every adapter is closed — requests in flight fail at once — and the reads are not waited for."""
+    chains = list(settings.chains.values())
+    outcomes: dict[str, ChainRead] = {}
+    adapters: list[ChainAdapter] = []
+    futures: dict[str, Future[ChainRead]] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(chains), MAX_PARALLEL_CHAINS)), thread_name_prefix="read")
+    try:
+        for chain in chains:
+            checkpoint()
+            try:
+                adapter = adapter_for(chain)
+            except Exception as exc:  # noqa: BLE001 - a chain that cannot even be set up is unread
+                outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
+                continue
+            adapters.append(adapter)
+            futures[chain.name] = pool.submit(read_one_chain, chain, settings, ledger, adapter, full, checkpoint)
+        pending = set(futures.values())
+        while pending:
+            checkpoint()
+            _done, pending = wait(pending, timeout=WAIT_SLICE)
+        checkpoint()
+        for name, future in futures.items():
+            outcomes[name] = future.result()
+    except BaseException:
+        for adapter in adapters:
+            try:
+                adapter.close()
+            except Exception:  # noqa: BLE001 - stopping: the others must still be closed
+                log.exception("event=adapter_close_failed")
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return {chain.name: outcomes[chain.name] for chain in chains}
+
+
 def _reconcile(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
 ) -> RunReport:
@@ -227,31 +368,30 @@ def _reconcile(
     unreconciled: list[UnreconciledBook] = []
     read: dict[str, ChainObservations] = {}
     surveilled: dict[str, ChainSurveillance] = {}
+    read_findings: list[Finding] = []
+    read_coverage = Coverage()
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint)
     for chain in settings.chains.values():
-        checkpoint()
-        try:
-            adapter = adapter_for(chain)
-            try:
-                result, observed = read_chain(chain, settings, adapter, full)
-                surveilled[chain.name] = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
-                read[chain.name] = observed
-            finally:
-                adapter.close()
-        except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
-            why = str(exc) if isinstance(exc, ChainError) else f"{type(exc).__name__}: {exc}"
-            log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, why)
-            chain_results.append(ChainResult(chain.name, None, None, None, why))
-            continue
+        outcome = outcomes[chain.name]
+        result = outcome.result
         chain_results.append(result)
+        read_findings.extend(outcome.findings)
+        read_coverage |= outcome.coverage
+        if result.error or outcome.observed is None or outcome.surveilled is None:
+            log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, result.error)
+            continue
+        read[chain.name] = outcome.observed
+        surveilled[chain.name] = outcome.surveilled
         log.info(
-            "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d",
+            "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d sources=%s",
             run.id,
             chain.name,
             result.block.number if result.block else -1,
             result.block.hash if result.block else "",
             result.read_path,
-            surveilled[chain.name].write.observed,
-            surveilled[chain.name].write.reorged,
+            outcome.surveilled.write.observed,
+            outcome.surveilled.write.reorged,
+            ",".join(endpoint for endpoint, _version in result.sources),
         )
     failed = [c for c in chain_results if c.error]
     status = "incomplete" if failed else "complete"
@@ -286,8 +426,8 @@ def _reconcile(
             run.id,
             chain_results,
             positions,
-            checked.findings,
-            checked.coverage,
+            [*checked.findings, *read_findings],  # the read phase's: endpoints that disagreed
+            checked.coverage | read_coverage,
             decimals,
             status,
             reason,

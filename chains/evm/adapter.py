@@ -6,7 +6,9 @@ block is the one asked for (its number checked, its hash 32 bytes of hex), so a 
 proxy that answers for another block leaves the chain unread instead of read at the wrong
 block; a quantity is strict 0x-hex or a ChainError naming the method; a balance
 that cannot be read, or reads as anything but one uint256, raises ChainError naming the
-holder and token; the multicall and batch paths return identical values.
+holder and token; the multicall and batch paths return identical values. Requests go through
+the transport stack of chains.evm.rpc (per-endpoint retries, then failover with cool-downs),
+which also keeps the evidence of which endpoints answered and what client they run.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from chains.base import BalanceQuery
+from chains.base import BalanceQuery, Source
 from chains.evm import abi, scan
-from chains.evm.rpc import Call, FailoverRpc, HttpRpc, Transport
+from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
@@ -40,35 +42,54 @@ def _describe(q: BalanceQuery) -> str:
     return f"{q.holder} in {'the native coin' if q.token is None else q.token}"
 
 
+def endpoint_transport(url: str, settings: ChainSettings) -> SourceLog:
+    """One endpoint as a run uses it: retried per request (``rpc_retries``), its answers logged
+    as the run's evidence."""
+    return SourceLog(RetryingRpc(HttpRpc(url, settings.rpc_timeout), settings.rpc_retries))
+
+
 class EvmAdapter:
-    def __init__(self, settings: ChainSettings, rpc: Transport) -> None:
+    def __init__(self, settings: ChainSettings, rpc: Transport, sources: Sequence[SourceLog] = ()) -> None:
         self.settings = settings
         self.rpc = rpc
+        self._sources = list(sources)
         self._read_path: str | None = None
 
     @classmethod
     def from_settings(cls, settings: ChainSettings) -> EvmAdapter:
-        transports: list[Transport] = [HttpRpc(u, settings.rpc_timeout) for u in settings.rpc_urls]
-        rpc: Transport = transports[0] if len(transports) == 1 else FailoverRpc(transports)
-        return cls(settings, rpc)
+        """Every configured endpoint, each retried on its own, then failed over in order."""
+        endpoints = [endpoint_transport(u, settings) for u in settings.rpc_urls]
+        return cls(settings, FailoverRpc(endpoints), endpoints)
+
+    @classmethod
+    def for_endpoint(cls, settings: ChainSettings, url: str) -> EvmAdapter:
+        """One endpoint only (retried, never failed over): for reads compared across endpoints."""
+        endpoint = endpoint_transport(url, settings)
+        return cls(settings, endpoint, [endpoint])
 
     @property
     def read_path(self) -> str | None:
         return self._read_path
 
+    def sources(self) -> list[Source]:
+        return [s.source() for s in self._sources if s.answered]
+
     def close(self) -> None:
-        for t in getattr(self.rpc, "transports", [self.rpc]):
-            if isinstance(t, HttpRpc):
-                t.close()
+        close = getattr(self.rpc, "close", None)
+        if callable(close):
+            close()
 
     # ----------------------------------------------------------------- blocks
 
     def chain_id(self) -> int:
         return _quantity(self.rpc.request("eth_chainId", []), "eth_chainId", self.rpc.endpoint)
 
+    def head(self) -> int:
+        """The node's newest block number."""
+        return _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber", self.rpc.endpoint)
+
     def pin(self, confirmations: int) -> BlockRef:
-        head = _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber", self.rpc.endpoint)
-        number = pinned_number(head, confirmations)
+        number = pinned_number(self.head(), confirmations)
         return BlockRef(number, self.block_hash(number))
 
     def block_hash(self, number: int) -> str:

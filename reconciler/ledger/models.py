@@ -79,6 +79,8 @@ class RunChain(SQLModel, table=True):
     block_hash: str | None = Field(default=None, max_length=66)
     read_path: str | None = Field(default=None, max_length=16)
     error: str | None = None
+    # JSON list of {"endpoint", "client_version"}: the endpoints (redacted) that answered.
+    sources: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class BalanceSnapshot(SQLModel, table=True):

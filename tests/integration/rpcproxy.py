@@ -14,23 +14,26 @@ Hooks, each optional, installed at any time and all removed by ``reset()``:
   ``eth_getLogs``, a wrong id, a malformed quantity).
 - ``rewrite_batch(requests, responses) -> responses``: a whole batch answer, after the
   per-method hooks (shuffled, duplicated or missing ids).
-- ``fail(status, body, times=None)``: answer with this HTTP status and body instead of
-  forwarding (429, 503, 500 with a body); ``body`` may be a function of the request's path and
-  body; ``times`` limits it to the next N requests.
-- ``delay(seconds)``: wait before answering (timeouts). The wait ends early when the proxy
-  stops, so shutting down never hangs on it.
+- ``fail(status, body, times=None, headers=None)``: answer with this HTTP status and body
+  instead of forwarding (429, 503, 500 with a body), with extra headers (``Retry-After``);
+  ``body`` may be a function of the request's path and body; ``times`` limits it to the next N
+  requests.
+- ``delay(seconds, times=None)``: wait before answering (timeouts); ``times`` limits it to the
+  next N requests. The wait ends early when the proxy stops, so shutting down never hangs on it.
 - ``rewrite_body(raw) -> raw``: the raw HTTP body sent back (non-JSON answers).
-- ``truncate_at(n)``: announce the full Content-Length but send only the first ``n`` bytes of
-  the body, then close the connection (an answer cut off mid-way).
+- ``truncate_at(n, times=None)``: announce the full Content-Length but send only the first
+  ``n`` bytes of the body, then close the connection (an answer cut off mid-way).
 
-``seen()`` lists every request received (path and decoded payload), in order; ``upstream()``
-calls the real node directly, for hooks that answer with another real value.
+``seen()`` lists every request received (path, decoded payload and arrival time), in order;
+``upstream()`` calls the real node directly, for hooks that answer with another real value;
+``upstream_url`` may be changed at any time (a node restarted on another port).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -50,6 +53,7 @@ class Received:
 
     path: str
     payload: Json
+    at: float = 0.0  # time.monotonic() when it arrived
 
     @property
     def methods(self) -> list[str]:
@@ -91,7 +95,9 @@ class RpcProxy:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.proxy = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="rpcproxy", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="rpcproxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -125,27 +131,33 @@ class RpcProxy:
             self.rewrite_batch: BatchHook | None = None
             self.rewrite_body: Callable[[bytes], bytes] | None = None
             self._method_hooks: dict[str, MethodHook] = {}
-            self._failure: tuple[int, Body] | None = None
+            self._failure: tuple[int, Body, dict[str, str]] | None = None
             self._failures_left: int | None = None
             self._delay = 0.0
+            self._delays_left: int | None = None
             self._truncate_at: int | None = None
+            self._truncations_left: int | None = None
 
     def on(self, method: str, fn: MethodHook) -> None:
         with self._lock:
             self._method_hooks[method] = fn
 
-    def fail(self, status: int, body: Body = "", times: int | None = None) -> None:
+    def fail(
+        self, status: int, body: Body = "", times: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         with self._lock:
-            self._failure = (status, body)
+            self._failure = (status, body, dict(headers or {}))
             self._failures_left = times
 
-    def delay(self, seconds: float) -> None:
+    def delay(self, seconds: float, times: int | None = None) -> None:
         with self._lock:
             self._delay = seconds
+            self._delays_left = times
 
-    def truncate_at(self, size: int | None) -> None:
+    def truncate_at(self, size: int | None, times: int | None = None) -> None:
         with self._lock:
             self._truncate_at = size
+            self._truncations_left = times
 
     def seen(self) -> list[Received]:
         with self._lock:
@@ -169,19 +181,27 @@ class RpcProxy:
         except ValueError:
             payload = None
         with self._lock:
-            self._seen.append(Received(handler.path, payload))
+            self._seen.append(Received(handler.path, payload, time.monotonic()))
             delay, failure = self._delay, self._failure
             if failure is not None and self._failures_left is not None:
                 self._failures_left -= 1
                 if self._failures_left <= 0:
                     self._failure = self._failures_left = None
+            if delay and self._delays_left is not None:
+                self._delays_left -= 1
+                if self._delays_left <= 0:
+                    self._delay, self._delays_left = 0.0, None
             rewrite_request, truncate = self.rewrite_request, self._truncate_at
+            if truncate is not None and self._truncations_left is not None:
+                self._truncations_left -= 1
+                if self._truncations_left <= 0:
+                    self._truncate_at = self._truncations_left = None
         if delay and self._stopping.wait(delay):
             return  # stopping: leave the client without an answer
         if failure is not None:
-            status, body = failure
+            status, body, headers = failure
             made = body(handler.path, raw) if callable(body) else body
-            self._reply(handler, status, made.encode() if isinstance(made, str) else made, None)
+            self._reply(handler, status, made.encode() if isinstance(made, str) else made, None, headers)
             return
         if rewrite_request is not None and payload is not None:
             payload = rewrite_request(payload)
@@ -190,8 +210,10 @@ class RpcProxy:
         self._reply(handler, status, self._tamper(payload, answer), truncate)
 
     def _forward(self, raw: bytes) -> tuple[int, bytes]:
+        with self._lock:
+            upstream = self.upstream_url
         request = urllib.request.Request(
-            self.upstream_url, data=raw, headers={"Content-Type": "application/json"}, method="POST"
+            upstream, data=raw, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -220,9 +242,13 @@ class RpcProxy:
         return rewrite_body(answer) if rewrite_body is not None else answer
 
     @staticmethod
-    def _reply(handler: _Handler, status: int, body: bytes, truncate: int | None) -> None:
+    def _reply(
+        handler: _Handler, status: int, body: bytes, truncate: int | None, headers: dict[str, str] | None = None
+    ) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body if truncate is None else body[:truncate])
