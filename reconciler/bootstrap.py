@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 from chains.base import ChainAdapter
-from chains.evm.adapter import EvmAdapter
+from chains.evm.crosscheck import evm_adapter
+from chains.evm.valuation import EvmValuationReader
 from reconciler.config import ChainSettings, Settings
 from reconciler.errors import ConfigError
 from reconciler.ledger import Ledger
+from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
+from reconciler.segregation_run import ValuationReader
+
+
+def alert_setup(settings: Settings) -> AlertSetup:
+    """Webhooks by the SHA-256 of their URL (the URL may hold a secret), breaks shown as in
+    `run --json`."""
+    from reconciler.alerts import log_alert
+    from reconciler.report import break_doc
+
+    return AlertSetup(
+        routes=tuple(AlertRoute(destination_of(w.url), w.min_severity) for w in settings.webhooks),
+        render_break=lambda b: break_doc(b, settings),
+        log=lambda event, body: log_alert(event, body),
+    )
 
 
 def open_ledger(settings: Settings) -> Ledger:
     ledger = Ledger(settings.database_url)
+    ledger.alerts = alert_setup(settings)
     ledger.ensure_ready()
     return ledger
 
 
 def adapter_for(chain: ChainSettings) -> ChainAdapter:
     if chain.kind == "evm":
-        return EvmAdapter.from_settings(chain)
+        return evm_adapter(chain)  # retried, failed over, cross-checked when configured
+    raise ConfigError(f"chains.{chain.name}.kind = {chain.kind!r} has no adapter")
+
+
+def valuation_reader_for(chain: ChainSettings) -> ValuationReader:
+    """What a segregation statement reads of a chain: pins, balances and price feeds."""
+    if chain.kind == "evm":
+        return EvmValuationReader.from_settings(chain)
     raise ConfigError(f"chains.{chain.name}.kind = {chain.kind!r} has no adapter")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +32,10 @@ from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
 from reconciler.instructions import load_instructions, load_key, sign_file
 from reconciler.interrupt import Interrupted, interruptible
-from reconciler.ledger import Ledger, surveillance_store
+from reconciler.ledger import Ledger, daemon_store, surveillance_store
 from reconciler.ledger.store import redact_url
+from reconciler.logformat import JsonLogFormatter
+from reconciler.metrics import Metrics
 from reconciler.redaction import RedactingFilter, redact_urls
 from reconciler.report import (
     break_doc,
@@ -67,6 +71,8 @@ app.add_typer(books_app, name="books")
 app.add_typer(breaks_app, name="breaks")
 app.add_typer(runs_app, name="runs")
 app.add_typer(wallets_app, name="wallets")
+alerts_app = typer.Typer(help="Alerts queued for webhooks.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(transfers_app, name="transfers")
 app.add_typer(instructions_app, name="instructions")
 
@@ -97,12 +103,20 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", help="Print the version.", callback=_print_version, is_eager=True)
     ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Log lines as text (key=value) or json (one object per line).")
+    ] = "text",
 ) -> None:
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"{log_format!r} is not text or json", param_hint="--log-format")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     # urllib3 logs each request line ("POST /v3/<api key> HTTP/1.1") at DEBUG: hosted RPC URLs
     # keep their key in the path. Quiet it, and redact URLs in whatever reaches a handler.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -566,9 +580,12 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
     ledger = open_ledger(settings)
     try:
         stored = ledger.get_run(run_id)
+        head = daemon_store.audit_head(ledger)
     finally:
         ledger.close()
     doc = stored_run_doc(stored)
+    # The audit trail's head, for an auditor to pin (stderr: stdout keeps the document as printed).
+    err.print(f"audit trail head: {head}")
     if json_out:
         _emit_json(doc)
         return
@@ -688,6 +705,157 @@ def breaks_resolve(
         err.print(f"break {brk.id} resolved")
 
 
+@breaks_app.command("verify-audit")
+def breaks_verify_audit(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Check the audit trail's hash chain: exit 0 when every record verifies, 1 naming the
+    first that does not (a record edited or deleted behind the product's back)."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        result = daemon_store.verify_audit(ledger)
+    finally:
+        ledger.close()
+    doc = {
+        "ok": result.first_bad is None,
+        "records": result.records,
+        "head": result.head,
+        "first_bad_record": result.first_bad,
+        "problem": result.problem,
+    }
+    if json_out:
+        _emit_json(doc)
+    elif result.first_bad is None:
+        out.print(f"audit trail intact: {result.records} record(s), head {result.head}")
+    else:
+        err.print(f"audit trail BROKEN at record {result.first_bad}: {result.problem}")
+    raise typer.Exit(0 if result.first_bad is None else 1)
+
+
+# ---------------------------------------------------------------------- daemon
+
+
+@app.command()
+def daemon(ctx: typer.Context) -> None:
+    """Run the jobs of [schedule] (run, scan, segregation_statement) around the clock until
+    SIGTERM or SIGINT, which stop it cleanly (the job in progress is recorded incomplete) with
+    exit 0. Several instances may share one PostgreSQL ledger: each firing runs exactly once."""
+    from reconciler.scheduler import Daemon, JobOutcome
+
+    settings = _settings(ctx)
+    jobs = [j for j in ("run", "scan", "segregation_statement") if getattr(settings.schedule, j)]
+    if not jobs:
+        raise ReconcilerError(
+            'nothing is scheduled: set [schedule] run, scan or segregation_statement (e.g. run = "*/5 * * * *")'
+        )
+    ledger = open_ledger(settings)
+    guard_file = daemon_store.DaemonGuard(ledger)
+    guard_file.acquire()
+    # every firing's outcome is logged (INFO) unless the log level was raised with --debug
+    logging.getLogger("reconciler").setLevel(min(logging.getLogger("reconciler").getEffectiveLevel(), logging.INFO))
+    metrics = Metrics()
+    server = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
+    if server is not None:
+        err.print(f"metrics at {server.url}")
+
+    def after(outcome: JobOutcome) -> None:
+        observed = open_ledger(settings)
+        try:
+            if outcome.run_id is None:
+                metrics.observe_job(outcome.job, outcome.outcome)
+            else:
+                metrics.observe_stored_run(observed.get_run(outcome.run_id), outcome=outcome.outcome)
+            metrics.refresh_from_ledger(observed)
+        finally:
+            observed.close()
+        _deliver_alerts(settings)
+
+    runner = Daemon(settings, after_job=after)
+    err.print(f"daemon: {', '.join(jobs)} on schedule ({settings.schedule.timezone}); SIGTERM or Ctrl-C stops it")
+    stopped_by = int(signal.SIGTERM)
+    try:
+        with interruptible() as guard:
+            runner.start(extra=lambda: _deliver_alerts(settings))
+            while True:
+                guard.check()
+                time.sleep(0.2)
+    except Interrupted as exc:
+        stopped_by = exc.signum
+    finally:
+        runner.stop(stopped_by)
+        if server is not None:
+            server.close()
+        guard_file.release()
+        ledger.close()
+    err.print(f"daemon stopped ({signal.Signals(stopped_by).name})")
+    raise typer.Exit(0)
+
+
+def _deliver_alerts(settings: Settings, checkpoint: Callable[[], None] = lambda: None) -> None:
+    """Deliver queued alerts, if webhooks are configured (best effort: what fails is retried
+    later, by the next command or the daemon, with the same event id)."""
+    if not settings.webhooks:
+        return
+    from reconciler.alerts import deliver_pending
+
+    def stopping() -> bool:
+        try:
+            checkpoint()
+        except Interrupted:
+            return True
+        return False
+
+    ledger = open_ledger(settings)
+    try:
+        deliver_pending(ledger, settings, should_stop=stopping)
+    except ReconcilerError as exc:
+        logging.getLogger("reconciler.alerts").error("event=alert_delivery_failed reason=%r", str(exc))
+    finally:
+        ledger.close()
+
+
+@alerts_app.command("deliver")
+def alerts_deliver(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Deliver the queued alerts that are due now (the daemon does this every few seconds; use
+    this where no daemon runs). Exit 0 when nothing due is left undelivered, 1 otherwise."""
+    from reconciler.alerts import deliver_pending
+
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        with interruptible() as guard:
+            done = deliver_pending(ledger, settings, should_stop=lambda: guard.interrupted)
+    finally:
+        ledger.close()
+    doc = {"delivered": len(done.delivered), "failed": len(done.failed), "pending": done.pending}
+    if json_out:
+        _emit_json(doc)
+    else:
+        err.print(f"{doc['delivered']} delivered, {doc['failed']} failed (retried later), {doc['pending']} pending")
+    raise typer.Exit(1 if done.failed else 0)
+
+
+@app.command()
+def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
+    job finished complete within twice its interval, 1 otherwise, saying why."""
+    from reconciler.health import assess
+
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        last = daemon_store.last_finished_runs(ledger)
+    finally:
+        ledger.close()
+    report = assess(settings.schedule, last, datetime.now(UTC))
+    if json_out:
+        _emit_json({"ok": report.ok, "problems": report.problems})
+    else:
+        for problem in report.problems:
+            err.print(problem)
+        out.print("healthy" if report.ok else "UNHEALTHY")
+    raise typer.Exit(0 if report.ok else 1)
+
+
 # ---------------------------------------------------------------------- wallets
 
 
@@ -704,7 +872,7 @@ def wallets_baseline(ctx: typer.Context, wallet: WalletOption = None, json_out: 
     ledger = open_ledger(settings)
     try:
         readings = wallet_review.read_current(settings, adapter_for, wallet or ())
-        wallet_review.record_reviewed(ledger, readings)
+        wallet_review.record_reviewed(ledger, readings, settings)
     finally:
         ledger.close()
     if json_out:

@@ -20,16 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from rich.table import Table
 
-from chains.evm.valuation import EvmValuationReader
-from reconciler.config import ChainSettings
 from reconciler.domain import SegClass
 from reconciler.engine.segregation import ALL_CLASSES, Statement, pilot_week_close
-from reconciler.errors import ConfigError
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store
 from reconciler.segregation_imports import parse_equity_csv, parse_offchain_csv
 from reconciler.segregation_report import statements_csv
-from reconciler.segregation_run import ValuationReader, pilot, run_statement, statement_document
+from reconciler.segregation_run import pilot, run_statement, statement_document
 
 segregation_app = typer.Typer(help="Segregation statements per account class.", no_args_is_help=True)
 equity_app = typer.Typer(help="Customer equity from the back office (cash, open trade equity).", no_args_is_help=True)
@@ -44,18 +41,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(report_app, name="report")
 
 
-from reconciler.bootstrap import open_ledger  # noqa: E402
+from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
 from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, out  # noqa: E402
 from reconciler.report import break_doc  # noqa: E402
 
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print the statements as one CSV document on stdout.")]
 _CLASSES = [c.value for c in ALL_CLASSES]
-
-
-def valuation_reader_for(chain: ChainSettings) -> ValuationReader:
-    if chain.kind == "evm":
-        return EvmValuationReader.from_settings(chain)
-    raise ConfigError(f"chains.{chain.name}.kind = {chain.kind!r} has no adapter")
 
 
 def _zone(name: str, option: str) -> ZoneInfo:

@@ -10,11 +10,13 @@ newest one per wallet is what every run compares with.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.config import Settings
+from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError
+from reconciler.ledger import surveillance_store
 from reconciler.ledger.store import Baselines, Ledger, NewBaselines
 from reconciler.runner import AdapterFactory, read_chain
 from reconciler.walletconfig import TokenImplementation, WalletConfig
@@ -34,6 +36,7 @@ class Readings:
     wallets: list[WalletReading]
     tokens: list[tuple[str, TokenImplementation]]
     errors: dict[str, str]  # chain -> why it could not be read
+    pins: dict[str, BlockRef] = field(default_factory=dict)  # chain -> the block read
 
 
 def _selected(settings: Settings, names: Collection[str]) -> set[str]:
@@ -51,6 +54,7 @@ def read_current(settings: Settings, adapter_for: AdapterFactory, names: Collect
     readings: list[WalletReading] = []
     tokens: list[tuple[str, TokenImplementation]] = []
     errors: dict[str, str] = {}
+    pins: dict[str, BlockRef] = {}
     for chain in settings.chains.values():
         if not any(w.name in wanted for w in settings.wallets_on(chain.name)):
             continue
@@ -63,15 +67,18 @@ def read_current(settings: Settings, adapter_for: AdapterFactory, names: Collect
         finally:
             adapter.close()
         assert result.block is not None
+        pins[chain.name] = result.block
         for wallet in settings.wallets_on(chain.name):
             if wallet.name in wanted:
                 readings.append(WalletReading(chain.name, result.block.hash, observed.wallet_configs[wallet.name]))
         if observed.controls is not None:
             tokens.extend((chain.name, impl) for impl in observed.controls.implementations)
-    return Readings(readings, tokens, errors)
+    return Readings(readings, tokens, errors, pins)
 
 
-def record_reviewed(ledger: Ledger, readings: Readings) -> None:
+def record_reviewed(ledger: Ledger, readings: Readings, settings: Settings | None = None) -> None:
+    """Record the reviewed baselines; on a chain whose surveillance has not begun (no
+    checkpoint, no ``start_block``), the baseline's block is where it begins."""
     if readings.errors:
         raise ChainError(
             "nothing was baselined: "
@@ -85,6 +92,10 @@ def record_reviewed(ledger: Ledger, readings: Readings) -> None:
             note=REVIEWED_NOTE,
         )
     )
+    if settings is not None:
+        for chain, block in readings.pins.items():
+            if settings.chains[chain].start_block is None:
+                surveillance_store.start_at(ledger, chain, block)
 
 
 def differences(baselines: Baselines, reading: WalletReading) -> list[FieldChange] | None:

@@ -37,7 +37,8 @@ from reconciler.domain import (
 from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
 from reconciler.errors import InputError, LedgerError
 from reconciler.imports import AccountRow, BookRow, book_balance_problems
-from reconciler.ledger import schema
+from reconciler.ledger import schema, trail
+from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.locks import (
     LEDGER_HELD,
     LockTimeout,
@@ -85,6 +86,9 @@ class ChainResult:
     block: BlockRef | None
     read_path: str | None
     error: str | None
+    # The endpoints that answered (redacted: scheme://host[:port]) with the client each said it
+    # runs (web3_clientVersion, None if it would not say): where the run's data came from.
+    sources: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,10 @@ class NewBaselines:
     note: str = ""
 
 
+class FiringTaken(LedgerError):
+    """Another daemon instance claimed this scheduled firing first: skip it."""
+
+
 class RunWrite(Protocol):
     """More of a run's results, written inside its one transaction (transfer observations,
     checkpoints, statements): ledger modules provide them."""
@@ -156,6 +164,7 @@ class Ledger:
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {_first_line(exc, url)}") from exc
+        self.alerts: trail.AlertSetup | None = None  # set by the composition root
         if self.engine.dialect.name == "sqlite":
             if self.engine.url.database in (None, "", ":memory:"):
                 raise LedgerError("an in-memory SQLite database cannot keep a ledger: give a file path")
@@ -340,7 +349,11 @@ class Ledger:
     ) -> tuple[RunSummary, RunLock]:
         """Record a run as ``running``, with host, pid and process start, marked alive (on
         PostgreSQL by a session lock) before its row exists, so it is never mistaken for
-        abandoned. The caller releases the returned lock when the run ends."""
+        abandoned. The caller releases the returned lock when the run ends.
+
+        A scheduled run (trigger "schedule" with its ``scheduled_for``) also claims that firing
+        of its job, in the same transaction: when another daemon instance claimed it first,
+        FiringTaken is raised and nothing is recorded."""
         lock = RunLock(self.engine, self.sqlite_path)
         run_id = str(uuid.uuid4())
         try:
@@ -360,9 +373,29 @@ class Ledger:
             job=job,
             scheduled_for=scheduled_for,
         )
+        claim = trigger == "schedule" and scheduled_for is not None
         try:
-            with self._session() as s:
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 s.add(run)
+                if claim and scheduled_for is not None:
+                    s.flush()
+                    s.add(
+                        JobFiring(
+                            job=job,
+                            scheduled_for=scheduled_for,
+                            run_id=run_id,
+                            instance=f"{run.host}:{pid}",
+                            claimed_at=run.started_at,
+                        )
+                    )
+        except IntegrityError as exc:
+            lock.release()
+            if claim:
+                raise FiringTaken(f"{job} firing of {scheduled_for} was claimed by another instance") from exc
+            raise LedgerError(f"database refused the write: {_first_line(exc, self.url)}") from exc
+        except SQLAlchemyError as exc:
+            lock.release()
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
         except BaseException:
             lock.release()
             raise
@@ -408,6 +441,7 @@ class Ledger:
                         "(killed or lost power); nothing it saw was saved"
                     )
                     reaped.append(run.id)
+                    trail.record_run_outcome(s, self.alerts, run.id, "incomplete", run.reason, 2, run.job)
         for run_id in reaped:
             log.warning("event=run_reaped run_id=%s reason=process_gone", run_id)
         return reaped
@@ -463,6 +497,7 @@ class Ledger:
                         block_hash=c.block.hash if c.block else None,
                         read_path=c.read_path,
                         error=c.error,
+                        sources=_sources_json(c.sources),
                     )
                 )
             for seq, p in enumerate(positions):
@@ -515,9 +550,13 @@ class Ledger:
                 opened.append((row, f.detail))
             s.flush()  # break rows before the events that reference them (no ORM relationship orders them)
             s.add_all(_event(row, run_id, "opened", now, detail) for row, detail in opened)
+            changes: list[tuple[str, BreakRecord, str | None, str]] = [
+                ("opened", _record(row), run_id, detail) for row, detail in opened
+            ]
             for active, f in plan.seen_again:
                 row = existing[active.id]
                 block = blocks.get(f.key.chain)
+                escalated = f.severity.rank > Severity(row.severity).rank
                 row.amount = f.amount
                 row.detail = f.detail
                 row.severity = f.severity.value
@@ -529,6 +568,10 @@ class Ledger:
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
                 s.add(_event(row, run_id, "seen", now, f.detail))
+                changes.append(("seen", _record(row), run_id, f.detail))
+                if escalated:
+                    s.add(_event(row, run_id, "escalated", now, f"severity rose to {f.severity.value}"))
+                    changes.append(("escalated", _record(row), run_id, f"severity rose to {f.severity.value}"))
             for active in plan.resolved:
                 row = existing[active.id]
                 row.status = BreakStatus.RESOLVED.value
@@ -539,7 +582,9 @@ class Ledger:
                     row.block_number, row.block_hash = block.number, block.hash
                 why = (notes or {}).get(active.key, "not found by a run that checked it")
                 s.add(_event(row, run_id, "resolved", now, why))
+                changes.append(("resolved", _record(row), run_id, why))
             s.flush()
+            trail.record_break_events(s, self.alerts, changes)
             after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
             resolved_rows = [existing[b.id] for b in plan.resolved]
             report = [_record(r) for r in sorted(after + resolved_rows, key=_order)]
@@ -547,17 +592,18 @@ class Ledger:
             run.reason = reason
             run.finished_at = now
             run.exit_code = exit_code_for(status, report)
+            trail.record_run_outcome(s, self.alerts, run_id, status, reason, run.exit_code, run.job)
             return _run_summary(run), report
 
     def abandon_run(self, run_id: str, reason: str) -> None:
         """Mark a run incomplete after a failure or a signal stopped it (a finished run keeps
         its outcome)."""
         with self._session() as s:
-            s.execute(
-                update(Run)
-                .where(col(Run.id) == run_id, col(Run.status) == "running")
-                .values(status="incomplete", reason=reason, finished_at=_now(), exit_code=2)
-            )
+            run = s.get(Run, run_id, with_for_update=True)
+            if run is None or run.status != "running":
+                return
+            run.status, run.reason, run.finished_at, run.exit_code = "incomplete", reason, _now(), 2
+            trail.record_run_outcome(s, self.alerts, run_id, "incomplete", reason, 2, run.job)
 
     def baselines(self) -> Baselines:
         wallets: dict[tuple[str, str], WalletConfig] = {}
@@ -598,6 +644,7 @@ class Ledger:
                     BlockRef(c.block_number, c.block_hash) if c.block_number is not None and c.block_hash else None,
                     c.read_path,
                     c.error,
+                    _sources_from_json(c.sources),
                 )
                 for c in s.scalars(select(RunChain).where(col(RunChain.run_id) == run.id))
             ]
@@ -630,6 +677,7 @@ class Ledger:
             row.status = BreakStatus.ACKNOWLEDGED.value
             s.add(_event(row, None, "acknowledged", _now(), note))
             s.flush()
+            trail.record_break_events(s, self.alerts, [("acknowledged", _record(row), None, note)])
             return _record(row)
 
     def resolve(self, break_id: str, note: str) -> BreakRecord:
@@ -645,6 +693,7 @@ class Ledger:
             row.resolved_at = _now()
             s.add(_event(row, None, "resolved", row.resolved_at, f"resolved by hand: {note}"))
             s.flush()
+            trail.record_break_events(s, self.alerts, [("resolved", _record(row), None, f"resolved by hand: {note}")])
             return _record(row)
 
     def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]]:
@@ -697,6 +746,18 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
         )
         for chain, impl in baselines.tokens
     )
+
+
+def _sources_json(sources: Sequence[tuple[str, str | None]]) -> str | None:
+    if not sources:
+        return None
+    return json.dumps([{"endpoint": endpoint, "client_version": version} for endpoint, version in sources])
+
+
+def _sources_from_json(text: str | None) -> tuple[tuple[str, str | None], ...]:
+    if not text:
+        return ()
+    return tuple((str(s["endpoint"]), s.get("client_version")) for s in json.loads(text))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -89,6 +89,24 @@ def checkpoints(ledger: Ledger, chain: str) -> list[tuple[int, str]]:
     return out
 
 
+def start_at(ledger: Ledger, chain: str, block: BlockRef) -> bool:
+    """Begin the chain's surveillance at ``block`` unless it has begun; True when it did now."""
+    with ledger._session() as s:
+        begun = s.scalars(select(col(ScanCheckpoint.id)).where(col(ScanCheckpoint.chain) == chain).limit(1)).first()
+        if begun is not None:
+            return False
+        s.add(
+            ScanCheckpoint(
+                chain=chain,
+                block_number=block.number,
+                block_hash=block.hash,
+                run_id=None,
+                recorded_at=datetime.now(UTC),
+            )
+        )
+        return True
+
+
 def movement_blocks_above(ledger: Ledger, chain: str, number: int) -> set[tuple[int, str]]:
     """The (number, hash) of every block above ``number`` that holds an observed movement."""
     with ledger._session() as s:

@@ -404,3 +404,15 @@ def test_a_failed_scan_leaves_the_checkpoint_where_it_was(cli: Any, devnet: Devn
         code, doc = desk.run()
         assert doc["status"] == "complete" and code == 1
         assert [b["tx_hash"] for b in kinds(doc, "unauthorized_transfer")] == [tx], "observed once the node answers"
+
+
+def test_surveillance_begins_at_the_first_wallets_baseline(cli: Any, devnet: Devnet, scenario: Scenario) -> None:
+    custody = make_custody(devnet, scenario, devnet.url)
+    config = scenario.write()
+    load(cli, config)
+    baselined = cli("--config", str(config), "wallets", "baseline", "--json")
+    assert baselined.code == 0, baselined.stderr
+    tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 8)
+    code, doc, _ = run_json(cli, config)
+    assert code == 1
+    assert [b["tx_hash"] for b in kinds(doc, "unauthorized_transfer")] == [tx], "seen although the first run came later"

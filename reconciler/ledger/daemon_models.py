@@ -1,0 +1,61 @@
+"""Tables of the operating side: scheduled firings claimed by daemon instances, the alert outbox,
+and the tamper-evident audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class JobFiring(SQLModel, table=True):
+    """One scheduled firing of a job, claimed by exactly one daemon instance (the unique key is
+    the claim: a second instance's insert fails and it skips the firing)."""
+
+    __tablename__ = "job_firing"
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=32)
+    scheduled_for: datetime
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    instance: str = Field(max_length=300)
+    claimed_at: datetime
+
+    __table_args__ = (UniqueConstraint("job", "scheduled_for", name="ux_job_firing"),)
+
+
+class OutboxRow(SQLModel, table=True):
+    """An alert waiting for (or done with) delivery to one webhook. Written in the same
+    transaction as the change it announces, so no alert is lost to a crash; delivered at least
+    once, always with the same event id."""
+
+    __tablename__ = "alert_outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36)
+    event: str = Field(max_length=32)
+    destination: str = Field(max_length=64)  # sha256 of the webhook URL: the URL may hold a secret
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "destination", name="ux_alert_outbox_event"),
+        Index("ix_alert_outbox_pending", "delivered_at", "next_attempt_at"),
+    )
+
+
+class AuditRow(SQLModel, table=True):
+    """One record of the audit trail: ``hash`` = SHA-256 of ``prev_hash`` and the canonical JSON
+    ``record``; each record names the previous one's hash, so an edit or a deletion breaks the
+    chain from there on."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    kind: str = Field(max_length=32)
+    record: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
