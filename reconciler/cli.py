@@ -667,18 +667,30 @@ def breaks_ack(
     json_out: JsonFlag = False,
 ) -> None:
     """Acknowledge an open break (it stays until a run no longer finds it)."""
+    _change_break(ctx, break_id, note, json_out, Ledger.acknowledge, "acknowledged")
+
+
+def _change_break(
+    ctx: typer.Context,
+    break_id: str,
+    note: str,
+    json_out: bool,
+    change: Callable[[Ledger, str, str], BreakRecord],
+    done: str,
+) -> None:
+    """A person's change to a break, with the note that explains it kept in the audit trail."""
     settings = _settings(ctx)
     if not note.strip():
         raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
     ledger = open_ledger(settings)
     try:
-        brk = ledger.acknowledge(break_id, note)
+        brk = change(ledger, break_id, note)
     finally:
         ledger.close()
     if json_out:
         _emit_json({"break": break_doc(brk, settings)})
     else:
-        err.print(f"break {brk.id} acknowledged")
+        err.print(f"break {brk.id} {done}")
 
 
 @breaks_app.command("resolve")
@@ -691,18 +703,7 @@ def breaks_resolve(
     """Resolve a break by hand, with the reason kept in its audit trail: typically one no run can
     check any more (its wallet or asset left the configuration), or an event-like break (an
     unauthorized transfer) after review. A run that finds the condition again opens a new break."""
-    settings = _settings(ctx)
-    if not note.strip():
-        raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
-    ledger = open_ledger(settings)
-    try:
-        brk = ledger.resolve(break_id, note)
-    finally:
-        ledger.close()
-    if json_out:
-        _emit_json({"break": break_doc(brk, settings)})
-    else:
-        err.print(f"break {brk.id} resolved")
+    _change_break(ctx, break_id, note, json_out, Ledger.resolve, "resolved")
 
 
 @breaks_app.command("verify-audit")

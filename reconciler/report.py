@@ -108,18 +108,25 @@ def scan_fields(scan: ScanSummary | None) -> dict[str, Any]:
     }
 
 
+def run_header(run: RunSummary, exit_code: int | None) -> dict[str, Any]:
+    """The fields every run's document starts with (run, scan, statement)."""
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "exit_code": exit_code,
+        "reason": run.reason,
+        "started_at": run.started_at.isoformat(),
+        "trigger": run.trigger,
+        "job": run.job,
+        "instance": run.instance,
+    }
+
+
 def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     chains: Mapping[str, ChainResult] = {c.chain: c for c in report.chains}
     scans = {s.chain: s for s in report.scans}
     return {
-        "run_id": report.run.id,
-        "status": report.run.status,
-        "exit_code": report.exit_code,
-        "reason": report.run.reason,
-        "started_at": report.run.started_at.isoformat(),
-        "trigger": report.run.trigger,
-        "job": report.run.job,
-        "instance": report.run.instance,
+        **run_header(report.run, report.exit_code),
         "chains": {name: {**chain_doc(c), "scan": scan_fields(scans.get(name))} for name, c in chains.items()},
         "positions": [position_doc(p) for p in report.positions],
         "breaks": [break_doc(b, settings) for b in report.breaks],
@@ -231,14 +238,7 @@ def stored_run_doc(stored: StoredRun) -> dict[str, Any]:
     if kept is None:
         r = stored.summary
         kept = {
-            "run_id": r.id,
-            "status": r.status,
-            "exit_code": r.exit_code,
-            "reason": r.reason,
-            "started_at": r.started_at.isoformat(),
-            "trigger": r.trigger,
-            "job": r.job,
-            "instance": r.instance,
+            **run_header(r, r.exit_code),
             "chains": {c.chain: chain_doc(c) for c in stored.chains},
             "breaks": [],
             "unreconciled_books": [],

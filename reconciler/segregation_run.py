@@ -43,6 +43,7 @@ from reconciler.errors import ChainError, LedgerError
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
 from reconciler.ledger.store import ChainResult, Ledger, RunSummary
+from reconciler.report import run_header
 from reconciler.segregation_report import iso_seconds, pilot_doc, price_doc, statement_doc
 
 log = logging.getLogger(__name__)
@@ -414,14 +415,7 @@ def statement_document(report: StatementReport, settings: Settings, breaks: list
         [price_doc(resolve_price(a, inputs), a.chain) for a in settings.assets.values()] if inputs is not None else []
     )
     return {
-        "run_id": report.run.id,
-        "status": report.run.status,
-        "exit_code": report.exit_code,
-        "reason": report.run.reason,
-        "started_at": report.run.started_at.isoformat(),
-        "trigger": report.run.trigger,
-        "job": report.run.job,
-        "instance": report.run.instance,
+        **run_header(report.run, report.exit_code),
         "as_of": report.as_of.isoformat(),
         "business_date": report.business_date.isoformat(),
         "chains": chains_doc(report.chains, report.pins),
