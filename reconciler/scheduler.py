@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -139,9 +139,12 @@ class Daemon:
 
     def fire(self, job: str) -> JobOutcome | None:
         now = datetime.now(self.tz)
-        scheduled_for = last_fire_time(self.triggers[job], now)
-        if scheduled_for is None or self._stop.is_set():
+        slot = last_fire_time(self.triggers[job], now)
+        if slot is None or self._stop.is_set():
             return None
+        # Stored in UTC: the same instant for every instance, whatever the schedule's zone, and
+        # distinct even in the hour a daylight-saving change repeats.
+        scheduled_for = slot.astimezone(UTC)
         try:
             outcome = execute_job(self.settings, job, scheduled_for, self.checkpoint)
         except Exception as exc:  # noqa: BLE001 - one failed firing never stops the daemon
