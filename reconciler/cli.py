@@ -792,8 +792,8 @@ def daemon(ctx: typer.Context) -> None:
 
 
 def _deliver_alerts(settings: Settings, checkpoint: Callable[[], None] = lambda: None) -> None:
-    """Deliver queued alerts, if webhooks are configured (best effort: what fails is retried
-    later, by the next command or the daemon, with the same event id)."""
+    """Deliver queued alerts, if webhooks are configured (the daemon's delivery job; what fails
+    is retried later with the same event id)."""
     if not settings.webhooks:
         return
     from reconciler.alerts import deliver_pending
