@@ -127,11 +127,16 @@ def test_three_daemons_on_one_postgresql_ledger_run_each_firing_exactly_once(
     cli: Any, devnet: Devnet, tmp_path: Path, pg_url: str
 ) -> None:
     scenario = Scenario(folder=tmp_path, db_url=pg_url)
-    config = _setup(cli, devnet, scenario, 'run = "2s"')
+    # 3 s: an instance finishes its firing long before the next, so no slot finds every instance
+    # busy even on a loaded 2-core machine (a slot all instances miss is coalesced, as downtime is)
+    config = _setup(cli, devnet, scenario, 'run = "3s"')
     procs = [_start(config) for _ in range(3)]
     try:
-        _wait_for(lambda: len({r[4] for r in _scheduled(pg_url)}) >= 2 and len(_scheduled(pg_url)) >= 4,
-                  "firings spread over instances", 90)
+        _wait_for(
+            lambda: len({r[4] for r in _scheduled(pg_url)}) >= 2 and len(_scheduled(pg_url)) >= 3,
+            "firings spread over instances",
+            90,
+        )
         # One instance dies hard; the others go on.
         victim = procs.pop(0)
         victim.kill()
@@ -150,7 +155,7 @@ def test_three_daemons_on_one_postgresql_ledger_run_each_firing_exactly_once(
     assert all(r[3] != "running" for r in rows)
     ordered = sorted(slots)
     gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
-    assert all(g == 2 for g in gaps), f"a firing was lost: gaps {gaps}"
+    assert all(g == 3 for g in gaps), f"a firing was lost: gaps {gaps}"
 
 
 def test_a_restarted_daemon_coalesces_the_firings_it_missed_into_one(
