@@ -56,6 +56,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=True)
@@ -992,6 +993,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(2)
     sys.exit(0)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark against the RPC floor on a local Anvil (`reconciler bench [--n N ...] [--large]`; --help)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
+    from benchmarks.bench import main as bench_main
+
+    raise typer.Exit(bench_main(ctx.args))
 
 
 # Segregation commands live in their own module; registered last, once the helpers above exist.

@@ -383,3 +383,9 @@ def test_version_prints_and_exits_0(cli: Any) -> None:
 
     result = cli("--version")
     assert result.code == 0 and result.stdout.strip() == __version__
+
+
+def test_dash_h_prints_help_for_the_program_and_its_commands(cli: Any) -> None:
+    for args in (["-h"], ["runs", "-h"], ["breaks", "list", "-h"]):
+        result = cli(*args)
+        assert result.code == 0 and "Usage: reconciler" in result.stdout, args
