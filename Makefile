@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.stamp-installed
 NODE_STAMP := node_modules/.stamp-installed
 
-.PHONY: setup demo test lint typecheck unit contracts contracts-check clean
+.PHONY: setup demo test lint typecheck unit contracts contracts-check clean bench
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,8 +24,11 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(BIN)/reconciler demo
 
+bench: setup
+	$(BIN)/python -m benchmarks.bench
+
 lint: setup
-	$(BIN)/ruff check reconciler chains tests
+	$(BIN)/ruff check reconciler chains tests benchmarks
 	$(BIN)/mypy
 
 test: lint

@@ -1,0 +1,38 @@
+"""The benchmark (benchmarks/bench.py, `make bench`) runs end to end at tiny N and reports every
+figure: a smoke test, not a timed one — the targets live in the benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Figures the issue names, plus the per-backend ones the ratios are built from.
+REQUIRED = (
+    "floor_batch_s", "floor_multicall_s", "floor_s", "naive_s_extrapolated", "reads_batch_s", "reads_multicall_s",
+    "reads_s", "run_s_sqlite", "run_unchanged_s_sqlite", "run_s_postgres", "run_unchanged_s_postgres",
+    "books_import_s_sqlite", "books_import_s_postgres", "scan_events_per_s", "scan_blocks_per_s", "peak_rss_mb",
+    "reads_vs_floor", "naive_vs_reads", "run_vs_floor",
+)
+
+
+@pytest.mark.postgres
+def test_bench_reports_every_figure_at_tiny_n() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--n", "20", "--sample", "20", "--reps", "1",
+         "--sparse-blocks", "500"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    doc = json.loads(last)  # the last line is the one JSON document
+    figures = doc["by_n"]["20"]
+    missing = [k for k in REQUIRED if k not in figures]
+    assert not missing, missing
+    bad = {k: v for k, v in figures.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
+    assert not bad, bad
