@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -66,6 +66,7 @@ from reconciler.walletconfig import TokenImplementation, WalletConfig
 log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500
+_SNAPSHOT_BATCH = 5000
 _ExitCode = Callable[[str, Sequence[BreakRecord]], int]
 
 
@@ -500,22 +501,28 @@ class Ledger:
                         sources=_sources_json(c.sources),
                     )
                 )
+            # One executemany of plain rows: building an ORM object per position was most of a
+            # large run's time (the benchmark: 40,000 snapshots, 5.8 s of 8.9 s).
+            snapshots = []
             for seq, p in enumerate(positions):
                 block = blocks[p.chain]
                 assert block is not None, "positions only exist for chains that were read"
-                s.add(
-                    BalanceSnapshot(
-                        run_id=run_id,
-                        chain=p.chain,
-                        wallet=p.wallet,
-                        asset=p.asset,
-                        block_number=block.number,
-                        book=p.book,
-                        onchain=p.onchain,
-                        decimals=p.decimals,
-                        seq=seq,
-                    )
+                snapshots.append(
+                    {
+                        "run_id": run_id,
+                        "chain": p.chain,
+                        "wallet": p.wallet,
+                        "asset": p.asset,
+                        "block_number": block.number,
+                        "book": p.book,
+                        "onchain": p.onchain,
+                        "decimals": p.decimals,
+                        "seq": seq,
+                    }
                 )
+            s.flush()  # the run's chain rows first
+            for i in range(0, len(snapshots), _SNAPSHOT_BATCH):
+                s.execute(insert(BalanceSnapshot), snapshots[i : i + _SNAPSHOT_BATCH])
             s.flush()
             if baselines is not None:
                 _add_baselines(s, baselines, run_id)
