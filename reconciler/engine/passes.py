@@ -52,17 +52,19 @@ class RunObservations:
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
-    """Where a run looked: exact break keys, and whole (kind, chain) families it judged in full
-    (every unbooked inflow of a chain, say), so a break of the family it no longer finds is
-    resolved."""
+    """Where a run looked: exact break keys, and whole families — a kind on one configured
+    wallet x asset of a chain, whatever the tx hash — that it judged in full (every unbooked
+    inflow of that position, say), so a break of the family it no longer finds is resolved. A
+    family names its position: a wallet or asset that left the configuration is not judged, so
+    its breaks are never resolved by not being found."""
 
     keys: frozenset[BreakKey] = frozenset()
-    families: frozenset[tuple[BreakKind, str]] = frozenset()
+    families: frozenset[tuple[BreakKind, str, str, str | None]] = frozenset()
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, BreakKey):
             return False
-        return key in self.keys or (key.kind, key.chain) in self.families
+        return key in self.keys or (key.kind, key.chain, key.wallet, key.asset) in self.families
 
     def __or__(self, other: Coverage) -> Coverage:
         return Coverage(self.keys | other.keys, self.families | other.families)
@@ -145,7 +147,10 @@ def surveillance_pass(obs: RunObservations) -> PassResult:
     for chain, inputs in obs.surveillance.items():
         for check in SURVEILLANCE_CHECKS:
             findings.extend(check(inputs))
-        coverage |= Coverage(surveillance_coverage(inputs), frozenset({(BreakKind.UNEXPECTED_INFLOW, chain)}))
+        judged = frozenset(
+            (BreakKind.UNEXPECTED_INFLOW, chain, w.name, a.name) for w in inputs.wallets for a in inputs.assets
+        )
+        coverage |= Coverage(surveillance_coverage(inputs), judged)
     for chain, movements in obs.orphaned.items():
         for m in movements:
             kind = {

@@ -416,3 +416,22 @@ def test_surveillance_begins_at_the_first_wallets_baseline(cli: Any, devnet: Dev
     code, doc, _ = run_json(cli, config)
     assert code == 1
     assert [b["tx_hash"] for b in kinds(doc, "unauthorized_transfer")] == [tx], "seen although the first run came later"
+
+
+def test_an_unexpected_inflow_of_a_wallet_that_left_the_configuration_stays_open(
+    cli: Any, devnet: Devnet, scenario: Scenario
+) -> None:
+    """Nobody judges the inflows of a wallet no longer configured: its break is not resolved by
+    their absence."""
+    scenario.extra = '\n[surveillance]\ninflow_grace = "0s"\n'
+    desk = Desk(cli, devnet, scenario)
+    devnet.mint(desk.custody.usdc, desk.custody.wallets["house-1"], 55)
+    _, doc = desk.run()
+    [inflow] = kinds(doc, "unexpected_inflow")
+    assert inflow["wallet"] == "house-1"
+    del scenario.wallets["house-1"]
+    scenario.write()
+    _, doc = desk.run()
+    assert [b["status"] for b in kinds(doc, "unexpected_inflow")] == ["open"]
+    listed = json.loads(cli("--config", str(desk.config), "breaks", "list", "--json").stdout)["breaks"]
+    assert [b["id"] for b in listed if b["kind"] == "unexpected_inflow"] == [inflow["id"]]
