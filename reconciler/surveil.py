@@ -140,7 +140,8 @@ def surveil_chain(
     movements = tuple(
         sorted([*new, *(m for m in previous if (m.identity, m.wallet, m.direction) not in seen)], key=Movement.sort_key)
     )
-    judged = store.judged_outflows(ledger, chain.name)
+    outflow_blocks = [m.block_number for m in movements if m.direction is Direction.OUT]
+    judged = store.judged_outflows(ledger, chain.name, min(outflow_blocks)) if outflow_blocks else frozenset()
     orphaned_ids = {m.identity for m in orphaned}
     valid, invalid = partition_valid(store.instructions(ledger, chain.name), settings)
     for instruction, problems in invalid:

@@ -172,8 +172,10 @@ def stored_movements(
     return out
 
 
-def judged_outflows(ledger: Ledger, chain: str) -> frozenset[tuple[str, str, str, str]]:
-    """Identities of the chain's outflows already judged (matched or flagged) by earlier runs."""
+def judged_outflows(ledger: Ledger, chain: str, from_block: int) -> frozenset[tuple[str, str, str, str]]:
+    """Identities of the chain's outflows from ``from_block`` on already judged (matched or
+    flagged) by earlier runs: the caller asks only from the oldest outflow it judges, so the cost
+    follows what a run looks at, not the chain's whole history."""
     with ledger._session() as s:
         rows = s.execute(
             select(
@@ -182,6 +184,7 @@ def judged_outflows(ledger: Ledger, chain: str) -> frozenset[tuple[str, str, str
                 col(MovementRow.chain) == chain,
                 col(MovementRow.status) == OBSERVED,
                 col(MovementRow.direction) == Direction.OUT.value,
+                col(MovementRow.block_number) >= from_block,
             )
         ).all()
     return frozenset((str(c), str(b), str(t), str(p)) for c, b, t, p in rows)

@@ -61,18 +61,26 @@ def _lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :scope))"), {"scope": "/audit"})
 
 
-def append(s: Session, kind: str, record: Mapping[str, Any]) -> None:
-    """Append one record to the trail, chained to the newest one."""
+def append(s: Session, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Append (kind, record) pairs to the trail in order, chained to the newest record: one
+    lookup of the head however many records a transaction adds."""
+    if not records:
+        return
     _lock(s)
     s.flush()
     last = s.scalars(select(AuditRow).order_by(col(AuditRow.id).desc()).limit(1)).first()
     prev = last.hash if last is not None else GENESIS
     # Our own sequence number, inside the hashed record: database ids may skip (a rolled-back
     # insert uses one up on PostgreSQL), so a gap in them proves nothing; a gap in seq does.
-    seq = int(json.loads(last.record).get("seq", 0)) + 1 if last is not None else 1
-    body = canonical({"kind": kind, "seq": seq, **record})
-    s.add(AuditRow(at=datetime.now(UTC), kind=kind, record=body, prev_hash=prev, hash=chain_hash(prev, body)))
-    s.flush()
+    seq = int(json.loads(last.record).get("seq", 0)) if last is not None else 0
+    now = datetime.now(UTC)
+    for kind, record in records:
+        seq += 1
+        body = canonical({"kind": kind, "seq": seq, **record})
+        digest = chain_hash(prev, body)
+        s.add(AuditRow(at=now, kind=kind, record=body, prev_hash=prev, hash=digest))
+        s.flush()  # ids in chain order
+        prev = digest
 
 
 def break_record(event: str, brk: BreakRecord, run_id: str | None, note: str) -> dict[str, Any]:
@@ -172,8 +180,8 @@ def record_break_events(
 ) -> None:
     """Audit and alert each (event, break, run id, note): opened, escalated and resolved breaks
     are alerted; a break merely seen again is only audited."""
-    for event, brk, run_id, note in changes:
-        append(s, f"break.{event}", break_record(event, brk, run_id, note))
+    append(s, [(f"break.{event}", break_record(event, brk, run_id, note)) for event, brk, run_id, note in changes])
+    for event, brk, _run_id, _note in changes:
         if event in ("opened", "escalated", "resolved"):
             enqueue(s, setup, f"break.{event}", brk.severity, break_alert(setup, f"break.{event}", brk))
 
@@ -181,6 +189,6 @@ def record_break_events(
 def record_run_outcome(
     s: Session, setup: AlertSetup | None, run_id: str, status: str, reason: str | None, exit_code: int | None, job: str
 ) -> None:
-    append(s, "run.finished", run_record(run_id, status, reason, exit_code, job))
+    append(s, [("run.finished", run_record(run_id, status, reason, exit_code, job))])
     if status == "incomplete":
         enqueue(s, setup, "run.incomplete", None, {"event": "run.incomplete", "run_id": run_id, "reason": reason})
