@@ -131,10 +131,14 @@ def surveil_chain(
         if m.observation.block_hash not in orphaned_hashes
     ]
     names = [w.name for w in wallets]
-    orphaned = tuple(
-        m
-        for m in store.stored_movements(ledger, chain.name, decimals, names, since.number, frozenset())
-        if m.observation.block_hash in orphaned_hashes
+    orphaned = (
+        tuple(
+            m
+            for m in store.stored_movements(ledger, chain.name, decimals, names, since.number, frozenset())
+            if m.observation.block_hash in orphaned_hashes
+        )
+        if orphaned_hashes
+        else ()
     )
     seen = {(m.identity, m.wallet, m.direction) for m in new}
     movements = tuple(
