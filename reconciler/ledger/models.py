@@ -81,6 +81,21 @@ class RunChain(SQLModel, table=True):
     error: str | None = None
     # JSON list of {"endpoint", "client_version"}: the endpoints (redacted) that answered.
     sources: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Positions are stored when they change (see ledger/snapshots.py). NULL snapshot_seq: a run
+    # recorded before revision 0008 (its balance_snapshot rows are all of its positions) or one
+    # that recorded no positions for the chain.
+    snapshot_seq: int | None = None  # per chain, increasing with each run that recorded positions
+    snapshot_base: str | None = Field(default=None, max_length=36)  # the run holding the full set
+    snapshot_offset: int | None = None  # where the chain's positions start in the run's document
+    snapshot_rows: int | None = None  # change rows stored after the base up to this run (0: a full set)
+    positions: int | None = None  # how many positions the run had on the chain
+    positions_keys: str | None = Field(default=None, max_length=64)  # sha256 of the ordered keys
+    positions_digest: str | None = Field(default=None, max_length=64)  # sha256 of keys and values
+
+    __table_args__ = (
+        Index("ix_run_chain_snapshot_seq", "chain", "snapshot_seq"),
+        Index("ix_run_chain_snapshot_base", "snapshot_base", "chain"),
+    )
 
 
 class BalanceSnapshot(SQLModel, table=True):

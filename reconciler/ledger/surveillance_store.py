@@ -25,8 +25,8 @@ from reconciler.domain import BlockRef
 from reconciler.engine.surveillance import Movement
 from reconciler.errors import InputError
 from reconciler.instructions import Instruction
+from reconciler.ledger import snapshots
 from reconciler.ledger.models import (
-    BalanceSnapshot,
     BookEntry,
     ImportBatch,
     InstructionRow,
@@ -240,14 +240,7 @@ def flow_start(ledger: Ledger, chain: str) -> FlowStart | None:
         if found is None:
             return None
         run_id, number, block_hash = found
-        balances = {
-            (str(w), str(a)): int(v)
-            for w, a, v in s.execute(
-                select(col(BalanceSnapshot.wallet), col(BalanceSnapshot.asset), col(BalanceSnapshot.onchain)).where(
-                    col(BalanceSnapshot.run_id) == run_id, col(BalanceSnapshot.chain) == chain
-                )
-            ).all()
-        }
+        balances = {(p.wallet, p.asset): p.onchain for p in snapshots.positions_of(s, run_id, chain)}
     assert number is not None
     return FlowStart(BlockRef(int(number), str(block_hash)), balances)
 

@@ -117,6 +117,11 @@ def test_a_populated_first_release_ledger_upgrades_with_every_row_intact(
     listed_runs = cli("--config", str(config), "runs", "list", "--json")
     runs = {r["id"]: r for r in json.loads(listed_runs.stdout)["runs"]}
     assert runs["r1"]["status"] == "complete" and runs["r1"]["exit_code"] == 1
+    # a run recorded before positions were stored by change still shows all of its own rows
+    shown = cli("--config", str(config), "runs", "show", "r1", "--json")
+    assert shown.code == 0, shown.stderr
+    [pos] = json.loads(shown.stdout)["positions"]
+    assert (pos["wallet"], pos["asset"], pos["book"], pos["onchain"]) == ("w1", "USDC", str(BIG), str(-HUGE))
     # a run the first release left `running` can never finish now
     assert runs["r2"]["status"] == "incomplete" and "earlier version" in runs["r2"]["reason"]
 

@@ -1,0 +1,230 @@
+"""Balance snapshots stored in proportion to change.
+
+Invariant: for every run that recorded positions, the full ordered list of its positions on a
+chain — book, on-chain value and decimals — can be rebuilt exactly from the ledger, while a run
+in which nothing changed stores no balance_snapshot row at all.
+
+How: each run that records positions on a chain gets the next ``snapshot_seq`` of that chain.
+Its rows are either the full set (``snapshot_base`` is the run itself) or only the positions
+that differ from the chain's previous recorded run (``snapshot_base`` is the full set they build
+on). A run's positions are its base's rows overlaid, in ``snapshot_seq`` order, with the changes
+of every run of that base up to itself. A full set is taken again when the ordered list of
+positions is not the previous run's (a wallet or asset was added, removed or moved in the
+configuration), or when the changes stored since the base would outnumber the positions, which
+bounds the rows any rebuild reads to twice the positions.
+
+Two sha256 digests on run_chain, over the ordered keys and over keys and values, let a run find
+"nothing changed" without reading the previous positions back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, insert, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from reconciler.domain import BlockRef, Position
+from reconciler.errors import LedgerError
+from reconciler.ledger.models import BalanceSnapshot, RunChain
+
+_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One stored position: ``seq`` is its index among the chain's positions in the run."""
+
+    seq: int
+    wallet: str
+    asset: str
+    decimals: int | None
+    book: int
+    onchain: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSnapshot:
+    """What a run records about its positions on one chain (the run_chain columns)."""
+
+    snapshot_seq: int
+    snapshot_base: str
+    snapshot_offset: int
+    snapshot_rows: int
+    positions: int
+    positions_keys: str
+    positions_digest: str
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "snapshot_seq": self.snapshot_seq,
+            "snapshot_base": self.snapshot_base,
+            "snapshot_offset": self.snapshot_offset,
+            "snapshot_rows": self.snapshot_rows,
+            "positions": self.positions,
+            "positions_keys": self.positions_keys,
+            "positions_digest": self.positions_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPlan:
+    """Per chain: the run_chain columns, and the rows to insert."""
+
+    chains: Mapping[str, ChainSnapshot]
+    rows: Sequence[dict[str, object]]
+
+
+def _digests(items: Sequence[Position]) -> tuple[str, str]:
+    keys = hashlib.sha256()
+    values = hashlib.sha256()
+    # One join per digest: hashing 40,000 small strings one update at a time costs more.
+    keys.update("\n".join(f"{p.wallet}\t{p.asset}" for p in items).encode())
+    values.update("\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in items).encode())
+    return keys.hexdigest(), values.hexdigest()
+
+
+def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positions: Sequence[Position]) -> SnapshotPlan:
+    """Decide, inside the run's transaction (the writer lock orders runs), what the run stores."""
+    by_chain: dict[str, list[Position]] = {}
+    offsets: dict[str, int] = {}
+    for i, p in enumerate(positions):
+        if p.chain not in by_chain:
+            by_chain[p.chain] = []
+            offsets[p.chain] = i
+        by_chain[p.chain].append(p)
+    chains: dict[str, ChainSnapshot] = {}
+    rows: list[dict[str, object]] = []
+    for chain, items in by_chain.items():
+        block = blocks[chain]
+        assert block is not None, "positions only exist for chains that were read"
+        keys, digest = _digests(items)
+        prev = s.execute(
+            select(
+                col(RunChain.snapshot_seq),
+                col(RunChain.snapshot_base),
+                col(RunChain.snapshot_rows),
+                col(RunChain.positions_keys),
+                col(RunChain.positions_digest),
+            )
+            .where(col(RunChain.chain) == chain, col(RunChain.snapshot_seq).is_not(None))
+            .order_by(col(RunChain.snapshot_seq).desc())
+            .limit(1)
+        ).first()
+        write: Iterable[tuple[int, Position]] = enumerate(items)
+        base, stored = run_id, 0
+        if prev is not None and prev.positions_keys == keys and prev.snapshot_base is not None:
+            if prev.positions_digest == digest:
+                changed: list[tuple[int, Position]] = []
+            else:
+                before = {(x.wallet, x.asset): x for x in _rebuild(s, chain, prev.snapshot_base, prev.snapshot_seq)}
+                changed = [
+                    (i, p)
+                    for i, p in enumerate(items)
+                    if (old := before.get((p.wallet, p.asset))) is None
+                    or (old.book, old.onchain, old.decimals) != (p.book, p.onchain, p.decimals)
+                ]
+            if (prev.snapshot_rows or 0) + len(changed) <= len(items):
+                write, base, stored = changed, prev.snapshot_base, (prev.snapshot_rows or 0) + len(changed)
+        seq = (prev.snapshot_seq if prev is not None else 0) + 1
+        chains[chain] = ChainSnapshot(seq, base, offsets[chain], stored, len(items), keys, digest)
+        rows.extend(
+            {
+                "run_id": run_id,
+                "chain": chain,
+                "wallet": p.wallet,
+                "asset": p.asset,
+                "block_number": block.number,
+                "book": p.book,
+                "onchain": p.onchain,
+                "decimals": p.decimals,
+                "seq": i,
+            }
+            for i, p in write
+        )
+    return SnapshotPlan(chains, rows)
+
+
+def insert_rows(s: Session, rows: Sequence[dict[str, object]]) -> None:
+    """One executemany per batch of plain rows (an ORM object per position was most of a large
+    run's time)."""
+    for i in range(0, len(rows), _BATCH):
+        s.execute(insert(BalanceSnapshot), rows[i : i + _BATCH])
+
+
+def _rebuild(s: Session, chain: str, base: str, upto: int) -> list[Snapshot]:
+    """The positions of the run with ``snapshot_seq`` ``upto`` on ``chain``, in their order."""
+    found: dict[tuple[str, str], Snapshot] = {}
+    query = (
+        select(
+            col(BalanceSnapshot.wallet),
+            col(BalanceSnapshot.asset),
+            col(BalanceSnapshot.decimals),
+            col(BalanceSnapshot.book),
+            col(BalanceSnapshot.onchain),
+            col(BalanceSnapshot.seq),
+        )
+        .join(
+            RunChain,
+            and_(
+                col(RunChain.run_id) == col(BalanceSnapshot.run_id),
+                col(RunChain.chain) == col(BalanceSnapshot.chain),
+            ),
+        )
+        .where(
+            col(RunChain.chain) == chain,
+            col(RunChain.snapshot_base) == base,
+            col(RunChain.snapshot_seq) <= upto,
+        )
+        .order_by(col(RunChain.snapshot_seq))
+    )
+    for wallet, asset, decimals, book, onchain, seq in s.execute(query):
+        found[(wallet, asset)] = Snapshot(seq or 0, wallet, asset, decimals, int(book), int(onchain))
+    return sorted(found.values(), key=lambda x: x.seq)
+
+
+def positions_of(s: Session, run_id: str, chain: str) -> list[Snapshot]:
+    """A run's positions on one chain, in the order it printed them; [] when it recorded none."""
+    rc = s.get(RunChain, (run_id, chain))
+    if rc is None:
+        return []
+    if rc.snapshot_seq is None or rc.snapshot_base is None:  # recorded before revision 0008: all rows
+        legacy = s.execute(
+            select(
+                col(BalanceSnapshot.wallet),
+                col(BalanceSnapshot.asset),
+                col(BalanceSnapshot.decimals),
+                col(BalanceSnapshot.book),
+                col(BalanceSnapshot.onchain),
+                col(BalanceSnapshot.seq),
+            )
+            .where(col(BalanceSnapshot.run_id) == run_id, col(BalanceSnapshot.chain) == chain)
+            .order_by(col(BalanceSnapshot.seq), col(BalanceSnapshot.wallet), col(BalanceSnapshot.asset))
+        )
+        return [Snapshot(seq or 0, w, a, d, int(b), int(o)) for w, a, d, b, o, seq in legacy]
+    rebuilt = _rebuild(s, chain, rc.snapshot_base, rc.snapshot_seq)
+    if len(rebuilt) != (rc.positions or 0):
+        raise LedgerError(
+            f"run {run_id} on {chain}: {len(rebuilt)} positions rebuilt from the ledger, but the run recorded "
+            f"{rc.positions}; balance_snapshot rows are missing (restore the ledger from a backup)"
+        )
+    return rebuilt
+
+
+def run_positions(s: Session, run_id: str) -> list[tuple[str, Snapshot]]:
+    """Every position of a run, chain by chain in the order the run printed them."""
+    chains = s.execute(
+        select(col(RunChain.chain), col(RunChain.snapshot_offset)).where(col(RunChain.run_id) == run_id)
+    ).all()
+    out: list[tuple[int, int, str, Snapshot]] = []
+    for chain, offset in chains:
+        for snap in positions_of(s, run_id, chain):
+            # legacy rows carry the run-wide index; newer ones the index within the chain
+            at = snap.seq if offset is None else offset + snap.seq
+            out.append((at, 0, chain, snap))
+    out.sort(key=lambda t: (t[0], t[2], t[3].wallet, t[3].asset))
+    return [(chain, snap) for _, _, chain, snap in out]
