@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -37,7 +37,7 @@ from reconciler.domain import (
 from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
 from reconciler.errors import InputError, LedgerError
 from reconciler.imports import AccountRow, BookRow, book_balance_problems
-from reconciler.ledger import schema, trail
+from reconciler.ledger import schema, snapshots, trail
 from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.locks import (
     LEDGER_HELD,
@@ -50,7 +50,6 @@ from reconciler.ledger.locks import (
 )
 from reconciler.ledger.models import (
     Account,
-    BalanceSnapshot,
     BookEntry,
     BreakEvent,
     BreakRow,
@@ -66,7 +65,6 @@ from reconciler.walletconfig import TokenImplementation, WalletConfig
 log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500
-_SNAPSHOT_BATCH = 5000
 _ExitCode = Callable[[str, Sequence[BreakRecord]], int]
 
 
@@ -488,7 +486,9 @@ class Ledger:
                 findings,
                 coverage,
             )
+            snaps = snapshots.plan(s, run_id, blocks, positions)
             for c in chains:
+                taken = snaps.chains.get(c.chain)
                 s.add(
                     RunChain(
                         run_id=run_id,
@@ -499,30 +499,11 @@ class Ledger:
                         read_path=c.read_path,
                         error=c.error,
                         sources=_sources_json(c.sources),
+                        **(taken.columns() if taken is not None else {}),
                     )
                 )
-            # One executemany of plain rows: building an ORM object per position was most of a
-            # large run's time (the benchmark: 40,000 snapshots, 5.8 s of 8.9 s).
-            snapshots = []
-            for seq, p in enumerate(positions):
-                block = blocks[p.chain]
-                assert block is not None, "positions only exist for chains that were read"
-                snapshots.append(
-                    {
-                        "run_id": run_id,
-                        "chain": p.chain,
-                        "wallet": p.wallet,
-                        "asset": p.asset,
-                        "block_number": block.number,
-                        "book": p.book,
-                        "onchain": p.onchain,
-                        "decimals": p.decimals,
-                        "seq": seq,
-                    }
-                )
             s.flush()  # the run's chain rows first
-            for i in range(0, len(snapshots), _SNAPSHOT_BATCH):
-                s.execute(insert(BalanceSnapshot), snapshots[i : i + _SNAPSHOT_BATCH])
+            snapshots.insert_rows(s, snaps.rows)
             s.flush()
             if baselines is not None:
                 _add_baselines(s, baselines, run_id)
@@ -655,12 +636,10 @@ class Ledger:
                 )
                 for c in s.scalars(select(RunChain).where(col(RunChain.run_id) == run.id))
             ]
-            snaps = s.scalars(
-                select(BalanceSnapshot)
-                .where(col(BalanceSnapshot.run_id) == run.id)
-                .order_by(col(BalanceSnapshot.seq), col(BalanceSnapshot.chain), col(BalanceSnapshot.wallet))
-            )
-            positions = [StoredPosition(p.chain, p.wallet, p.asset, p.decimals, p.book, p.onchain) for p in snaps]
+            positions = [
+                StoredPosition(chain, p.wallet, p.asset, p.decimals, p.book, p.onchain)
+                for chain, p in snapshots.run_positions(s, run.id)
+            ]
             document = json.loads(run.document) if run.document else None
             return StoredRun(_run_summary(run), document, chains, positions)
 
