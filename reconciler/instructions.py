@@ -27,17 +27,15 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_keys.exceptions import BadSignature
-from eth_utils.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config import MAX_NAME_LENGTH, AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.domain import UINT256_DIGITS, UINT256_MAX, AddressError, checksum_address
 from reconciler.errors import ConfigError, InputError
 from reconciler.transfers import ZERO_ADDRESS, ValidInstruction
+
+if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: only the commands that sign or verify pay it
+    from eth_account.messages import SignableMessage
 
 MAX_ID_LENGTH = 200
 MAX_SIGNATURES = 256  # per line; far above any sensible threshold, low enough to bound the work
@@ -376,12 +374,16 @@ def typed_data(instr: Instruction, settings: Settings) -> dict[str, Any]:
 
 
 def _signable(instr: Instruction, settings: Settings) -> SignableMessage:
+    from eth_account.messages import encode_typed_data
+
     return encode_typed_data(full_message=typed_data(instr, settings))
 
 
 def sign(instr: Instruction, settings: Settings, key: bytes) -> str:
     """The key's signature of the instruction: 65 bytes ``r || s || v`` (v 27 or 28, low s),
     0x-hex."""
+    from eth_account import Account
+
     signable = _signable(instr, settings)
     try:
         signed = Account.sign_message(signable, key)
@@ -403,6 +405,10 @@ def _recover(signable: SignableMessage, signature: str) -> tuple[str | None, str
     if s > SECP256K1_N // 2:
         # (r, N - s) is the same signature made malleable; accept only the canonical low-s form.
         return None, "has a high s value (a malleable, non-canonical form); re-sign with a standard signer"
+    from eth_account import Account
+    from eth_keys.exceptions import BadSignature
+    from eth_utils.exceptions import ValidationError
+
     try:
         signer = Account.recover_message(signable, vrs=(v, r, s))
     except (BadSignature, ValidationError, ValueError):
@@ -537,6 +543,8 @@ def sign_file(text: str, source: str, settings: Settings, key: bytes) -> str:
 
 def _address_of(key: bytes) -> str:
     try:
+        from eth_account import Account
+
         return str(Account.from_key(key).address)
     except Exception:  # never let a library message quote the key
         raise ConfigError("the signing key is not a valid secp256k1 private key") from None
@@ -588,6 +596,8 @@ def load_key(
             raise ConfigError(f"keystore {str(path)!r} is not JSON; give an encrypted keystore file") from None
         if not isinstance(document, dict) or "crypto" not in {k.lower() for k in document}:
             raise ConfigError(f"keystore {str(path)!r} is not an encrypted keystore (no 'crypto' section)")
+        from eth_account import Account
+
         try:
             key = bytes(Account.decrypt(document, password))
         except Exception:  # MAC mismatch, unknown KDF, damaged fields: never echo what was inside

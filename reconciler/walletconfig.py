@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from eth_utils.address import is_checksum_address
+from reconciler.domain import is_checksummed
 
 HASH_RE = re.compile(r"0x[0-9a-f]{64}")
 FUNCTION_NAME_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -40,7 +40,7 @@ class ControlState(StrEnum):
 
 
 def _check_address(what: str, value: object) -> None:
-    if not isinstance(value, str) or not is_checksum_address(value):
+    if not is_checksummed(value):
         raise ValueError(f"{what} must be an EIP-55 checksummed address, not {value!r}")
 
 

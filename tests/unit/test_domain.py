@@ -298,3 +298,19 @@ def test_pinned_number_rejects_negative_inputs() -> None:
         pinned_number(-1, 0)
     with pytest.raises(ValueError):
         pinned_number(5, -1)
+
+
+@given(st.binary(min_size=20, max_size=20), st.sampled_from(["lower", "upper", "as-is"]))
+def test_eip55_agrees_with_eth_utils_and_is_checked_exactly(raw: bytes, case: str) -> None:
+    from eth_utils.address import to_checksum_address
+
+    from reconciler.domain import eip55, is_checksummed
+
+    expected = to_checksum_address(raw)
+    given_hex = {"lower": expected.lower(), "upper": "0x" + expected[2:].upper(), "as-is": expected}[case]
+    assert eip55(given_hex) == expected
+    assert eip55(given_hex[2:]) == expected  # without 0x, as eth-utils accepts it
+    assert is_checksummed(expected)
+    assert is_checksummed(given_hex) == (given_hex == expected)
+    assert not is_checksummed(expected[2:])
+    assert checksum_address(expected) == expected
