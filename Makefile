@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.stamp-installed
 NODE_STAMP := node_modules/.stamp-installed
 
-.PHONY: setup demo test lint typecheck unit contracts contracts-check clean bench
+.PHONY: setup demo test lint typecheck unit contracts contracts-check clean bench browser
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -31,8 +31,22 @@ lint: setup
 	$(BIN)/ruff check reconciler chains tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium (Debian's package) for the browser test of `report html`. Nothing to do
+# when it is on PATH; as root with apt-get, installed (the package lists refreshed only if the
+# first try fails); otherwise a one-line notice, and that test skips.
+BROWSER_NOTE := the browser test of reconciler report html will skip
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium with apt-get (headless browser tests)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } || \
+	  echo "note: apt-get could not install chromium; $(BROWSER_NOTE)"; \
+	else echo "note: chromium is not installed (installing it needs root and apt-get); $(BROWSER_NOTE)"; fi
 
 contracts: $(NODE_STAMP)
 	node contracts/compile.mjs

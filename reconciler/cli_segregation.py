@@ -11,8 +11,10 @@ whichever of the two is imported first.
 
 from __future__ import annotations
 
+import os
 import sys
-from datetime import date, datetime, time
+import tempfile
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from rich.table import Table
 
-from reconciler.domain import SegClass
+from reconciler.domain import BreakStatus, SegClass
 from reconciler.engine.segregation import ALL_CLASSES, Statement, pilot_week_close
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store
@@ -43,7 +45,10 @@ def register(app: typer.Typer) -> None:
 
 from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
 from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, out  # noqa: E402
-from reconciler.report import break_doc  # noqa: E402
+from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
+from reconciler.ledger import Ledger, daemon_store  # noqa: E402
+from reconciler.report import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
+from reconciler.report_html import PageContext, render_run_report  # noqa: E402
 
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print the statements as one CSV document on stdout.")]
 _CLASSES = [c.value for c in ALL_CLASSES]
@@ -313,3 +318,84 @@ def _print_pilot(doc: dict[str, Any]) -> None:
     for t in doc["totals"]:
         table.add_row(t["class"], "total", "", _money(t["market_value_usd"]), style="bold")
     out.print(table)
+
+
+# ---------------------------------------------------------------------- report html
+
+# How far back `latest` looks for a reconciliation run among scans and statements.
+_LATEST_WINDOW = 1000
+
+
+def _latest_run_id(ledger: Ledger) -> str:
+    runs = ledger.list_runs(_LATEST_WINDOW)
+    for r in runs:
+        if r.job == "run":
+            return r.id
+    raise LedgerError(
+        "the ledger holds no reconciliation run yet: `reconciler run` makes one"
+        if not runs
+        else f"none of the newest {len(runs)} runs is a reconciliation run; give a run id (`reconciler runs list`)"
+    )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """The whole page or nothing: a reader never opens a half-written file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@report_app.command("html")
+def report_html(
+    ctx: typer.Context,
+    run_id: Annotated[
+        str, typer.Argument(help="A run id, any unique prefix of one (4 characters or more), or `latest`.")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write (replaced whole).")],
+) -> None:
+    """Write one run as a self-contained HTML page for a compliance officer: status, pinned
+    blocks, the run's breaks by severity, the ledger's open breaks now, the positions that
+    differ, and the audit trail's head. Read-only toward the ledger; links to each chain's
+    explorer_url where set. Prints `wrote FILE` on stderr; exit 2 when the run is unknown or
+    the file cannot be written."""
+    settings = _settings(ctx)
+    folder = out_file.parent if str(out_file.parent) else Path(".")
+    if out_file.is_dir() or not folder.is_dir():
+        problem = "is a folder; name a file" if out_file.is_dir() else f"cannot be written: no folder {folder}"
+        raise ReconcilerError(f"--out {out_file} {problem}")
+    ledger = open_ledger(settings)
+    try:
+        stored = ledger.get_run(_latest_run_id(ledger) if run_id == "latest" else run_id)
+        open_now = ledger.list_breaks([BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED])
+        notes: dict[str, str] = {}
+        for brk in open_now:
+            if brk.status is BreakStatus.ACKNOWLEDGED:
+                _, events = ledger.get_break(brk.id)
+                acks = [e.note for e in events if e.event == "acknowledged" and e.note]
+                if acks:
+                    notes[brk.id] = acks[-1]
+        head = daemon_store.audit_head(ledger)
+    finally:
+        ledger.close()
+    context = PageContext(
+        generated_at=datetime.now(UTC),
+        audit_head=head,
+        finished_at=run_summary_doc(stored.summary)["finished_at"],
+        explorers={name: c.explorer_url for name, c in settings.chains.items() if c.explorer_url},
+        wallet_addresses={name: w.address for name, w in settings.wallets.items()},
+        notes=notes,
+    )
+    page = render_run_report(stored_run_doc(stored), [break_doc(b, settings) for b in open_now], context)
+    try:
+        _write_atomically(out_file, page)
+    except OSError as exc:
+        err.print(f"error: cannot write {out_file}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    err.print(f"wrote {out_file}")

@@ -66,6 +66,7 @@ class ChainSettings:
     rpc_timeout: float = 10.0
     chunk_size: int = 500
     log_chunk_blocks: int = 2000
+    explorer_url: str | None = None  # block explorer for links in reports: {url}/block/N, /tx/H, /address/A
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +407,20 @@ def _http_url(where: str, value: Any) -> str:
     return text
 
 
+def _explorer_url(where: str, value: Any) -> str:
+    """A block explorer's base URL ("https://etherscan.io"), kept without its trailing '/'."""
+    from urllib.parse import urlsplit
+
+    text = _http_url(where, value).rstrip("/")
+    parts = urlsplit(text)
+    if not parts.hostname or parts.query or parts.fragment or any(c.isspace() or c in "\"'<>" for c in text):
+        raise ConfigError(
+            f"{where} = {_quoted(text)} is not a block explorer's base URL like \"https://etherscan.io\" "
+            "(a scheme and host, an optional path, no query or fragment)"
+        )
+    return text
+
+
 def _function_name(where: str, value: Any) -> str:
     text = _nonempty(where, value)
     if not _IDENTIFIER_RE.fullmatch(text):
@@ -526,6 +541,7 @@ _CHAIN_KEYS = {
     "rpc_timeout": _Key(_positive_number),
     "chunk_size": _Key(_int(1, 5000)),
     "log_chunk_blocks": _Key(_int(1)),
+    "explorer_url": _Key(_explorer_url),
 }
 _ASSET_KEYS = {
     "chain": _Key(_nonempty, required=True),
@@ -639,6 +655,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             rpc_timeout=got.get("rpc_timeout", 10.0),
             chunk_size=got.get("chunk_size", 500),
             log_chunk_blocks=got.get("log_chunk_blocks", 2000),
+            explorer_url=got.get("explorer_url"),
         )
         if chains[name].cross_check and len(chains[name].rpc_urls) < 2:
             raise ConfigError(
