@@ -10,7 +10,9 @@ that match and a configuration, then measures side by side at the same block:
 - the naive web3.py loop on a sample, extrapolated to all positions (labelled so);
 - the reconciler's chain reads alone (EvmAdapter.balances, multicall and batch paths);
 - ``reconciler run --json`` as a whole process, on SQLite and PostgreSQL, first run and an
-  unchanged second run; ``books import`` of the 4N book rows; peak RSS of each process;
+  unchanged second run (which also scans the blocks since the first incrementally), and the rows
+  each adds to the ledger; ``books import`` of the 4N book rows, and of 1,000,000 rows at the
+  largest N; peak RSS of each process;
 - the transfer scan: dense (the setup's mint blocks, full of Transfer events; events/s) and
   sparse (many empty blocks with a few transfers; blocks/s).
 
@@ -43,8 +45,9 @@ TOKENS = (("T0", 6), ("T1", 18), ("T2", 8))
 MINT_CHUNK = 1000  # holders per mintBatch transaction
 RPC_CHUNK = 1000  # calls per JSON-RPC batch / per aggregate3 (the floor of toolchain.md)
 GAS_LIMIT = 2_000_000_000
-TARGETS = {"reads_vs_floor": 1.3, "naive_vs_reads": 100.0, "run_vs_floor": 2.0, "scan_events_per_s": 40_000,
-           "scan_blocks_per_s": 20_000, "peak_rss_mb": 400}
+TARGETS = {"reads_vs_floor": 1.3, "naive_vs_reads": 100.0, "run_vs_floor": 2.0, "run_unchanged_vs_floor": 1.3,
+           "scan_events_per_s": 40_000, "scan_blocks_per_s": 20_000, "peak_rss_mb": 400,
+           "books_import_big_rss_mb": 300, "linear_100k_vs_10k": 11.0}
 
 
 def _best(fn: Callable[[], Any], reps: int) -> float:
@@ -328,7 +331,9 @@ def run_backend(chain: Chain, work: Path, backend: str, fig: dict[str, float], l
         fig[f"books_import_rss_mb_{backend}"] = rss
         for label in ("run", "run_unchanged"):
             out = folder / f"{label}.json"
+            rows_before = _ledger_rows(db_url, folder)
             secs, rss, code, err = _proc(_cli(config, "run", "--json"), folder, out)
+            fig[f"ledger_rows_{label}_{backend}"] = _ledger_rows(db_url, folder) - rows_before
             doc = json.loads(out.read_text())
             if code != 0 or doc.get("exit_code") != 0:
                 raise RuntimeError(f"{label} on {backend} exited {code}, status {doc.get('status')}: {err[-500:]}")
@@ -340,6 +345,20 @@ def run_backend(chain: Chain, work: Path, backend: str, fig: dict[str, float], l
     finally:
         if drop is not None:
             drop()
+
+
+def _ledger_rows(db_url: str, folder: Path) -> int:
+    """Rows in every table of the ledger: what one run adds is the ledger's growth per run."""
+    import sqlalchemy  # noqa: TID251 - counting the benchmark's own ledger from outside
+
+    url = f"sqlite:///{folder / db_url.removeprefix('sqlite:///')}" if db_url.startswith("sqlite") else db_url
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sqlalchemy.inspect(conn).get_table_names()
+            return sum(int(conn.execute(sqlalchemy.text(f'SELECT count(*) FROM "{t}"')).scalar_one()) for t in tables)
+    finally:
+        engine.dispose()
 
 
 def big_books_import(chain: Chain, work: Path, rows: int, fig: dict[str, float], log: Callable[[str], None]) -> None:
@@ -415,7 +434,7 @@ def bench_n(n: int, args: argparse.Namespace, log: Callable[[str], None]) -> dic
             run_backend(chain, work, backend, fig, log)
             if args.profile and backend == "sqlite":
                 profile_run(work / backend, log)
-        if args.books_rows:
+        if args.books_rows and n == max(args.sizes):
             big_books_import(chain, work, args.books_rows, fig, log)
         # the fixed cost of any command: interpreter start and imports (caches warm by now)
         fig["cli_startup_s"] = min(_proc([sys.executable, "-m", "reconciler", "--version"], work)[0]
@@ -436,8 +455,8 @@ def bench_n(n: int, args: argparse.Namespace, log: Callable[[str], None]) -> dic
     finally:
         chain.close()
         shutil.rmtree(work, ignore_errors=True)
-    runs = [v for k, v in fig.items() if k.startswith(("run_s_", "run_unchanged_s_"))]
-    fig["run_s"] = max(runs)
+    fig["run_s"] = max(v for k, v in fig.items() if k.startswith("run_s_"))
+    fig["run_unchanged_s"] = max(v for k, v in fig.items() if k.startswith("run_unchanged_s_"))
     fig["reads_batch_vs_floor"] = fig["reads_batch_s"] / fig["floor_batch_s"]
     fig["reads_multicall_vs_floor"] = fig["reads_multicall_s"] / fig["floor_multicall_s"]
     # each read path against the floor of its own path; the worse of the two is the figure
@@ -446,6 +465,8 @@ def bench_n(n: int, args: argparse.Namespace, log: Callable[[str], None]) -> dic
     for name in [name for name in fig if name.startswith(("run_s_", "run_unchanged_s_"))]:
         fig[name.replace("_s_", "_vs_floor_", 1)] = fig[name] / fig["floor_s"]
     fig["run_vs_floor"] = fig["run_s"] / fig["floor_s"]
+    fig["run_unchanged_vs_floor"] = fig["run_unchanged_s"] / fig["floor_s"]
+    fig["ledger_rows_per_unchanged_run"] = max(v for k, v in fig.items() if k.startswith("ledger_rows_run_unchanged_"))
     fig["peak_rss_mb"] = max(v for k, v in fig.items() if "_rss_mb_" in k)
     return fig
 
@@ -479,18 +500,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each read (best is kept)")
     parser.add_argument("--sparse-blocks", type=int, default=10_000, help="empty blocks of the sparse scan")
     parser.add_argument("--profile", action="store_true", help="also profile one run (cProfile) and print it")
-    parser.add_argument("--books-rows", type=int, default=0,
-                        help="also time `books import` of this many rows (e.g. 1000000); 0: only the 4N book rows")
+    parser.add_argument("--books-rows", type=int, default=1_000_000,
+                        help="also time `books import` of this many rows, at the largest N (0: only the 4N book rows)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
     sizes = args.n or [1000, 10000]
     if args.large:
         sizes.append(100_000)
+    args.sizes = sizes
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     results = {n: bench_n(n, args, log) for n in sizes}
+    if 10_000 in results and 100_000 in results:  # linear: 10x the positions, at most 11x the time
+        for key in ("run_s", "run_unchanged_s"):
+            results[100_000][f"linear_{key}_100k_vs_10k"] = results[100_000][key] / results[10_000][key]
+        results[100_000]["linear_100k_vs_10k"] = max(
+            results[100_000]["linear_run_s_100k_vs_10k"], results[100_000]["linear_run_unchanged_s_100k_vs_10k"]
+        )
     _table(results)
     rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"by_n": {str(n): fig for n, fig in results.items()},

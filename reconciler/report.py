@@ -38,6 +38,7 @@ def chain_doc(c: ChainResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "block_number": c.block.number if c.block else None,
         "block_hash": c.block.hash if c.block else None,
+        "head": c.head,  # the node's head at the pin: block_number is confirmations below it
     }
     if c.error:
         doc["error"] = c.error
@@ -50,13 +51,19 @@ def chain_doc(c: ChainResult) -> dict[str, Any]:
 
 
 def position_doc(p: Position) -> dict[str, Any]:
+    # Built in one literal: a run document holds one per position (40,000 at 10,000 wallets).
+    book, onchain, decimals = p.book, p.onchain, p.decimals
+    difference = onchain - book
     return {
         "chain": p.chain,
         "wallet": p.wallet,
         "asset": p.asset,
-        **amount_fields("book", p.book, p.decimals),
-        **amount_fields("onchain", p.onchain, p.decimals),
-        **amount_fields("difference", p.difference, p.decimals),
+        "book": str(book),
+        "book_display": format_amount(book, decimals),
+        "onchain": str(onchain),
+        "onchain_display": format_amount(onchain, decimals),
+        "difference": str(difference),
+        "difference_display": format_amount(difference, decimals),
     }
 
 
