@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
 from reconciler.instructions import verify
+from reconciler.jsonout import Rows
 from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
 from reconciler.runner import RunReport, ScanSummary, UnreconciledBook
@@ -135,7 +136,7 @@ def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     return {
         **run_header(report.run, report.exit_code),
         "chains": {name: {**chain_doc(c), "scan": scan_fields(scans.get(name))} for name, c in chains.items()},
-        "positions": [position_doc(p) for p in report.positions],
+        "positions": Rows(report.positions, position_doc),
         "breaks": [break_doc(b, settings) for b in report.breaks],
         "unreconciled_books": [unreconciled_doc(u) for u in report.unreconciled],
     }

@@ -20,7 +20,8 @@ Two sha256 digests on run_chain, over the ordered keys and over keys and values,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +74,11 @@ class ChainSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPlan:
-    """Per chain: the run_chain columns, and the rows to insert."""
+    """Per chain: the run_chain columns, and the rows to insert (made batch by batch as they
+    are inserted, so a first run of 400,000 positions never holds them all as dicts)."""
 
     chains: Mapping[str, ChainSnapshot]
-    rows: Sequence[dict[str, object]]
+    rows: Iterable[dict[str, object]]
 
 
 def _digests(items: Sequence[Position]) -> tuple[str, str]:
@@ -98,7 +100,7 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
             offsets[p.chain] = i
         by_chain[p.chain].append(p)
     chains: dict[str, ChainSnapshot] = {}
-    rows: list[dict[str, object]] = []
+    writes: list[Iterable[dict[str, object]]] = []
     for chain, items in by_chain.items():
         block = blocks[chain]
         assert block is not None, "positions only exist for chains that were read"
@@ -132,28 +134,31 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
                 write, base, stored = changed, prev.snapshot_base, (prev.snapshot_rows or 0) + len(changed)
         seq = (prev.snapshot_seq if prev is not None else 0) + 1
         chains[chain] = ChainSnapshot(seq, base, offsets[chain], stored, len(items), keys, digest)
-        rows.extend(
-            {
-                "run_id": run_id,
-                "chain": chain,
-                "wallet": p.wallet,
-                "asset": p.asset,
-                "block_number": block.number,
-                "book": p.book,
-                "onchain": p.onchain,
-                "decimals": p.decimals,
-                "seq": i,
-            }
-            for i, p in write
-        )
-    return SnapshotPlan(chains, rows)
+        writes.append(_rows(run_id, chain, block.number, write))
+    return SnapshotPlan(chains, itertools.chain.from_iterable(writes))
 
 
-def insert_rows(s: Session, rows: Sequence[dict[str, object]]) -> None:
+def _rows(run_id: str, chain: str, block: int, write: Iterable[tuple[int, Position]]) -> Iterator[dict[str, object]]:
+    for i, p in write:
+        yield {
+            "run_id": run_id,
+            "chain": chain,
+            "wallet": p.wallet,
+            "asset": p.asset,
+            "block_number": block,
+            "book": p.book,
+            "onchain": p.onchain,
+            "decimals": p.decimals,
+            "seq": i,
+        }
+
+
+def insert_rows(s: Session, rows: Iterable[dict[str, object]]) -> None:
     """One executemany per batch of plain rows (an ORM object per position was most of a large
     run's time)."""
-    for i in range(0, len(rows), _BATCH):
-        s.execute(insert(BalanceSnapshot), rows[i : i + _BATCH])
+    it = iter(rows)
+    while batch := list(itertools.islice(it, _BATCH)):
+        s.execute(insert(BalanceSnapshot), batch)
 
 
 def _rebuild(s: Session, chain: str, base: str, upto: int) -> list[Snapshot]:

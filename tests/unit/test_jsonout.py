@@ -33,3 +33,28 @@ def test_rows_print_one_per_line_and_the_rest_is_indented() -> None:
     assert '    {"wallet": "w\\n2", "book": "2"}' in lines
     assert '      "block_number": 7,' in lines and '  "breaks": []' in lines
     assert lines[0] == "{" and lines[-1] == "}"
+
+
+@given(st.lists(st.integers(), max_size=30), st.integers(1, 64))
+def test_rows_are_made_as_printed_and_print_as_the_list_would(values: list[int], flush_every: int) -> None:
+    import io
+
+    from reconciler.jsonout import Rows, dump
+
+    made: list[int] = []
+
+    def make(v: int) -> dict[str, Any]:
+        made.append(v)
+        return {"value": str(v), "twice": v * 2}
+
+    rows = Rows(values, make)
+    assert made == [], "nothing is made before it is read"
+    doc = {"run_id": "r", "positions": rows, "breaks": []}
+    out = io.StringIO()
+    dump(doc, out, flush_every=flush_every)
+    as_list = {"run_id": "r", "positions": [{"value": str(v), "twice": v * 2} for v in values], "breaks": []}
+    assert out.getvalue() == dumps(as_list) == dumps(doc)
+    assert json.loads(out.getvalue()) == as_list
+    assert len(rows) == len(values) and rows == as_list["positions"]
+    if values:
+        assert rows[-1] == {"value": str(values[-1]), "twice": values[-1] * 2}
