@@ -170,9 +170,18 @@ def eip55(address: str) -> str:
     baselines, chain reads), and eth-utils' version costs ~15 us a call."""
     if not isinstance(address, str) or not _ADDRESS_RE.fullmatch(address):
         raise ValueError(f"{address!r} is not a 20-byte hex address (0x followed by 40 hex digits)")
-    low = address[-40:].lower()
-    digest = keccak(low.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(low, digest, strict=False))
+    # In a few integer operations instead of a loop over 40 characters: a letter is upper case
+    # where the hex digit of keccak(lowercase address) at its place is 8 or more. In ASCII a hex
+    # digit is 8 or more exactly when bit 6 (a-f) or bit 3 (8, 9) is set, a letter is a byte
+    # with bit 6 set, and clearing bit 5 makes it upper case.
+    raw = address[-40:].lower().encode("ascii")
+    digest = int.from_bytes(keccak(raw).hex()[:40].encode("ascii"), "big")
+    text = int.from_bytes(raw, "big")
+    upper = ((digest >> 6 | digest >> 3) & (text >> 6) & _LOW_BITS) << 5
+    return "0x" + (text ^ upper).to_bytes(40, "big").decode("ascii")
+
+
+_LOW_BITS = int.from_bytes(b"\x01" * 40, "big")  # bit 0 of each of 40 bytes
 
 
 def is_checksummed(value: object) -> bool:

@@ -21,6 +21,10 @@ Invariants:
 - Topics and data are decoded by hand (the ABI of Transfer and Approval is fixed): a log of
   another shape raises (when it comes from a configured token) or is left out (an ERC-721
   ``Transfer`` with its 4 topics, when no token filter is given); it is never read as zero.
+- The wallets' token logs are the same whether the node selects them (topic filter, small
+  wallet sets) or the scan does (large sets: every Transfer/Approval of the tokens, matched
+  against the wallets' topic words); either way a log the node should not have answered (of
+  another token, another event, a wallet not asked) raises ScanFailed.
 - Native cost grows with movements, not blocks: a wallet whose balance and nonce are equal at
   both ends of a range and that emitted no log in it is never traced.
 
@@ -42,15 +46,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-
 from chains.evm.rpc import Call, RpcError, Transport
-from reconciler.domain import BlockRef
+from reconciler.domain import BlockRef, eip55
 from reconciler.errors import ChainError, RpcUnavailable
 from reconciler.transfers import ZERO_ADDRESS, MovementKind, Observation
 
@@ -59,6 +62,9 @@ log = logging.getLogger(__name__)
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 APPROVAL_TOPIC = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"
 FEE_POSITION = "fee"  # trace_position of a FEE observation (see trace_native)
+# Wallet sets larger than this are matched locally, not in eth_getLogs' topic filter (see
+# scan_token_logs): measured on Anvil, see docs/surveillance.md.
+TOPIC_FILTER_MAX = 1000
 
 Block = int | BlockRef
 
@@ -136,10 +142,10 @@ def _where(chain: str, lo: int, hi: int) -> str:
 # ----------------------------------------------------------------------------------- decoding
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def checksum(address: str) -> str:
-    """EIP-55 form of a 0x-hex address (cached: the same wallets and tokens recur)."""
-    return str(to_checksum_address(address))
+    """EIP-55 form of a 0x-hex address (cached in reconciler.domain.eip55: the same wallets and
+    tokens recur from log to log)."""
+    return eip55(_address(address))
 
 
 def _word(value: object, what: str) -> bytes:
@@ -155,12 +161,56 @@ def _word(value: object, what: str) -> bytes:
     raise DecodeError(f"{what}: expected a 32-byte 0x-hex word, got {value!r:.80}")
 
 
-def topic_address(topic: object, what: str = "topic") -> str:
-    """The address in an indexed-address topic (EIP-55); the 12 high bytes must be zero."""
+def _topic_address(topic: object, what: str) -> str:
     raw = _word(topic, what)
     if raw[:12] != _ZERO_12:
         raise DecodeError(f"{what}: {topic!r} is not an address (its 12 high bytes are not zero)")
     return checksum("0x" + raw[12:].hex())
+
+
+# The decoders below are memoized on the text the node sent: in a busy range the same wallets,
+# tokens, block and transaction hashes and log indexes recur from log to log. Only a valid
+# text's value is remembered (a cached None sends the call to the checking function, which
+# raises with the reason), so a cache hit is exactly the answer the check would give.
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _topic_address_of(topic: str) -> str | None:
+    try:
+        return _topic_address(topic, "topic")
+    except DecodeError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _token_of(value: str) -> str | None:
+    try:
+        return checksum(_address(value))
+    except DecodeError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _hash_of(value: str) -> str | None:
+    try:
+        _word(value, "hash")
+    except DecodeError:
+        return None
+    return value.lower()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _quantity_of(value: str) -> int | None:
+    return int(value, 16) if _QUANTITY_RE.fullmatch(value) else None
+
+
+def topic_address(topic: object, what: str = "topic") -> str:
+    """The address in an indexed-address topic (EIP-55); the 12 high bytes must be zero."""
+    if type(topic) is str:
+        found = _topic_address_of(topic)
+        if found is not None:
+            return found
+    return _topic_address(topic, what)
 
 
 def data_uint(data: object, what: str = "data") -> int:
@@ -180,30 +230,47 @@ def _address(value: object, what: str = "address") -> str:
     return value.lower()
 
 
+def _token(value: object, what: str) -> str:
+    """EIP-55 form of a 20-byte 0x-hex address."""
+    if type(value) is str:
+        found = _token_of(value)
+        if found is not None:
+            return found
+    return checksum(_address(value, what))
+
+
 def _hash(value: object, what: str) -> str:
+    if type(value) is str:
+        found = _hash_of(value)
+        if found is not None:
+            return found
     _word(value, what)
     return str(value).lower()
 
 
 def _quantity(value: object, what: str) -> int:
-    if isinstance(value, str) and _QUANTITY_RE.fullmatch(value):
-        return int(value, 16)
+    if type(value) is str:
+        found = _quantity_of(value)
+        if found is not None:
+            return found
     raise DecodeError(f"{what}: expected a 0x-hex quantity, got {value!r:.80}")
+
+
+_KINDS = {TRANSFER_TOPIC: MovementKind.TOKEN, APPROVAL_TOPIC: MovementKind.APPROVAL}
 
 
 def decode_token_log(chain: str, entry: Mapping[str, Any], block_time: int) -> Observation:
     """A Transfer or Approval log as an observation: TOKEN (from, to, value) or APPROVAL
     (owner, spender, value). Raises DecodeError for any other shape."""
     topics = entry.get("topics")
-    if not isinstance(topics, list) or len(topics) != 3:
+    if type(topics) is not list or len(topics) != 3:
         raise DecodeError(f"expected 3 topics (signature, 2 indexed addresses), got {topics!r:.200}")
-    signature = topics[0].lower() if isinstance(topics[0], str) else topics[0]
-    if signature == TRANSFER_TOPIC:
-        kind = MovementKind.TOKEN
-    elif signature == APPROVAL_TOPIC:
-        kind = MovementKind.APPROVAL
-    else:
-        raise DecodeError(f"topic 0 {topics[0]!r:.80} is neither Transfer nor Approval")
+    signature = topics[0]
+    kind = _KINDS.get(signature) if type(signature) is str else None
+    if kind is None:
+        kind = _KINDS.get(signature.lower()) if isinstance(signature, str) else None
+        if kind is None:
+            raise DecodeError(f"topic 0 {signature!r:.80} is neither Transfer nor Approval")
     return Observation(
         chain=chain,
         block_number=_quantity(entry.get("blockNumber"), "blockNumber"),
@@ -211,10 +278,10 @@ def decode_token_log(chain: str, entry: Mapping[str, Any], block_time: int) -> O
         block_time=block_time,
         tx_hash=_hash(entry.get("transactionHash"), "transactionHash"),
         kind=kind,
-        token=checksum(_address(entry.get("address"), "address")),
+        token=_token(entry.get("address"), "address"),
         from_address=topic_address(topics[1], "topic 1"),
         to_address=topic_address(topics[2], "topic 2"),
-        amount=data_uint(entry.get("data"), "data"),
+        amount=int.from_bytes(_word(entry.get("data"), "data"), "big"),
         log_index=_quantity(entry.get("logIndex"), "logIndex"),
     )
 
@@ -276,15 +343,16 @@ def _groups(items: Sequence[str], size: int) -> list[list[str]]:
 
 def _logs(
     rpc: Transport, chain: str, flt: Mapping[str, Any], lo: int, hi: int, chunk_blocks: int, stats: _Stats
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """All logs of ``flt`` in blocks lo..hi, in ranges of at most ``chunk_blocks`` blocks,
     halving a range the node refuses as too large. A range cap learnt from a refusal that
     names the range is kept; after a result cap or a timeout (which depend on how busy the
     blocks are) the size doubles back after every few answered ranges, so that a node with a
-    fixed cap sees few refused requests and a dense stretch does not slow the rest."""
+    fixed cap sees few refused requests and a dense stretch does not slow the rest. Each
+    range's answer is checked whole before its logs are yielded, and only one range's answer
+    is held at a time (the caller keeps what it needs)."""
     if chunk_blocks < 1:
         raise ValueError(f"chunk_blocks must be at least 1, not {chunk_blocks}")
-    out: list[dict[str, Any]] = []
     size = ceiling = chunk_blocks
     streak = 0  # ranges answered since the last refusal
     start = lo
@@ -346,12 +414,11 @@ def _logs(
                     start,
                     end,
                 )
-        out.extend(answer)
         start = end + 1
         streak += 1
         if streak >= _GROW_AFTER:
             size, streak = min(ceiling, size * 2), 0
-    return out
+        yield from answer
 
 
 def _wallet_words(wallets: Sequence[str]) -> list[str]:
@@ -369,6 +436,7 @@ def scan_token_logs(
     chunk_blocks: int,
     max_addresses: int = 100,
     batch_size: int = 500,
+    topic_filter_max: int = TOPIC_FILTER_MAX,
 ) -> list[Observation]:
     """ERC-20 Transfer logs out of and into ``wallets`` and Approval logs from them, in blocks
     ``from_block``..``to_block`` (inclusive), sorted by (block, log index).
@@ -377,30 +445,42 @@ def scan_token_logs(
     every contract. With a filter, a log of another shape from a listed token raises; without
     one, logs that are not ERC-20 shaped (ERC-721's Transfer has 4 topics) are left out. A
     wallet-to-wallet transfer is one observation. ``to_block`` given as a BlockRef is checked
-    to still be the canonical block at the end of the scan (ScanReorged if not)."""
+    to still be the canonical block at the end of the scan (ScanReorged if not).
+
+    Up to ``topic_filter_max`` wallets (and always without a token filter), the node selects
+    the wallets' logs: their addresses go in the topic filter, ``max_addresses`` to a query, an
+    outflow and an inflow query each (hosted nodes bill per log returned). A larger set is
+    matched here instead: one query per token group asks for every Transfer and Approval of
+    the tokens, and the logs that name no wallet where the topic filter would have are left
+    out — the same observations, in far fewer requests."""
     hi = to_block.number if isinstance(to_block, BlockRef) else to_block
     if not wallets or hi < from_block or (tokens is not None and not tokens):
         return _checked_end([], rpc, chain, from_block, to_block, batch_size)
     words = _wallet_words(wallets)
-    wallet_set = {checksum("0x" + w[26:]) for w in words}
+    wallet_set = {"0x" + w[26:] for w in words}  # lowercase: EIP-55 only for wallets that moved
     token_set = None if tokens is None else {checksum(_address(t, "token")) for t in tokens}
     token_groups: list[list[str] | None] = (
         [None] if token_set is None else list(_groups(sorted(t.lower() for t in token_set), max_addresses))
     )
     stats = _Stats()
     raw: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for group in _groups(words, max_addresses):
+    local = token_set is not None and len(words) > topic_filter_max
+    if local:
+        word_set = set(words)
         for token_group in token_groups:
-            base: dict[str, Any] = {} if token_group is None else {"address": token_group}
-            # Topic positions are ANDed, so "from a wallet" and "to a wallet" are two queries.
-            for topics in ([[TRANSFER_TOPIC, APPROVAL_TOPIC], group], [[TRANSFER_TOPIC], None, group]):
-                for entry in _logs(rpc, chain, {**base, "topics": topics}, from_block, hi, chunk_blocks, stats):
-                    key = (
-                        str(entry.get("blockHash")).lower(),
-                        str(entry.get("transactionHash")).lower(),
-                        str(entry.get("logIndex")).lower(),
-                    )
-                    raw.setdefault(key, entry)  # a wallet-to-wallet transfer is answered twice
+            asked = set(token_group or ())
+            flt = {"address": token_group, "topics": [[TRANSFER_TOPIC, APPROVAL_TOPIC]]}
+            for entry in _logs(rpc, chain, flt, from_block, hi, chunk_blocks, stats):
+                if _names_a_wallet(entry, word_set, asked, chain, from_block, hi):
+                    raw.setdefault(_log_key(entry), entry)
+    else:
+        for group in _groups(words, max_addresses):
+            for token_group in token_groups:
+                base: dict[str, Any] = {} if token_group is None else {"address": token_group}
+                # Topic positions are ANDed, so "from a wallet" and "to a wallet" are two queries.
+                for topics in ([[TRANSFER_TOPIC, APPROVAL_TOPIC], group], [[TRANSFER_TOPIC], None, group]):
+                    for entry in _logs(rpc, chain, {**base, "topics": topics}, from_block, hi, chunk_blocks, stats):
+                        raw.setdefault(_log_key(entry), entry)  # a wallet-to-wallet transfer is answered twice
     # Block numbers were checked by _logs; the headers give each block's time and its hash now.
     headers = _headers(rpc, chain, {int(e["blockNumber"], 16) for e in raw.values()}, batch_size, from_block, hi)
     out: list[Observation] = []
@@ -431,9 +511,9 @@ def scan_token_logs(
                 hi,
             )
         out.append(obs)
-    out.sort(key=lambda o: (o.block_number, o.log_index or 0))
+    out.sort(key=_BY_POSITION)  # every token observation has a log index
     log.info(
-        "event=token_logs_scanned chain=%s from=%d to=%d observed=%d requests=%d refused=%d skipped=%d",
+        "event=token_logs_scanned chain=%s from=%d to=%d observed=%d requests=%d refused=%d skipped=%d matched=%s",
         chain,
         from_block,
         hi,
@@ -441,15 +521,54 @@ def scan_token_logs(
         stats.requests,
         stats.refused,
         skipped,
+        "locally" if local else "by_node",
     )
     return _checked_end(out, rpc, chain, from_block, to_block, batch_size)
 
 
-def _check_matches(obs: Observation, wallets: set[str], tokens: set[str] | None, chain: str, lo: int, hi: int) -> None:
-    """A log the filter did not ask for means the node (or a proxy) answers another query."""
-    ok = (obs.from_address in wallets or (obs.kind is MovementKind.TOKEN and obs.to_address in wallets)) and (
-        tokens is None or obs.token in tokens
+_BY_POSITION = operator.attrgetter("block_number", "log_index")
+
+
+def _log_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (
+        str(entry.get("blockHash")).lower(),
+        str(entry.get("transactionHash")).lower(),
+        str(entry.get("logIndex")).lower(),
     )
+
+
+def _names_a_wallet(entry: Mapping[str, Any], words: set[str], tokens: set[str], chain: str, lo: int, hi: int) -> bool:
+    """Whether a log of the token-only query is one the topic-filtered queries select: a
+    Transfer or Approval whose topic 1 is a wallet, or a Transfer whose topic 2 is. A log of
+    another token or event is not what was asked (ScanFailed, like _check_matches); one not
+    shaped as asked is kept, for decoding to refuse."""
+    topics = entry.get("topics")
+    address = entry.get("address")
+    if type(topics) is not list or not topics or type(topics[0]) is not str or type(address) is not str:
+        return True
+    signature = topics[0].lower()
+    if signature not in _KINDS or address.lower() not in tokens:
+        raise ScanFailed(
+            f"{_where(chain, lo, hi)}: eth_getLogs answered a log that the filter excludes (token {address}, "
+            f"topic 0 {topics[0]}, tx {entry.get('transactionHash')}): check the endpoint",
+            chain,
+            lo,
+            hi,
+        )
+    count = len(topics)
+    sender = topics[1] if count > 1 else ""
+    receiver = topics[2] if count > 2 and signature == TRANSFER_TOPIC else ""
+    if type(sender) is not str or type(receiver) is not str:
+        return True
+    return sender.lower() in words or receiver.lower() in words
+
+
+def _check_matches(obs: Observation, wallets: set[str], tokens: set[str] | None, chain: str, lo: int, hi: int) -> None:
+    """A log the filter did not ask for means the node (or a proxy) answers another query.
+    ``wallets`` are lowercase 0x-hex, ``tokens`` EIP-55."""
+    ok = (
+        obs.from_address.lower() in wallets or (obs.kind is MovementKind.TOKEN and obs.to_address.lower() in wallets)
+    ) and (tokens is None or obs.token in tokens)
     if not ok:
         raise ScanFailed(
             f"{_where(chain, lo, hi)}: eth_getLogs answered a log that the filter excludes (token {obs.token}, "

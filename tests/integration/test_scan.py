@@ -8,6 +8,7 @@ expected values are read back from the node independently (receipts, trace_trans
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -266,6 +267,177 @@ def test_speed_of_a_dense_token_scan(devnet: Devnet, rpc: HttpRpc, usdc: Contrac
     assert len(observed) == 4_000
     assert sum(o.amount for o in observed) == 8 * sum(range(1, 501))
     print(f"\nscan_token_logs: {len(observed)} events in {elapsed:.3f}s = {len(observed) / elapsed:,.0f} events/s")
+
+
+# ----------------------------------------------------------------------------- large wallet sets
+
+
+def get_logs_filters(proxy: RpcProxy, since: int = 0) -> list[dict[str, Any]]:
+    """The eth_getLogs filters of the requests after the first ``since`` the proxy received."""
+    return [
+        item["params"][0]
+        for r in proxy.seen()[since:]
+        for item in (r.payload if isinstance(r.payload, list) else [r.payload])
+        if item.get("method") == "eth_getLogs"
+    ]
+
+
+@pytest.fixture
+def custody_traffic(devnet: Devnet, usdc: Contract) -> dict[str, Any]:
+    """Two configured tokens moving into, out of and between three custody wallets, among
+    logs of the same tokens that name no custody wallet where the scan looks (outsiders'
+    transfers, an approval whose spender, not owner, is a custody wallet) and a token that is
+    not configured."""
+    eur = devnet.deploy_token("Test EUR", "EURT", 18)
+    other = devnet.deploy_token("Other", "OTH", 18)
+    w1, w2, w3 = new_address(), new_address(), new_address()
+    outsider, stranger, spender = new_address(), new_address(), new_address()
+    start = devnet.head() + 1
+    devnet.mint(usdc, w1, 1_000_000)
+    mint_tx = hexhash(devnet.w3.eth.get_block(devnet.head())["transactions"][0])
+    devnet.mint(usdc, outsider, 500)  # another holder's mint: not custody
+    devnet.mint(eur, w3, 10**18)
+    eur_mint_tx = hexhash(devnet.w3.eth.get_block(devnet.head())["transactions"][0])
+    out_tx = as_holder(devnet, w1, usdc.functions.transfer(outsider, 300_000))
+    between_tx = as_holder(devnet, w1, usdc.functions.transfer(w2, 200_000))
+    approve_tx = as_holder(devnet, w1, usdc.functions.approve(spender, 55))
+    as_holder(devnet, outsider, usdc.functions.approve(w2, 9))  # a custody wallet as spender: not ours
+    in_tx = as_holder(devnet, outsider, usdc.functions.transfer(w2, 7))
+    as_holder(devnet, outsider, usdc.functions.transfer(stranger, 1))  # between outsiders
+    eur_out_tx = as_holder(devnet, w3, eur.functions.transfer(stranger, 4))
+    devnet.mint(other, w1, 5)  # a token that is not configured
+    devnet.mine(2)
+    expected = [
+        token_obs(devnet, mint_tx, MovementKind.TOKEN, usdc, ZERO_ADDRESS, w1, 1_000_000),
+        token_obs(devnet, eur_mint_tx, MovementKind.TOKEN, eur, ZERO_ADDRESS, w3, 10**18),
+        token_obs(devnet, out_tx, MovementKind.TOKEN, usdc, w1, outsider, 300_000),
+        token_obs(devnet, between_tx, MovementKind.TOKEN, usdc, w1, w2, 200_000),
+        token_obs(devnet, approve_tx, MovementKind.APPROVAL, usdc, w1, spender, 55),
+        token_obs(devnet, in_tx, MovementKind.TOKEN, usdc, outsider, w2, 7),
+        token_obs(devnet, eur_out_tx, MovementKind.TOKEN, eur, w3, stranger, 4),
+    ]
+    return {
+        "wallets": [w1, w2, w3],
+        "tokens": [usdc.address, eur.address],
+        "other": other,
+        "start": start,
+        "end": devnet.head(),
+        "expected": expected,
+    }
+
+
+def test_a_large_wallet_set_is_matched_locally_with_the_same_observations(
+    devnet: Devnet, proxy: RpcProxy, custody_traffic: dict[str, Any]
+) -> None:
+    t = custody_traffic
+    rpc = HttpRpc(proxy.url)
+    scan_ = functools.partial(scan.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"])
+
+    by_node = scan_(chunk_blocks=4)
+    by_node_filters = get_logs_filters(proxy)
+    before = len(proxy.seen())
+    local = scan_(chunk_blocks=4, topic_filter_max=2)  # 3 wallets: above the threshold
+
+    assert by_node == t["expected"]  # exact, every field read back from the node
+    assert local == by_node
+    assert sum(o.kind is MovementKind.APPROVAL for o in local) == 1
+    # The node was asked once per range for all Transfer and Approval logs of the tokens, and
+    # answered more than the wallets' (the outsiders' logs): those were left out here.
+    filters = get_logs_filters(proxy, before)
+    assert {tuple(f["address"]) for f in filters} == {tuple(sorted(a.lower() for a in t["tokens"]))}
+    assert all(f["topics"] == [[scan.TRANSFER_TOPIC, scan.APPROVAL_TOPIC]] for f in filters)
+    assert len(filters) == -(-(t["end"] - t["start"] + 1) // 4)
+    assert all(f["topics"][1] is not None or f["topics"][2] for f in by_node_filters)
+    answered = proxy.upstream(
+        "eth_getLogs",
+        [{"address": t["tokens"], "fromBlock": hex(t["start"]), "toBlock": hex(t["end"])}],
+    )
+    assert len(answered) == len(local) + 3  # and the outsiders' mint, approval and transfer
+
+    # The same with the tokens split over several queries, and with the default threshold.
+    assert scan_(chunk_blocks=1000, topic_filter_max=0, max_addresses=1) == by_node
+    assert scan_(chunk_blocks=1000) == by_node
+    # At the threshold itself the node still filters.
+    before = len(proxy.seen())
+    assert scan_(chunk_blocks=1000, topic_filter_max=3) == by_node
+    assert all(len(f["topics"]) > 1 for f in get_logs_filters(proxy, before))
+
+
+def test_a_large_wallet_set_halves_refused_ranges_and_raises_on_pruned_history(
+    devnet: Devnet, proxy: RpcProxy, custody_traffic: dict[str, Any]
+) -> None:
+    t = custody_traffic
+    limit = 3
+
+    def refuse_large(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        flt = request["params"][0]
+        if int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1 > limit:
+            return error_answer(-32602, "block range is too large")(request, response)
+        return response
+
+    proxy.on("eth_getLogs", refuse_large)
+    rpc = HttpRpc(proxy.url)
+    found = scan.scan_token_logs(
+        rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=64, topic_filter_max=0
+    )
+    assert found == t["expected"]
+    ranges = get_logs_ranges(proxy)
+    assert any(b - a + 1 > limit for a, b in ranges)  # refused, halved
+    assert sum(b - a + 1 for a, b in ranges if b - a + 1 <= limit) == t["end"] - t["start"] + 1
+
+    proxy.reset()
+    proxy.on("eth_getLogs", error_answer(4444, "pruned history unavailable"))
+    with pytest.raises(scan.HistoryUnavailable, match="unread, not empty"):
+        scan.scan_token_logs(
+            rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=64, topic_filter_max=0
+        )
+
+
+def test_a_node_answering_outside_the_token_filter_is_refused_on_the_local_path(
+    devnet: Devnet, proxy: RpcProxy, custody_traffic: dict[str, Any]
+) -> None:
+    """A log of a token not asked for, or of another event, is a lying node or proxy, even when
+    it names a custody wallet: ScanFailed, never an observation."""
+    t = custody_traffic
+    rpc = HttpRpc(proxy.url)
+    scan_ = functools.partial(
+        scan.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=1000
+    )
+    flt = {"fromBlock": hex(t["start"]), "toBlock": hex(t["end"])}
+    unasked = proxy.upstream("eth_getLogs", [{**flt, "address": t["other"].address}])
+    assert len(unasked) == 1  # the unconfigured token's mint to a custody wallet
+
+    def add_unasked(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        # Naming no custody wallet: it is not kept, yet still proves the node answers another query.
+        entry = {**unasked[0], "topics": [*unasked[0]["topics"][:2], scan.address_topic(new_address())]}
+        return {**response, "result": [*response["result"], entry]}
+
+    proxy.on("eth_getLogs", add_unasked)
+    with pytest.raises(scan.ScanFailed, match="filter excludes"):
+        scan_(topic_filter_max=0)
+
+    def another_event(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        entries = json.loads(json.dumps(response["result"]))
+        entries[0]["topics"][0] = "0x" + keccak(text="Other(address,address,uint256)").hex()
+        return {**response, "result": entries}
+
+    proxy.reset()
+    proxy.on("eth_getLogs", another_event)
+    with pytest.raises(scan.ScanFailed, match="filter excludes"):
+        scan_(topic_filter_max=0)
+
+    def erc721_shaped(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        entries = json.loads(json.dumps(response["result"]))
+        entries[0]["topics"].append("0x" + "00" * 31 + "01")
+        return {**response, "result": entries}
+
+    proxy.reset()
+    proxy.on("eth_getLogs", erc721_shaped)
+    with pytest.raises(scan.ScanFailed, match="not an ERC-20 Transfer/Approval"):
+        scan_(topic_filter_max=0)
+
+    proxy.reset()
+    assert scan_(topic_filter_max=0) == t["expected"]
 
 
 # ----------------------------------------------------------------------------- native value

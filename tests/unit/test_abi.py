@@ -18,11 +18,13 @@ from chains.evm.abi import (
     TRANSFER_TOPIC,
     AbiError,
     balance_of,
+    balance_of_hex,
     decode_aggregate3,
     decode_uint,
     encode_aggregate3,
     get_eth_balance,
     hex_bytes,
+    uint_result,
 )
 
 HOLDER = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -203,3 +205,90 @@ def test_hex_bytes_rejects_malformed_hex_as_abi_error(bad: str) -> None:
     # adapter only translates AbiError into ChainError.
     with pytest.raises(AbiError):
         hex_bytes(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "0x00 ff",  # bytes.fromhex skips spaces between bytes
+        " 0x00ff",
+        "0x00ff ",
+        "0x 00ff",
+        "0x00\tff\n",
+        "0x00ff\n",
+        "0X00ff",  # the prefix is lowercase in JSON-RPC
+        "0x0x00",
+        "0x00 f",
+        "0x-1",
+        "0x+f",
+        "0x00_ff",
+        "0x٠٠",  # non-ASCII digits
+        "0x\u300000ff",  # non-ASCII whitespace
+        b"0x00ff",
+    ],
+)
+def test_hex_bytes_rejects_whitespace_and_other_lookalikes(bad: object) -> None:
+    with pytest.raises(AbiError, match="expected 0x-prefixed hex bytes"):
+        hex_bytes(bad)
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_hex_bytes_reads_every_byte_string_in_either_case(data: bytes, upper: bool) -> None:
+    text = data.hex().upper() if upper else data.hex()
+    assert hex_bytes("0x" + text) == data
+
+
+def test_hex_bytes_reads_a_large_aggregate3_answer() -> None:
+    results = [(True, (i * 7919).to_bytes(32, "big")) for i in range(4000)]
+    answer = "0x" + abi_encode(["(bool,bytes)[]"], [results]).hex()
+    assert decode_aggregate3(hex_bytes(answer), 4000) == results
+    with pytest.raises(AbiError):
+        hex_bytes(answer[:-1])  # cut off mid-byte
+    with pytest.raises(AbiError):
+        hex_bytes(answer[:1000] + " " + answer[1000:-1])  # a space in place of a digit
+
+
+def _strict_uint(value: object) -> int | None:
+    try:
+        return decode_uint(hex_bytes(value), "balanceOf")
+    except AbiError:
+        return None
+
+
+@given(st.binary(min_size=32, max_size=32), st.booleans())
+def test_uint_result_reads_one_word_in_either_case(word: bytes, upper: bool) -> None:
+    text = "0x" + (word.hex().upper() if upper else word.hex())
+    assert uint_result(text) == int.from_bytes(word, "big") == _strict_uint(text)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "0x" + "00" * 31,  # short is not read as zero
+        "0x" + "00" * 33,  # nor is a longer answer cut
+        "0x",
+        "0x" + "00 " * 21 + "0",  # 66 characters, spaces skipped by bytes.fromhex
+        " 0x" + "00" * 31 + "0",
+        "0X" + "00" * 32,
+        "0x" + "zz" * 32,
+        "0x" + "_0" * 32,
+        None,
+        1,
+        b"0x" + b"00" * 32,
+    ],
+)
+def test_uint_result_refuses_what_decode_uint_refuses(bad: object) -> None:
+    assert _strict_uint(bad) is None
+    assert uint_result(bad) is None
+
+
+@given(_ADDRESSES, st.sampled_from(["0x", "0X", ""]), st.booleans())
+def test_balance_of_hex_is_the_hex_of_balance_of(address: str, prefix: str, upper: bool) -> None:
+    digits = address[2:].upper() if upper else address[2:].lower()
+    assert balance_of_hex(prefix + digits) == "0x" + balance_of(address).hex()
+
+
+@pytest.mark.parametrize("bad", ["0x" + "11" * 19, "0x" + "11" * 21, "0x" + "zz" * 20, "0x" + "11 " * 13 + "1", ""])
+def test_balance_of_hex_refuses_what_is_not_an_address(bad: str) -> None:
+    with pytest.raises(AbiError, match="not a 20-byte address"):
+        balance_of_hex(bad)

@@ -154,3 +154,90 @@ def test_other_shapes_are_refused(change: dict, reason: str) -> None:
 )
 def test_node_errors_are_classified(error: Exception, kind: str | None) -> None:
     assert scan._classify(error) == kind  # type: ignore[arg-type]
+
+
+# The scan of a large wallet set asks the node for every Transfer and Approval of the tokens and
+# keeps here what the topic-filtered queries would have selected; the oracle is eth_getLogs'
+# own rule: a filter position that is not null must be present in the log and be one of its list.
+WALLET_WORDS = [scan.address_topic("0x" + f"{i:02x}" * 20) for i in range(1, 4)]
+OUTSIDER_WORDS = [scan.address_topic("0x" + f"{i:02x}" * 20) for i in range(10, 13)] + ["0x" + "ff" * 32]
+TOKEN = "0x" + "ab" * 20
+
+
+def _node_selects(flt: list[list[str] | None], topics: list[str]) -> bool:
+    for position, wanted in enumerate(flt):
+        if wanted is None:
+            continue
+        if position >= len(topics) or topics[position].lower() not in wanted:
+            return False
+    return True
+
+
+def _case(text: str, upper: bool) -> str:
+    return "0x" + text[2:].upper() if upper else text
+
+
+@given(
+    signature=st.sampled_from([scan.TRANSFER_TOPIC, scan.APPROVAL_TOPIC]),
+    rest=st.lists(st.sampled_from(WALLET_WORDS + OUTSIDER_WORDS), max_size=3),
+    upper=st.booleans(),
+)
+def test_local_matching_selects_what_the_topic_filters_select(signature: str, rest: list[str], upper: bool) -> None:
+    topics = [_case(t, upper) for t in [signature, *rest]]
+    entry = {"address": _case(TOKEN, upper), "topics": topics}
+    queries = [[[scan.TRANSFER_TOPIC, scan.APPROVAL_TOPIC], WALLET_WORDS], [[scan.TRANSFER_TOPIC], None, WALLET_WORDS]]
+    expected = any(_node_selects(q, topics) for q in queries)
+    assert scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is expected
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"address": "0x" + "cd" * 20, "topics": [scan.TRANSFER_TOPIC, WALLET_WORDS[0], WALLET_WORDS[1]]},
+        {"address": TOKEN, "topics": ["0x" + "00" * 32, WALLET_WORDS[0], WALLET_WORDS[1]]},
+    ],
+)
+def test_local_matching_refuses_a_log_the_filter_excludes(entry: dict) -> None:
+    with pytest.raises(scan.ScanFailed, match="filter excludes"):
+        scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"address": TOKEN, "topics": "not a list"},
+        {"address": TOKEN, "topics": []},
+        {"address": TOKEN, "topics": [None, WALLET_WORDS[0]]},
+        {"address": TOKEN, "topics": [scan.TRANSFER_TOPIC, 5, WALLET_WORDS[0]]},
+        {"address": None, "topics": [scan.TRANSFER_TOPIC, WALLET_WORDS[0], WALLET_WORDS[1]]},
+    ],
+)
+def test_local_matching_keeps_a_misshapen_log_for_decoding_to_refuse(entry: dict) -> None:
+    assert scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is True
+    with pytest.raises(scan.DecodeError):
+        scan.decode_token_log("eth", entry, 0)
+
+
+def test_a_value_refused_once_is_refused_again() -> None:
+    """The decoders remember valid texts only: a refused one is checked (and refused) each time."""
+    high = "0x" + "01" * 32
+    for _ in range(2):
+        with pytest.raises(scan.DecodeError, match="not an address"):
+            scan.topic_address(high)
+        with pytest.raises(scan.DecodeError, match="32-byte"):
+            scan.decode_token_log("eth", {**GOOD, "blockHash": "0x" + "aa" * 31}, 0)
+        with pytest.raises(scan.DecodeError, match="quantity"):
+            scan.decode_token_log("eth", {**GOOD, "logIndex": "0x1_0"}, 0)
+    assert scan.topic_address(GOOD["topics"][1]) == to_checksum_address("0x" + "22" * 20)
+
+
+@given(address=addresses, upper=st.booleans())
+def test_checksum_is_eip55(address: str, upper: bool) -> None:
+    text = "0x" + address[2:].upper() if upper else address
+    assert scan.checksum(text) == to_checksum_address(address)
+
+
+@pytest.mark.parametrize("bad", ["0x" + "11" * 19, "0x" + "zz" * 20, "11" * 20 + "0x", "0X" + "11" * 20])
+def test_checksum_refuses_what_is_not_an_address(bad: str) -> None:
+    with pytest.raises(scan.DecodeError, match="20-byte"):
+        scan.checksum(bad)
