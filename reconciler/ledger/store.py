@@ -2,7 +2,8 @@
 
 Invariants: an import writes all of its rows or none; a run's results (chains, balance
 snapshots, break changes and the run's status) are written in one transaction; amounts are
-summed in Python, never with SQLite's SUM over text.
+summed exactly: by PostgreSQL over NUMERIC, in Python on SQLite, never with SQLite's SUM over
+text.
 """
 
 from __future__ import annotations
@@ -11,18 +12,33 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from reconciler.config import Settings
 from reconciler.domain import (
     BlockRef,
     BreakEventRecord,
@@ -33,10 +49,11 @@ from reconciler.domain import (
     Finding,
     Position,
     Severity,
+    abbreviate_ids,
 )
 from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
 from reconciler.errors import InputError, LedgerError
-from reconciler.imports import AccountRow, BookRow, book_balance_problems
+from reconciler.imports import MAX_ENTRY_ID_LENGTH, AccountRow, BalanceBound, BookRow, BookStream
 from reconciler.ledger import schema, snapshots, trail
 from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.locks import (
@@ -88,6 +105,10 @@ class ChainResult:
     # The endpoints that answered (redacted: scheme://host[:port]) with the client each said it
     # runs (web3_clientVersion, None if it would not say): where the run's data came from.
     sources: tuple[tuple[str, str | None], ...] = ()
+    # The node's head when the block was pinned (``block`` is ``confirmations`` below it), so an
+    # on-chain zero at a lagging pin can be understood; None where it is not known (read before
+    # it was recorded, or the chain was not read). Kept in the run's document, not a column.
+    head: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +296,18 @@ class Ledger:
                     updated += 1
             return added, updated
 
+    def books_import_of(self, sha256: str) -> datetime | None:
+        """When a books file with exactly these bytes was first accepted, or None."""
+        with self._session() as s:
+            at = s.scalar(
+                select(func.min(col(ImportBatch.imported_at))).where(
+                    col(ImportBatch.kind) == "books", col(ImportBatch.sha256) == sha256
+                )
+            )
+        return None if at is None else _utc(at)
+
     def import_books(self, rows: Sequence[BookRow], source: str, sha256: str) -> int:
+        """Rows parsed whole (parse_books_csv): checked against the ledger, all stored or none."""
         with self._session() as s:
             ids = [r.entry_id for r in rows]
             stored = {
@@ -293,53 +325,57 @@ class Ledger:
                         if r.entry_id in stored
                     ],
                 )
-            # A book balance must stay within ±(2^256 - 1): check the file against what the
-            # ledger already holds for the wallet x asset pairs it touches, summed in Python.
-            pairs = {(r.wallet, r.asset) for r in rows}
-            assets = sorted({asset for _, asset in pairs})
-            existing: dict[tuple[str, str], int] = {}
-            for chunk in _chunks(sorted({wallet for wallet, _ in pairs})):
-                query = select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)).where(
-                    col(BookEntry.wallet).in_(chunk), col(BookEntry.asset).in_(assets)
-                )
-                for wallet, asset, amount in s.execute(query.execution_options(yield_per=10_000)):
-                    if (wallet, asset) in pairs:
-                        existing[(wallet, asset)] = existing.get((wallet, asset), 0) + int(amount)
-            if problems := book_balance_problems(existing, rows):
+            bound = BalanceBound(_book_sums(s, {(r.wallet, r.asset) for r in rows}))
+            bound.add(rows)
+            if problems := bound.problems():
                 raise InputError(source, problems)
-            batch_id = str(uuid.uuid4())
-            s.add(
-                ImportBatch(id=batch_id, kind="books", source=source, sha256=sha256, rows=len(rows), imported_at=_now())
-            )
-            s.flush()
-            s.add_all(
-                BookEntry(
-                    entry_id=r.entry_id,
-                    entry_date=r.date,
-                    account=r.account,
-                    wallet=r.wallet,
-                    asset=r.asset,
-                    amount=r.amount,
-                    kind=r.kind.value,
-                    memo=r.memo,
-                    tx_hash=r.tx_hash,
-                    import_id=batch_id,
-                )
-                for r in rows
-            )
+            batch_id = _add_books_batch(s, source, sha256, len(rows))
+            for i in range(0, len(rows), _BOOKS_INSERT):
+                _insert_book_rows(s, batch_id, rows[i : i + _BOOKS_INSERT])
             return len(rows)
 
-    def book_balances(self) -> dict[tuple[str, str], int]:
-        totals: dict[tuple[str, str], int] = {}
+    def import_books_stream(self, lines: Iterable[str], source: str, sha256: str, settings: Settings) -> int:
+        """A books file as it is read (reconciler.imports.file_lines): checked and inserted chunk
+        by chunk in ONE transaction, so memory stays bounded and a problem on any line, the
+        last included, leaves the ledger as it was. Inserting stops at the first problem;
+        checking goes on, so that every problem of the file is reported at once."""
         with self._session() as s:
-            rows = s.execute(
-                select(col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)).execution_options(
-                    yield_per=10_000  # memory stays bounded however long the books grow
-                )
-            )
-            for wallet, asset, amount in rows:
-                totals[(wallet, asset)] = totals.get((wallet, asset), 0) + amount
-        return totals
+            known = set(s.scalars(select(col(Account.account))))
+            entry_ids = _ImportedEntryIds(s)
+            stream = BookStream(lines, source, settings, known, entry_ids)
+            batch_id = _add_books_batch(s, source, sha256, 0)
+            # The ledger's balance of each wallet x asset the file touches, looked up when the
+            # pair first appears (no earlier chunk inserted any of it), then the file's rows.
+            existing: dict[tuple[str, str], int] = {}
+            looked_up: set[tuple[str, str]] = set()
+            bound = BalanceBound(existing)
+            count = 0
+            for rows in stream.chunks():
+                if not stream.ok:
+                    continue
+                if new := {(r.wallet, r.asset) for r in rows} - looked_up:
+                    existing.update(_book_sums(s, new))
+                    looked_up |= new
+                bound.add(rows)
+                _insert_book_rows(s, batch_id, rows)
+                count += len(rows)
+            stream.check()
+            if problems := bound.problems():
+                raise InputError(source, problems)
+            entry_ids.drop()
+            s.execute(update(ImportBatch).where(col(ImportBatch.id) == batch_id).values(rows=count))
+            return count
+
+    def has_book_entries(self) -> bool:
+        """Whether any book entry was ever imported (a run against none compares every on-chain
+        balance with zero)."""
+        with self._session() as s:
+            return s.scalar(select(col(BookEntry.entry_id)).limit(1)) is not None
+
+    def book_balances(self) -> dict[tuple[str, str], int]:
+        """The book balance of every wallet x asset with entries: the sum of its entries."""
+        with self._session() as s:
+            return _book_sums(s)
 
     # ------------------------------------------------------------------ runs
 
@@ -598,9 +634,22 @@ class Ledger:
         reviewed: dict[tuple[str, str], bool] = {}
         tokens: dict[tuple[str, str], TokenImplementation] = {}
         with self._session() as s:
-            for w in s.scalars(select(WalletBaseline).order_by(col(WalletBaseline.id))):
-                wallets[(w.chain, w.wallet)] = WalletConfig.from_json(json.loads(w.config))
-                reviewed[(w.chain, w.wallet)] = w.reviewed
+            # Only the newest row per (chain, wallet), as plain columns: older rows are the
+            # history of reviews, and an ORM object per row cost most of this at 10,000 wallets.
+            newest = select(func.max(col(WalletBaseline.id))).group_by(
+                col(WalletBaseline.chain), col(WalletBaseline.wallet)
+            )
+            rows = s.execute(
+                select(
+                    col(WalletBaseline.chain),
+                    col(WalletBaseline.wallet),
+                    col(WalletBaseline.config),
+                    col(WalletBaseline.reviewed),
+                ).where(col(WalletBaseline.id).in_(newest.scalar_subquery()))
+            )
+            for chain, wallet, config, was_reviewed in rows:
+                wallets[(chain, wallet)] = WalletConfig.from_json(json.loads(config))
+                reviewed[(chain, wallet)] = bool(was_reviewed)
             for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id))):
                 tokens[(t.chain, t.token)] = TokenImplementation.from_json(json.loads(t.implementation))
         return Baselines(wallets, reviewed, tokens)
@@ -766,18 +815,27 @@ def _newer_message(revision: str | None) -> str:
     )
 
 
+_SHOWN_MATCHES = 5
+
+
 def _resolve_prefix(s: Session, table: Any, column: Any, given: str, what: str, lister: str) -> str:
-    """A full id, or any unique prefix of one (like git)."""
-    if s.get(table, given) is not None:
+    """A full id, or any unique prefix of one (like git; ids are lowercase hex, so case does not
+    matter). A prefix that several ids start with is refused, naming them in the short form
+    tables print."""
+    if given and s.get(table, given) is not None:
         return given
-    if len(given) >= 4:
-        escaped = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        matches = list(s.scalars(select(column).where(column.like(escaped + "%", escape="\\")).limit(6)))
+    wanted = given.strip().lower()
+    if wanted:
+        escaped = wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        starts = column.like(escaped + "%", escape="\\")
+        matches = [str(m) for m in s.scalars(select(column).where(starts).order_by(column).limit(_SHOWN_MATCHES + 1))]
         if len(matches) == 1:
-            return str(matches[0])
+            return matches[0]
         if len(matches) > 1:
-            shown = ", ".join(str(m) for m in matches[:5])
-            raise LedgerError(f"{what} id {given!r} is ambiguous: it starts {shown}{' …' if len(matches) > 5 else ''}")
+            total = s.scalar(select(func.count()).select_from(table).where(starts)) or len(matches)
+            short = abbreviate_ids(matches)  # the next match too: it may share the listed ones' prefix
+            shown = ", ".join(short[m] for m in matches[:_SHOWN_MATCHES]) + (", …" if total > _SHOWN_MATCHES else "")
+            raise LedgerError(f"{what} id prefix {given} matches {total} {what}s ({shown}); give more characters")
     raise LedgerError(f"no {what} with id {given!r}; {lister} lists them")
 
 
@@ -788,6 +846,108 @@ def _break_id(s: Session, given: str) -> str:
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), _IN_CHUNK):
         yield items[i : i + _IN_CHUNK]
+
+
+# ---------------------------------------------------------------------- books import helpers
+
+_BOOKS_INSERT = 10_000  # rows per executemany of a books import
+_BOOK_ENTRY = BookEntry.metadata.tables["book_entry"]
+# The entry ids of a books file being imported, with their lines: temporary, in the import's
+# own transaction, so that a file of millions of rows finds its duplicates without holding them.
+_IMPORT_IDS = Table(
+    "reconciler_import_ids",
+    MetaData(),
+    Column("entry_id", String(MAX_ENTRY_ID_LENGTH), primary_key=True),
+    Column("line", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+class _ImportedEntryIds:
+    """reconciler.imports.EntryIds for a books import in progress: the file's ids so far in
+    _IMPORT_IDS, the ledger's in book_entry (whose rows from this file are in both)."""
+
+    def __init__(self, s: Session) -> None:
+        self._s = s
+        _IMPORT_IDS.create(s.connection())
+        if s.get_bind().dialect.name == "postgresql":
+            # book_entry and the temporary table grow inside this one transaction, where no
+            # ANALYZE sees them: the planner would go on scanning them whole for each chunk's
+            # ids (quadratic: minutes for a million rows) instead of using their primary keys.
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+
+    def seen(self, ids: Sequence[tuple[str, int]]) -> dict[str, int | None]:
+        s = self._s
+        found: dict[str, int | None] = {}
+        for chunk in _chunks([entry_id for entry_id, _ in ids]):
+            query = select(_IMPORT_IDS.c.entry_id, _IMPORT_IDS.c.line).where(_IMPORT_IDS.c.entry_id.in_(chunk))
+            found.update((entry_id, int(line)) for entry_id, line in s.execute(query))
+        for chunk in _chunks([entry_id for entry_id, _ in ids if entry_id not in found]):
+            query_stored = select(col(BookEntry.entry_id)).where(col(BookEntry.entry_id).in_(chunk))
+            found.update((entry_id, None) for entry_id in s.scalars(query_stored))
+        if new := [{"entry_id": entry_id, "line": line} for entry_id, line in ids if entry_id not in found]:
+            s.execute(insert(_IMPORT_IDS), new)
+        return found
+
+    def drop(self) -> None:
+        _IMPORT_IDS.drop(self._s.connection())
+
+
+def _add_books_batch(s: Session, source: str, sha256: str, rows: int) -> str:
+    batch_id = str(uuid.uuid4())
+    s.add(ImportBatch(id=batch_id, kind="books", source=source, sha256=sha256, rows=rows, imported_at=_now()))
+    s.flush()
+    return batch_id
+
+
+def _insert_book_rows(s: Session, batch_id: str, rows: Sequence[BookRow]) -> None:
+    """One executemany of plain rows (Core, not an ORM object per row)."""
+    if not rows:
+        return
+    s.execute(
+        insert(_BOOK_ENTRY),
+        [
+            {
+                "entry_id": r.entry_id,
+                "entry_date": r.date,
+                "account": r.account,
+                "wallet": r.wallet,
+                "asset": r.asset,
+                "amount": r.amount,
+                "kind": r.kind.value,
+                "memo": r.memo,
+                "tx_hash": r.tx_hash,
+                "import_id": batch_id,
+            }
+            for r in rows
+        ],
+    )
+
+
+def _book_sums(s: Session, pairs: Set[tuple[str, str]] | None = None) -> dict[tuple[str, str], int]:
+    """The book balance of each wallet x asset (of ``pairs`` only, when given), exactly: summed
+    by PostgreSQL over NUMERIC(78, 0), and in Python on SQLite, where amounts are text that
+    SQLite's SUM would turn into floats (streamed, so memory stays bounded however long the
+    books grow)."""
+    wallet, asset, amount = col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)
+    if pairs is not None and not pairs:
+        return {}
+    assets = sorted({a for _, a in pairs}) if pairs is not None else []
+    wallet_chunks: Iterable[Sequence[str] | None] = (
+        _chunks(sorted({w for w, _ in pairs})) if pairs is not None else [None]
+    )
+    postgres = s.get_bind().dialect.name == "postgresql"
+    totals: dict[tuple[str, str], int] = {}
+    for wallets in wallet_chunks:
+        where = [] if wallets is None else [wallet.in_(wallets), asset.in_(assets)]
+        if postgres:
+            query = select(wallet, asset, func.sum(amount)).where(*where).group_by(wallet, asset)
+        else:
+            query = select(wallet, asset, amount).where(*where).execution_options(yield_per=10_000)
+        for w, a, value in s.execute(query):
+            if pairs is None or (w, a) in pairs:
+                totals[(w, a)] = totals.get((w, a), 0) + int(value)
+    return totals
 
 
 def _event(row: BreakRow, run_id: str | None, event: str, at: datetime, note: str) -> BreakEvent:

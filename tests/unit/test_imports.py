@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,16 @@ from reconciler.imports import (
     MAX_ACCOUNT_NAME_LENGTH,
     MAX_ASSET_LENGTH,
     MAX_ENTRY_ID_LENGTH,
+    MAX_LISTED_PROBLEMS,
     MAX_MEMO_LENGTH,
     MAX_WALLET_LENGTH,
     AccountRow,
     BookRow,
+    BookStream,
+    MemoryEntryIds,
     book_balance_problems,
+    file_lines,
+    file_sha256,
     parse_accounts_csv,
     parse_books_csv,
 )
@@ -554,3 +561,160 @@ def test_a_file_of_uint256_maxima_is_refused_at_the_second_line(settings: Settin
     rows = parse_books_csv(_books(*lines), "books.csv", settings, ACCOUNTS)
     problems = book_balance_problems({}, rows)
     assert len(problems) == 1 and problems[0].startswith("line 3, column amount: the book balance of wallet w1")
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def _stream(settings: Settings, text: str, chunk_rows: int, stored: frozenset[str]) -> tuple[list[BookRow], list[str]]:
+    stream = BookStream(text, "books.csv", settings, ACCOUNTS, MemoryEntryIds(stored), chunk_rows=chunk_rows)
+    rows = [row for chunk in stream.chunks() for row in chunk]
+    return rows, stream.problems.items
+
+
+MIXED = _books(
+    "E1,2026-11-24,C1,w1,USDC,1,deposit,ok",
+    "E2,2026-13-01,C1,w1,USDC,1,deposit,",
+    "S1,2026-11-24,C1,w1,USDC,1,deposit,stored",
+    "E1,2026-11-24,C1,w1,USDC,x,deposit,dup of line 2",
+    "E3,2026-11-24,C1,w1,USDC,1,deposit",
+    "",
+    "S1,2026-11-24,C1,w1,USDC,1,deposit,stored again",
+    "E4,2026-11-24,NOBODY,w1,USDC,1,deposit,",
+    "E4,2026-11-24,C1,w1,USDC,1,deposit,dup of a bad line",
+    "E4,2026-11-24,C1,w1,USDC,1,deposit,and again",
+    ",2026-11-24,C1,w1,USDC,1,deposit,",
+    "E5,2026-11-24,C1,w1,USDC,1,deposit,ok",
+)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 10_000])
+def test_chunks_give_the_rows_and_problems_of_a_whole_file(settings: Settings, chunk_rows: int) -> None:
+    rows, problems = _stream(settings, MIXED, chunk_rows, frozenset({"S1"}))
+    assert [(r.line, r.entry_id) for r in rows] == [(2, "E1"), (13, "E5")]
+    assert problems == [
+        "line 3, column date: '2026-13-01': month must be in 1..12",
+        "line 4, column entry_id: 'S1' is already in the ledger; entry ids are unique forever",
+        "line 5, column entry_id: 'E1' already appears on line 2",
+        "line 5, column amount: 'x' is not a plain decimal amount (digits, optional '-' and one '.')",
+        "line 6: expected 8 fields, found 7",
+        "line 8, column entry_id: 'S1' is already in the ledger; entry ids are unique forever",
+        "line 9, column account: unknown account 'NOBODY'; import it first with `accounts import`",
+        "line 10, column entry_id: 'E4' already appears on line 9",
+        "line 11, column entry_id: 'E4' already appears on line 9",
+        "line 12, column entry_id: is empty",
+    ]
+
+
+def test_a_stream_reads_lines_as_they_are_consumed(settings: Settings) -> None:
+    """Chunks come out before the file is read to its end (memory stays bounded)."""
+    read: list[int] = []
+
+    def lines() -> Iterator[str]:
+        yield HEADER + "\n"
+        for i in range(10):
+            read.append(i)
+            yield f"E{i},2026-11-24,C1,w1,USDC,1,deposit,\n"
+
+    stream = BookStream(lines(), "books.csv", settings, ACCOUNTS, MemoryEntryIds(), chunk_rows=3)
+    chunks = stream.chunks()
+    first = next(chunks)
+    assert [r.entry_id for r in first] == ["E0", "E1", "E2"]
+    assert len(read) <= 4
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    stream.check()
+
+
+def test_problems_beyond_the_listed_ones_are_counted(settings: Settings) -> None:
+    text = _books(*(f"E{i},2026-11-24,C1,w1,USDC,-1,deposit," for i in range(MAX_LISTED_PROBLEMS + 50)))
+    with pytest.raises(InputError) as exc_info:
+        parse_books_csv(text, "books.csv", settings, ACCOUNTS)
+    err = exc_info.value
+    assert len(err.problems) == MAX_LISTED_PROBLEMS
+    assert err.problems[0] == "line 2, column amount: a deposit is positive, not -1"
+    assert str(err).splitlines()[-1] == f"  … and {MAX_LISTED_PROBLEMS + 50 - 20} more problem(s)"
+    assert len(str(err).splitlines()) == 1 + 20 + 1
+
+
+# ----------------------------------------------------------------------------- delimiter
+
+
+SEMICOLON_HINT = "line 1: columns are separated by ';', not ',' — wrong delimiter? save the file as comma-separated CSV"
+
+
+def test_a_semicolon_books_file_gets_the_delimiter_hint(settings: Settings) -> None:
+    text = _books("E1;2026-11-24;C1;w1;USDC;1,5;deposit;", header=HEADER.replace(",", ";"))
+    assert _book_problems(settings, text) == [SEMICOLON_HINT]
+
+
+def test_a_tab_separated_accounts_file_gets_the_delimiter_hint() -> None:
+    problems = _account_problems("account\tclass\tname\nC1\tfutures\tOne\n")
+    assert problems == [
+        "line 1: columns are separated by '\\t', not ',' — wrong delimiter? save the file as comma-separated CSV"
+    ]
+
+
+def test_equity_and_offchain_files_get_the_delimiter_hint() -> None:
+    from reconciler.segregation_imports import parse_equity_csv, parse_offchain_csv
+
+    with pytest.raises(InputError) as equity:
+        parse_equity_csv("date;account;cash_usd;open_trade_equity_usd\n2026-11-24;C1;1;2\n", "e.csv", {})
+    assert equity.value.problems == [SEMICOLON_HINT]
+    with pytest.raises(InputError) as offchain:
+        parse_offchain_csv("date;class;depository;amount_usd\n2026-11-24;futures;Bank;1\n", "o.csv")
+    assert offchain.value.problems == [SEMICOLON_HINT]
+
+
+def test_no_hint_when_the_other_delimiter_would_not_give_the_columns(settings: Settings) -> None:
+    # A semicolon in a column name is only a wrong header, not a wrong delimiter.
+    problems = _book_problems(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit", header="entry_id;x,date"))
+    assert problems[0].startswith("line 1: missing column(s) entry_id, account, wallet")
+    problems = _account_problems("account;class,name\nC1,futures\n")
+    assert problems[0] == "line 1: missing column(s) account, class"
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_file_digest_and_lines_match_the_bytes(tmp_path: Path) -> None:
+    raw = ("\ufeff" + HEADER + '\r\nE1,2026-11-24,C1,w1,USDC,1,deposit,"two\r\nlines"\rE2,x\n').encode()
+    path = tmp_path / "books.csv"
+    path.write_bytes(raw)
+    digest = file_sha256(path)
+    assert digest == hashlib.sha256(raw).hexdigest()
+    assert list(file_lines(path, digest)) == [
+        HEADER + "\r\n",
+        'E1,2026-11-24,C1,w1,USDC,1,deposit,"two\r\n',
+        'lines"\r',
+        "E2,x\n",
+    ]
+
+
+def test_a_file_not_utf8_names_its_first_bad_byte(tmp_path: Path) -> None:
+    path = tmp_path / "books.csv"
+    # A multi-byte character across the reader's chunk boundary, then a bad byte further on.
+    body = b"x" * ((1 << 20) - 1) + "é".encode() + b"ok\xff"
+    path.write_bytes(body)
+    with pytest.raises(InputError) as exc_info:
+        file_sha256(path)
+    assert exc_info.value.problems == [f"not UTF-8 text (byte {len(body) - 1})"]
+    path.write_bytes(b"abc\xc3")  # cut short at the end
+    with pytest.raises(InputError) as exc_info:
+        file_sha256(path)
+    assert exc_info.value.problems == ["not UTF-8 text (byte 3)"]
+
+
+def test_a_file_changed_after_its_digest_was_taken_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "books.csv"
+    path.write_text(HEADER + "\nE1,2026-11-24,C1,w1,USDC,1,deposit,\n")
+    digest = file_sha256(path)
+    path.write_text(HEADER + "\nE1,2026-11-24,C1,w1,USDC,2,deposit,\n")
+    with pytest.raises(InputError) as exc_info:
+        list(file_lines(path, digest))
+    assert exc_info.value.problems == ["the file changed while it was being imported; import it again"]
+
+
+def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc_info:
+        file_sha256(tmp_path / "nope.csv")
+    assert exc_info.value.problems[0].startswith("cannot read the file:")
