@@ -79,6 +79,11 @@ class ChainAdapter(Protocol):
         """The block at head - confirmations, with its hash."""
         ...
 
+    @property
+    def pinned_head(self) -> int | None:
+        """The head block number the last pin() counted confirmations from (None before one)."""
+        ...
+
     def block_hash(self, number: int) -> str:
         """The hash of the canonical block at ``number`` now (to detect a reorg)."""
         ...

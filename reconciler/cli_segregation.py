@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 
 from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
-from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, out  # noqa: E402
+from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out  # noqa: E402
 from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
 from reconciler.ledger import Ledger, daemon_store  # noqa: E402
 from reconciler.report import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
@@ -97,7 +97,7 @@ def equity_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) ->
     if json_out:
         _emit_json({"file": str(file), "sha256": digest, "imported": count})
     else:
-        err.print(f"{file}: {count} equity row(s) imported")
+        info.print(f"{file}: {count} equity row(s) imported")
 
 
 @offchain_app.command("import")
@@ -117,7 +117,7 @@ def offchain_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) 
     if json_out:
         _emit_json({"file": str(file), "sha256": digest, "imported": count})
     else:
-        err.print(f"{file}: {count} off-chain row(s) imported")
+        info.print(f"{file}: {count} off-chain row(s) imported")
 
 
 # ---------------------------------------------------------------------- statement
@@ -158,7 +158,7 @@ def statement(
     ledger = open_ledger(settings)
 
     def waiting() -> None:
-        err.print(f"waiting: another run holds the ledger (giving up after {settings.lock_timeout:g}s)…")
+        info.print(f"waiting: another run holds the ledger (giving up after {settings.lock_timeout:g}s)…")
 
     with interruptible() as guard:
         try:
@@ -398,4 +398,4 @@ def report_html(
     except OSError as exc:
         err.print(f"error: cannot write {out_file}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
-    err.print(f"wrote {out_file}")
+    info.print(f"wrote {out_file}")

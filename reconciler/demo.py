@@ -9,6 +9,10 @@ multisig (its owners sign one DELEGATECALL that overwrites the proxy's singleton
 event, same code hash — the Bybit pattern). It reconciles through the same code path as
 `reconciler run`, checks that exactly the planted breaks were found, and stops both nodes on
 every exit path. Exit 0 means the demo ran as designed, breaks included.
+
+`--keep DIR` writes into DIR and marks it with a `.reconciler-demo` file: a folder so marked is
+the demo's own and is started over (its config, books and ledger replaced) on the next
+`--keep DIR`; a folder not so marked that already holds one of those files is never touched.
 """
 
 from __future__ import annotations
@@ -16,17 +20,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import shlex
 import shutil
+import sys
+import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
 from rich.console import Console
 
 from chains.evm.devnet import AnvilNode, Devnet, artifact, owned_tempdir
-from reconciler import wallet_review
+from reconciler import jsonout, wallet_review
 from reconciler.bootstrap import adapter_for
 from reconciler.config import load_settings
-from reconciler.domain import BreakKind, parse_amount
+from reconciler.domain import BreakKind, BreakRecord, parse_amount
+from reconciler.errors import ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
 from reconciler.interrupt import interruptible
 from reconciler.ledger import Ledger
@@ -97,6 +106,114 @@ EXPECTED = {  # (wallet, asset): difference in asset units, on-chain minus book
     ("house-1", "ETH"): UNBOOKED_ETH,
     ("cust-seg-2", "WBTC"): "-1.5",
 }
+
+
+# What `--keep DIR` writes, and the mark that says a folder is the demo's own.
+MARKER = ".reconciler-demo"
+KEPT_FILES = ("reconciler.toml", "accounts.csv", "books.csv", "reconciler.db")
+_LEDGER_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
+
+
+def prepare_kept_folder(folder: Path) -> None:
+    """Make ``folder`` ready for the demo: created if missing; a previous demo's folder (marked)
+    is started over; any other folder holding one of the demo's files is refused (exit 2)."""
+    if folder.exists() and not folder.is_dir():
+        raise ReconcilerError(f"--keep {folder}: not a folder")
+    present = [name for name in KEPT_FILES if (folder / name).exists()]
+    if present and not (folder / MARKER).exists():
+        raise ReconcilerError(
+            f"--keep {folder}: the folder already holds {', '.join(present)}, not written by "
+            "`reconciler demo --keep`; the demo will not overwrite it. Choose a new or empty folder."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in KEPT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    for suffix in _LEDGER_SIDECARS:
+        (folder / f"reconciler.db{suffix}").unlink(missing_ok=True)
+    (folder / MARKER).write_text(
+        "This folder was written by `reconciler demo --keep`. Running that again here starts it over:\n"
+        f"{', '.join(KEPT_FILES)} are replaced.\n"
+    )
+
+
+def reconciler_command() -> str:
+    """How the user can run this same reconciler again from any folder: ``reconciler`` when
+    that is what the shell finds, else the executable's absolute path (``.venv/bin/reconciler``
+    before the environment is activated), else ``python -m reconciler``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "reconciler" and argv0.exists():
+        found = shutil.which("reconciler")
+        if found is not None and Path(found).resolve() == argv0.resolve():
+            return "reconciler"
+        return shlex.quote(str(argv0.absolute()))
+    return f"{shlex.quote(sys.executable)} -m reconciler"
+
+
+def _units(amount: str) -> str:
+    return f"{Decimal(amount):,}"
+
+
+def explain(report_breaks: list[BreakRecord], positions: int) -> list[str]:
+    """Each planted event in plain words, with the breaks it raised."""
+    kinds: dict[tuple[str, str | None], list[str]] = {}
+    for b in report_breaks:
+        kinds.setdefault((b.key.wallet, b.key.asset), []).append(f"{b.key.kind.value} ({b.severity.value})")
+
+    def found(wallet: str, asset: str | None) -> str:
+        return ", ".join(sorted(kinds.get((wallet, asset), []))) or "nothing (not found!)"
+
+    return [
+        f"demo ran as designed: {positions} positions compared on 2 chains; the 4 planted events were found "
+        f"as {len(report_breaks)} breaks:",
+        f"  1. Theft: {_units(STOLEN_USDC)} USDC left cust-seg-1 with no signed transfer instruction (moved "
+        "without the wallet's key). The transfer scan flags the transaction itself, and the balance no longer "
+        f"matches the books. Found: {found('cust-seg-1', 'USDC')}.",
+        f"  2. Unbooked inflow: {_units(UNBOOKED_ETH)} ETH arrived in house-1 that no book entry explains: "
+        f"the chain holds more than the books say. Found: {found('house-1', 'ETH')}.",
+        "  3. Missing deposit: 1.5 WBTC booked to cust-seg-2 (entry E-0011) never arrived on chain: the books "
+        f"say more than the chain holds. Found: {found('cust-seg-2', 'WBTC')}.",
+        f"  4. Multisig takeover: {VAULT}, a 2-of-3 multisig, had its singleton (the code it runs) replaced: "
+        "two owners signed one DELEGATECALL that rewrote storage slot 0 — no event, same code hash, the Bybit "
+        f"pattern. Only reading the wallet's storage shows it. Found: {found(VAULT, None)}.",
+        "A real run with these breaks open exits 1; the demo exits 0 because it found exactly what it planted.",
+    ]
+
+
+def what_next(keep: Path | None, run_id: str, break_id: str | None) -> list[str]:
+    """Commands to try next: in the kept folder, or how to keep one."""
+    cmd = reconciler_command()
+    activate = Path(cmd).parent / "activate"
+    tip = (
+        [f"  (or `source {shlex.quote(str(activate))}` once, then type just `reconciler`)"]
+        if cmd.startswith("/") and activate.exists()
+        else []
+    )
+    if keep is None:
+        return [
+            "what next:",
+            f"  {cmd} demo --keep DIR",
+            "      keeps the config, books and ledger in DIR, to try there: runs list, runs show RUN_ID,",
+            "      breaks list, breaks show ID, breaks ack ID --note TEXT",
+            f"  {cmd} config init",
+            "      writes a commented reconciler.toml to start from, for your own node",
+            *tip,
+        ]
+    folder = keep.absolute()
+    some_break = break_id or "BREAK_ID"
+    return [
+        f"kept in {folder}: {', '.join(KEPT_FILES)}.",
+        "The chains stopped with the demo: run, scan and config check --online will not answer there,",
+        "the ledger's commands do. Try:",
+        f"  cd {shlex.quote(str(folder))}",
+        f"  {cmd} runs list",
+        f"  {cmd} runs show {run_id}",
+        f"  {cmd} breaks list",
+        f"  {cmd} breaks show {some_break}",
+        f'  {cmd} breaks ack {some_break} --note "who is on it, and why"',
+        *tip,
+        f"`demo --keep {shlex.quote(str(keep))}` again starts that folder over; `config init` writes a commented",
+        "reconciler.toml for your own node.",
+    ]
 
 
 def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str], addresses: dict[str, str]) -> Path:
@@ -200,9 +317,14 @@ def _stop_nodes(nodes: dict[str, AnvilNode]) -> None:
             stack.callback(node.stop)
 
 
-def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> int:
+def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console, info: Console | None = None) -> int:
     """0: ran as designed; 1: the planted breaks were not found exactly. A SIGINT, SIGTERM or
-    SIGHUP raises `Interrupted` (the CLI exits 2) after the nodes are stopped, never 0."""
+    SIGHUP raises `Interrupted` (the CLI exits 2) after the nodes are stopped, never 0. A
+    ``keep`` folder that is not the demo's own and holds its files raises ReconcilerError (exit
+    2) before anything starts. Progress goes to ``info`` (silenced by --quiet)."""
+    info = info or err
+    if keep is not None:
+        prepare_kept_folder(keep)
     with interruptible() as guard:
         folder = keep if keep is not None else owned_tempdir("reconciler-demo-")
         if keep is None:
@@ -212,11 +334,11 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         # Registered before the first start, so a node is stopped however the block ends; cleanups
         # run after the ledger's (last registered, first run), with signals only recorded.
         guard.callback(_stop_nodes, nodes)
-        err.print("starting two local Anvil chains (eth: 31337, l2: 31338)…")
+        info.print("starting two local Anvil chains (eth: 31337, l2: 31338)…")
         for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
             nodes[chain] = AnvilNode.start(chain_id)
             guard.check()
-        err.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
+        info.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
         tokens, addresses = _set_up_chains(nodes)
         config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens, addresses)
         accounts_csv = _write_csv(folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS])
@@ -226,7 +348,7 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
             [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
         )
         guard.check()
-        err.print(f"config, books and database in {folder}")
+        info.print(f"config, books and database in {folder}", markup=False)
         settings = load_settings(str(config))
         ledger = Ledger(settings.database_url)
         guard.callback(ledger.close)
@@ -252,10 +374,10 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
         )
         guard.check()
         if json_out:
-            import json
             import sys
 
-            sys.stdout.write(json.dumps(report.document or run_doc(report, settings), indent=2) + "\n")
+            jsonout.dump(report.document or run_doc(report, settings), sys.stdout)
+            sys.stdout.write("\n")
             sys.stdout.flush()  # the whole report is on stdout before the nodes stop
         else:
             from reconciler.cli import print_run
@@ -288,19 +410,11 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console) -> i
             return 1  # leaving the block still raises Interrupted if a signal was recorded
         guard.check()
     # The nodes are stopped and no signal was recorded (leaving the block would have raised).
-    err.print(
-        f"demo ran as designed: {len(report.positions)} positions compared on 2 chains, "
-        f"{len(found) + len(takeovers) + len(thefts)} breaks found for 4 planted events (exit code of "
-        f"`reconciler run` here: {report.exit_code}):\n"
-        f"  - {STOLEN_USDC} USDC left cust-seg-1 with no signed instruction (moved without the wallet's key): "
-        "the transfer scan flags the transaction itself (unauthorized_transfer) and the balance no longer "
-        "matches the books (balance_mismatch);\n"
-        f"  - {UNBOOKED_ETH} ETH arrived in house-1 that the books do not know;\n"
-        "  - 1.5 WBTC booked to cust-seg-2 never arrived on chain;\n"
-        f"  - {VAULT}, a 2-of-3 multisig, was taken over: its owners signed one DELEGATECALL that rewrote "
-        "the wallet's singleton in storage slot 0, with no event and no change of code hash.\n"
-        "next: `reconciler demo --keep DIR` keeps the config, books and ledger; then try "
-        "`reconciler --config DIR/reconciler.toml breaks list`, `breaks show ID` or `runs show RUN_ID` "
-        "(the chains stop with the demo, so commands that read them will not answer)"
-    )
+    theft = next((b.id for b in report.breaks if b.key.kind is BreakKind.UNAUTHORIZED_TRANSFER), None)
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 100))
+    for item in explain(list(report.breaks), len(report.positions)):
+        indent = " " * (len(item) - len(item.lstrip()) + 3) if item.startswith("  ") else ""
+        err.print(textwrap.fill(item, width, subsequent_indent=indent), markup=False, soft_wrap=True)
+    for line in what_next(keep, report.run.id, theft):
+        err.print(line, markup=False, soft_wrap=True)
     return 0

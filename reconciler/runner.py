@@ -29,7 +29,7 @@ from reconciler.config import AssetSettings, ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
-from reconciler.errors import ChainError, LedgerError
+from reconciler.errors import ChainError, LedgerError, RpcUnavailable
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
 from reconciler.surveil import ChainSurveillance, surveil_chain
@@ -160,7 +160,10 @@ def read_chain(
                 raise failure
             assert observed is not None
             sources = tuple(adapter.sources())
-            return ChainResult(chain.name, node_chain_id, block, adapter.read_path, None, sources), observed
+            result = ChainResult(
+                chain.name, node_chain_id, block, adapter.read_path, None, sources, head=adapter.pinned_head
+            )
+            return result, observed
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
@@ -238,8 +241,21 @@ class ChainRead:
     coverage: Coverage = Coverage()
 
 
-def _failure_text(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ChainError) else f"{type(exc).__name__}: {exc}"
+def _failure_text(exc: BaseException, chain: str | None = None) -> str:
+    """Why a chain was not read, once, in plain words; an endpoint that gave no answer points
+    at the configuration key that names it."""
+    if not isinstance(exc, ChainError):
+        return f"{type(exc).__name__}: {exc}"
+    return chain_failure(chain, exc) if chain else str(exc)
+
+
+def chain_failure(chain: str, exc: ChainError) -> str:
+    """``cannot connect to http://127.0.0.1:8545 (connection refused): is the node running? see
+    [chains.eth] rpc_urls``: where no endpoint answered, the key to check is named."""
+    text = str(exc)
+    if not isinstance(exc, RpcUnavailable):
+        return text
+    return f"{text}{' ' if text.endswith('?') else '; '}see [chains.{chain}] rpc_urls"
 
 
 def read_one_chain(
@@ -271,7 +287,7 @@ def read_one_chain(
             coverage=Coverage(frozenset(f.key for f in findings)),
         )
     except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
-        return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc), sources))
+        return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
     agreed = _agreement_coverage(chain, settings, full)
     return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
 

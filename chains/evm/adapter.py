@@ -54,6 +54,7 @@ class EvmAdapter:
         self.rpc = rpc
         self._sources = list(sources)
         self._read_path: str | None = None
+        self._pinned_head: int | None = None
 
     @classmethod
     def from_settings(cls, settings: ChainSettings) -> EvmAdapter:
@@ -89,8 +90,15 @@ class EvmAdapter:
         return _quantity(self.rpc.request("eth_blockNumber", []), "eth_blockNumber", self.rpc.endpoint)
 
     def pin(self, confirmations: int) -> BlockRef:
-        number = pinned_number(self.head(), confirmations)
-        return BlockRef(number, self.block_hash(number))
+        head = self.head()
+        number = pinned_number(head, confirmations)
+        pinned = BlockRef(number, self.block_hash(number))
+        self._pinned_head = head
+        return pinned
+
+    @property
+    def pinned_head(self) -> int | None:
+        return self._pinned_head
 
     def block_hash(self, number: int) -> str:
         asked = hex(number)
@@ -213,20 +221,34 @@ class EvmAdapter:
         calls: list[Call] = [
             ("eth_getBalance", [q.holder, at])
             if q.token is None
-            else ("eth_call", [{"to": q.token, "data": "0x" + abi.balance_of(q.holder).hex()}, at])
+            else ("eth_call", [{"to": q.token, "data": abi.balance_of_hex(q.holder)}, at])
             for q in queries
         ]
         out = []
+        # Per value only the checks: the message naming holder and token is built on failure.
         for q, raw in zip(queries, self._batched(calls), strict=True):
-            try:
+            if q.token is None:
                 out.append(
-                    _quantity(raw, f"eth_getBalance of {q.holder}", self.rpc.endpoint)
-                    if q.token is None
-                    else abi.decode_uint(abi.hex_bytes(raw), f"balanceOf of {_describe(q)}")
+                    int(raw, 16)
+                    if isinstance(raw, str) and _QUANTITY.fullmatch(raw)
+                    else _quantity(raw, f"eth_getBalance of {q.holder}", self.rpc.endpoint)
                 )
-            except abi.AbiError as exc:
-                raise ChainError(f"chain {self.settings.name} block {block.number}: {exc}") from exc
+                continue
+            value = abi.uint_result(raw)
+            if value is None:
+                raise self._bad_balance(raw, q, block)
+            out.append(value)
         return out
+
+    def _bad_balance(self, raw: Any, q: BalanceQuery, block: BlockRef) -> ChainError:
+        """Why a balanceOf answer is not one 32-byte word of 0x-hex, naming holder and token."""
+        what = f"balanceOf of {_describe(q)}"
+        try:
+            abi.decode_uint(abi.hex_bytes(raw), what)
+            reason = f"{what} answered {raw!r:.80}"  # not reached: uint_result refuses only what these refuse
+        except abi.AbiError as exc:
+            reason = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
+        return ChainError(f"chain {self.settings.name} block {block.number}: {reason}")
 
     def _via_multicall(self, queries: Sequence[BalanceQuery], block: BlockRef) -> list[int]:
         mc = self.settings.multicall3
@@ -252,7 +274,9 @@ class EvmAdapter:
                             f"chain {self.settings.name} block {block.number}: balance of "
                             f"{_describe(q)} reverted (0x{data.hex()[:200]})"
                         )
-                    out.append(abi.decode_uint(data, f"balance of {_describe(q)}"))
+                    if len(data) != 32:  # the message is built only on failure
+                        abi.decode_uint(data, f"balance of {_describe(q)}")
+                    out.append(int.from_bytes(data, "big"))
             except abi.AbiError as exc:
                 raise ChainError(f"chain {self.settings.name} block {block.number}: {exc}") from exc
         return out

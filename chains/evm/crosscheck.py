@@ -91,6 +91,7 @@ class CrossCheckedAdapter:
         self.spot_receipt_blocks = spot_receipt_blocks
         self._pair: tuple[EvmAdapter, EvmAdapter] | None = None
         self._receipts_served = True
+        self._pinned_head: int | None = None
 
     @classmethod
     def from_settings(cls, settings: ChainSettings) -> CrossCheckedAdapter:
@@ -152,8 +153,15 @@ class CrossCheckedAdapter:
     def pin(self, confirmations: int) -> BlockRef:
         """At most the lower head of the two (a lagging endpoint is not a disagreement)."""
         first, second = self._select()
-        number = pinned_number(min(first.head(), second.head()), confirmations)
-        return BlockRef(number, self.block_hash(number))
+        head = min(first.head(), second.head())
+        number = pinned_number(head, confirmations)
+        pinned = BlockRef(number, self.block_hash(number))
+        self._pinned_head = head
+        return pinned
+
+    @property
+    def pinned_head(self) -> int | None:
+        return self._pinned_head
 
     def block_hash(self, number: int) -> str:
         first, second = self._select()

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -78,9 +79,17 @@ class EndpointError(RpcUnavailable):
     ``retryable`` when asking again may help, with the wait the endpoint asked for (Retry-After)."""
 
     def __init__(
-        self, message: str, *, retryable: bool = True, retry_after: float | None = None, status: int | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        status: int | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(f"{message}: {hint}" if hint else message)
+        self.detail = message  # what happened, without the hint (the retries' count goes here)
+        self.hint = hint  # what to check, in plain words ("is the node running?")
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
@@ -217,7 +226,8 @@ class HttpRpc:
         except requests.RequestException as exc:
             if self._closed.is_set():
                 raise self._stopped() from exc
-            raise EndpointError(f"{self.endpoint} unreachable: {self._what_failed(exc)}") from exc
+            what, hint = self._what_failed(exc)
+            raise EndpointError(what, hint=hint) from exc
         if response.status_code != 200:
             status = response.status_code
             wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -234,25 +244,30 @@ class HttpRpc:
         except ValueError as exc:
             raise EndpointError(f"{self.endpoint} answered non-JSON: {self._clean(response.text)}") from exc
 
-    def _what_failed(self, exc: requests.RequestException) -> str:
-        """What happened, in plain words; requests' own text names the full URL, so only a
-        scrubbed excerpt of it is kept, and only where the plain words say too little."""
+    def _what_failed(self, exc: requests.RequestException) -> tuple[str, str | None]:
+        """What happened, in plain words, and what to check; requests' own text names the full
+        URL and the urllib3 classes in its chain, so only a scrubbed excerpt of it is kept, and
+        only where the plain words say too little. "timed out" stays in the words of a timeout:
+        the transfer scan halves its range on it."""
         text = str(exc)
         if isinstance(exc, requests.Timeout):
-            return f"timed out after {self.timeout:g}s"
+            return f"no answer from {self.endpoint} within {self.timeout:g}s (timed out)", None
         if isinstance(exc, requests.exceptions.SSLError):
-            return f"TLS failed ({self._clean(text)})"
+            return f"TLS with {self.endpoint} failed ({self._clean(text)})", None
         if isinstance(exc, requests.ConnectionError):
             if "Connection refused" in text:
-                return "connection refused"
-            if "NameResolutionError" in text or "Name or service not known" in text:
-                return "host name not found"
+                return f"cannot connect to {self.endpoint} (connection refused)", "is the node running?"
+            if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor" in text:
+                host = urlsplit(self.url).hostname or self.endpoint
+                return f"cannot resolve host {host} ({self.endpoint})", "is the host name right?"
             if "RemoteDisconnected" in text or "Connection aborted" in text or "Connection reset" in text:
-                return "connection closed before an answer"
-            return f"connection failed ({self._clean(text)})"
+                return f"{self.endpoint} closed the connection before an answer", None
+            if "No route to host" in text or "Network is unreachable" in text:
+                return f"cannot connect to {self.endpoint} (no route to host)", "is the network up?"
+            return f"cannot connect to {self.endpoint} ({self._clean(text)})", None
         if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            return f"answer cut off ({self._clean(text)})"
-        return f"{type(exc).__name__} ({self._clean(text)})"
+            return f"{self.endpoint}: answer cut off ({self._clean(text)})", None
+        return f"{self.endpoint}: {type(exc).__name__} ({self._clean(text)})", None
 
     def request(self, method: str, params: Sequence[Any]) -> Any:
         request_id = next(self._ids)
@@ -433,6 +448,14 @@ class RetryingRpc:
             notes.append(f"last: {last}")
         if why:
             notes.append(why)
+        if isinstance(first, EndpointError) and first.hint:
+            # "cannot connect to X (connection refused, 3 attempts): is the node running?"
+            detail = first.detail
+            if notes and detail.endswith(")"):
+                detail = f"{detail[:-1]}, {'; '.join(notes)})"
+            elif notes:
+                detail += f" ({'; '.join(notes)})"
+            return EndpointError(detail, retryable=False, retry_after=wait, status=first.status, hint=first.hint)
         message = str(first) + (f" ({'; '.join(notes)})" if notes else "")
         status = first.status if isinstance(first, EndpointError) else None
         return EndpointError(message, retryable=False, retry_after=wait, status=status)

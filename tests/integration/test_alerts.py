@@ -286,7 +286,7 @@ def test_an_incomplete_run_is_alerted(make_desk: Any, receiver: Receiver) -> Non
     [request] = receiver.requests
     body = json.loads(request.body)
     assert body["event"] == "run.incomplete" == request.headers["X-Reconciler-Event"]
-    assert body["run_id"] == doc["run_id"] and "unreachable" in body["reason"]
+    assert body["run_id"] == doc["run_id"] and "cannot connect to" in body["reason"]
     assert_signed(request)
 
 

@@ -226,7 +226,7 @@ def test_node_down_gives_exit_2_incomplete_run_and_keeps_open_breaks(
     assert doc["status"] == "incomplete"
     assert doc["positions"] == []
     assert doc["chains"]["eth"]["block_number"] is None
-    assert "unreachable" in doc["chains"]["eth"]["error"]
+    assert "cannot connect to" in doc["chains"]["eth"]["error"]
     # the open break was not resolved by a run that could not look
     assert [(b["id"], b["status"]) for b in doc["breaks"]] == [(open_break["id"], "open")]
     engine = sqlalchemy.create_engine(load_settings(str(config)).database_url)
@@ -235,7 +235,7 @@ def test_node_down_gives_exit_2_incomplete_run_and_keeps_open_breaks(
             sqlalchemy.text("SELECT status, reason FROM run WHERE id = :id"), {"id": doc["run_id"]}
         ).one()
     engine.dispose()
-    assert status == "incomplete" and "unreachable" in reason
+    assert status == "incomplete" and "cannot connect to" in reason
 
 
 def test_failover_to_the_next_rpc_url(cli: Any, devnet: Devnet, scenario: Scenario) -> None:
