@@ -166,3 +166,13 @@ def test_commands_refuse_a_ledger_that_was_never_initialized(cli: Any, scenario:
     if scenario.db_url.startswith("sqlite"):
         # a mistyped path must not quietly become an empty, clean-looking ledger
         assert not (tmp_path / "ledger.db").exists()
+
+
+def test_the_revisions_read_from_file_names_are_alembics() -> None:
+    """Commands check a ledger's version without importing Alembic, from the migrations' file
+    names: they must name exactly the revisions Alembic reads from the scripts, head included."""
+    script = schema._script()
+    assert schema.known_revisions() == {rev.revision for rev in script.walk_revisions()}
+    assert [schema.head()] == script.get_heads()
+    for rev in script.walk_revisions():
+        assert rev.down_revision is None or rev.down_revision == f"{int(rev.revision) - 1:04d}"
