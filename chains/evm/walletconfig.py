@@ -18,12 +18,14 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_utils.crypto import keccak
 
+from chains.evm import codesizes
 from chains.evm.rpc import Call, RpcError, Transport
 from reconciler.domain import BlockRef, eip55
 from reconciler.errors import ChainError, RpcUnavailable
@@ -39,6 +41,8 @@ from reconciler.walletconfig import (
     delegation_of,
     wallet_kind,
 )
+
+log = logging.getLogger(__name__)
 
 # Safe storage layout (1.1.1 to 1.4.1; our CustodyWallet shares it).
 SENTINEL = 0x1
@@ -199,6 +203,36 @@ class _Reader:
         return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, self.at]), subject
 
 
+def _code_sizes(reader: _Reader, addresses: Sequence[str]) -> list[int] | None:
+    """Each account's code size at the pin, or None when the node would not say it exactly
+    (then every account's code is read). Transport failures raise, as any read's do."""
+    per_call = codesizes.ACCOUNTS_PER_CALL
+    groups = [addresses[i : i + per_call] for i in range(0, len(addresses), per_call)]
+    calls: list[Call] = [
+        ("eth_call", [{"to": codesizes.PROBE, "data": codesizes.calldata(group)}, reader.at, codesizes.override()])
+        for group in groups
+    ]
+    answers: list[Any] = []
+    for i in range(0, len(calls), reader.chunk_size):
+        try:
+            answers += reader.rpc.batch(calls[i : i + reader.chunk_size])
+        except RpcError as exc:  # no state overrides here (or a revert): read each account's code
+            log.info("event=code_sizes_unavailable chain=%s reason=%r fallback=eth_getCode", reader.chain, str(exc))
+            return None
+        except ChainError as exc:
+            raise _translate(exc, f"{reader.where()}: reading the code sizes of {len(addresses)} accounts") from exc
+    sizes: list[int] = []
+    for group, answer in zip(groups, answers, strict=True):
+        decoded = codesizes.decode(answer, len(group))
+        if decoded is None:
+            log.info(
+                "event=code_sizes_unavailable chain=%s reason=unexpected_answer fallback=eth_getCode", reader.chain
+            )
+            return None
+        sizes += decoded
+    return sizes
+
+
 def _address_or_none(word: int) -> str | None:
     """The address in a storage word's low 20 bytes (what a proxy masks out); None when zero."""
     low = word & ((1 << 160) - 1)
@@ -264,8 +298,19 @@ def read_wallet_configs(
     # by an EIP-7702 delegation that was later cleared is inert), so only accounts with code —
     # Safes, proxies, delegated EOAs — pay for the ten storage slots. With plain EOAs that is
     # one read per wallet instead of eleven.
-    code_raws = reader.batch([reader.code(a, s) for a, s in zip(addresses, subjects, strict=True)], "the code")
-    codes = [reader.hex_bytes(raw, f"{subject}: code") for raw, subject in zip(code_raws, subjects, strict=True)]
+    # Which accounts have code: in one eth_call per 500 (a state override, see codesizes.py),
+    # else one eth_getCode each; then the code itself of those that have it.
+    sizes = _code_sizes(reader, addresses)
+    ask = [i for i, size in enumerate(sizes) if size] if sizes is not None else list(range(len(addresses)))
+    code_raws = reader.batch([reader.code(addresses[i], subjects[i]) for i in ask], "the code")
+    codes = [b""] * len(addresses)
+    for i, raw in zip(ask, code_raws, strict=True):
+        codes[i] = reader.hex_bytes(raw, f"{subjects[i]}: code")
+        if sizes is not None and len(codes[i]) != sizes[i]:
+            raise ChainError(
+                f"{reader.where()}: {subjects[i]}: the node said its code is {sizes[i]} bytes, then answered "
+                f"{len(codes[i])} bytes of code"
+            )
     with_code = [i for i, code in enumerate(codes) if code]
     first: list[tuple[Call, str]] = []
     for i in with_code:

@@ -48,6 +48,7 @@ from reconciler.engine.wallets import (
 from reconciler.errors import ChainError, RpcUnavailable
 from reconciler.walletconfig import ControlState, FreezeQuery, WalletConfig, WalletKind
 from tests.integration.helpers import closed_port_url
+from tests.integration.rpcproxy import RpcProxy
 
 ETH = 10**18
 EXECUTION_SUCCESS = "0x" + keccak(text="ExecutionSuccess(bytes32,uint256)").hex()
@@ -139,10 +140,11 @@ def test_fresh_custody_wallet_reads_as_a_safe(devnet: Devnet, owners: list[Local
     assert eoa.owners == () and eoa.threshold is None and eoa.singleton is None
     assert contract.kind is WalletKind.CONTRACT and contract.owners == ()
 
-    # One batch for code, one for the slots of the accounts that have code (not the EOA), one
-    # per owner (the modules list is empty), one probe batch.
-    assert len(rpc.batches) == 1 + 1 + 3 + 1 and rpc.requests == 0
-    assert rpc.batches[:2] == [3, 2 * 10]
+    # One batch of code sizes (one eth_call for all three), one of code for the two accounts
+    # that have some, one of the slots of those two, one per owner (the modules list is
+    # empty), one probe batch.
+    assert len(rpc.batches) == 1 + 1 + 1 + 3 + 1 and rpc.requests == 0
+    assert rpc.batches[:3] == [1, 2, 2 * 10]
 
 
 def test_python_and_contract_agree_on_the_transaction_digest(
@@ -162,6 +164,54 @@ def test_python_and_contract_agree_on_the_transaction_digest(
         wallet.functions.execTransaction(devnet.deployer, 1, b"", 0, swapped).call()
 
 
+@pytest.mark.parametrize("node", ["ignores overrides", "refuses overrides", "misshapen answer"])
+def test_a_node_without_state_overrides_has_every_account_code_read(
+    devnet: Devnet, owners: list[LocalAccount], node: str
+) -> None:
+    """Code sizes come from one eth_call with a state override; a node that ignores or refuses
+    the override, or answers anything but the array asked for, costs one eth_getCode per
+    account — and never a wallet read as having no code."""
+    addresses = [o.address for o in owners]
+    safe = devnet.deploy_custody_wallet(addresses, 2)
+    wallets = [("safe", safe.address), ("eoa", owners[0].address), ("token", devnet.deploy_token("T", "T", 6).address)]
+    block = pin(devnet)
+    direct = read_wallet_configs(HttpRpc(devnet.url), "eth", wallets, block)
+    with RpcProxy(devnet.url) as proxy:
+        plain = read_wallet_configs(HttpRpc(proxy.url), "eth", wallets, block)
+        assert plain == direct
+        asked = [m for r in proxy.seen() for m in r.methods]
+        assert asked.count("eth_getCode") == 2, "only the accounts with code"
+        proxy.reset()
+        before = len(proxy.seen())
+
+        def strip(payload: Any) -> Any:
+            items = payload if isinstance(payload, list) else [payload]
+            for item in items:
+                if item.get("method") == "eth_call" and len(item["params"]) == 3:
+                    item["params"] = item["params"][:2]  # as a node that drops the third parameter
+            return payload
+
+        def refuse(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+            if len(request["params"]) == 3:
+                return {"jsonrpc": "2.0", "id": response["id"], "error": {"code": -32602, "message": "invalid params"}}
+            return response
+
+        def misshapen(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+            if len(request["params"]) == 3:
+                return {**response, "result": response["result"][:-64]}  # one size short
+            return response
+
+        if node == "ignores overrides":
+            proxy.rewrite_request = strip
+        else:
+            proxy.on("eth_call", refuse if node == "refuses overrides" else misshapen)
+        fallback = read_wallet_configs(HttpRpc(proxy.url), "eth", wallets, block)
+        assert fallback == direct
+        asked = [m for r in proxy.seen()[before:] for m in r.methods]
+        assert asked.count("eth_getCode") == 3, "every account's code, read one by one"
+    assert [c.kind for c in direct] == [WalletKind.SAFE, WalletKind.EOA, WalletKind.CONTRACT]
+
+
 def test_many_wallets_take_the_same_number_of_batches(devnet: Devnet, owners: list[LocalAccount]) -> None:
     addresses = [o.address for o in owners]
     singleton = devnet.deploy("CustodyWallet").address
@@ -169,7 +219,7 @@ def test_many_wallets_take_the_same_number_of_batches(devnet: Devnet, owners: li
     rpc = CountingRpc(devnet.url)
     configs = read_wallet_configs(rpc, "eth", [(f"w{i}", w.address) for i, w in enumerate(wallets)], pin(devnet))
     assert [c.owners for c in configs] == [tuple(addresses)] * 12
-    assert len(rpc.batches) == 1 + 1 + 3 + 1 and rpc.requests == 0
+    assert len(rpc.batches) == 1 + 1 + 1 + 3 + 1 and rpc.requests == 0
 
 
 # ------------------------------------------------------------------ the takeover

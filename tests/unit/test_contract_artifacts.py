@@ -19,6 +19,7 @@ SRC = CONTRACTS / "src"
 ARTIFACTS = CONTRACTS / "artifacts"
 
 EXPECTED_CONTRACTS = {
+    "CodeSizes",
     "CollateralToken",
     "CustodyWallet",
     "CustodyWalletProxy",
@@ -145,3 +146,29 @@ def test_artifacts_record_compiler_and_source_hash() -> None:
         assert len(artifact["deployedBytecode"]) > 2
         # Written as sorted, 2-space-indented JSON with a trailing newline.
         assert path.read_text() == json.dumps(artifact, indent=2, sort_keys=True) + "\n"
+
+
+def test_the_code_sizes_probe_is_the_compiled_contract() -> None:
+    """The runtime code the wallet reads place by state override is CodeSizes.sol as built."""
+    import json
+
+    from chains.evm import codesizes
+
+    artifact = json.loads((Path(__file__).resolve().parents[2] / "contracts/artifacts/CodeSizes.json").read_text())
+    assert codesizes.RUNTIME == artifact["deployedBytecode"]
+    [fn] = [f for f in artifact["abi"] if f["type"] == "function"]
+    assert fn["name"] == "sizes" and [i["type"] for i in fn["inputs"]] == ["address[]"]
+
+
+def test_code_sizes_answers_are_taken_only_whole() -> None:
+    from chains.evm import codesizes
+
+    good = "0x" + (32).to_bytes(32, "big").hex() + (2).to_bytes(32, "big").hex() + (0).to_bytes(32, "big").hex() + (
+        23
+    ).to_bytes(32, "big").hex()
+    assert codesizes.decode(good, 2) == [0, 23]
+    for bad in (good[:-64], good + "00" * 32, "0x", None, good.replace("0x", "0X", 1), good[:-1] + "g", 7):
+        assert codesizes.decode(bad, 2) is None, bad
+    assert codesizes.decode(good, 3) is None
+    wrong_offset = "0x" + (64).to_bytes(32, "big").hex() + good[66:]
+    assert codesizes.decode(wrong_offset, 2) is None
