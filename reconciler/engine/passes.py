@@ -131,13 +131,13 @@ def wallet_pass(obs: RunObservations) -> PassResult:
     """Wallet configuration against its baseline (takeovers, owner and threshold changes,
     modules, guards, EIP-7702 delegations) and the issuer controls on its collateral."""
     findings: list[Finding] = []
-    coverage: set[BreakKey] = set()
+    families: set[tuple[BreakKind, str, str, str | None]] = set()
     for chain in obs.chains.values():
         wobs = wallet_observations(obs, chain)
         for check in WALLET_CHECKS:
             findings.extend(check(wobs))
-        coverage |= wallet_check_coverage(wobs)
-    return PassResult(tuple(findings), Coverage(frozenset(coverage)))
+        families |= wallet_check_coverage(wobs)
+    return PassResult(tuple(findings), Coverage(families=frozenset(families)))
 
 
 def surveillance_pass(obs: RunObservations) -> PassResult:

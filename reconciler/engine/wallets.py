@@ -243,8 +243,12 @@ WalletCheck = Callable[[WalletObservations], list[Finding]]
 WALLET_CHECKS: tuple[WalletCheck, ...] = (check_wallet_configs, check_issuer_controls)
 
 
-def wallet_check_coverage(obs: WalletObservations) -> frozenset[BreakKey]:
-    """Every key WALLET_CHECKS looked at: each wallet's configuration, each wallet x asset."""
-    keys = {BreakKey(BreakKind.WALLET_CONFIG_CHANGE, obs.chain, w.name, None) for w in obs.wallets}
-    keys |= {BreakKey(BreakKind.ASSET_FROZEN, obs.chain, w.name, a.name) for w in obs.wallets for a in obs.assets}
-    return frozenset(keys)
+def wallet_check_coverage(obs: WalletObservations) -> frozenset[tuple[BreakKind, str, str, str | None]]:
+    """Every position WALLET_CHECKS looked at, as break families (kind, chain, wallet, asset):
+    each wallet's configuration, each wallet x asset. Their breaks carry no tx hash, and a
+    tuple per position is far cheaper than a BreakKey at thousands of wallets."""
+    families: set[tuple[BreakKind, str, str, str | None]] = {
+        (BreakKind.WALLET_CONFIG_CHANGE, obs.chain, w.name, None) for w in obs.wallets
+    }
+    families |= {(BreakKind.ASSET_FROZEN, obs.chain, w.name, a.name) for w in obs.wallets for a in obs.assets}
+    return frozenset(families)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Severity
 from reconciler.engine.lifecycle import plan_breaks
+from reconciler.engine.passes import Coverage
 from reconciler.engine.wallets import (
     WALLET_CHECKS,
     FieldChange,
@@ -358,7 +359,8 @@ def test_passes_share_one_signature_and_their_keys_never_collide() -> None:
     findings = [f for check in WALLET_CHECKS for f in check(obs)]
     keys = [f.key for f in findings]
     assert len(keys) == len(set(keys)) == 3
-    coverage = wallet_check_coverage(obs)
-    assert set(keys) <= coverage and len(coverage) == 4
+    families = wallet_check_coverage(obs)
+    coverage = Coverage(families=families)
+    assert all(k in coverage for k in keys) and len(families) == 4
     plan = plan_breaks([], findings, coverage)  # the ledger's planner accepts them as they are
     assert len(plan.opened) == 3
