@@ -88,18 +88,44 @@ class Raw:
         return out
 
 
+# Linux records in a child's peak RSS the memory of whatever process it was spawned from, up to
+# its exec (the old mm's high-water mark is kept across exec). Spawned straight from this
+# process, which holds the whole benchmark chain (~1 GB at 100,000 wallets), every child would
+# report at least that much. So each measured process is started by a small Python launcher,
+# which reports its child's own peak RSS (wait4) on fd 3.
+_LAUNCHER = """
+import os, sys, time
+fd = int(sys.argv[1])
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, f"{usage.ru_maxrss} {time.perf_counter() - t0}".encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _proc(args: Sequence[str], cwd: Path, out_path: Path | None = None) -> tuple[float, float, int, str]:
-    """Run a process; (seconds, its own peak RSS in MB via wait4, exit code, stderr tail)."""
+    """Run a process; (its seconds, its own peak RSS in MB, exit code, stderr tail), both
+    measured by the launcher around the process alone."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    read_rss, write_rss = os.pipe()
     with tempfile.TemporaryFile() as errf, (out_path.open("wb") if out_path else open(os.devnull, "wb")) as outf:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(list(args), cwd=cwd, stdout=outf, stderr=errf, stdin=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
-        elapsed = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(write_rss), *args], cwd=cwd, stdout=outf, stderr=errf,
+            stdin=subprocess.DEVNULL, env=env, pass_fds=(write_rss,),
+        )
+        os.close(write_rss)
+        code = p.wait()
+        with os.fdopen(read_rss, "rb") as fh:
+            reported = fh.read().decode().split()
         errf.seek(0)
         tail = errf.read().decode(errors="replace")[-2000:]
-    return elapsed, usage.ru_maxrss / 1024.0, p.returncode, tail
+    if len(reported) != 2:
+        raise RuntimeError(f"the launcher of {' '.join(args)} reported nothing (exit {code}): {tail}")
+    return float(reported[1]), int(reported[0]) / 1024.0, code, tail
 
 
 def _cli(config: Path, *args: str) -> list[str]:
