@@ -60,14 +60,22 @@ class Coverage:
 
     keys: frozenset[BreakKey] = frozenset()
     families: frozenset[tuple[BreakKind, str, str, str | None]] = frozenset()
+    # What was joined with ``|``: kept as it is, not copied into one set (at 100,000 wallets each
+    # pass covers 400,000 positions; a union would hold them all twice).
+    parts: tuple[Coverage, ...] = ()
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, BreakKey):
             return False
-        return key in self.keys or (key.kind, key.chain, key.wallet, key.asset) in self.families
+        if key in self.keys or (key.kind, key.chain, key.wallet, key.asset) in self.families:
+            return True
+        return any(key in part for part in self.parts)
 
     def __or__(self, other: Coverage) -> Coverage:
-        return Coverage(self.keys | other.keys, self.families | other.families)
+        joined = tuple(c for c in (self, other) if c.keys or c.families or c.parts)
+        if len(joined) == 1:
+            return joined[0]
+        return Coverage(parts=joined)
 
 
 @dataclass(frozen=True, slots=True)
