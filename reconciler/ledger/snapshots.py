@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import Select, and_, insert, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -161,18 +161,23 @@ def insert_rows(s: Session, rows: Iterable[dict[str, object]]) -> None:
         s.execute(insert(BalanceSnapshot), batch)
 
 
+def _select_snapshots() -> Select[str, str, int | None, int, int, int | None]:
+    """A Snapshot's columns, in its order but ``seq`` last."""
+    return select(
+        col(BalanceSnapshot.wallet),
+        col(BalanceSnapshot.asset),
+        col(BalanceSnapshot.decimals),
+        col(BalanceSnapshot.book),
+        col(BalanceSnapshot.onchain),
+        col(BalanceSnapshot.seq),
+    )
+
+
 def _rebuild(s: Session, chain: str, base: str, upto: int) -> list[Snapshot]:
     """The positions of the run with ``snapshot_seq`` ``upto`` on ``chain``, in their order."""
     found: dict[tuple[str, str], Snapshot] = {}
     query = (
-        select(
-            col(BalanceSnapshot.wallet),
-            col(BalanceSnapshot.asset),
-            col(BalanceSnapshot.decimals),
-            col(BalanceSnapshot.book),
-            col(BalanceSnapshot.onchain),
-            col(BalanceSnapshot.seq),
-        )
+        _select_snapshots()
         .join(
             RunChain,
             and_(
@@ -199,14 +204,7 @@ def positions_of(s: Session, run_id: str, chain: str) -> list[Snapshot]:
         return []
     if rc.snapshot_seq is None or rc.snapshot_base is None:  # recorded before revision 0008: all rows
         legacy = s.execute(
-            select(
-                col(BalanceSnapshot.wallet),
-                col(BalanceSnapshot.asset),
-                col(BalanceSnapshot.decimals),
-                col(BalanceSnapshot.book),
-                col(BalanceSnapshot.onchain),
-                col(BalanceSnapshot.seq),
-            )
+            _select_snapshots()
             .where(col(BalanceSnapshot.run_id) == run_id, col(BalanceSnapshot.chain) == chain)
             .order_by(col(BalanceSnapshot.seq), col(BalanceSnapshot.wallet), col(BalanceSnapshot.asset))
         )
