@@ -754,21 +754,25 @@ class Ledger:
 
 def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:
     now = _now()
-    s.add_all(
-        WalletBaseline(
-            chain=config.chain,
-            wallet=config.wallet,
-            address=config.address,
-            block_number=config.block_number,
-            block_hash=block_hash,
-            config=json.dumps(config.to_json()),
-            reviewed=baselines.reviewed,
-            note=baselines.note,
-            recorded_at=now,
-            run_id=run_id,
-        )
+    # Plain rows in one executemany, in order (the newest id per wallet is its baseline): a
+    # first run at 10,000 wallets records 10,000 of them.
+    wallet_rows = [
+        {
+            "chain": config.chain,
+            "wallet": config.wallet,
+            "address": config.address,
+            "block_number": config.block_number,
+            "block_hash": block_hash,
+            "config": json.dumps(config.to_json()),
+            "reviewed": baselines.reviewed,
+            "note": baselines.note,
+            "recorded_at": now,
+            "run_id": run_id,
+        }
         for config, block_hash in baselines.wallets
-    )
+    ]
+    if wallet_rows:
+        s.execute(insert(WalletBaseline), wallet_rows)
     s.add_all(
         TokenBaseline(
             chain=chain,
