@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +15,12 @@ import pytest
 from chains.evm.devnet import Devnet
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json
+from tests.unit.test_report_html import parse
 
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 EXPLORER = "https://explorer.example"
 NOTE = "<script>document.title='pwned'</script> on it & checking"
 CHROMIUM_TIMEOUT = 90  # seconds; a cold start on a busy 2-core machine takes a few
-
-
-class _Dom(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.links: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        if tag == "a":
-            self.links += [v or "" for k, v in attrs if k == "href"]
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def _dom(html: str) -> _Dom:
-    parsed = _Dom()
-    parsed.feed(html)
-    return parsed
 
 
 def _chromium() -> str | None:
@@ -107,7 +85,7 @@ def test_report_html_shows_the_stored_run_and_renders_in_chromium(
     assert result.stdout == ""
     assert f"wrote {page}" in result.stderr
     html = page.read_text(encoding="utf-8")
-    parsed = _dom(html)
+    parsed = parse(html)
     text = "".join(parsed.text)
     block = stored["chains"]["eth"]["block_number"]
     pinned = f'href="{EXPLORER}/block/{block}">{block}</a>'  # the pinned block, linked to the explorer
@@ -136,7 +114,7 @@ def test_report_html_shows_the_stored_run_and_renders_in_chromium(
     assert len(png) > 30_000, f"a {len(png)}-byte screenshot is too small to show the report"
 
     dumped = _browse(binary, tmp_path, page, "--dump-dom").stdout.decode()
-    dom = _dom(dumped)
+    dom = parse(dumped)
     rendered = "".join(dom.text)
     assert run_id in rendered
     assert pinned in dumped
