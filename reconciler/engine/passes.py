@@ -51,6 +51,26 @@ class RunObservations:
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """The family ``kind`` of every configured wallet x asset of ``chain``, whatever the tx hash:
+    as many positions as the product, in the memory of its two sets of names."""
+
+    kind: BreakKind
+    chain: str
+    wallets: frozenset[str]
+    assets: frozenset[str | None]
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, BreakKey)
+            and key.kind == self.kind
+            and key.chain == self.chain
+            and key.wallet in self.wallets
+            and key.asset in self.assets
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Coverage:
     """Where a run looked: exact break keys, and whole families — a kind on one configured
     wallet x asset of a chain, whatever the tx hash — that it judged in full (every unbooked
@@ -60,6 +80,9 @@ class Coverage:
 
     keys: frozenset[BreakKey] = frozenset()
     families: frozenset[tuple[BreakKind, str, str, str | None]] = frozenset()
+    # Families over every wallet x asset of a chain, without a tuple per position: a kind, a
+    # chain, its wallets and its assets (None for a family about the wallet itself).
+    spans: tuple[Span, ...] = ()
     # What was joined with ``|``: kept as it is, not copied into one set (at 100,000 wallets each
     # pass covers 400,000 positions; a union would hold them all twice).
     parts: tuple[Coverage, ...] = ()
@@ -69,10 +92,12 @@ class Coverage:
             return False
         if key in self.keys or (key.kind, key.chain, key.wallet, key.asset) in self.families:
             return True
+        if any(key in span for span in self.spans):
+            return True
         return any(key in part for part in self.parts)
 
     def __or__(self, other: Coverage) -> Coverage:
-        joined = tuple(c for c in (self, other) if c.keys or c.families or c.parts)
+        joined = tuple(c for c in (self, other) if c.keys or c.families or c.spans or c.parts)
         if len(joined) == 1:
             return joined[0]
         return Coverage(parts=joined)
@@ -100,18 +125,20 @@ def positions(obs: RunObservations) -> list[Position]:
 def balance_pass(obs: RunObservations) -> PassResult:
     """A balance_mismatch for each position outside its asset's tolerance."""
     findings: list[Finding] = []
-    # Families, not keys: a balance_mismatch has no tx hash, and a tuple per position is far
-    # cheaper than a BreakKey (40,000 of them at 10,000 wallets).
-    families: set[tuple[BreakKind, str, str, str | None]] = set()
+    # A span, not a key per position: a balance_mismatch has no tx hash, and its positions are
+    # every configured wallet x asset of the chain (40,000 BreakKeys at 10,000 wallets).
+    spans: list[Span] = []
     tolerances = {a.name: a.tolerance for a in obs.settings.assets.values()}
-    kind = BreakKind.BALANCE_MISMATCH
     for name, chain in obs.chains.items():
-        rows = positions_for_chain(
-            name, obs.settings.wallets_on(name), obs.settings.assets_on(name), obs.book, chain.balances
-        )
-        families.update((kind, p.chain, p.wallet, p.asset) for p in rows)
+        wallets, assets = obs.settings.wallets_on(name), obs.settings.assets_on(name)
+        rows = positions_for_chain(name, wallets, assets, obs.book, chain.balances)
+        spans.append(_span(BreakKind.BALANCE_MISMATCH, name, [w.name for w in wallets], [a.name for a in assets]))
         findings.extend(check_balances(rows, tolerances, chain.block))
-    return PassResult(tuple(findings), Coverage(families=frozenset(families)))
+    return PassResult(tuple(findings), Coverage(spans=tuple(spans)))
+
+
+def _span(kind: BreakKind, chain: str, wallets: Iterable[str], assets: Iterable[str | None]) -> Span:
+    return Span(kind, chain, frozenset(wallets), frozenset(assets))
 
 
 def wallet_observations(obs: RunObservations, chain: ChainObservations) -> WalletObservations:
@@ -139,13 +166,13 @@ def wallet_pass(obs: RunObservations) -> PassResult:
     """Wallet configuration against its baseline (takeovers, owner and threshold changes,
     modules, guards, EIP-7702 delegations) and the issuer controls on its collateral."""
     findings: list[Finding] = []
-    families: set[tuple[BreakKind, str, str, str | None]] = set()
+    spans: list[Span] = []
     for chain in obs.chains.values():
         wobs = wallet_observations(obs, chain)
         for check in WALLET_CHECKS:
             findings.extend(check(wobs))
-        families |= wallet_check_coverage(wobs)
-    return PassResult(tuple(findings), Coverage(families=frozenset(families)))
+        spans += [_span(kind, wobs.chain, wallets, assets) for kind, wallets, assets in wallet_check_coverage(wobs)]
+    return PassResult(tuple(findings), Coverage(spans=tuple(spans)))
 
 
 def surveillance_pass(obs: RunObservations) -> PassResult:
@@ -158,10 +185,9 @@ def surveillance_pass(obs: RunObservations) -> PassResult:
     for chain, inputs in obs.surveillance.items():
         for check in SURVEILLANCE_CHECKS:
             findings.extend(check(inputs))
-        judged = frozenset(
-            (BreakKind.UNEXPECTED_INFLOW, chain, w.name, a.name) for w in inputs.wallets for a in inputs.assets
-        )
-        coverage |= Coverage(surveillance_coverage(inputs), judged)
+        wallets, assets = [w.name for w in inputs.wallets], [a.name for a in inputs.assets]
+        judged = _span(BreakKind.UNEXPECTED_INFLOW, chain, wallets, assets)
+        coverage |= Coverage(surveillance_coverage(inputs), spans=(judged,))
     for chain, movements in obs.orphaned.items():
         for m in movements:
             kind = {

@@ -243,12 +243,13 @@ WalletCheck = Callable[[WalletObservations], list[Finding]]
 WALLET_CHECKS: tuple[WalletCheck, ...] = (check_wallet_configs, check_issuer_controls)
 
 
-def wallet_check_coverage(obs: WalletObservations) -> frozenset[tuple[BreakKind, str, str, str | None]]:
-    """Every position WALLET_CHECKS looked at, as break families (kind, chain, wallet, asset):
-    each wallet's configuration, each wallet x asset. Their breaks carry no tx hash, and a
-    tuple per position is far cheaper than a BreakKey at thousands of wallets."""
-    families: set[tuple[BreakKind, str, str, str | None]] = {
-        (BreakKind.WALLET_CONFIG_CHANGE, obs.chain, w.name, None) for w in obs.wallets
-    }
-    families |= {(BreakKind.ASSET_FROZEN, obs.chain, w.name, a.name) for w in obs.wallets for a in obs.assets}
-    return frozenset(families)
+def wallet_check_coverage(
+    obs: WalletObservations,
+) -> tuple[tuple[BreakKind, tuple[str, ...], tuple[str | None, ...]], ...]:
+    """Every position WALLET_CHECKS looked at, as (kind, wallets, assets): each wallet's
+    configuration (asset None) and each wallet x asset. Their breaks carry no tx hash."""
+    wallets = tuple(w.name for w in obs.wallets)
+    return (
+        (BreakKind.WALLET_CONFIG_CHANGE, wallets, (None,)),
+        (BreakKind.ASSET_FROZEN, wallets, tuple(a.name for a in obs.assets)),
+    )

@@ -227,3 +227,24 @@ def test_plan_breaks_partitions_findings_and_resolves_only_inside_coverage(
     assert resolved <= coverage
     assert resolved.isdisjoint(finding_keys)
     assert resolved == (active_keys - finding_keys) & coverage
+
+
+def test_a_span_covers_exactly_the_configured_wallets_and_assets_of_its_kind_and_chain() -> None:
+    from reconciler.domain import BreakKey, BreakKind
+    from reconciler.engine.passes import Coverage, Span
+
+    span = Span(BreakKind.BALANCE_MISMATCH, "eth", frozenset({"w1", "w2"}), frozenset({"USDC", "ETH"}))
+    other = Coverage(keys=frozenset({BreakKey(BreakKind.UNAUTHORIZED_TRANSFER, "eth", "w9", "USDC", "0x" + "ab" * 32)}))
+    coverage = Coverage(spans=(span,)) | other | Coverage()
+    assert BreakKey(BreakKind.BALANCE_MISMATCH, "eth", "w2", "ETH") in coverage
+    assert BreakKey(BreakKind.BALANCE_MISMATCH, "eth", "w2", "ETH", "0x" + "cd" * 32) in coverage  # any tx hash
+    for outside in (
+        BreakKey(BreakKind.BALANCE_MISMATCH, "eth", "w3", "ETH"),  # a wallet that left the configuration
+        BreakKey(BreakKind.BALANCE_MISMATCH, "eth", "w1", "WBTC"),  # an asset that did
+        BreakKey(BreakKind.BALANCE_MISMATCH, "l2", "w1", "ETH"),  # another chain
+        BreakKey(BreakKind.UNEXPECTED_INFLOW, "eth", "w1", "ETH"),  # another kind
+        BreakKey(BreakKind.UNAUTHORIZED_TRANSFER, "eth", "w9", "USDC"),  # the exact key needs its tx hash
+    ):
+        assert outside not in coverage, outside
+    assert BreakKey(BreakKind.UNAUTHORIZED_TRANSFER, "eth", "w9", "USDC", "0x" + "ab" * 32) in coverage
+    assert "not a key" not in coverage

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Severity
 from reconciler.engine.lifecycle import plan_breaks
-from reconciler.engine.passes import Coverage
+from reconciler.engine.passes import Coverage, Span
 from reconciler.engine.wallets import (
     WALLET_CHECKS,
     FieldChange,
@@ -359,8 +359,8 @@ def test_passes_share_one_signature_and_their_keys_never_collide() -> None:
     findings = [f for check in WALLET_CHECKS for f in check(obs)]
     keys = [f.key for f in findings]
     assert len(keys) == len(set(keys)) == 3
-    families = wallet_check_coverage(obs)
-    coverage = Coverage(families=families)
-    assert all(k in coverage for k in keys) and len(families) == 4
+    spans = wallet_check_coverage(obs)
+    coverage = Coverage(spans=tuple(Span(kind, obs.chain, frozenset(w), frozenset(a)) for kind, w, a in spans))
+    assert all(k in coverage for k in keys) and sum(len(w) * len(a) for _, w, a in spans) == 4
     plan = plan_breaks([], findings, coverage)  # the ledger's planner accepts them as they are
     assert len(plan.opened) == 3
