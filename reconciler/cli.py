@@ -194,6 +194,14 @@ def _emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def report_import(json_out: bool, file: Path, digest: str, count: int, what: str) -> None:
+    """What an accepted import prints: its --json document, or one line on stderr."""
+    if json_out:
+        _emit_json({"file": str(file), "sha256": digest, "imported": count})
+    else:
+        info.print(f"{file}: {count} {what} imported")
+
+
 def _read_file(path: Path) -> tuple[str, str]:
     try:
         raw = path.read_bytes()
@@ -532,22 +540,14 @@ def run(
                 err.print(f"run incomplete: {report.run.reason}", markup=False)
         else:
             print_run(report, settings, positions=positions)
-        _warn_if_no_books(settings)
+        _warn_if_no_books(report)
     raise typer.Exit(report.exit_code)
 
 
-def _warn_if_no_books(settings: Settings) -> None:
+def _warn_if_no_books(report: RunReport) -> None:
     """A run against a ledger without a single book entry compares every balance with zero: say
     so (stderr, also under --json), since it is almost always a forgotten import."""
-    try:
-        ledger = open_ledger(settings)
-        try:
-            empty = not ledger.has_book_entries()
-        finally:
-            ledger.close()
-    except ReconcilerError:
-        return  # the run already said what is wrong with the ledger
-    if empty:
+    if report.no_books:
         err.print(
             "warning: the ledger has no book entries; every on-chain balance will show as a difference — "
             "import books with: reconciler books import FILE"
@@ -648,10 +648,7 @@ def instructions_import(ctx: typer.Context, file: Path, json_out: JsonFlag = Fal
         count = surveillance_store.import_instructions(ledger, parsed, lines, str(file), digest)
     finally:
         ledger.close()
-    if json_out:
-        _emit_json({"file": str(file), "sha256": digest, "imported": count})
-    else:
-        info.print(f"{file}: {count} instruction(s) imported")
+    report_import(json_out, file, digest, count, "instruction(s)")
 
 
 @instructions_app.command("sign")
@@ -1239,9 +1236,18 @@ def tune_gc() -> None:
     """Fewer collections: a run builds tens of thousands of small objects (positions, rows,
     document fields) that all live until it ends, and the default thresholds scanned them
     again and again — about a third of a 10,000-wallet run. Objects made by imports are frozen
-    out of every later collection. Reference cycles are still collected, just less often."""
+    out of every later collection. Reference cycles are still collected, just less often. Once
+    per process: a caller that runs several commands in one process (the tests) would otherwise
+    freeze each command's leftover garbage for good."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+_gc_tuned = False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 
 from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
-from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out  # noqa: E402
+from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import  # noqa: E402
 from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
 from reconciler.ledger import Ledger, daemon_store  # noqa: E402
 from reconciler.report import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
@@ -94,10 +94,7 @@ def equity_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) ->
         count = store.import_equity(ledger, rows, str(file), digest)
     finally:
         ledger.close()
-    if json_out:
-        _emit_json({"file": str(file), "sha256": digest, "imported": count})
-    else:
-        info.print(f"{file}: {count} equity row(s) imported")
+    report_import(json_out, file, digest, count, "equity row(s)")
 
 
 @offchain_app.command("import")
@@ -114,10 +111,7 @@ def offchain_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) 
         count = store.import_offchain(ledger, rows, str(file), digest)
     finally:
         ledger.close()
-    if json_out:
-        _emit_json({"file": str(file), "sha256": digest, "imported": count})
-    else:
-        info.print(f"{file}: {count} off-chain row(s) imported")
+    report_import(json_out, file, digest, count, "off-chain row(s)")
 
 
 # ---------------------------------------------------------------------- statement

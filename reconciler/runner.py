@@ -91,6 +91,8 @@ class RunReport:
     unreconciled: tuple[UnreconciledBook, ...] = ()
     document: dict[str, Any] | None = None
     scans: tuple[ScanSummary, ...] = ()
+    # The ledger held not one book entry: every on-chain balance was compared with zero.
+    no_books: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -471,7 +473,13 @@ def _reconcile(
         summary.exit_code,
     )
     return RunReport(
-        summary, tuple(chain_results), tuple(positions), tuple(breaks), tuple(unreconciled), scans=scans
+        summary,
+        tuple(chain_results),
+        tuple(positions),
+        tuple(breaks),
+        tuple(unreconciled),
+        scans=scans,
+        no_books=full and not book,  # a key per wallet x asset with any entry, even one summing to 0
     )
 
 

@@ -366,12 +366,6 @@ class Ledger:
             s.execute(update(ImportBatch).where(col(ImportBatch.id) == batch_id).values(rows=count))
             return count
 
-    def has_book_entries(self) -> bool:
-        """Whether any book entry was ever imported (a run against none compares every on-chain
-        balance with zero)."""
-        with self._session() as s:
-            return s.scalar(select(col(BookEntry.entry_id)).limit(1)) is not None
-
     def book_balances(self) -> dict[tuple[str, str], int]:
         """The book balance of every wallet x asset with entries: the sum of its entries."""
         with self._session() as s:
