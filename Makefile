@@ -36,8 +36,8 @@ test: lint browser
 
 # Headless Chromium (Debian's package) for the browser test of `report html`. Nothing to do
 # when it is on PATH; as root with apt-get, installed (the package lists refreshed only if the
-# first try fails); otherwise a one-line notice, and that test skips.
-BROWSER_NOTE := the browser test of reconciler report html will skip
+# first try fails); otherwise a one-line notice, and that test fails saying how to install it.
+BROWSER_NOTE := the browser test of reconciler report html will fail until chromium is installed
 browser:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
