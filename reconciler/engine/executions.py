@@ -368,9 +368,16 @@ def _hex(value: int) -> str:
     return hex(value)
 
 
+def _value_text(value: int) -> str:
+    """A storage word as a person reads it: an address where it has the shape of one."""
+    if 2**32 <= value < 2**160:
+        return eip55("0x" + value.to_bytes(20, "big").hex())
+    return _hex(value)
+
+
 def _slot_text(change: StorageChange, meaning: str | None) -> str:
     what = meaning or "a slot of no known meaning"
-    return f"slot {_hex(change.slot)} [{what}]: {_hex(change.before)} -> {_hex(change.after)}"
+    return f"slot {_hex(change.slot)} [{what}]: {_value_text(change.before)} -> {_value_text(change.after)}"
 
 
 # ----------------------------------------------------------------------------------- rules
