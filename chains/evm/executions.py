@@ -408,3 +408,44 @@ def calls_into(
         start = end + 1
     log.info("event=calls_into_wallets chain=%s from=%d to=%d transactions=%d", chain, lo, hi, len(found))
     return found
+
+
+def trace_call(
+    rpc: Transport,
+    chain: str,
+    call: Mapping[str, Any],
+    block_number: int,
+    block_hash: str,
+    overrides: Mapping[str, Mapping[str, Any]],
+) -> Execution:
+    """A call simulated at a block (``debug_traceCall``) with state overrides, as an Execution
+    with no tx hash: its call tree with logs and its state diff, both against the overridden
+    state (the overrides themselves are the starting point, not part of the diff). Raises
+    TracingUnavailable where the node does not serve debug_traceCall or its overrides."""
+    at = {"blockHash": block_hash}
+    calls: list[Call] = [
+        ("debug_traceCall", [dict(call), at, {**CALL_TRACER, "stateOverrides": dict(overrides)}]),
+        ("debug_traceCall", [dict(call), at, {**PRESTATE_DIFF, "stateOverrides": dict(overrides)}]),
+    ]
+    try:
+        frame_raw, diff_raw = rpc.batch(calls)
+    except ChainError as exc:
+        if unsupported(exc):
+            raise TracingUnavailable(
+                "debug_traceCall",
+                f"chain {chain}: the node does not serve debug_traceCall with state overrides ({exc}): "
+                "nothing was simulated",
+            ) from exc
+        raise ChainError(f"chain {chain} block {block_number}: debug_traceCall failed: {exc}") from exc
+    try:
+        return Execution(
+            chain=chain,
+            block_number=block_number,
+            block_hash=block_hash.lower(),
+            tx_hash=None,
+            sender=_address(call.get("from"), "from"),
+            root=decode_frame(frame_raw),
+            diffs=decode_diff(diff_raw),
+        )
+    except DecodeError as exc:
+        raise ChainError(f"chain {chain} block {block_number}: the node's simulation could not be read: {exc}") from exc
