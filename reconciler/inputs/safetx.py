@@ -55,7 +55,13 @@ _DATA_RE = re.compile(r"0x[0-9a-fA-F]*")
 _TYPED_KEYS = ("types", "domain", "primaryType", "message")
 _ENVELOPE_KEYS = ("safe", "chainId")
 _DOMAIN_KEYS = ("chainId", "verifyingContract")
-_MAX_SHOWN = 40
+_MAX_SHOWN = 100
+# A SafeTx document nests four levels deep; json's C scanner recurses once per level and can
+# overflow the C stack (a segfault, not a RecursionError) long before Python's limit on some
+# stacks, so depth is measured first, without recursion.
+MAX_NESTING = 32
+_JSON_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET_RE = re.compile(r"[\[\]{}]")
 _MAX_HINTED = 64  # difflib is quadratic: no hint for a key longer than any field name can be
 
 
@@ -153,7 +159,7 @@ def _uint(value: Any, where: str, problems: _Problems) -> int | None:
         problems.add(where, f"{number} is negative: a uint256 is 0 or more")
         return None
     if number > UINT256_MAX:
-        problems.add(where, f"{_shown(number)} is above 2**256-1, the largest uint256")
+        problems.add(where, f"{_shown(value)} is above 2**256-1, the largest uint256")
         return None
     return number
 
@@ -229,8 +235,12 @@ def _message(
     names = _message_names(gas_field)
     allowed = (*names, *extra)
     for key in fields:
-        if key not in allowed and not (both and key == "dataGas"):
-            problems.add(f"{prefix}{key}", f"is not a field of the SafeTx message{_hint(key, allowed)}")
+        if key in allowed or (both and key == "dataGas"):
+            continue
+        hint = _hint(key, allowed)
+        if key in ("baseGas", "dataGas"):
+            hint = f"; the document's SafeTx type calls this field {gas_field}"
+        problems.add(f"{prefix}{key}", f"is not a field of the SafeTx message{hint}")
     missing = [name for name in names if name not in fields]
     if len(missing) == 1:
         problems.add(f"{prefix}{missing[0]}", f"is missing: a SafeTx message has {', '.join(names)}")
@@ -413,9 +423,22 @@ def _bare(doc: Mapping[str, Any], problems: _Problems) -> PresignInput | None:
     return PresignInput(tx, MESSAGE, safe, chain_id, (), gas_field)
 
 
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for bracket in _BRACKET_RE.finditer(_JSON_STRING_RE.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_presign_file(text: str, *, source: str) -> PresignInput:
     """The Safe transaction in ``text`` (see the module's invariants); InputError naming
     ``source`` and every problem otherwise."""
+    nesting = _nesting(text)
+    if nesting > MAX_NESTING:
+        raise InputError(
+            source, [f"not valid JSON for a SafeTx: nested {nesting} levels deep (a SafeTx document has 4)"]
+        )
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
@@ -424,7 +447,7 @@ def parse_presign_file(text: str, *, source: str) -> PresignInput:
         raise InputError(
             source, [f"the key {exc.args[0]!r} appears twice in one object: keep one (JSON would keep the last)"]
         ) from None
-    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits
         raise InputError(source, [f"not valid JSON: {exc}"]) from None
     if not isinstance(doc, dict):
         raise InputError(
