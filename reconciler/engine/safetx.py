@@ -410,15 +410,20 @@ def multisend_calldata(transactions: Sequence[InnerTx]) -> bytes:
 
 
 def decode_multisend(packed: bytes) -> list[InnerTx]:
-    """The transactions of a packed batch; ValueError naming the byte where it breaks."""
+    """The transactions of a packed batch, read as MultiSend and MultiSendCallOnly (1.3.0,
+    1.4.1) read them: an entry starts only where more than 32 bytes remain (their loop runs
+    while ``i < length`` with ``i`` counted from the length word), so up to 32 trailing bytes
+    are ignored; an entry that runs past the end would make them read memory beyond the batch,
+    and is a ValueError naming where."""
     out: list[InnerTx] = []
     offset = 0
-    while offset < len(packed):
+    while offset + 32 < len(packed):
         index = len(out) + 1
         if len(packed) - offset < _INNER_HEADER:
             raise ValueError(
                 f"inner call {index} starts at byte {offset} but only {len(packed) - offset} bytes remain, "
-                f"fewer than the {_INNER_HEADER}-byte header (operation, to, value, data length)"
+                f"fewer than the {_INNER_HEADER}-byte header (operation, to, value, data length): MultiSend "
+                "would read past the batch"
             )
         operation = packed[offset]
         to = eip55("0x" + packed[offset + 1 : offset + 21].hex())
@@ -427,11 +432,17 @@ def decode_multisend(packed: bytes) -> list[InnerTx]:
         start = offset + _INNER_HEADER
         if length > len(packed) - start:
             raise ValueError(
-                f"inner call {index} declares {length} bytes of data but only {len(packed) - start} remain"
+                f"inner call {index} declares {length} bytes of data but only {len(packed) - start} remain: "
+                "MultiSend would read past the batch"
             )
         out.append(InnerTx(operation, to, value, packed[start : start + length]))
         offset = start + length
     return out
+
+
+def ignored_tail(packed: bytes, batch: Sequence[InnerTx]) -> int:
+    """How many trailing bytes of ``packed`` MultiSend ignores after ``batch`` (0 to 32)."""
+    return len(packed) - sum(_INNER_HEADER + len(tx.data) for tx in batch)
 
 
 # ----------------------------------------------------------------------------- decoded calls
@@ -466,7 +477,8 @@ class DecodedCall:
     "safe", "MultiSend", "MultiSendCallOnly" or None; ``function`` the signature when the
     calldata decoded under it, else None (raw); ``selector`` the first four bytes (None when
     the calldata is shorter); ``inner`` the batch of a ``multiSend(bytes)``; ``note`` why the
-    call is shown raw or anything odd about its encoding (not part of ``to_json``)."""
+    call is shown raw or anything odd about its encoding, and ``batch_unread`` whether a
+    ``multiSend``'s batch could not be read (neither is part of ``to_json``)."""
 
     to: str
     value: int
@@ -478,6 +490,13 @@ class DecodedCall:
     args: tuple[Arg, ...] = ()
     inner: tuple[DecodedCall, ...] = ()
     note: str | None = None
+    batch_unread: bool = False  # a multiSend whose batch did not decode or nests too deep
+
+    @property
+    def unread_batch(self) -> bool:
+        """Whether this is a ``multiSend(bytes)`` call whose batch was not decoded (it does not
+        decode, or nests too deep): the calls it would make are unknown."""
+        return self.selector == "0x" + MULTISEND_SELECTOR.hex() and (self.function is None or self.batch_unread)
 
     def arg(self, name: str) -> ArgValue:
         """The value of the argument called ``name``; KeyError when there is none."""
@@ -564,39 +583,80 @@ def _decode(to: str, value: int, data: bytes, operation: int, known: KnownContra
     if function is None:
         return DecodedCall(to, value, operation, data, contract, selector=selector, note="unknown selector")
     raw = DecodedCall(to, value, operation, data, contract, selector=selector)
-    try:
-        values = abi_decode(function.types, data[4:])
-    except (DecodingError, ValueError, OverflowError) as exc:
-        return _with_note(raw, f"the calldata does not decode as {function.signature}: {exc}")
+    values, note = _abi_values(function, data[4:])
+    if values is None:
+        return _with_note(raw, note or "")
     args = tuple(
         Arg(name, kind, _converted(kind, v))
         for name, kind, v in zip(function.names, function.types, values, strict=True)
     )
-    note = None
-    if abi_encode(function.types, values) != data[4:]:
-        # Solidity ignores what follows the arguments; a reviewer should know it is there.
-        note = (
-            f"the calldata is not the canonical encoding of these arguments ({len(data) - 4} bytes after the "
-            f"selector, {len(abi_encode(function.types, values))} expected)"
-        )
     decoded = DecodedCall(to, value, operation, data, contract, function.signature, selector, args, note=note)
     if function is not MULTISEND:
         return decoded
     if depth >= MAX_DEPTH:
-        return _with_note(decoded, f"MultiSend nested deeper than {MAX_DEPTH} levels: its batch is not decoded")
+        note = f"MultiSend nested deeper than {MAX_DEPTH} levels: its batch is not decoded"
+        return replace(_with_note(decoded, note), batch_unread=True)
     packed = args[0].value
     assert isinstance(packed, bytes)
     try:
         batch = decode_multisend(packed)
     except ValueError as exc:
-        return _with_note(decoded, f"the MultiSend batch does not decode: {exc}")
+        return replace(_with_note(decoded, f"the MultiSend batch does not decode: {exc}"), batch_unread=True)
     inner = tuple(_decode(tx.to, tx.value, tx.data, tx.operation, known, depth + 1) for tx in batch)
+    tail = ignored_tail(packed, batch)
+    if tail:
+        decoded = _with_note(decoded, f"the batch ends with {tail} bytes that MultiSend ignores")
     odd = [str(i) for i, tx in enumerate(batch, start=1) if tx.operation > DELEGATECALL]
     if odd:
         decoded = _with_note(
             decoded, f"inner call(s) {', '.join(odd)} have an operation other than 0 or 1: MultiSend reverts on them"
         )
     return replace(decoded, inner=inner)
+
+
+_STATIC_TYPES = frozenset({"address", "bool", "uint8", "uint256", "bytes32"})
+
+
+def _abi_values(function: Function, body: bytes) -> tuple[tuple[Any, ...] | None, str | None]:
+    """The arguments and a note: strictly decoded (note only if the encoding is not the
+    canonical one), or as a lenient decoder reads them. Contracts compiled with Solidity's ABI
+    coder v1 accept dirty padding and high bits (they clean addresses, bools and small ints),
+    so calldata a strict decoder refuses can still run: it is read the way they read it, with
+    a note, rather than left raw and unjudged. (None, why) when no reading is possible."""
+    try:
+        values = abi_decode(function.types, body)
+    except (DecodingError, ValueError, OverflowError) as exc:
+        strict_error = str(exc)
+    else:
+        expected = len(abi_encode(function.types, values))
+        if abi_encode(function.types, values) == body:
+            return values, None
+        # Solidity ignores what follows the arguments; a reviewer should know it is there.
+        return values, (
+            f"the calldata is not the canonical encoding of these arguments ({len(body)} bytes after the "
+            f"selector, {expected} expected)"
+        )
+    lenient = f"read leniently, as an ABI coder v1 contract would: a strict decoder refuses it ({strict_error})"
+    try:
+        return abi_decode(function.types, body, strict=False), lenient
+    except (DecodingError, ValueError, OverflowError):
+        pass
+    if set(function.types) <= _STATIC_TYPES and len(body) >= 32 * len(function.types):
+        words = [body[32 * i : 32 * i + 32] for i in range(len(function.types))]
+        return tuple(_clean(kind, word) for kind, word in zip(function.types, words, strict=True)), lenient
+    return None, f"the calldata does not decode as {function.signature}: {strict_error}"
+
+
+def _clean(kind: str, word: bytes) -> Any:
+    if kind == "address":
+        return "0x" + word[12:].hex()
+    if kind == "bool":
+        return word != bytes(32)
+    if kind == "uint8":
+        return word[-1]
+    if kind == "uint256":
+        return int.from_bytes(word, "big")
+    return word
 
 
 def _with_note(call: DecodedCall, note: str) -> DecodedCall:

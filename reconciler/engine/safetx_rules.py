@@ -13,9 +13,9 @@ Invariants:
   the caller should read.
 - Nothing is judged clean for want of a meaning: a call to the Safe itself is a finding
   whatever its selector (a Safe calling itself is how its configuration changes), and a
-  DELEGATECALL is a finding unless ``[presign] delegatecall_allowlist`` names its target and
-  the target is not a MultiSend (which runs whatever its batch carries with the wallet's
-  storage).
+  DELEGATECALL is a finding unless ``[presign] delegatecall_allowlist`` names its target, the
+  target is not a MultiSend (which runs whatever its batch carries with the wallet's storage)
+  and, when it is sent a batch (MultiSendCallOnly), the batch could be read.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ def delegatecall_rule(tx: SafeTx, decoded: DecodedCall, context: StaticContext) 
                 why += "; being in [presign] delegatecall_allowlist does not make it safe"
         elif call.to.lower() not in allowed:
             why = "the target is not in [presign] delegatecall_allowlist: its code would run with the wallet's storage"
+        elif call.unread_batch:
+            why = (
+                f"the batch it carries could not be read ({call.note}): the calls it would make with the wallet's "
+                "storage cannot be checked"
+            )
         else:
             continue
         inside = ""

@@ -623,15 +623,52 @@ def test_short_and_empty_calldata() -> None:
     "data",
     [
         calldata("transfer(address,uint256)", BOB, 1)[:-1],  # truncated
-        bytes.fromhex("a9059cbb") + b"\x01" + bytes(11) + bytes.fromhex(BOB[2:]) + bytes(32),  # dirty address padding
         bytes.fromhex("d4d9bdcd"),  # no argument at all
         _fn("multiSend(bytes)").selector + (2**255).to_bytes(32, "big"),  # offset far beyond the calldata
+        _fn("setup(address[],uint256,address,bytes,address,address,uint256,address)").selector + bytes(64),
     ],
 )
 def test_undecodable_calldata_is_shown_raw_with_a_note(data: bytes) -> None:
     call = decode_call(USDC, 0, data, 0, KNOWN)
     assert call.function is None and call.args == () and call.selector == "0x" + data[:4].hex()
     assert call.note is not None and "the calldata does not decode as" in call.note
+
+
+def test_dirty_high_bits_are_read_as_an_abi_coder_v1_contract_reads_them() -> None:
+    data = bytes.fromhex("095ea7b3") + b"\x01" + bytes(11) + bytes.fromhex(EVIL[2:]) + (5).to_bytes(32, "big")
+    call = decode_call(USDC, 0, data, 0, KNOWN)
+    assert call.function == "approve(address,uint256)" and call.arg("spender") == EVIL and call.arg("value") == 5
+    assert call.note is not None and call.note.startswith("read leniently, as an ABI coder v1 contract would")
+    [finding] = approval_rule(*_args(safe_tx(USDC, data)))
+    assert finding.target == EVIL
+    flag = calldata("setApprovalForAll(address,bool)", EVIL, True)
+    dirty_bool = flag[:-1] + b"\x02"
+    assert decode_call(BOB, 0, dirty_bool, 0, KNOWN).arg("approved") is True
+
+
+def test_dirty_padding_of_a_multisend_batch_is_still_read() -> None:
+    batch = [InnerTx(0, SAFE, 0, calldata("enableModule(address)", EVIL))]
+    data = bytearray(multisend_calldata(batch))
+    data[-1] = 0x07  # the padding after the packed batch
+    call = decode_call(CALL_ONLY_130, 0, bytes(data), 1, KNOWN)
+    assert call.inner[0].function == "enableModule(address)" and not call.unread_batch
+    assert call.note is not None and "read leniently" in call.note
+    assert _rules(_findings(safe_tx(CALL_ONLY_130, bytes(data), 1))) == [Rule.WALLET_CONFIG_CALL]
+
+
+def test_multisend_ignores_up_to_32_trailing_bytes_as_the_contract_does() -> None:
+    batch = [InnerTx(0, SAFE, 0, calldata("enableModule(address)", EVIL))]
+    for tail in (1, 32):
+        packed = encode_multisend(batch) + b"\xff" * tail
+        assert decode_multisend(packed) == batch
+        call = decode_call(
+            CALL_ONLY_130, 0, _fn("multiSend(bytes)").selector + abi_encode(["bytes"], [packed]), 1, KNOWN
+        )
+        assert call.inner[0].function == "enableModule(address)" and not call.unread_batch
+        assert call.note == f"the batch ends with {tail} bytes that MultiSend ignores"
+    with pytest.raises(ValueError, match="only 33 bytes remain"):
+        decode_multisend(encode_multisend(batch) + b"\xff" * 33)
+    assert decode_multisend(b"\x01" * 32) == []
 
 
 def test_trailing_bytes_decode_with_a_note() -> None:
@@ -772,6 +809,22 @@ def test_inner_delegatecall_is_found_at_its_depth() -> None:
     [finding] = delegatecall_rule(*_args(safe_tx(CALL_ONLY_130, multisend_calldata(batch), 1)))
     assert "inner call 2 of the MultiSend: DELEGATECALL to " + EVIL in finding.detail
     assert "MultiSendCallOnly refuses a DELEGATECALL" in finding.detail
+
+
+def test_delegatecall_to_allowlisted_call_only_with_an_unreadable_batch_is_critical() -> None:
+    packed = encode_multisend([InnerTx(0, SAFE, 0, calldata("enableModule(address)", EVIL))]) + b"\xff" * 40
+    data = _fn("multiSend(bytes)").selector + abi_encode(["bytes"], [packed])
+    [finding] = delegatecall_rule(*_args(safe_tx(CALL_ONLY_130, data, 1)))
+    assert finding.severity is Severity.CRITICAL
+    assert "the batch it carries could not be read (the MultiSend batch does not decode: inner call 2" in finding.detail
+    deep = multisend_calldata([])
+    for _ in range(MAX_DEPTH + 1):
+        deep = multisend_calldata([InnerTx(1, CALL_ONLY_130, 0, deep)])
+    findings = delegatecall_rule(*_args(safe_tx(CALL_ONLY_130, deep, 1)))
+    assert len(findings) == 1 and "nested deeper than" in findings[0].detail
+    raw = _fn("multiSend(bytes)").selector + b"\x01"
+    [finding] = delegatecall_rule(*_args(safe_tx(CALL_ONLY_130, raw, 1)))
+    assert "could not be read" in finding.detail
 
 
 def test_multisend_hiding_enable_module_is_a_wallet_config_call() -> None:
