@@ -9,14 +9,18 @@ Invariants:
   ``baseGas`` from Safe 1.0.0 on and ``dataGas`` before it (the field's value and place are the
   same, only the type string and so the typehash differ).
 - ``decode_call`` never raises on what the calldata holds: a selector it has no ABI for, or
-  calldata that does not decode under its selector's ABI (short, dirty padding, a bad offset),
-  is shown raw (``function`` None, no arguments) with a ``note`` saying why. Arguments are
-  decoded by the selector whatever the target, so an approval on a token nobody configured is
-  still seen; ``contract`` says what the target is known to be.
+  calldata no reading of its selector's ABI makes sense of (short, a bad offset), is shown raw
+  (``function`` None, no arguments) with a ``note`` saying why. Calldata a strict decoder
+  refuses but a contract compiled with Solidity's ABI coder v1 would accept (dirty padding,
+  high bits) is read as that contract reads it, with a note: what may run is never left
+  unjudged for being oddly encoded. Arguments are decoded by the selector whatever the target,
+  so an approval on a token nobody configured is still seen; ``contract`` says what the target
+  is known to be.
 - ``multiSend(bytes)`` calls are decoded recursively into ``inner``, one entry per packed
   transaction (``operation (uint8) || to (20 bytes) || value (uint256) || dataLength
-  (uint256) || data``), whatever the target: an unknown address that is sent a batch is still
-  read as one. Nesting deeper than ``MAX_DEPTH`` is shown raw with a note.
+  (uint256) || data``) exactly as MultiSend's loop reads them, whatever the target: an unknown
+  address that is sent a batch is still read as one. A batch that cannot be read (it runs past
+  its end, or nests deeper than ``MAX_DEPTH``) is marked ``batch_unread`` with a note.
 """
 
 from __future__ import annotations
