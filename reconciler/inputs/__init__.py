@@ -1,0 +1,1 @@
+"""inputs: configuration and the file formats, each validated into core types"""
