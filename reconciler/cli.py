@@ -56,7 +56,7 @@ from reconciler.cli_format import (
 from reconciler.config import Settings, load_settings
 from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.imports import file_lines, file_sha256, parse_accounts_csv
+from reconciler.imports import BookStream, file_lines, file_sha256, parse_accounts_csv
 from reconciler.instructions import load_instructions, load_key, sign_file
 from reconciler.interrupt import Interrupted, interruptible
 from reconciler.ledger import Ledger, daemon_store, surveillance_store
@@ -345,7 +345,15 @@ def books_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> 
     ledger = open_ledger(settings)
     try:
         earlier = ledger.books_import_of(digest)
-        count = 0 if earlier else ledger.import_books_stream(file_lines(file, digest), str(file), digest, settings)
+        count = (
+            0
+            if earlier
+            else ledger.import_books_stream(
+                lambda known, entry_ids: BookStream(file_lines(file, digest), str(file), settings, known, entry_ids),
+                str(file),
+                digest,
+            )
+        )
     finally:
         ledger.close()
     if json_out:

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from reconciler.domain import (
+    MAX_NAME_LENGTH,
     UINT256_DIGITS,
     UINT256_MAX,
     AddressError,
@@ -36,7 +37,6 @@ DEFAULT_DATABASE_URL = "sqlite:///reconciler.db"
 DATABASE_URL_ENV = "RECONCILER_DATABASE_URL"
 SUPPORTED_DATABASE_URLS = "sqlite:///PATH (a file) or postgresql+psycopg://USER@HOST/DB"
 READ_PATHS = ("multicall", "batch")
-MAX_NAME_LENGTH = 200  # chain, asset and wallet names are stored in columns of this size
 MAX_RPC_TIMEOUT = 3600.0
 MAX_DURATION = timedelta(days=366)
 DEFAULT_PRICE_MAX_AGE = timedelta(hours=24)

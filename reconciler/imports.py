@@ -22,19 +22,26 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
-from reconciler.config import MAX_NAME_LENGTH, Settings, WalletSettings
+from reconciler.config import Settings, WalletSettings
 from reconciler.domain import (
     HASH_RE,
-    UINT256_MAX,
+    MAX_ACCOUNT_LENGTH,
+    MAX_ACCOUNT_NAME_LENGTH,
+    MAX_ENTRY_ID_LENGTH,
+    MAX_MEMO_LENGTH,
+    AccountRow,
     AddressError,
     AmountError,
+    BookRow,
+    EntryIds,
     EntryKind,
     SegClass,
     checksum_address,
     parse_amount,
 )
+from reconciler.engine.balances import BalanceBound
 from reconciler.errors import InputError
 
 if TYPE_CHECKING:
@@ -44,38 +51,6 @@ ACCOUNT_COLUMNS = ("account", "class", "name")
 BOOK_COLUMNS = ("entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo")
 BOOK_OPTIONAL = ("tx_hash",)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-# Column limits, in characters; reconciler.ledger.models sizes its columns from these. Memo and
-# account name are unbounded there and bounded here, so both engines refuse the same files.
-MAX_ENTRY_ID_LENGTH = 200
-MAX_ACCOUNT_LENGTH = 200
-MAX_ACCOUNT_NAME_LENGTH = 1000
-MAX_MEMO_LENGTH = 1000
-MAX_WALLET_LENGTH = MAX_NAME_LENGTH  # a wallet is stored by its configured name
-MAX_ASSET_LENGTH = MAX_NAME_LENGTH
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRow:
-    line: int
-    account: str
-    seg_class: SegClass
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class BookRow:
-    line: int
-    entry_id: str
-    date: date
-    account: str
-    wallet: str
-    asset: str
-    amount: int
-    kind: EntryKind
-    memo: str
-    tx_hash: str | None
-
 
 # A books file of a million bad lines must not hold a million messages: the first ones are kept,
 # the rest counted.
@@ -221,17 +196,6 @@ def _resolve_wallet(settings: Settings, value: str) -> WalletSettings:
         raise LookupError(f"no configured wallet has address {address}")
     known = ", ".join(settings.wallets) or "none configured"
     raise LookupError(f"unknown wallet {value!r}; configured wallets: {known}")
-
-
-class EntryIds(Protocol):
-    """Where the entry ids of a books file were seen before: earlier in the file, or in the
-    ledger."""
-
-    def seen(self, ids: Sequence[tuple[str, int]]) -> Mapping[str, int | None]:
-        """``ids``: (entry_id, line) of the next lines of the file, in file order, each id once.
-        Returns, for each id seen before, the line of its first appearance in the file, or None
-        when it is already in the ledger; every other id is remembered at its line."""
-        ...
 
 
 class MemoryEntryIds:
@@ -458,49 +422,6 @@ def parse_books_csv(
     rows = [row for chunk in stream.chunks() for row in chunk]
     stream.check()
     return rows
-
-
-class BalanceBound:
-    """The book balance of each wallet x asset, the ledger's plus a file's rows as they come,
-    and the line from which it stays beyond ±(2^256 - 1).
-
-    No custody wallet can hold more than a uint256, and the ledger stores balances as
-    NUMERIC(78, 0): a file that ends beyond the bound would otherwise import and break every
-    later run. Only the total after the file counts; the line named is the one from which the
-    running total (ledger first, then the file in order) stays out of range.
-    """
-
-    def __init__(self, existing: Mapping[tuple[str, str], int]) -> None:
-        self._existing = existing
-        self._totals: dict[tuple[str, str], int] = {}
-        self._crossed: dict[tuple[str, str], int] = {}  # pair -> line
-
-    def add(self, rows: Iterable[BookRow]) -> None:
-        totals, crossed = self._totals, self._crossed
-        for row in rows:
-            pair = (row.wallet, row.asset)
-            before = totals.get(pair, self._existing.get(pair, 0))
-            after = before + row.amount
-            totals[pair] = after
-            if abs(after) <= UINT256_MAX:
-                crossed.pop(pair, None)
-            elif abs(before) <= UINT256_MAX or pair not in crossed:
-                crossed[pair] = row.line
-
-    def problems(self) -> list[str]:
-        problems: list[str] = []
-        for pair, line in sorted(self._crossed.items(), key=lambda item: item[1]):
-            wallet, asset = pair
-            stored = self._existing.get(pair, 0)
-            total = self._totals[pair]
-            side = "above 2^256 - 1" if total > 0 else "below -(2^256 - 1)"
-            problems.append(
-                f"line {line}, column amount: the book balance of wallet {wallet} x asset {asset} would be "
-                f"{total} base units, {side}, which no token balance can reach "
-                f"(ledger before this file: {stored}; this file adds {total - stored}); "
-                "check the amounts and the asset's decimals"
-            )
-        return problems
 
 
 def book_balance_problems(existing: Mapping[tuple[str, str], int], rows: Iterable[BookRow]) -> list[str]:

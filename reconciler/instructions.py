@@ -24,15 +24,14 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.config import MAX_NAME_LENGTH, AssetSettings, ChainSettings, Settings, WalletSettings
-from reconciler.domain import UINT256_DIGITS, UINT256_MAX, AddressError, checksum_address
+from reconciler.config import AssetSettings, ChainSettings, Settings, WalletSettings
+from reconciler.domain import MAX_NAME_LENGTH, UINT256_DIGITS, UINT256_MAX, AddressError, checksum_address
 from reconciler.errors import ConfigError, InputError
-from reconciler.transfers import ZERO_ADDRESS, ValidInstruction
+from reconciler.transfers import ZERO_ADDRESS, Instruction, ValidInstruction
 
 if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: only the commands that sign or verify pay it
     from eth_account.messages import SignableMessage
@@ -61,27 +60,6 @@ TRANSFER_INSTRUCTION_TYPE = [
     {"name": "amount", "type": "uint256"},
     {"name": "validUntil", "type": "uint256"},
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Instruction:
-    """One line of an instruction file (or a stored row: ``line`` 0), as written; not yet
-    known to be valid. ``valid_until`` is timezone-aware and whole seconds."""
-
-    id: str
-    chain: str
-    wallet: str
-    asset: str
-    to: str
-    amount: int
-    valid_until: datetime
-    signatures: tuple[str, ...]
-    line: int = 0
-
-    @property
-    def valid_until_unix(self) -> int:
-        """``validUntil`` as signed: Unix seconds."""
-        return int(self.valid_until.timestamp())
 
 
 # --------------------------------------------------------------------------- parsing

@@ -14,37 +14,24 @@ equity may be negative (a debit, a loss); an off-chain balance may not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
 from datetime import date
 
-from reconciler.domain import AMOUNT_RE, SegClass
+from reconciler.domain import (
+    AMOUNT_RE,
+    MAX_ACCOUNT_LENGTH,
+    MAX_DEPOSITORY_LENGTH,
+    EquityImportRow,
+    OffchainImportRow,
+    SegClass,
+)
 from reconciler.engine.segregation import CUSTOMER_CLASSES
 from reconciler.errors import InputError
-from reconciler.imports import _DATE_RE, MAX_ACCOUNT_LENGTH, _Problems, _records, _too_long
+from reconciler.imports import _DATE_RE, _Problems, _records, _too_long
 
 EQUITY_COLUMNS = ("date", "account", "cash_usd", "open_trade_equity_usd")
 OFFCHAIN_COLUMNS = ("date", "class", "depository", "amount_usd")
-MAX_DEPOSITORY_LENGTH = 200
 # No real balance reaches 10^30 USD; the bound keeps every amount far inside NUMERIC(78, 0).
 MAX_USD_WHOLE_DIGITS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class EquityImportRow:
-    line: int
-    business_date: date
-    account: str
-    cash_cents: int
-    open_trade_equity_cents: int
-
-
-@dataclass(frozen=True, slots=True)
-class OffchainImportRow:
-    line: int
-    business_date: date
-    seg_class: SegClass
-    depository: str
-    amount_cents: int
 
 
 class UsdError(ValueError):

@@ -10,6 +10,7 @@ integers in base units; addresses are EIP-55; hashes are lowercase 0x hex.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -76,6 +77,27 @@ class Direction(StrEnum):
     OUT = "out"  # value or tokens left: needs a signed instruction
     APPROVAL = "approval"  # the wallet set an allowance for a spender
     FEE = "fee"  # gas the wallet paid: a cost, never matched to an instruction
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One line of an instruction file (or a stored row: ``line`` 0), as written; not yet
+    known to be valid. ``valid_until`` is timezone-aware and whole seconds."""
+
+    id: str
+    chain: str
+    wallet: str
+    asset: str
+    to: str
+    amount: int
+    valid_until: datetime
+    signatures: tuple[str, ...]
+    line: int = 0
+
+    @property
+    def valid_until_unix(self) -> int:
+        """``validUntil`` as signed: Unix seconds."""
+        return int(self.valid_until.timestamp())
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-from reconciler.imports import MAX_ACCOUNT_LENGTH
+from reconciler.domain import MAX_ACCOUNT_LENGTH, MAX_DEPOSITORY_LENGTH
 from reconciler.ledger.types import ExactInt
-from reconciler.segregation_imports import MAX_DEPOSITORY_LENGTH
 
 
 def _cents(nullable: bool = False) -> Column[int]:

@@ -38,22 +38,25 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from reconciler.config import Settings
 from reconciler.domain import (
+    MAX_ENTRY_ID_LENGTH,
+    AccountRow,
     BlockRef,
+    BookRow,
     BreakEventRecord,
     BreakKey,
     BreakKind,
     BreakRecord,
     BreakStatus,
+    EntryIds,
     Finding,
     Position,
     Severity,
     abbreviate_ids,
 )
+from reconciler.engine.balances import BalanceBound
 from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
 from reconciler.errors import InputError, LedgerError
-from reconciler.imports import MAX_ENTRY_ID_LENGTH, AccountRow, BalanceBound, BookRow, BookStream
 from reconciler.ledger import schema, snapshots, trail
 from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.locks import (
@@ -155,6 +158,22 @@ class RunWrite(Protocol):
     checkpoints, statements): ledger modules provide them."""
 
     def apply(self, s: Session, run_id: str) -> None: ...
+
+
+class BookChunks(Protocol):
+    """A books file being read (reconciler.inputs.books.BookStream): its valid rows chunk by
+    chunk, in file order; good only once every chunk was read with no problem (``check()``
+    raises otherwise)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def chunks(self) -> Iterator[list[BookRow]]: ...
+
+    def check(self) -> None: ...
+
+
+ReadBooks = Callable[[Set[str], EntryIds], BookChunks]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +326,8 @@ class Ledger:
         return None if at is None else _utc(at)
 
     def import_books(self, rows: Sequence[BookRow], source: str, sha256: str) -> int:
-        """Rows parsed whole (parse_books_csv): checked against the ledger, all stored or none."""
+        """Rows parsed whole (reconciler.inputs.books.parse_books_csv): checked against the
+        ledger, all stored or none."""
         with self._session() as s:
             ids = [r.entry_id for r in rows]
             stored = {
@@ -334,15 +354,17 @@ class Ledger:
                 _insert_book_rows(s, batch_id, rows[i : i + _BOOKS_INSERT])
             return len(rows)
 
-    def import_books_stream(self, lines: Iterable[str], source: str, sha256: str, settings: Settings) -> int:
-        """A books file as it is read (reconciler.imports.file_lines): checked and inserted chunk
-        by chunk in ONE transaction, so memory stays bounded and a problem on any line, the
-        last included, leaves the ledger as it was. Inserting stops at the first problem;
-        checking goes on, so that every problem of the file is reported at once."""
+    def import_books_stream(self, read: ReadBooks, source: str, sha256: str) -> int:
+        """A books file as it is read (``read``: the known accounts and the entry ids seen so far
+        -> its rows chunk by chunk, a reconciler.inputs.books.BookStream over file_lines):
+        checked and inserted chunk by chunk in ONE transaction, so memory stays bounded and a
+        problem on any line, the last included, leaves the ledger as it was. Inserting stops at
+        the first problem; checking goes on, so that every problem of the file is reported at
+        once."""
         with self._session() as s:
             known = set(s.scalars(select(col(Account.account))))
             entry_ids = _ImportedEntryIds(s)
-            stream = BookStream(lines, source, settings, known, entry_ids)
+            stream = read(known, entry_ids)
             batch_id = _add_books_batch(s, source, sha256, 0)
             # The ledger's balance of each wallet x asset the file touches, looked up when the
             # pair first appears (no earlier chunk inserted any of it), then the file's rows.
@@ -862,7 +884,7 @@ _IMPORT_IDS = Table(
 
 
 class _ImportedEntryIds:
-    """reconciler.imports.EntryIds for a books import in progress: the file's ids so far in
+    """reconciler.domain.EntryIds for a books import in progress: the file's ids so far in
     _IMPORT_IDS, the ledger's in book_entry (whose rows from this file are in both)."""
 
     def __init__(self, s: Session) -> None:

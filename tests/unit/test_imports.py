@@ -14,18 +14,23 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from reconciler.config import Settings, load_settings
-from reconciler.domain import UINT256_MAX, EntryKind, SegClass, format_amount
-from reconciler.errors import InputError
-from reconciler.imports import (
+from reconciler.domain import (
     MAX_ACCOUNT_LENGTH,
     MAX_ACCOUNT_NAME_LENGTH,
     MAX_ASSET_LENGTH,
     MAX_ENTRY_ID_LENGTH,
-    MAX_LISTED_PROBLEMS,
     MAX_MEMO_LENGTH,
     MAX_WALLET_LENGTH,
+    UINT256_MAX,
     AccountRow,
     BookRow,
+    EntryKind,
+    SegClass,
+    format_amount,
+)
+from reconciler.errors import InputError
+from reconciler.imports import (
+    MAX_LISTED_PROBLEMS,
     BookStream,
     MemoryEntryIds,
     book_balance_problems,

@@ -18,7 +18,6 @@ from reconciler.config import Settings, parse_settings
 from reconciler.errors import ConfigError, InputError
 from reconciler.instructions import (
     SECP256K1_N,
-    Instruction,
     load_instructions,
     load_key,
     parse_instructions,
@@ -30,7 +29,7 @@ from reconciler.instructions import (
     verify,
     verify_file,
 )
-from reconciler.transfers import ZERO_ADDRESS, ValidInstruction
+from reconciler.transfers import ZERO_ADDRESS, Instruction, ValidInstruction
 
 KEY_A = bytes.fromhex("a1" * 32)
 KEY_B = bytes.fromhex("b2" * 32)
