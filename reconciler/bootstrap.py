@@ -7,7 +7,7 @@ from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
 from reconciler.config import ChainSettings, Settings
 from reconciler.errors import ConfigError
-from reconciler.ledger import Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
 from reconciler.segregation_run import ValuationReader
 

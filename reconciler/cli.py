@@ -59,8 +59,8 @@ from reconciler.errors import InputError, ReconcilerError
 from reconciler.imports import BookStream, file_lines, file_sha256, parse_accounts_csv
 from reconciler.instructions import load_instructions, load_key, sign_file
 from reconciler.interrupt import Interrupted, interruptible
-from reconciler.ledger import Ledger, daemon_store, surveillance_store
-from reconciler.ledger.store import redact_url
+from reconciler.ledger import daemon_store, surveillance_store
+from reconciler.ledger.store import Ledger, redact_url
 from reconciler.logformat import JsonLogFormatter
 from reconciler.metrics import Metrics
 from reconciler.redaction import RedactingFilter, redact_urls

@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
 from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
 from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import  # noqa: E402
 from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
-from reconciler.ledger import Ledger, daemon_store  # noqa: E402
+from reconciler.ledger import daemon_store  # noqa: E402
+from reconciler.ledger.store import Ledger  # noqa: E402
 from reconciler.report import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
 from reconciler.report_html import PageContext, render_run_report  # noqa: E402
 

@@ -38,7 +38,7 @@ from reconciler.domain import BreakKind, BreakRecord, parse_amount
 from reconciler.errors import ReconcilerError
 from reconciler.imports import parse_accounts_csv, parse_books_csv
 from reconciler.interrupt import interruptible
-from reconciler.ledger import Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.report import run_doc
 
 L1_CHAIN_ID = 31337

@@ -38,6 +38,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+# Every table joins the metadata wherever a ledger is used (a test compares it with the migrations).
+import reconciler.ledger.daemon_models  # noqa: F401
+import reconciler.ledger.segregation_models  # noqa: F401
 from reconciler.domain import (
     MAX_ENTRY_ID_LENGTH,
     AccountRow,

@@ -31,7 +31,8 @@ from reconciler.alerts import (
 from reconciler.bootstrap import open_ledger
 from reconciler.config import Settings, load_settings
 from reconciler.domain import Severity
-from reconciler.ledger import Ledger, outbox_store
+from reconciler.ledger import outbox_store
+from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, enqueue
 from reconciler.logformat import JsonLogFormatter, message_fields
 from tests.conftest import Scenario

@@ -23,7 +23,7 @@ from chains.evm.adapter import EvmAdapter
 from chains.evm.devnet import Devnet
 from reconciler.bootstrap import open_ledger
 from reconciler.config import ChainSettings, load_settings
-from reconciler.ledger import Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.runner import RunOptions, run_reconciliation
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json

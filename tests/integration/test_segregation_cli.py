@@ -17,8 +17,8 @@ from web3.contract import Contract
 from chains.evm.devnet import AnvilNode, Devnet
 from reconciler.config import load_settings
 from reconciler.engine.segregation import compute_statements, inputs_from_json
-from reconciler.ledger import Ledger
 from reconciler.ledger import segregation_store as store
+from reconciler.ledger.store import Ledger
 from reconciler.segregation_report import statement_doc
 from tests.conftest import CliResult, Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER, BOOKS_HEADER, new_address
