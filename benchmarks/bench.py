@@ -288,8 +288,8 @@ def adapter_reads(config: Path, chain: Chain, path: str) -> Callable[[], list[in
 
     from chains.base import BalanceQuery
     from chains.evm.adapter import EvmAdapter
-    from reconciler.config import load_settings
     from reconciler.domain import BlockRef
+    from reconciler.inputs.config import load_settings
 
     settings = load_settings(str(config))
     chain_settings = dataclasses.replace(settings.chains["eth"], read_path=path)

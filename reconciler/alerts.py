@@ -35,7 +35,7 @@ from typing import Any
 import requests
 
 from reconciler import __version__
-from reconciler.config import Settings, WebhookSettings
+from reconciler.inputs.settings import Settings, WebhookSettings
 from reconciler.ledger import outbox_store
 from reconciler.ledger.outbox_store import PendingAlert
 from reconciler.ledger.store import Ledger

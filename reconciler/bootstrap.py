@@ -5,8 +5,8 @@ from __future__ import annotations
 from chains.base import ChainAdapter
 from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
-from reconciler.config import ChainSettings, Settings
 from reconciler.errors import ConfigError
+from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
 from reconciler.segregation_run import ValuationReader

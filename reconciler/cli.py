@@ -53,11 +53,13 @@ from reconciler.cli_format import (
     human_value,
     run_ids_in,
 )
-from reconciler.config import Settings, load_settings
 from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
 from reconciler.errors import InputError, ReconcilerError
-from reconciler.imports import BookStream, file_lines, file_sha256, parse_accounts_csv
-from reconciler.instructions import load_instructions, load_key, sign_file
+from reconciler.inputs.books import BookStream, parse_accounts_csv
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.csvfile import file_lines, file_sha256
+from reconciler.inputs.instructions import load_instructions, load_key, sign_file
+from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
 from reconciler.ledger import daemon_store, surveillance_store
 from reconciler.ledger.store import Ledger, redact_url

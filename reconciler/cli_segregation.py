@@ -24,9 +24,9 @@ from rich.table import Table
 
 from reconciler.domain import BreakStatus, SegClass
 from reconciler.engine.segregation import ALL_CLASSES, Statement, pilot_week_close
+from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store
-from reconciler.segregation_imports import parse_equity_csv, parse_offchain_csv
 from reconciler.segregation_report import statements_csv
 from reconciler.segregation_run import pilot, run_statement, statement_document
 

@@ -33,10 +33,10 @@ from rich.console import Console
 from chains.evm.devnet import AnvilNode, Devnet, artifact, owned_tempdir
 from reconciler import jsonout, wallet_review
 from reconciler.bootstrap import adapter_for
-from reconciler.config import load_settings
 from reconciler.domain import BreakKind, BreakRecord, parse_amount
 from reconciler.errors import ReconcilerError
-from reconciler.imports import parse_accounts_csv, parse_books_csv
+from reconciler.inputs.books import parse_accounts_csv, parse_books_csv
+from reconciler.inputs.config import load_settings
 from reconciler.interrupt import interruptible
 from reconciler.ledger.store import Ledger
 from reconciler.report import run_doc

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from reconciler.config import ScheduleSettings, schedule_interval
+from reconciler.inputs.config import schedule_interval
+from reconciler.inputs.settings import ScheduleSettings
 from reconciler.ledger.store import RunSummary
 
 JOBS = ("run", "scan", "segregation_statement")

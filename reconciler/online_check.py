@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.bootstrap import adapter_for
-from reconciler.config import ChainSettings, Settings
 from reconciler.errors import ChainError, ReconcilerError
+from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.redaction import redact_rpc_url
 
 CHECK = "✓"

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from reconciler.config import Settings
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
-from reconciler.instructions import verify
+from reconciler.inputs.instructions import verify
+from reconciler.inputs.settings import Settings
 from reconciler.jsonout import Rows
 from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement

@@ -25,11 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
-from reconciler.config import AssetSettings, ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
 from reconciler.surveil import ChainSurveillance, surveil_chain

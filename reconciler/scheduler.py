@@ -27,7 +27,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.bootstrap import adapter_for, open_ledger, valuation_reader_for
-from reconciler.config import Settings, schedule_interval
+from reconciler.inputs.config import schedule_interval
+from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import FiringTaken
 from reconciler.report import run_doc, scan_doc

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from chains.base import BalanceQuery
-from reconciler.config import ChainSettings, Settings
 from reconciler.domain import BlockRef, BreakKind, BreakRecord, BreakStatus, SegClass, Severity
 from reconciler.engine.segregation import (
     ALL_CLASSES,
@@ -40,6 +39,7 @@ from reconciler.engine.segregation import (
     to_cent_units,
 )
 from reconciler.errors import ChainError, LedgerError
+from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
 from reconciler.ledger.store import ChainResult, Ledger, RunSummary

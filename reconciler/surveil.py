@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter
-from reconciler.config import ChainSettings, Settings
 from reconciler.domain import BlockRef
 from reconciler.engine.passes import ChainObservations
 from reconciler.engine.surveillance import (
@@ -28,7 +27,8 @@ from reconciler.engine.surveillance import (
     movements_for,
 )
 from reconciler.errors import ChainError
-from reconciler.instructions import partition_valid
+from reconciler.inputs.instructions import partition_valid
+from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
 from reconciler.transfers import Direction

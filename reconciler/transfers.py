@@ -103,8 +103,8 @@ class Instruction:
 @dataclass(frozen=True, slots=True)
 class ValidInstruction:
     """A transfer instruction whose signatures were verified against its wallet's approvers
-    (reconciler.instructions.partition_valid) just before use: the only thing that authorizes
-    an outflow. ``valid_until`` is Unix seconds, as signed; ``to`` is EIP-55."""
+    (reconciler.inputs.instructions.partition_valid) just before use: the only thing that
+    authorizes an outflow. ``valid_until`` is Unix seconds, as signed; ``to`` is EIP-55."""
 
     id: str
     chain: str

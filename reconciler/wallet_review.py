@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from reconciler.config import Settings
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError
+from reconciler.inputs.settings import Settings
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.store import Baselines, Ledger, NewBaselines
 from reconciler.runner import AdapterFactory, read_chain

@@ -22,9 +22,9 @@ from chains.base import BalanceQuery, Source
 from chains.evm import abi, scan
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 

@@ -25,9 +25,9 @@ from chains.base import BalanceQuery, ChainAdapter, Disagreement, Source, Source
 from chains.evm import scan
 from chains.evm.adapter import EvmAdapter
 from chains.evm.rpc import RpcError
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import MovementKind, Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 

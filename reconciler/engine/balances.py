@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from reconciler.config import AssetSettings, WalletSettings
 from reconciler.domain import (
     UINT256_MAX,
     BlockRef,
@@ -22,6 +21,7 @@ from reconciler.domain import (
     Severity,
     format_amount,
 )
+from reconciler.inputs.settings import AssetSettings, WalletSettings
 
 WalletAsset = tuple[str, str]
 

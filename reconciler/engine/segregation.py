@@ -42,7 +42,6 @@ from decimal import (
 from enum import StrEnum
 from typing import Any
 
-from reconciler.config import AssetSettings, SegregationSettings, WalletSettings
 from reconciler.domain import (
     AssetKind,
     BlockRef,
@@ -53,6 +52,7 @@ from reconciler.domain import (
     Severity,
     format_amount,
 )
+from reconciler.inputs.settings import AssetSettings, SegregationSettings, WalletSettings
 
 CUSTOMER_CLASSES: tuple[SegClass, ...] = (SegClass.FUTURES, SegClass.CLEARED_SWAPS, SegClass.FOREIGN_FUTURES)
 ALL_CLASSES: tuple[SegClass, ...] = (*CUSTOMER_CLASSES, SegClass.HOUSE)

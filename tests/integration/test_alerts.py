@@ -29,8 +29,9 @@ from reconciler.alerts import (
     retry_after,
 )
 from reconciler.bootstrap import open_ledger
-from reconciler.config import Settings, load_settings
 from reconciler.domain import Severity
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import Settings
 from reconciler.ledger import outbox_store
 from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, enqueue

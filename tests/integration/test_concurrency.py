@@ -22,7 +22,8 @@ from chains.base import ChainAdapter
 from chains.evm.adapter import EvmAdapter
 from chains.evm.devnet import Devnet
 from reconciler.bootstrap import open_ledger
-from reconciler.config import ChainSettings, load_settings
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import ChainSettings
 from reconciler.ledger.store import Ledger
 from reconciler.runner import RunOptions, run_reconciliation
 from tests.conftest import Scenario

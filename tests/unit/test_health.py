@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reconciler.config import ScheduleSettings
 from reconciler.health import assess, job_interval, last_finished_runs
+from reconciler.inputs.settings import ScheduleSettings
 from reconciler.ledger.store import RunSummary
 
 NOW = datetime(2026, 11, 18, 18, 0, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Chicago

@@ -14,9 +14,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
-from reconciler.config import Settings, parse_settings
 from reconciler.errors import ConfigError, InputError
-from reconciler.instructions import (
+from reconciler.inputs.config import parse_settings
+from reconciler.inputs.instructions import (
     SECP256K1_N,
     load_instructions,
     load_key,
@@ -29,6 +29,7 @@ from reconciler.instructions import (
     verify,
     verify_file,
 )
+from reconciler.inputs.settings import Settings
 from reconciler.transfers import ZERO_ADDRESS, Instruction, ValidInstruction
 
 KEY_A = bytes.fromhex("a1" * 32)

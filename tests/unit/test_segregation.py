@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from chains.evm.blocks import last_at_or_before
 from chains.evm.prices import decode_round_data
-from reconciler.config import AssetSettings, SegregationSettings, WalletSettings
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, SegClass, Severity
 from reconciler.engine.segregation import (
     CONCENTRATION_LIMITS,
@@ -43,7 +42,8 @@ from reconciler.engine.segregation import (
     to_cents,
 )
 from reconciler.errors import InputError
-from reconciler.segregation_imports import UsdError, parse_cents, parse_equity_csv
+from reconciler.inputs.segregation import UsdError, parse_cents, parse_equity_csv
+from reconciler.inputs.settings import AssetSettings, SegregationSettings, WalletSettings
 from reconciler.segregation_report import statement_doc
 
 D = Decimal

@@ -1,9 +1,9 @@
 """The back office's segregation inputs, as CSV: customer equity and off-chain funds.
 
-Invariant (as for books, reconciler.imports): a file yields rows only when every line is valid;
-otherwise InputError lists each problem as ``line N, column C: reason`` and the caller writes
-nothing. Checks that need the ledger (known accounts, rows already stored) take their facts as
-arguments; the store checks again inside its transaction.
+Invariant (as for books, reconciler.inputs.books): a file yields rows only when every line is
+valid; otherwise InputError lists each problem as ``line N, column C: reason`` and the caller
+writes nothing. Checks that need the ledger (known accounts, rows already stored) take their
+facts as arguments; the store checks again inside its transaction.
 
 USD amounts are plain decimals (``-?[0-9]+(\\.[0-9]+)?``: no exponent, ``+``, separators or
 spaces) with at most two significant fractional digits (cents; ``12.50`` and ``12.500`` are
@@ -26,7 +26,7 @@ from reconciler.domain import (
 )
 from reconciler.engine.segregation import CUSTOMER_CLASSES
 from reconciler.errors import InputError
-from reconciler.imports import _DATE_RE, _Problems, _records, _too_long
+from reconciler.inputs.csvfile import _DATE_RE, _Problems, _records, _too_long
 
 EQUITY_COLUMNS = ("date", "account", "cash_usd", "open_trade_equity_usd")
 OFFCHAIN_COLUMNS = ("date", "class", "depository", "amount_usd")

@@ -1,4 +1,4 @@
-"""TOML configuration -> validated, immutable settings.
+"""TOML configuration -> validated, immutable settings (reconciler.inputs.settings).
 
 Invariant: a Settings object only exists for a file in which every key is known, every
 address is EIP-55 checksummed, every amount is exact, and every reference (asset -> chain,
@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,18 +30,28 @@ from reconciler.domain import (
     checksum_address,
 )
 from reconciler.errors import ConfigError
+from reconciler.inputs.settings import (
+    CANONICAL_MULTICALL3,
+    DEFAULT_INFLOW_GRACE,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_PRICE_MAX_AGE,
+    AssetSettings,
+    ChainSettings,
+    ScheduleSettings,
+    SegregationSettings,
+    Settings,
+    SurveillanceSettings,
+    WalletSettings,
+    WebhookSettings,
+)
 from reconciler.redaction import redact_db_url, redact_rpc_url
 
-CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 DEFAULT_DATABASE_URL = "sqlite:///reconciler.db"
 DATABASE_URL_ENV = "RECONCILER_DATABASE_URL"
 SUPPORTED_DATABASE_URLS = "sqlite:///PATH (a file) or postgresql+psycopg://USER@HOST/DB"
 READ_PATHS = ("multicall", "batch")
 MAX_RPC_TIMEOUT = 3600.0
 MAX_DURATION = timedelta(days=366)
-DEFAULT_PRICE_MAX_AGE = timedelta(hours=24)
-DEFAULT_INFLOW_GRACE = timedelta(hours=24)
-DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)  # how long a run waits for another to release the ledger
 _DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _DURATION_RE = re.compile(r"([0-9]{1,12})([smhd])")
@@ -49,114 +59,6 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CRON_FIELD_RE = re.compile(r"[0-9A-Za-z*/,\-]+")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-@dataclass(frozen=True, slots=True)
-class ChainSettings:
-    name: str
-    kind: str
-    rpc_urls: tuple[str, ...]
-    chain_id: int
-    confirmations: int = 0
-    multicall3: str = CANONICAL_MULTICALL3
-    read_path: str | None = None
-    rpc_retries: int = 2
-    cross_check: bool = False
-    start_block: int | None = None  # None: the first baseline's or run's pin
-    rpc_timeout: float = 10.0
-    chunk_size: int = 500
-    log_chunk_blocks: int = 2000
-    explorer_url: str | None = None  # block explorer for links in reports: {url}/block/N, /tx/H, /address/A
-
-
-@dataclass(frozen=True, slots=True)
-class AssetSettings:
-    name: str
-    chain: str
-    decimals: int
-    kind: AssetKind
-    address: str | None = None
-    native: bool = False
-    price_usd: Decimal | None = None
-    price_feed: str | None = None
-    price_max_age: timedelta = DEFAULT_PRICE_MAX_AGE
-    haircut: Decimal | None = None
-    dco_haircuts: tuple[Decimal, ...] = ()
-    tolerance: int = 0
-    issuer: str = ""
-    fund_family: str = ""
-    government_fund: bool = False
-    freeze_check: str | None = None  # a `(address) returns (bool)` view, e.g. "isBlacklisted"
-    pause_check: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class WalletSettings:
-    name: str
-    chain: str
-    address: str
-    seg_class: SegClass
-    custodian: str = ""
-    approvers: tuple[str, ...] = ()
-    threshold: int = 0
-    allowed_spenders: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    url: str
-    secret_env: str | None = None
-    min_severity: Severity = Severity.ERROR
-
-
-@dataclass(frozen=True, slots=True)
-class SegregationSettings:
-    haircut_floor: Decimal = Decimal("0.20")
-    timezone: str = "UTC"
-    targets: Mapping[SegClass, Decimal] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SurveillanceSettings:
-    inflow_grace: timedelta = DEFAULT_INFLOW_GRACE
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleSettings:
-    """Each job's trigger as written: a 5-field cron expression or an interval ("30s");
-    `schedule_interval` tells them apart."""
-
-    timezone: str = "UTC"
-    run: str | None = None
-    scan: str | None = None
-    segregation_statement: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    path: Path
-    database_url: str
-    chains: Mapping[str, ChainSettings]
-    assets: Mapping[str, AssetSettings]
-    wallets: Mapping[str, WalletSettings]
-    segregation: SegregationSettings = field(default_factory=SegregationSettings)
-    surveillance: SurveillanceSettings = field(default_factory=SurveillanceSettings)
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    webhooks: tuple[WebhookSettings, ...] = ()
-    metrics_listen: str | None = None
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT.total_seconds()  # [database] lock_timeout, in seconds
-
-    def assets_on(self, chain: str) -> list[AssetSettings]:
-        return [a for a in self.assets.values() if a.chain == chain]
-
-    def wallets_on(self, chain: str) -> list[WalletSettings]:
-        return [w for w in self.wallets.values() if w.chain == chain]
-
-    def wallet_by_address(self, chain: str, address: str) -> WalletSettings | None:
-        for wallet in self.wallets.values():
-            if wallet.chain == chain and wallet.address == address:
-                return wallet
-        return None
 
 
 # --------------------------------------------------------------------------- locating

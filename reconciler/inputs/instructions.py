@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.config import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.domain import MAX_NAME_LENGTH, UINT256_DIGITS, UINT256_MAX, AddressError, checksum_address
 from reconciler.errors import ConfigError, InputError
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.transfers import ZERO_ADDRESS, Instruction, ValidInstruction
 
 if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: only the commands that sign or verify pay it
