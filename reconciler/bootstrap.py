@@ -15,7 +15,7 @@ from reconciler.segregation_run import ValuationReader
 def alert_setup(settings: Settings) -> AlertSetup:
     """Webhooks by the SHA-256 of their URL (the URL may hold a secret), breaks shown as in
     `run --json`."""
-    from reconciler.alerts import log_alert
+    from reconciler.daemon.alerts import log_alert
     from reconciler.report import break_doc
 
     return AlertSetup(

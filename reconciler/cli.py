@@ -53,6 +53,8 @@ from reconciler.cli_format import (
     human_value,
     run_ids_in,
 )
+from reconciler.daemon.logformat import JsonLogFormatter
+from reconciler.daemon.metrics import Metrics
 from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.inputs.books import BookStream, parse_accounts_csv
@@ -63,8 +65,6 @@ from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
 from reconciler.ledger import daemon_store, surveillance_store
 from reconciler.ledger.store import Ledger, redact_url
-from reconciler.logformat import JsonLogFormatter
-from reconciler.metrics import Metrics
 from reconciler.redaction import RedactingFilter, redact_urls
 from reconciler.report import (
     break_doc,
@@ -1011,7 +1011,7 @@ def daemon(ctx: typer.Context) -> None:
     """Run the jobs of [schedule] (run, scan, segregation_statement) around the clock until
     SIGTERM or SIGINT, which stop it cleanly (the job in progress is recorded incomplete) with
     exit 0. Several instances may share one PostgreSQL ledger: each firing runs exactly once."""
-    from reconciler.scheduler import Daemon, JobOutcome
+    from reconciler.daemon.scheduler import Daemon, JobOutcome
 
     settings = _settings(ctx)
     jobs = [j for j in ("run", "scan", "segregation_statement") if getattr(settings.schedule, j)]
@@ -1067,7 +1067,7 @@ def _deliver_alerts(settings: Settings, checkpoint: Callable[[], None] = lambda:
     is retried later with the same event id)."""
     if not settings.webhooks:
         return
-    from reconciler.alerts import deliver_pending
+    from reconciler.daemon.alerts import deliver_pending
 
     def stopping() -> bool:
         try:
@@ -1089,7 +1089,7 @@ def _deliver_alerts(settings: Settings, checkpoint: Callable[[], None] = lambda:
 def alerts_deliver(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Deliver the queued alerts that are due now (the daemon does this every few seconds; use
     this where no daemon runs). Exit 0 when nothing due is left undelivered, 1 otherwise."""
-    from reconciler.alerts import deliver_pending
+    from reconciler.daemon.alerts import deliver_pending
 
     settings = _settings(ctx)
     ledger = open_ledger(settings)
@@ -1110,7 +1110,7 @@ def alerts_deliver(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
     job finished complete within twice its interval, 1 otherwise, saying why."""
-    from reconciler.health import assess
+    from reconciler.daemon.health import assess
 
     settings = _settings(ctx)
     ledger = open_ledger(settings)

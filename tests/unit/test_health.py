@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reconciler.health import assess, job_interval, last_finished_runs
+from reconciler.daemon.health import assess, job_interval, last_finished_runs
 from reconciler.inputs.settings import ScheduleSettings
 from reconciler.ledger.store import RunSummary
 

@@ -42,7 +42,7 @@ from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import destination_of
 from reconciler.redaction import redact_rpc_url, redact_urls, scrub
 
-log = logging.getLogger("reconciler.alerts")
+log = logging.getLogger("reconciler.alerts")  # the name alert lines have always been logged under
 
 BACKOFF_BASE = timedelta(seconds=1)
 BACKOFF_CAP = timedelta(minutes=10)

@@ -3,9 +3,9 @@
 Invariants: every line is one JSON object with ``ts`` (UTC, ISO 8601), ``level``, ``logger`` and
 ``message``, plus the ``key=value`` pairs of the message as fields (the project's log lines are
 structured that way; a value quoted as Python's %r is unquoted) — a pair never overwrites those
-four, nor ``alert`` (an alert's whole webhook body, `reconciler.alerts.log_alert`) or ``exc``
-(the traceback); URLs are redacted in everything printed, as `RedactingFilter` does for the text
-format, so the formatter is safe even on a handler that lacks the filter.
+four, nor ``alert`` (an alert's whole webhook body, `reconciler.daemon.alerts.log_alert`) or
+``exc`` (the traceback); URLs are redacted in everything printed, as `RedactingFilter` does for
+the text format, so the formatter is safe even on a handler that lacks the filter.
 """
 
 from __future__ import annotations
