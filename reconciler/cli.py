@@ -23,7 +23,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console, RenderableType
 
-from reconciler import __version__, jsonout, wallet_review
+from reconciler import __version__
+from reconciler.app import jsonout, wallet_review
+from reconciler.app.documents import (
+    break_doc,
+    breaks_doc,
+    event_doc,
+    instruction_doc,
+    run_doc,
+    run_summary_doc,
+    scan_doc,
+    stored_run_doc,
+    transfer_doc,
+)
+from reconciler.app.run import RunOptions, RunReport, run_reconciliation
 from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.cli_conventions import (
     MisplacedOption,
@@ -66,18 +79,6 @@ from reconciler.interrupt import Interrupted, interruptible
 from reconciler.ledger import daemon_store, surveillance_store
 from reconciler.ledger.store import Ledger, redact_url
 from reconciler.redaction import RedactingFilter, redact_urls
-from reconciler.report import (
-    break_doc,
-    breaks_doc,
-    event_doc,
-    instruction_doc,
-    run_doc,
-    run_summary_doc,
-    scan_doc,
-    stored_run_doc,
-    transfer_doc,
-)
-from reconciler.runner import RunOptions, RunReport, run_reconciliation
 
 app = typer.Typer(
     name="reconciler",
@@ -257,7 +258,7 @@ def config_check(
     chains: dict[str, Any] = {}
     failed = False
     if online:
-        from reconciler.online_check import check_chain, describe
+        from reconciler.app.online_check import check_chain, describe
 
         for chain in settings.chains.values():
             chains[chain.name] = check_chain(chain, settings)
@@ -1229,9 +1230,9 @@ def demo(
 ) -> None:
     """Start two local Anvil chains, plant breaks, reconcile, and explain what was found and
     what to try next (`--keep DIR` keeps the config, books and ledger to explore)."""
-    from reconciler.demo import run_demo
+    from reconciler.app.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep, json_out=json_out, out=out, err=err, info=info))
+    raise typer.Exit(run_demo(keep=keep, json_out=json_out, out=out, err=err, info=info, print_run=print_run))
 
 
 # ---------------------------------------------------------------------- entry point

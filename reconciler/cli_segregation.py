@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from rich.table import Table
 
+from reconciler.app.segregation_documents import statements_csv
+from reconciler.app.statement import pilot, run_statement, statement_document
 from reconciler.domain import BreakStatus, SegClass
 from reconciler.engine.segregation import ALL_CLASSES, Statement, pilot_week_close
 from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store
-from reconciler.segregation_report import statements_csv
-from reconciler.segregation_run import pilot, run_statement, statement_document
 
 segregation_app = typer.Typer(help="Segregation statements per account class.", no_args_is_help=True)
 equity_app = typer.Typer(help="Customer equity from the back office (cash, open trade equity).", no_args_is_help=True)
@@ -43,13 +43,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(report_app, name="report")
 
 
+from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
+from reconciler.app.report_html import PageContext, render_run_report  # noqa: E402
 from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
 from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import  # noqa: E402
 from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
 from reconciler.ledger import daemon_store  # noqa: E402
 from reconciler.ledger.store import Ledger  # noqa: E402
-from reconciler.report import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
-from reconciler.report_html import PageContext, render_run_report  # noqa: E402
 
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print the statements as one CSV document on stdout.")]
 _CLASSES = [c.value for c in ALL_CLASSES]

@@ -26,13 +26,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from reconciler.app.documents import run_doc, scan_doc
+from reconciler.app.run import RunOptions, run_reconciliation
 from reconciler.bootstrap import adapter_for, open_ledger, valuation_reader_for
 from reconciler.inputs.config import schedule_interval
 from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import FiringTaken
-from reconciler.report import run_doc, scan_doc
-from reconciler.runner import RunOptions, run_reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def execute_job(
 ) -> JobOutcome:
     """Run one scheduled firing exactly as the CLI would, claimed for this instance; a firing
     another instance claimed is skipped."""
-    from reconciler.segregation_run import run_statement  # the statement pulls in valuation code
+    from reconciler.app.statement import run_statement  # the statement pulls in valuation code
 
     ledger = open_ledger(settings)
     try:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from chains.evm.blocks import last_at_or_before
 from chains.evm.prices import decode_round_data
+from reconciler.app.segregation_documents import statement_doc
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, SegClass, Severity
 from reconciler.engine.segregation import (
     CONCENTRATION_LIMITS,
@@ -44,7 +45,6 @@ from reconciler.engine.segregation import (
 from reconciler.errors import InputError
 from reconciler.inputs.segregation import UsdError, parse_cents, parse_equity_csv
 from reconciler.inputs.settings import AssetSettings, SegregationSettings, WalletSettings
-from reconciler.segregation_report import statement_doc
 
 D = Decimal
 DAY = date(2026, 11, 24)

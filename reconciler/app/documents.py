@@ -10,13 +10,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from reconciler.app.jsonout import Rows
+from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
-from reconciler.jsonout import Rows
 from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
-from reconciler.runner import RunReport, ScanSummary, UnreconciledBook
 
 
 def _decimals(settings: Settings | None, asset: str | None, known: int | None = None) -> int | None:

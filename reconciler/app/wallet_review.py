@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from reconciler.app.run import AdapterFactory, read_chain
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError
 from reconciler.inputs.settings import Settings
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.store import Baselines, Ledger, NewBaselines
-from reconciler.runner import AdapterFactory, read_chain
 from reconciler.walletconfig import TokenImplementation, WalletConfig
 
 REVIEWED_NOTE = "reviewed baseline (`reconciler wallets baseline`)"

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
+from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
@@ -32,7 +33,6 @@ from reconciler.errors import ChainError, LedgerError, RpcUnavailable
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
-from reconciler.surveil import ChainSurveillance, surveil_chain
 from reconciler.walletconfig import FreezeQuery
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from chains.base import BalanceQuery
+from reconciler.app.documents import run_header
+from reconciler.app.segregation_documents import iso_seconds, pilot_doc, price_doc, statement_doc
 from reconciler.domain import BlockRef, BreakKind, BreakRecord, BreakStatus, SegClass, Severity
 from reconciler.engine.segregation import (
     ALL_CLASSES,
@@ -43,8 +45,6 @@ from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
 from reconciler.ledger.store import ChainResult, Ledger, RunSummary
-from reconciler.report import run_header
-from reconciler.segregation_report import iso_seconds, pilot_doc, price_doc, statement_doc
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,15 +32,17 @@ from eth_account import Account
 from rich.console import Console
 
 from chains.evm.devnet import AnvilNode, Devnet, artifact, owned_tempdir
-from reconciler import jsonout, wallet_review
+from reconciler.app import jsonout, wallet_review
+from reconciler.app.documents import run_doc
+from reconciler.app.run import RunOptions, RunReport, run_reconciliation
 from reconciler.bootstrap import adapter_for
 from reconciler.domain import BreakKind, BreakRecord, parse_amount
 from reconciler.errors import ReconcilerError
 from reconciler.inputs.books import parse_accounts_csv, parse_books_csv
 from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import Settings
 from reconciler.interrupt import interruptible
 from reconciler.ledger.store import Ledger
-from reconciler.report import run_doc
 
 L1_CHAIN_ID = 31337
 L2_CHAIN_ID = 31338
@@ -317,11 +320,20 @@ def _stop_nodes(nodes: dict[str, AnvilNode]) -> None:
             stack.callback(node.stop)
 
 
-def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console, info: Console | None = None) -> int:
+def run_demo(
+    keep: Path | None,
+    json_out: bool,
+    out: Console,
+    err: Console,
+    info: Console | None = None,
+    *,
+    print_run: Callable[[RunReport, Settings], None],
+) -> int:
     """0: ran as designed; 1: the planted breaks were not found exactly. A SIGINT, SIGTERM or
     SIGHUP raises `Interrupted` (the CLI exits 2) after the nodes are stopped, never 0. A
     ``keep`` folder that is not the demo's own and holds its files raises ReconcilerError (exit
-    2) before anything starts. Progress goes to ``info`` (silenced by --quiet)."""
+    2) before anything starts. Progress goes to ``info`` (silenced by --quiet); the run is
+    shown with ``print_run`` (the command line's), or as its JSON document."""
     info = info or err
     if keep is not None:
         prepare_kept_folder(keep)
@@ -364,8 +376,6 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console, info
         wallet_review.record_reviewed(ledger, wallet_review.read_current(settings, adapter_for, [VAULT]))
         _plant_takeover(nodes["eth"].url, addresses[VAULT])
         guard.check()
-        from reconciler.runner import RunOptions, run_reconciliation
-
         report = run_reconciliation(
             settings,
             ledger,
@@ -380,8 +390,6 @@ def run_demo(keep: Path | None, json_out: bool, out: Console, err: Console, info
             sys.stdout.write("\n")
             sys.stdout.flush()  # the whole report is on stdout before the nodes stop
         else:
-            from reconciler.cli import print_run
-
             print_run(report, settings)
         found = {
             (b.key.wallet, b.key.asset): b.amount for b in report.breaks if b.key.kind is BreakKind.BALANCE_MISMATCH

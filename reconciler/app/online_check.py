@@ -1,14 +1,16 @@
 """`config check --online`: what was verified against each chain, said item by item.
 
-Invariant: a chain is checked exactly as a run reads it (`runner.read_chain`: the node's chain
-id, a pinned block, every token's decimals(), every balance through the read path in effect),
-and the document lists only what that read proved; endpoints appear as scheme://host[:port].
+Invariant: a chain is checked exactly as a run reads it (`reconciler.app.run.read_chain`: the
+node's chain id, a pinned block, every token's decimals(), every balance through the read path
+in effect), and the document lists only what that read proved; endpoints appear as
+scheme://host[:port].
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from reconciler.app.run import chain_failure, read_chain
 from reconciler.bootstrap import adapter_for
 from reconciler.errors import ChainError, ReconcilerError
 from reconciler.inputs.settings import ChainSettings, Settings
@@ -20,8 +22,6 @@ CHECK = "✓"
 def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
     """The chain's entry of the `config check --online` document: ``ok`` and, when the read
     went through, what it verified; else ``error``, the reason in plain words."""
-    from reconciler.runner import chain_failure, read_chain
-
     doc: dict[str, Any] = {"endpoints": [redact_rpc_url(u) for u in chain.rpc_urls]}
     adapter = adapter_for(chain)
     try:
