@@ -15,8 +15,8 @@ import pytest
 import typer
 
 from chains.evm.devnet import Devnet
-from reconciler.cli import app
-from reconciler.cli_conventions import arrange
+from reconciler.cli.conventions import arrange
+from reconciler.cli.main import app
 from reconciler.templates import starter_config
 from tests.conftest import Scenario
 from tests.integration.helpers import closed_port_url, load, make_custody

@@ -19,7 +19,7 @@ import sqlalchemy
 from rich.cells import cell_len
 
 from chains.evm.devnet import Devnet
-from reconciler.cli_format import Col, Row, fit_table, group_digits
+from reconciler.cli.tables import Col, Row, fit_table, group_digits
 from reconciler.domain import abbreviate_ids
 from reconciler.inputs.config import load_settings
 from reconciler.ledger.store import Ledger

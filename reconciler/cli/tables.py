@@ -126,6 +126,15 @@ def human_value(value: Any) -> str:
     return str(value)
 
 
+def _money(value: str | None) -> str:
+    """A USD amount of a segregation document ("-1250000.50") with separators; "-" when None."""
+    if value is None:
+        return "-"
+    sign = "-" if value.startswith("-") else ""
+    whole, _, cents = value.lstrip("-").partition(".")
+    return f"{sign}{int(whole):,}.{cents}"
+
+
 # ---------------------------------------------------------------------- a run's summary
 
 

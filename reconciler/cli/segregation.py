@@ -1,20 +1,14 @@
-"""The segregation commands: `segregation statement`, `equity import`, `offchain import`, `report
-pilot`, as Typer sub-apps that reconciler.cli registers (``register(app)``).
+"""The segregation commands: `segregation statement`, `equity import`, `offchain import`.
 
-Invariants as in reconciler.cli: with --json (or --csv) stdout carries exactly one document and
+Invariants as for every command: with --json (or --csv) stdout carries exactly one document and
 nothing else; errors go to stderr; exit codes are 0 clean, 1 a segregation break of severity
 error or critical open, 2 could not complete (an incomplete statement, bad input).
-
-The sub-apps and ``register`` come before the import of reconciler.cli, so this module works
-whichever of the two is imported first.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,10 +16,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from rich.table import Table
 
+from reconciler.app.documents import break_doc
 from reconciler.app.segregation_documents import statements_csv
-from reconciler.app.statement import pilot, run_statement, statement_document
-from reconciler.domain import BreakStatus, SegClass
-from reconciler.engine.segregation import ALL_CLASSES, Statement, pilot_week_close
+from reconciler.app.statement import run_statement, statement_document
+from reconciler.bootstrap import open_ledger, valuation_reader_for
+from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import
+from reconciler.cli.tables import _money
+from reconciler.domain import SegClass
+from reconciler.engine.segregation import ALL_CLASSES, Statement
 from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store
@@ -33,23 +31,6 @@ from reconciler.ledger import segregation_store as store
 segregation_app = typer.Typer(help="Segregation statements per account class.", no_args_is_help=True)
 equity_app = typer.Typer(help="Customer equity from the back office (cash, open trade equity).", no_args_is_help=True)
 offchain_app = typer.Typer(help="Customer funds held off chain (banks, clearing houses).", no_args_is_help=True)
-report_app = typer.Typer(help="Regulatory reports.", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(segregation_app, name="segregation")
-    app.add_typer(equity_app, name="equity")
-    app.add_typer(offchain_app, name="offchain")
-    app.add_typer(report_app, name="report")
-
-
-from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc  # noqa: E402
-from reconciler.app.report_html import PageContext, render_run_report  # noqa: E402
-from reconciler.bootstrap import open_ledger, valuation_reader_for  # noqa: E402
-from reconciler.cli import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import  # noqa: E402
-from reconciler.errors import LedgerError, ReconcilerError  # noqa: E402
-from reconciler.ledger import daemon_store  # noqa: E402
-from reconciler.ledger.store import Ledger  # noqa: E402
 
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print the statements as one CSV document on stdout.")]
 _CLASSES = [c.value for c in ALL_CLASSES]
@@ -185,14 +166,6 @@ def statement(
     raise typer.Exit(report.exit_code)
 
 
-def _money(value: str | None) -> str:
-    if value is None:
-        return "-"
-    sign = "-" if value.startswith("-") else ""
-    whole, _, cents = value.lstrip("-").partition(".")
-    return f"{sign}{int(whole):,}.{cents}"
-
-
 def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) -> None:
     pins = ", ".join(
         f"{name} block {c['block_number']}" if c["block_number"] is not None else f"{name} not read"
@@ -274,123 +247,3 @@ def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) ->
         2: "[red]INCOMPLETE: no all-clear for what could not be valued or read[/red]",
     }[doc["exit_code"]]
     out.print(f"statement {doc['run_id']}: {verdict}")
-
-
-# ---------------------------------------------------------------------- report pilot
-
-
-@report_app.command("pilot")
-def report_pilot(
-    ctx: typer.Context,
-    week: Annotated[str, typer.Option("--week", help="ISO week, like 2026-W47.")],
-    json_out: JsonFlag = False,
-) -> None:
-    """The weekly report of digital assets held for customers, by account class and asset (units
-    and USD at market), as of the week's last close of business (Friday 17:00 in [segregation]
-    timezone). Exit 2 when a chain or a price could not be read."""
-    settings = _settings(ctx)
-    zone = ZoneInfo(settings.segregation.timezone)
-    try:
-        close = pilot_week_close(week, zone)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--week") from None
-    doc, code = pilot(settings, valuation_reader_for, week, close)
-    if json_out:
-        _emit_json(doc)
-    else:
-        _print_pilot(doc)
-    for problem in doc["problems"]:
-        err.print(f"incomplete: {problem}")
-    raise typer.Exit(code)
-
-
-def _print_pilot(doc: dict[str, Any]) -> None:
-    table = Table(title=f"Digital assets held for customers, week {doc['week']}, as of {doc['as_of']}")
-    for col, justify in (("class", "left"), ("asset", "left"), ("units", "right"), ("market value USD", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for r in doc["rows"]:
-        table.add_row(r["class"], r["asset"], r["units_display"], _money(r["market_value_usd"]))
-    for t in doc["totals"]:
-        table.add_row(t["class"], "total", "", _money(t["market_value_usd"]), style="bold")
-    out.print(table)
-
-
-# ---------------------------------------------------------------------- report html
-
-# How far back `latest` looks for a reconciliation run among scans and statements.
-_LATEST_WINDOW = 1000
-
-
-def _latest_run_id(ledger: Ledger) -> str:
-    runs = ledger.list_runs(_LATEST_WINDOW)
-    for r in runs:
-        if r.job == "run":
-            return r.id
-    raise LedgerError(
-        "the ledger holds no reconciliation run yet: `reconciler run` makes one"
-        if not runs
-        else f"none of the newest {len(runs)} runs is a reconciliation run; give a run id (`reconciler runs list`)"
-    )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """The whole page or nothing: a reader never opens a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@report_app.command("html")
-def report_html(
-    ctx: typer.Context,
-    run_id: Annotated[
-        str, typer.Argument(help="A run id, any unique prefix of one (4 characters or more), or `latest`.")
-    ],
-    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write (replaced whole).")],
-) -> None:
-    """Write one run as a self-contained HTML page for a compliance officer: status, pinned
-    blocks, the run's breaks by severity, the ledger's open breaks now, the positions that
-    differ, and the audit trail's head. Read-only toward the ledger; links to each chain's
-    explorer_url where set. Prints `wrote FILE` on stderr; exit 2 when the run is unknown or
-    the file cannot be written."""
-    settings = _settings(ctx)
-    folder = out_file.parent if str(out_file.parent) else Path(".")
-    if out_file.is_dir() or not folder.is_dir():
-        problem = "is a folder; name a file" if out_file.is_dir() else f"cannot be written: no folder {folder}"
-        raise ReconcilerError(f"--out {out_file} {problem}")
-    ledger = open_ledger(settings)
-    try:
-        stored = ledger.get_run(_latest_run_id(ledger) if run_id == "latest" else run_id)
-        open_now = ledger.list_breaks([BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED])
-        notes: dict[str, str] = {}
-        for brk in open_now:
-            if brk.status is BreakStatus.ACKNOWLEDGED:
-                _, events = ledger.get_break(brk.id)
-                acks = [e.note for e in events if e.event == "acknowledged" and e.note]
-                if acks:
-                    notes[brk.id] = acks[-1]
-        head = daemon_store.audit_head(ledger)
-    finally:
-        ledger.close()
-    context = PageContext(
-        generated_at=datetime.now(UTC),
-        audit_head=head,
-        finished_at=run_summary_doc(stored.summary)["finished_at"],
-        explorers={name: c.explorer_url for name, c in settings.chains.items() if c.explorer_url},
-        wallet_addresses={name: w.address for name, w in settings.wallets.items()},
-        notes=notes,
-    )
-    page = render_run_report(stored_run_doc(stored), [break_doc(b, settings) for b in open_now], context)
-    try:
-        _write_atomically(out_file, page)
-    except OSError as exc:
-        err.print(f"error: cannot write {out_file}: {exc.strerror or exc}")
-        raise typer.Exit(2) from None
-    info.print(f"wrote {out_file}")
