@@ -15,7 +15,7 @@ from chains.evm.blocks import BlockHeader, head_number, header_at, header_of, la
 from chains.evm.prices import read_feed
 from chains.evm.rpc import Transport
 from reconciler.domain import BlockRef
-from reconciler.engine.segregation import ChainPin, FeedReading
+from reconciler.engine.segregation.values import ChainPin, FeedReading
 from reconciler.inputs.settings import ChainSettings
 
 

@@ -15,15 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.domain import format_amount
-from reconciler.engine.segregation import (
-    CustomerLine,
-    HoldingLine,
-    PilotReport,
-    Price,
-    Statement,
-    plain,
-    usd,
-)
+from reconciler.engine.segregation.pilot import PilotReport
+from reconciler.engine.segregation.values import CustomerLine, HoldingLine, Price, Statement, plain, usd
 
 CSV_COLUMNS = (
     "class",

@@ -26,18 +26,18 @@ from chains.base import BalanceQuery
 from reconciler.app.documents import run_header
 from reconciler.app.segregation_documents import iso_seconds, pilot_doc, price_doc, statement_doc
 from reconciler.domain import BlockRef, BreakKind, BreakRecord, BreakStatus, SegClass, Severity
-from reconciler.engine.segregation import (
+from reconciler.engine.segregation.findings import statement_findings
+from reconciler.engine.segregation.pilot import pilot_report
+from reconciler.engine.segregation.requirement import compute_statements
+from reconciler.engine.segregation.stored import inputs_to_json
+from reconciler.engine.segregation.valuation import resolve_price
+from reconciler.engine.segregation.values import (
     ALL_CLASSES,
     CLASS_CHAIN,
     ChainPin,
     FeedReading,
     SegregationInputs,
     Statement,
-    compute_statements,
-    inputs_to_json,
-    pilot_report,
-    resolve_price,
-    statement_findings,
     to_cent_units,
 )
 from reconciler.errors import ChainError, LedgerError

@@ -24,7 +24,7 @@ from reconciler.bootstrap import open_ledger, valuation_reader_for
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
 from reconciler.cli.tables import _money
 from reconciler.domain import BreakStatus
-from reconciler.engine.segregation import pilot_week_close
+from reconciler.engine.segregation.pilot import pilot_week_close
 from reconciler.errors import LedgerError, ReconcilerError
 from reconciler.ledger import daemon_store
 from reconciler.ledger.store import Ledger

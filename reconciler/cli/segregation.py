@@ -23,7 +23,7 @@ from reconciler.bootstrap import open_ledger, valuation_reader_for
 from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import
 from reconciler.cli.tables import _money
 from reconciler.domain import SegClass
-from reconciler.engine.segregation import ALL_CLASSES, Statement
+from reconciler.engine.segregation.values import ALL_CLASSES, Statement
 from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
 from reconciler.interrupt import interruptible
 from reconciler.ledger import segregation_store as store

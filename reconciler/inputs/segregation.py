@@ -24,7 +24,7 @@ from reconciler.domain import (
     OffchainImportRow,
     SegClass,
 )
-from reconciler.engine.segregation import CUSTOMER_CLASSES
+from reconciler.engine.segregation.values import CUSTOMER_CLASSES
 from reconciler.errors import InputError
 from reconciler.inputs.csvfile import _DATE_RE, _Problems, _records, _too_long
 

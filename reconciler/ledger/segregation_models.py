@@ -49,7 +49,7 @@ class SegregationRun(SQLModel, table=True):
     run_id: str = Field(primary_key=True, foreign_key="run.id", max_length=36)
     as_of: datetime  # UTC
     business_date: date
-    inputs: str = Field(sa_column=Column(Text, nullable=False))  # engine.segregation.inputs_to_json
+    inputs: str = Field(sa_column=Column(Text, nullable=False))  # engine.segregation.stored.inputs_to_json
     recorded_at: datetime
 
     __table_args__ = (Index("ix_segregation_run_business_date", "business_date"),)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from reconciler.domain import EquityImportRow, OffchainImportRow, SegClass
-from reconciler.engine.segregation import CUSTOMER_CLASSES, BookHolding, EquityRow, OffchainRow
+from reconciler.engine.segregation.values import CUSTOMER_CLASSES, BookHolding, EquityRow, OffchainRow
 from reconciler.errors import InputError, LedgerError
 from reconciler.ledger.models import Account, BookEntry, ImportBatch
 from reconciler.ledger.segregation_models import (
