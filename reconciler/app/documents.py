@@ -15,7 +15,7 @@ from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
-from reconciler.ledger.store import ChainResult, RunSummary, StoredRun
+from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
 
 

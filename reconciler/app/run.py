@@ -32,7 +32,8 @@ from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger.store import Baselines, ChainResult, Ledger, NewBaselines, RunSummary
+from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
+from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import FreezeQuery
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,8 @@ from reconciler.errors import ChainError, LedgerError
 from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
-from reconciler.ledger.store import ChainResult, Ledger, RunSummary
+from reconciler.ledger.runs import ChainResult, RunSummary
+from reconciler.ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError
 from reconciler.inputs.settings import Settings
 from reconciler.ledger import surveillance_store
-from reconciler.ledger.store import Baselines, Ledger, NewBaselines
+from reconciler.ledger.runs import Baselines, NewBaselines
+from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import TokenImplementation, WalletConfig
 
 REVIEWED_NOTE = "reviewed baseline (`reconciler wallets baseline`)"

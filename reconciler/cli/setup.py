@@ -12,7 +12,8 @@ import typer
 
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
 from reconciler.errors import ReconcilerError
-from reconciler.ledger.store import Ledger, redact_url
+from reconciler.ledger.base import redact_url
+from reconciler.ledger.store import Ledger
 
 config_app = typer.Typer(help="Write a starter configuration, and check one.", no_args_is_help=True)
 

@@ -25,7 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from reconciler.inputs.config import schedule_interval
 from reconciler.inputs.settings import ScheduleSettings
-from reconciler.ledger.store import RunSummary
+from reconciler.ledger.runs import RunSummary
 
 JOBS = ("run", "scan", "segregation_statement")
 # How far back to look for a cron expression's last fire time; an expression rarer than that

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from reconciler.domain import BreakStatus
 from reconciler.errors import ConfigError
 from reconciler.ledger import outbox_store
-from reconciler.ledger.store import Ledger, StoredRun
+from reconciler.ledger.runs import StoredRun
+from reconciler.ledger.store import Ledger
 from reconciler.redaction import redact_rpc_url
 
 # A run takes seconds on a small setup and minutes on thousands of wallets.

@@ -32,7 +32,7 @@ from reconciler.bootstrap import adapter_for, open_ledger, valuation_reader_for
 from reconciler.inputs.config import schedule_interval
 from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger.store import FiringTaken
+from reconciler.ledger.runs import FiringTaken
 
 log = logging.getLogger(__name__)
 
