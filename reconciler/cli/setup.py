@@ -93,7 +93,7 @@ def config_init(
 ) -> None:
     """Write a commented starter configuration (default ./reconciler.toml) to edit; never
     overwrites a file unless --force."""
-    from reconciler.templates import starter_config
+    from reconciler.templates.starter import starter_config
 
     target = path / "reconciler.toml" if path.is_dir() else path
     if target.exists() and not force:

@@ -17,7 +17,7 @@ import typer
 from chains.evm.devnet import Devnet
 from reconciler.cli.conventions import arrange
 from reconciler.cli.main import app
-from reconciler.templates import starter_config
+from reconciler.templates.starter import starter_config
 from tests.conftest import Scenario
 from tests.integration.helpers import closed_port_url, load, make_custody
 
