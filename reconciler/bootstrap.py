@@ -5,7 +5,9 @@ from __future__ import annotations
 from chains.base import ChainAdapter
 from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
+from reconciler.app.documents import break_doc
 from reconciler.app.statement import ValuationReader
+from reconciler.daemon.alerts import log_alert
 from reconciler.errors import ConfigError
 from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger.store import Ledger
@@ -15,9 +17,6 @@ from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
 def alert_setup(settings: Settings) -> AlertSetup:
     """Webhooks by the SHA-256 of their URL (the URL may hold a secret), breaks shown as in
     `run --json`."""
-    from reconciler.app.documents import break_doc
-    from reconciler.daemon.alerts import log_alert
-
     return AlertSetup(
         routes=tuple(AlertRoute(destination_of(w.url), w.min_severity) for w in settings.webhooks),
         render_break=lambda b: break_doc(b, settings),
