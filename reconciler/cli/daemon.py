@@ -1,8 +1,8 @@
 """`daemon`, `alerts deliver` and `health`: the scheduled jobs around the clock, queued webhook
 alerts, and a supervisor's check.
 
-The daemon's modules are imported when one of these commands runs, not when the command line
-starts.
+The scheduler (and APScheduler with it) is imported when `daemon` runs, not when the command
+line starts.
 """
 
 from __future__ import annotations
