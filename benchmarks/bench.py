@@ -288,8 +288,8 @@ def adapter_reads(config: Path, chain: Chain, path: str) -> Callable[[], list[in
 
     from chains.base import BalanceQuery
     from chains.evm.adapter import EvmAdapter
-    from reconciler.config import load_settings
     from reconciler.domain import BlockRef
+    from reconciler.inputs.config import load_settings
 
     settings = load_settings(str(config))
     chain_settings = dataclasses.replace(settings.chains["eth"], read_path=path)
@@ -308,12 +308,12 @@ def adapter_reads(config: Path, chain: Chain, path: str) -> Callable[[], list[in
 
 
 def scan_range(chain: Chain, lo: int, hi: int) -> tuple[float, int]:
-    from chains.evm import scan
+    from chains.evm import logs
     from chains.evm.rpc import HttpRpc
 
     rpc = HttpRpc(chain.url, 120)
     t0 = time.perf_counter()
-    found = scan.scan_token_logs(rpc, "eth", chain.wallets, list(chain.tokens.values()), lo, hi, chunk_blocks=2000)
+    found = logs.scan_token_logs(rpc, "eth", chain.wallets, list(chain.tokens.values()), lo, hi, chunk_blocks=2000)
     return time.perf_counter() - t0, len(found)
 
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 from chains.base import ChainAdapter
 from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
-from reconciler.config import ChainSettings, Settings
+from reconciler.app.documents import break_doc
+from reconciler.app.statement import ValuationReader
+from reconciler.daemon.alerts import log_alert
 from reconciler.errors import ConfigError
-from reconciler.ledger import Ledger
+from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
-from reconciler.segregation_run import ValuationReader
 
 
 def alert_setup(settings: Settings) -> AlertSetup:
     """Webhooks by the SHA-256 of their URL (the URL may hold a secret), breaks shown as in
     `run --json`."""
-    from reconciler.alerts import log_alert
-    from reconciler.report import break_doc
-
     return AlertSetup(
         routes=tuple(AlertRoute(destination_of(w.url), w.min_severity) for w in settings.webhooks),
         render_break=lambda b: break_doc(b, settings),

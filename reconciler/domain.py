@@ -7,11 +7,12 @@ is shown to a person or valued in USD, and float never.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
-from typing import NewType
+from typing import NewType, Protocol
 
 from eth_hash.auto import keccak
 
@@ -280,3 +281,70 @@ class BreakEventRecord:
     block_number: int | None
     block_hash: str | None
     note: str
+
+
+# ----------------------------------------------------------------------------- records the imports produce
+
+# Column limits, in characters: the imports (reconciler.inputs) check them and the ledger's
+# tables (reconciler.ledger.models) are sized from them, so that SQLite (which enforces no
+# length) and PostgreSQL refuse the same files with the same messages. Memo and account name
+# are unbounded in the tables and bounded by the imports.
+MAX_NAME_LENGTH = 200  # chain, asset and wallet names are stored in columns of this size
+MAX_ENTRY_ID_LENGTH = 200
+MAX_ACCOUNT_LENGTH = 200
+MAX_ACCOUNT_NAME_LENGTH = 1000
+MAX_MEMO_LENGTH = 1000
+MAX_WALLET_LENGTH = MAX_NAME_LENGTH  # a wallet is stored by its configured name
+MAX_ASSET_LENGTH = MAX_NAME_LENGTH
+MAX_DEPOSITORY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    line: int
+    account: str
+    seg_class: SegClass
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookRow:
+    line: int
+    entry_id: str
+    date: date
+    account: str
+    wallet: str
+    asset: str
+    amount: int
+    kind: EntryKind
+    memo: str
+    tx_hash: str | None
+
+
+class EntryIds(Protocol):
+    """Where the entry ids of a books file were seen before: earlier in the file, or in the
+    ledger."""
+
+    def seen(self, ids: Sequence[tuple[str, int]]) -> Mapping[str, int | None]:
+        """``ids``: (entry_id, line) of the next lines of the file, in file order, each id once.
+        Returns, for each id seen before, the line of its first appearance in the file, or None
+        when it is already in the ledger; every other id is remembered at its line."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EquityImportRow:
+    line: int
+    business_date: date
+    account: str
+    cash_cents: int
+    open_trade_equity_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffchainImportRow:
+    line: int
+    business_date: date
+    seg_class: SegClass
+    depository: str
+    amount_cents: int

@@ -10,6 +10,7 @@ integers in base units; addresses are EIP-55; hashes are lowercase 0x hex.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -79,10 +80,31 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Instruction:
+    """One line of an instruction file (or a stored row: ``line`` 0), as written; not yet
+    known to be valid. ``valid_until`` is timezone-aware and whole seconds."""
+
+    id: str
+    chain: str
+    wallet: str
+    asset: str
+    to: str
+    amount: int
+    valid_until: datetime
+    signatures: tuple[str, ...]
+    line: int = 0
+
+    @property
+    def valid_until_unix(self) -> int:
+        """``validUntil`` as signed: Unix seconds."""
+        return int(self.valid_until.timestamp())
+
+
+@dataclass(frozen=True, slots=True)
 class ValidInstruction:
     """A transfer instruction whose signatures were verified against its wallet's approvers
-    (reconciler.instructions.partition_valid) just before use: the only thing that authorizes
-    an outflow. ``valid_until`` is Unix seconds, as signed; ``to`` is EIP-55."""
+    (reconciler.inputs.instructions.partition_valid) just before use: the only thing that
+    authorizes an outflow. ``valid_until`` is Unix seconds, as signed; ``to`` is EIP-55."""
 
     id: str
     chain: str

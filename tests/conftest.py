@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy
 
 from chains.evm.devnet import AnvilNode, Devnet
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 PG_BASE = os.environ.get("RECONCILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

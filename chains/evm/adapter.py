@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from chains.base import BalanceQuery, Source
-from chains.evm import abi, scan
+from chains.evm import abi, logs, native
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
@@ -184,8 +184,8 @@ class EvmAdapter:
             return []
         chunk = self.settings.log_chunk_blocks
         name = self.settings.name
-        found = scan.scan_token_logs(self.rpc, name, wallets, tokens, since.number + 1, block, chunk_blocks=chunk)
-        found += scan.scan_native(self.rpc, name, wallets, since, block, chunk_blocks=chunk)
+        found = logs.scan_token_logs(self.rpc, name, wallets, tokens, since.number + 1, block, chunk_blocks=chunk)
+        found += native.scan_native(self.rpc, name, wallets, since, block, chunk_blocks=chunk)
         return found
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:

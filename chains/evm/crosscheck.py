@@ -22,12 +22,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, Disagreement, Source, SourceDisagreement
-from chains.evm import scan
+from chains.evm import logs, scan
 from chains.evm.adapter import EvmAdapter
 from chains.evm.rpc import RpcError
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
+from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import MovementKind, Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
@@ -239,7 +239,7 @@ class CrossCheckedAdapter:
         differ: list[Disagreement] = []
         windows = self._windows(lo, block.number, block)
         for wlo, whi in windows:
-            theirs = scan.scan_token_logs(
+            theirs = logs.scan_token_logs(
                 second.rpc, name, wallets, tokens, wlo, whi, chunk_blocks=self.settings.log_chunk_blocks
             )
             seen.update({o.block_number: o.block_hash for o in theirs})

@@ -17,7 +17,7 @@ from typing import Any
 from chains.evm import abi
 from chains.evm.rpc import RpcError, Transport
 from reconciler.domain import BlockRef
-from reconciler.engine.segregation import FeedAnswer, FeedReading
+from reconciler.engine.segregation.values import FeedAnswer, FeedReading
 from reconciler.errors import ChainError, RpcUnavailable
 
 LATEST_ROUND_DATA = bytes.fromhex("feaf968c")  # latestRoundData()

@@ -14,9 +14,9 @@ from chains.evm.adapter import EvmAdapter
 from chains.evm.blocks import BlockHeader, head_number, header_at, header_of, last_at_or_before
 from chains.evm.prices import read_feed
 from chains.evm.rpc import Transport
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef
-from reconciler.engine.segregation import ChainPin, FeedReading
+from reconciler.engine.segregation.values import ChainPin, FeedReading
+from reconciler.inputs.settings import ChainSettings
 
 
 class EvmValuationReader:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.config import Settings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
 from reconciler.engine.balances import check_balances, positions_for_chain
 from reconciler.engine.surveillance import SURVEILLANCE_CHECKS, Movement, SurveillanceInputs, surveillance_coverage
@@ -24,6 +23,7 @@ from reconciler.engine.wallets import (
     WatchedWallet,
     wallet_check_coverage,
 )
+from reconciler.inputs.settings import Settings
 from reconciler.walletconfig import IssuerControls, TokenImplementation, WalletConfig
 
 

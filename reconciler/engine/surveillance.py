@@ -1,9 +1,9 @@
 """Transfer surveillance (pure): what moved in and out of custody wallets, whether a signed
 instruction authorized it, and whether the observed movements explain the balance change.
 
-Imports only the standard library and reconciler.domain/transfers/config: no eth-account, no
-web3, no SQL. Signatures are checked before instructions reach this module
-(reconciler.instructions.partition_valid gives ValidInstruction).
+Imports only the standard library and reconciler.domain/transfers/inputs.settings: no
+eth-account, no web3, no SQL. Signatures are checked before instructions reach this module
+(reconciler.inputs.instructions.partition_valid gives ValidInstruction).
 
 Invariants:
 - ``movements_for`` gives one Movement per (observation, custody wallet it touches): a transfer
@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from reconciler.config import DEFAULT_INFLOW_GRACE, AssetSettings, WalletSettings
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, Finding, Severity, format_amount
+from reconciler.inputs.settings import DEFAULT_INFLOW_GRACE, AssetSettings, WalletSettings
 from reconciler.transfers import ZERO_ADDRESS, Direction, MovementKind, Observation, ValidInstruction
 
 WalletAsset = tuple[str, str]  # (wallet name, asset name)

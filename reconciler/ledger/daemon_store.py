@@ -14,7 +14,8 @@ from sqlmodel import col
 from reconciler.errors import LedgerError
 from reconciler.ledger import trail
 from reconciler.ledger.models import Run
-from reconciler.ledger.store import Ledger, RunSummary, _run_summary
+from reconciler.ledger.runs import RunSummary, _run_summary
+from reconciler.ledger.store import Ledger
 
 
 def last_finished_runs(ledger: Ledger) -> dict[str, RunSummary]:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from reconciler.imports import MAX_ACCOUNT_LENGTH, MAX_ASSET_LENGTH, MAX_ENTRY_ID_LENGTH, MAX_WALLET_LENGTH
+from reconciler.domain import MAX_ACCOUNT_LENGTH, MAX_ASSET_LENGTH, MAX_ENTRY_ID_LENGTH, MAX_WALLET_LENGTH
 from reconciler.ledger.types import ExactInt
 
 

@@ -12,9 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-from reconciler.imports import MAX_ACCOUNT_LENGTH
+from reconciler.domain import MAX_ACCOUNT_LENGTH, MAX_DEPOSITORY_LENGTH
 from reconciler.ledger.types import ExactInt
-from reconciler.segregation_imports import MAX_DEPOSITORY_LENGTH
 
 
 def _cents(nullable: bool = False) -> Column[int]:
@@ -50,7 +49,7 @@ class SegregationRun(SQLModel, table=True):
     run_id: str = Field(primary_key=True, foreign_key="run.id", max_length=36)
     as_of: datetime  # UTC
     business_date: date
-    inputs: str = Field(sa_column=Column(Text, nullable=False))  # engine.segregation.inputs_to_json
+    inputs: str = Field(sa_column=Column(Text, nullable=False))  # engine.segregation.stored.inputs_to_json
     recorded_at: datetime
 
     __table_args__ = (Index("ix_segregation_run_business_date", "business_date"),)

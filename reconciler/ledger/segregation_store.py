@@ -20,8 +20,8 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from reconciler.domain import SegClass
-from reconciler.engine.segregation import CUSTOMER_CLASSES, BookHolding, EquityRow, OffchainRow
+from reconciler.domain import EquityImportRow, OffchainImportRow, SegClass
+from reconciler.engine.segregation.values import CUSTOMER_CLASSES, BookHolding, EquityRow, OffchainRow
 from reconciler.errors import InputError, LedgerError
 from reconciler.ledger.models import Account, BookEntry, ImportBatch
 from reconciler.ledger.segregation_models import (
@@ -31,7 +31,6 @@ from reconciler.ledger.segregation_models import (
     SegregationStatementRow,
 )
 from reconciler.ledger.store import Ledger
-from reconciler.segregation_imports import EquityImportRow, OffchainImportRow
 
 _IN_CHUNK = 500
 

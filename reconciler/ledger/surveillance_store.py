@@ -24,7 +24,6 @@ from sqlmodel import col
 from reconciler.domain import BlockRef
 from reconciler.engine.surveillance import Movement
 from reconciler.errors import InputError
-from reconciler.instructions import Instruction
 from reconciler.ledger import snapshots
 from reconciler.ledger.models import (
     BookEntry,
@@ -36,7 +35,7 @@ from reconciler.ledger.models import (
     ScanCheckpoint,
 )
 from reconciler.ledger.store import Ledger
-from reconciler.transfers import Direction, MovementKind, Observation, ObservationStatus
+from reconciler.transfers import Direction, Instruction, MovementKind, Observation, ObservationStatus
 
 OBSERVED = ObservationStatus.OBSERVED.value
 REORGED = ObservationStatus.REORGED.value

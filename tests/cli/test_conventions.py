@@ -15,9 +15,9 @@ import pytest
 import typer
 
 from chains.evm.devnet import Devnet
-from reconciler.cli import app
-from reconciler.cli_conventions import arrange
-from reconciler.templates import starter_config
+from reconciler.cli.conventions import arrange
+from reconciler.cli.main import app
+from reconciler.templates.starter import starter_config
 from tests.conftest import Scenario
 from tests.integration.helpers import closed_port_url, load, make_custody
 
@@ -226,7 +226,7 @@ def test_debug_keeps_the_reconcilers_own_lines_without_library_chatter(
     load(cli, config)
     result = _console("--config", str(config), "run", "--debug")
     assert result.returncode == 0, result.stderr
-    assert "logger=reconciler.runner event=run_started" in result.stderr
+    assert "logger=reconciler.app.run event=run_started" in result.stderr
     for noisy in ("logger=urllib3", "logger=web3", "logger=alembic", "logger=requests"):
         assert noisy not in result.stderr, noisy
 

@@ -19,10 +19,10 @@ import sqlalchemy
 from rich.cells import cell_len
 
 from chains.evm.devnet import Devnet
-from reconciler.cli_format import Col, Row, fit_table, group_digits
-from reconciler.config import load_settings
+from reconciler.cli.tables import Col, Row, fit_table, group_digits
 from reconciler.domain import abbreviate_ids
-from reconciler.ledger import Ledger
+from reconciler.inputs.config import load_settings
+from reconciler.ledger.store import Ledger
 from tests.conftest import CliResult, Scenario
 from tests.integration.helpers import BOOKS_HEADER, closed_port_url, load, make_custody, new_address, run_json
 

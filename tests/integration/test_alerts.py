@@ -20,20 +20,15 @@ from typing import Any
 import pytest
 
 from chains.evm.devnet import Devnet
-from reconciler.alerts import (
-    BACKOFF_CAP,
-    UNROUTED_RETRY,
-    backoff,
-    deliver_pending,
-    log_alert,
-    retry_after,
-)
 from reconciler.bootstrap import open_ledger
-from reconciler.config import Settings, load_settings
+from reconciler.daemon.alerts import BACKOFF_CAP, UNROUTED_RETRY, backoff, deliver_pending, log_alert, retry_after
+from reconciler.daemon.logformat import JsonLogFormatter, message_fields
 from reconciler.domain import Severity
-from reconciler.ledger import Ledger, outbox_store
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import Settings
+from reconciler.ledger import outbox_store
+from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, enqueue
-from reconciler.logformat import JsonLogFormatter, message_fields
 from tests.conftest import Scenario
 from tests.integration.helpers import closed_port_url, load, make_custody, run_json
 

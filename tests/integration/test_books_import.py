@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from reconciler.domain import UINT256_MAX, EntryKind, SegClass
-from reconciler.imports import BOOKS_CHUNK_ROWS, AccountRow, BookRow
-from reconciler.ledger import Ledger
+from reconciler.domain import UINT256_MAX, AccountRow, BookRow, EntryKind, SegClass
+from reconciler.inputs.books import BOOKS_CHUNK_ROWS
+from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER, BOOKS_HEADER, new_address
 

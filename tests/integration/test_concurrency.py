@@ -21,10 +21,11 @@ import sqlalchemy
 from chains.base import ChainAdapter
 from chains.evm.adapter import EvmAdapter
 from chains.evm.devnet import Devnet
+from reconciler.app.run import RunOptions, run_reconciliation
 from reconciler.bootstrap import open_ledger
-from reconciler.config import ChainSettings, load_settings
-from reconciler.ledger import Ledger
-from reconciler.runner import RunOptions, run_reconciliation
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import ChainSettings
+from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json
 from tests.integration.rpcproxy import RpcProxy

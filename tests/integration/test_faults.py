@@ -26,7 +26,7 @@ import pytest
 from chains.evm.devnet import AnvilNode, Devnet
 from chains.evm.rpc import HttpRpc
 from reconciler.errors import RpcUnavailable
-from reconciler.ledger import Ledger
+from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import Custody, closed_port_url, load, make_custody, position, run_json
 from tests.integration.rpcproxy import MethodHook, RpcProxy

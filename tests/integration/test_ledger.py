@@ -11,8 +11,9 @@ import sqlalchemy
 from sqlmodel import Session, select
 
 from reconciler.domain import UINT256_MAX, format_amount
-from reconciler.ledger import Ledger, schema
+from reconciler.ledger import schema
 from reconciler.ledger.models import BalanceSnapshot, Run
+from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER, BOOKS_HEADER, new_address
 

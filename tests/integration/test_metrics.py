@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chains.evm.devnet import Devnet
 from reconciler.bootstrap import open_ledger
-from reconciler.config import load_settings
+from reconciler.daemon.metrics import Metrics, MetricsServer
 from reconciler.errors import ConfigError
-from reconciler.metrics import Metrics, MetricsServer
+from reconciler.inputs.config import load_settings
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json
 

@@ -19,9 +19,9 @@ from web3.contract import Contract
 from chains.base import BalanceQuery
 from chains.evm.adapter import EvmAdapter
 from chains.evm.devnet import Devnet
-from reconciler.config import ChainSettings
 from reconciler.domain import BlockRef
 from reconciler.errors import ChainError
+from reconciler.inputs.settings import ChainSettings
 from tests.integration.helpers import new_address
 from tests.integration.rpcproxy import RpcProxy
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from chains.evm.adapter import EvmAdapter
 from chains.evm.devnet import Devnet
+from reconciler.app.run import run_reconciliation
 from reconciler.bootstrap import open_ledger
-from reconciler.config import ChainSettings, load_settings
 from reconciler.domain import BlockRef
-from reconciler.runner import run_reconciliation
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.settings import ChainSettings
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 
 from chains.evm.devnet import AnvilNode, Devnet
-from reconciler.config import load_settings
+from reconciler.inputs.config import load_settings
 from tests.conftest import Scenario
 from tests.integration.helpers import (
     closed_port_url,

@@ -22,7 +22,7 @@ from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 
-from chains.evm import scan
+from chains.evm import logs, native, scan
 from chains.evm.devnet import AnvilNode, Devnet
 from chains.evm.rpc import HttpRpc
 from reconciler.domain import BlockRef
@@ -173,7 +173,7 @@ def test_inflows_outflows_and_approvals_are_observed_exactly(devnet: Devnet, rpc
     devnet.mine(3)
     end = devnet.head()
 
-    observed = scan.scan_token_logs(rpc, CHAIN, [w1, w2], [usdc.address], start, end, chunk_blocks=1000)
+    observed = logs.scan_token_logs(rpc, CHAIN, [w1, w2], [usdc.address], start, end, chunk_blocks=1000)
 
     expected = [
         token_obs(devnet, mint_tx, MovementKind.TOKEN, usdc, ZERO_ADDRESS, w1, 1_000_000),
@@ -186,7 +186,7 @@ def test_inflows_outflows_and_approvals_are_observed_exactly(devnet: Devnet, rpc
     assert all(o.block_hash == o.block_hash.lower() and o.tx_hash == o.tx_hash.lower() for o in observed)
 
     # Without the token filter the unconfigured token's mint is seen too; nothing else changes.
-    unfiltered = scan.scan_token_logs(rpc, CHAIN, [w1, w2], None, start, end, chunk_blocks=1000)
+    unfiltered = logs.scan_token_logs(rpc, CHAIN, [w1, w2], None, start, end, chunk_blocks=1000)
     extra = [o for o in unfiltered if o not in expected]
     assert [(o.token, o.to_address, o.amount) for o in extra] == [(other.address, to_checksum_address(w1), 5)]
 
@@ -199,9 +199,9 @@ def test_wallet_lists_are_split_into_bounded_or_lists(devnet: Devnet, proxy: Rpc
     end = devnet.head()
     rpc = HttpRpc(proxy.url)
 
-    whole = scan.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, end, chunk_blocks=1000)
+    whole = logs.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, end, chunk_blocks=1000)
     before = len(proxy.seen())
-    split = scan.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, end, chunk_blocks=1000, max_addresses=2)
+    split = logs.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, end, chunk_blocks=1000, max_addresses=2)
 
     assert split == whole and len(whole) == 5
     queries = [
@@ -242,7 +242,7 @@ def test_tokens_leave_a_wallet_that_sent_no_transaction(devnet: Devnet, rpc: Htt
     for tx in (auth_tx, permit_tx, pull_tx):
         assert devnet.w3.eth.get_transaction(tx)["from"] != owner.address
 
-    observed = scan.scan_token_logs(rpc, CHAIN, [owner.address], [usdc.address], start, devnet.head(), chunk_blocks=50)
+    observed = logs.scan_token_logs(rpc, CHAIN, [owner.address], [usdc.address], start, devnet.head(), chunk_blocks=50)
 
     assert observed == [
         token_obs(devnet, auth_tx, MovementKind.TOKEN, usdc, owner.address, outsider, 100),
@@ -262,7 +262,7 @@ def test_speed_of_a_dense_token_scan(devnet: Devnet, rpc: HttpRpc, usdc: Contrac
         )
         devnet.w3.eth.wait_for_transaction_receipt(tx)
     began = time.perf_counter()
-    observed = scan.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, devnet.head(), chunk_blocks=2000)
+    observed = logs.scan_token_logs(rpc, CHAIN, wallets, [usdc.address], start, devnet.head(), chunk_blocks=2000)
     elapsed = time.perf_counter() - began
     assert len(observed) == 4_000
     assert sum(o.amount for o in observed) == 8 * sum(range(1, 501))
@@ -331,7 +331,7 @@ def test_a_large_wallet_set_is_matched_locally_with_the_same_observations(
 ) -> None:
     t = custody_traffic
     rpc = HttpRpc(proxy.url)
-    scan_ = functools.partial(scan.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"])
+    scan_ = functools.partial(logs.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"])
 
     by_node = scan_(chunk_blocks=4)
     by_node_filters = get_logs_filters(proxy)
@@ -377,7 +377,7 @@ def test_a_large_wallet_set_halves_refused_ranges_and_raises_on_pruned_history(
 
     proxy.on("eth_getLogs", refuse_large)
     rpc = HttpRpc(proxy.url)
-    found = scan.scan_token_logs(
+    found = logs.scan_token_logs(
         rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=64, topic_filter_max=0
     )
     assert found == t["expected"]
@@ -388,7 +388,7 @@ def test_a_large_wallet_set_halves_refused_ranges_and_raises_on_pruned_history(
     proxy.reset()
     proxy.on("eth_getLogs", error_answer(4444, "pruned history unavailable"))
     with pytest.raises(scan.HistoryUnavailable, match="unread, not empty"):
-        scan.scan_token_logs(
+        logs.scan_token_logs(
             rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=64, topic_filter_max=0
         )
 
@@ -401,7 +401,7 @@ def test_a_node_answering_outside_the_token_filter_is_refused_on_the_local_path(
     t = custody_traffic
     rpc = HttpRpc(proxy.url)
     scan_ = functools.partial(
-        scan.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=1000
+        logs.scan_token_logs, rpc, CHAIN, t["wallets"], t["tokens"], t["start"], t["end"], chunk_blocks=1000
     )
     flt = {"fromBlock": hex(t["start"]), "toBlock": hex(t["end"])}
     unasked = proxy.upstream("eth_getLogs", [{**flt, "address": t["other"].address}])
@@ -451,13 +451,13 @@ def test_eoa_wallet_sending_eth_with_its_key_is_a_native_outflow_and_a_fee(devne
     devnet.mine(3)
     to = ref(devnet)
 
-    observed = scan.scan_native(rpc, CHAIN, [wallet.address], since, to, chunk_blocks=100)
+    observed = native.scan_native(rpc, CHAIN, [wallet.address], since, to, chunk_blocks=100)
 
     fee = fee_of(devnet, tx)
     assert fee > 0
     assert observed == [
         native_obs(devnet, tx, wallet.address, outsider, 15 * 10**17, ""),
-        native_obs(devnet, tx, wallet.address, ZERO_ADDRESS, fee, scan.FEE_POSITION, MovementKind.FEE),
+        native_obs(devnet, tx, wallet.address, ZERO_ADDRESS, fee, native.FEE_POSITION, MovementKind.FEE),
     ]
     # The flow the engine checks: the balance change is explained exactly.
     change = devnet.w3.eth.get_balance(wallet.address, to.number) - devnet.w3.eth.get_balance(
@@ -473,7 +473,7 @@ def test_eth_received_by_a_wallet(devnet: Devnet, rpc: HttpRpc) -> None:
     devnet.w3.eth.wait_for_transaction_receipt(tx)
     devnet.mine(2)
 
-    observed = scan.scan_native(rpc, CHAIN, [wallet], since, ref(devnet), chunk_blocks=100)
+    observed = native.scan_native(rpc, CHAIN, [wallet], since, ref(devnet), chunk_blocks=100)
 
     assert observed == [native_obs(devnet, tx, devnet.deployer, wallet, 2 * 10**18, "")]
 
@@ -514,7 +514,7 @@ def test_eth_moved_out_by_a_contract_wallet_internal_call_is_traced_with_its_pos
     position = _value_call_path(devnet, exec_tx, outsider)
     assert position.count(".") >= 1  # the proxy's DELEGATECALL, then the CALL with value
 
-    observed = scan.scan_native(rpc, CHAIN, [wallet.address], since, ref(devnet), chunk_blocks=100)
+    observed = native.scan_native(rpc, CHAIN, [wallet.address], since, ref(devnet), chunk_blocks=100)
 
     assert observed == [
         native_obs(devnet, fund_tx, devnet.deployer, wallet.address, 3 * 10**18, ""),
@@ -538,9 +538,9 @@ def test_a_round_trip_through_a_contract_wallet_is_not_hidden_by_equal_ends(
     exec_tx = devnet.exec_custody(wallet, owners, outsider, value=10**18)
     devnet.mine(4)
     to = ref(devnet)
-    assert scan.native_changed(rpc, [wallet.address], since, to) == set()  # the ends alone hide it
+    assert native.native_changed(rpc, [wallet.address], since, to) == set()  # the ends alone hide it
 
-    observed = scan.scan_native(rpc, CHAIN, [wallet.address], since, to, chunk_blocks=100)
+    observed = native.scan_native(rpc, CHAIN, [wallet.address], since, to, chunk_blocks=100)
 
     assert observed == [
         native_obs(devnet, fund_tx, devnet.deployer, wallet.address, 10**18, ""),
@@ -557,11 +557,11 @@ def test_trace_block_is_used_where_debug_tracing_is_not_served(
     devnet.exec_custody(wallet, owners, new_address(), value=10**18)
     devnet.exec_custody(wallet, owners, new_address(), value=0)  # moves nothing
     to = ref(devnet)
-    direct = scan.scan_native(HttpRpc(devnet.url), CHAIN, [wallet.address], since, to, chunk_blocks=100)
+    direct = native.scan_native(HttpRpc(devnet.url), CHAIN, [wallet.address], since, to, chunk_blocks=100)
 
     for method in ("debug_traceBlockByHash", "debug_traceBlockByNumber"):
         proxy.on(method, error_answer(-32601, "Method not found"))
-    via_parity = scan.scan_native(HttpRpc(proxy.url), CHAIN, [wallet.address], since, to, chunk_blocks=100)
+    via_parity = native.scan_native(HttpRpc(proxy.url), CHAIN, [wallet.address], since, to, chunk_blocks=100)
 
     assert via_parity == direct and len(direct) == 2
     assert "trace_block" in methods(proxy)
@@ -588,10 +588,10 @@ def test_reverted_frames_move_nothing(devnet: Devnet, rpc: HttpRpc) -> None:
     tx = hexhash(devnet.w3.eth.send_raw_transaction(signed.raw_transaction))
     assert devnet.w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
 
-    observed = scan.scan_native(rpc, CHAIN, [wallet.address], since, ref(devnet), chunk_blocks=100)
+    observed = native.scan_native(rpc, CHAIN, [wallet.address], since, ref(devnet), chunk_blocks=100)
 
     assert observed == [
-        native_obs(devnet, tx, wallet.address, ZERO_ADDRESS, fee_of(devnet, tx), scan.FEE_POSITION, MovementKind.FEE)
+        native_obs(devnet, tx, wallet.address, ZERO_ADDRESS, fee_of(devnet, tx), native.FEE_POSITION, MovementKind.FEE)
     ]
 
 
@@ -611,7 +611,7 @@ def test_only_blocks_where_a_wallet_moved_are_traced(devnet: Devnet, proxy: RpcP
     to = ref(devnet)
     rpc = HttpRpc(proxy.url)
 
-    observed = scan.scan_native(rpc, CHAIN, [mover.address, quiet], since, to, chunk_blocks=1000)
+    observed = native.scan_native(rpc, CHAIN, [mover.address, quiet], since, to, chunk_blocks=1000)
 
     moved_block = devnet.w3.eth.get_transaction_receipt(moved_tx)["blockNumber"]
     assert {o.block_number for o in observed} == {moved_block}
@@ -628,7 +628,7 @@ def test_only_blocks_where_a_wallet_moved_are_traced(devnet: Devnet, proxy: RpcP
 
     # A wallet whose balance and nonce did not change (and that emitted no log) is never traced.
     before = len(proxy.seen())
-    assert scan.scan_native(rpc, CHAIN, [quiet], since, to, chunk_blocks=1000) == []
+    assert native.scan_native(rpc, CHAIN, [quiet], since, to, chunk_blocks=1000) == []
     later = [m for r in proxy.seen()[before:] for m in r.methods]
     assert not TRACE_METHODS & set(later)
     assert later.count("eth_getBalance") == 2 and later.count("eth_getTransactionCount") == 2
@@ -646,8 +646,8 @@ def test_narrow_native_finds_every_block_where_balance_or_nonce_changed(devnet: 
     blocks.append(devnet.head())
     devnet.mine(4)
 
-    assert scan.narrow_native(rpc, wallet.address, lo, devnet.head(), chain=CHAIN) == blocks
-    assert scan.native_changed(rpc, [wallet.address, new_address()], lo, devnet.head()) == {wallet.address}
+    assert native.narrow_native(rpc, wallet.address, lo, devnet.head(), chain=CHAIN) == blocks
+    assert native.native_changed(rpc, [wallet.address, new_address()], lo, devnet.head()) == {wallet.address}
 
 
 # ----------------------------------------------------------------------------- refused ranges
@@ -673,7 +673,7 @@ def test_a_node_refusing_large_ranges_still_gives_the_whole_scan(
         if i % 4 == 0:
             as_holder(devnet, wallets[i % 2], usdc.functions.transfer(wallets[(i + 1) % 2], 1))
     end = devnet.head()
-    direct = scan.scan_token_logs(HttpRpc(devnet.url), CHAIN, wallets, [usdc.address], start, end, chunk_blocks=64)
+    direct = logs.scan_token_logs(HttpRpc(devnet.url), CHAIN, wallets, [usdc.address], start, end, chunk_blocks=64)
 
     def refuse_large(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
         flt = request["params"][0]
@@ -682,7 +682,7 @@ def test_a_node_refusing_large_ranges_still_gives_the_whole_scan(
         return response
 
     proxy.on("eth_getLogs", refuse_large)
-    refused = scan.scan_token_logs(HttpRpc(proxy.url), CHAIN, wallets, [usdc.address], start, end, chunk_blocks=64)
+    refused = logs.scan_token_logs(HttpRpc(proxy.url), CHAIN, wallets, [usdc.address], start, end, chunk_blocks=64)
 
     assert refused == direct and len(direct) == 30 + 8
     ranges = get_logs_ranges(proxy)
@@ -710,7 +710,7 @@ def test_timeouts_halve_the_range(devnet: Devnet, proxy: RpcProxy, usdc: Contrac
         return response
 
     proxy.on("eth_getLogs", slow_when_large)
-    observed = scan.scan_token_logs(HttpRpc(proxy.url, timeout=1.0), CHAIN, [wallet], None, start, end, chunk_blocks=16)
+    observed = logs.scan_token_logs(HttpRpc(proxy.url, timeout=1.0), CHAIN, [wallet], None, start, end, chunk_blocks=16)
     assert [o.amount for o in observed] == list(range(1, 13))
     assert any(b - a + 1 > 4 for a, b in get_logs_ranges(proxy))  # asked, timed out, halved
 
@@ -719,7 +719,7 @@ def test_a_single_block_still_refused_raises(devnet: Devnet, proxy: RpcProxy, us
     devnet.mint(usdc, new_address(), 1)
     proxy.on("eth_getLogs", error_answer(-32005, "query returned more than 10000 results"))
     with pytest.raises(scan.RangeRefused, match=f"chain {CHAIN} block") as caught:
-        scan.scan_token_logs(HttpRpc(proxy.url), CHAIN, [new_address()], None, 1, devnet.head(), chunk_blocks=8)
+        logs.scan_token_logs(HttpRpc(proxy.url), CHAIN, [new_address()], None, 1, devnet.head(), chunk_blocks=8)
     assert caught.value.from_block == caught.value.to_block
 
 
@@ -738,13 +738,13 @@ def test_pruned_history_is_an_error_never_an_empty_range(
     end = devnet.head()
     proxy.on("eth_getLogs", error_answer(code, message))
     with pytest.raises(scan.HistoryUnavailable, match="archive node") as caught:
-        scan.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], [usdc.address], 1, end, chunk_blocks=1000)
+        logs.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], [usdc.address], 1, end, chunk_blocks=1000)
     assert caught.value.chain == CHAIN and caught.value.from_block == 1
 
     proxy.reset()
     proxy.on("eth_getBalance", error_answer(code, message))
     with pytest.raises(scan.HistoryUnavailable):
-        scan.scan_native(HttpRpc(proxy.url), CHAIN, [wallet], 1, end, chunk_blocks=1000)
+        native.scan_native(HttpRpc(proxy.url), CHAIN, [wallet], 1, end, chunk_blocks=1000)
 
 
 def test_a_node_with_pruned_state_raises_history_unavailable() -> None:
@@ -757,13 +757,13 @@ def test_a_node_with_pruned_state_raises_history_unavailable() -> None:
         net.mine(20)
         rpc = HttpRpc(node.url)
         with pytest.raises(scan.HistoryUnavailable, match="unread, not empty"):
-            scan.scan_native(rpc, CHAIN, [wallet.address], 1, net.head(), chunk_blocks=100)
+            native.scan_native(rpc, CHAIN, [wallet.address], 1, net.head(), chunk_blocks=100)
         with pytest.raises(scan.HistoryUnavailable):
-            scan.trace_native(rpc, CHAIN, [wallet.address], [moved])
+            native.trace_native(rpc, CHAIN, [wallet.address], [moved])
         # Recent blocks are still served.
         since = net.head()
         tx = net.send_eth(wallet, new_address(), 2)
-        observed = scan.scan_native(rpc, CHAIN, [wallet.address], since, net.head(), chunk_blocks=100)
+        observed = native.scan_native(rpc, CHAIN, [wallet.address], since, net.head(), chunk_blocks=100)
         assert [(o.kind, o.tx_hash) for o in observed] == [(MovementKind.NATIVE, tx), (MovementKind.FEE, tx)]
         rpc.close()
 
@@ -787,7 +787,7 @@ def test_a_reorg_during_the_scan_is_detected(devnet: Devnet, proxy: RpcProxy, us
 
     proxy.on("eth_getLogs", reorg_after_answering)
     with pytest.raises(scan.ScanReorged, match="reorganized"):
-        scan.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], [usdc.address], start, end, chunk_blocks=100)
+        logs.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], [usdc.address], start, end, chunk_blocks=100)
     assert done
 
 
@@ -800,7 +800,7 @@ def test_a_removed_log_is_a_reorg(devnet: Devnet, proxy: RpcProxy, usdc: Contrac
 
     proxy.on("eth_getLogs", removed)
     with pytest.raises(scan.ScanReorged):
-        scan.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], None, 1, devnet.head(), chunk_blocks=100)
+        logs.scan_token_logs(HttpRpc(proxy.url), CHAIN, [wallet], None, 1, devnet.head(), chunk_blocks=100)
 
 
 def test_a_pinned_block_replaced_during_the_scan_is_detected(devnet: Devnet, rpc: HttpRpc, usdc: Contract) -> None:
@@ -813,9 +813,9 @@ def test_a_pinned_block_replaced_during_the_scan_is_detected(devnet: Devnet, rpc
     assert ref(devnet, pinned.number).hash != pinned.hash
 
     with pytest.raises(scan.ScanReorged):
-        scan.scan_token_logs(rpc, CHAIN, [wallet.address], None, since.number + 1, pinned, chunk_blocks=100)
+        logs.scan_token_logs(rpc, CHAIN, [wallet.address], None, since.number + 1, pinned, chunk_blocks=100)
     with pytest.raises(scan.ScanReorged):
-        scan.scan_native(rpc, CHAIN, [wallet.address], since, pinned, chunk_blocks=100)
+        native.scan_native(rpc, CHAIN, [wallet.address], since, pinned, chunk_blocks=100)
 
 
 def test_a_trace_of_another_branch_is_detected(devnet: Devnet, proxy: RpcProxy) -> None:
@@ -831,4 +831,4 @@ def test_a_trace_of_another_branch_is_detected(devnet: Devnet, proxy: RpcProxy) 
 
     proxy.on("debug_traceBlockByHash", other_branch)
     with pytest.raises(scan.ScanReorged):
-        scan.scan_native(HttpRpc(proxy.url), CHAIN, [wallet.address], since, devnet.head(), chunk_blocks=100)
+        native.scan_native(HttpRpc(proxy.url), CHAIN, [wallet.address], since, devnet.head(), chunk_blocks=100)

@@ -15,11 +15,12 @@ import pytest
 from web3.contract import Contract
 
 from chains.evm.devnet import AnvilNode, Devnet
-from reconciler.config import load_settings
-from reconciler.engine.segregation import compute_statements, inputs_from_json
-from reconciler.ledger import Ledger
+from reconciler.app.segregation_documents import statement_doc
+from reconciler.engine.segregation.requirement import compute_statements
+from reconciler.engine.segregation.stored import inputs_from_json
+from reconciler.inputs.config import load_settings
 from reconciler.ledger import segregation_store as store
-from reconciler.segregation_report import statement_doc
+from reconciler.ledger.store import Ledger
 from tests.conftest import CliResult, Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER, BOOKS_HEADER, new_address
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from chains.evm.devnet import Devnet
 from reconciler.domain import BlockRef, Position
-from reconciler.ledger import Ledger
-from reconciler.ledger.store import ChainResult
+from reconciler.ledger.runs import ChainResult
+from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, new_address, run_json
 

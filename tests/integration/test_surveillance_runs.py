@@ -145,8 +145,9 @@ def test_instructions_short_of_valid_approver_signatures_are_refused_whole(desk:
         # sign refuses a key that is not an approver; forge the file as an attacker would
         path = desk.sign([bad], desk.approvers[:1], "bad.jsonl")
         line = json.loads(path.read_text())
-        from reconciler.config import load_settings
-        from reconciler.instructions import Instruction, sign
+        from reconciler.inputs.config import load_settings
+        from reconciler.inputs.instructions import sign
+        from reconciler.transfers import Instruction
 
         settings = load_settings(str(desk.config))
         instr = Instruction(

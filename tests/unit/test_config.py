@@ -10,15 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.config import (
-    CANONICAL_MULTICALL3,
-    Settings,
-    load_settings,
-    parse_duration,
-    schedule_interval,
-)
 from reconciler.domain import AssetKind, SegClass, Severity
 from reconciler.errors import ConfigError
+from reconciler.inputs.config import load_settings, parse_duration, schedule_interval
+from reconciler.inputs.settings import CANONICAL_MULTICALL3, Settings
 
 USDC = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
 W1 = "0xeA3E1C24BBC66C2a2f4DE96e35920F0e1984cFa7"

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import AssetSettings, WalletSettings
 from reconciler.domain import (
     AssetKind,
     BlockRef,
@@ -20,6 +19,7 @@ from reconciler.domain import (
 )
 from reconciler.engine.balances import check_balances, positions_for_chain
 from reconciler.engine.lifecycle import ActiveBreak, plan_breaks
+from reconciler.inputs.settings import AssetSettings, WalletSettings
 
 BLOCK = BlockRef(number=123456, hash="0x" + "cd" * 32)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_settings
-from reconciler.imports import parse_accounts_csv, parse_books_csv
-from reconciler.instructions import parse_instructions, typed_data, verify
+from reconciler.inputs.books import parse_accounts_csv, parse_books_csv
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.instructions import parse_instructions, typed_data, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "reconciler.example.toml"

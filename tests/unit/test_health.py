@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reconciler.config import ScheduleSettings
-from reconciler.health import assess, job_interval, last_finished_runs
-from reconciler.ledger.store import RunSummary
+from reconciler.daemon.health import assess, job_interval, last_finished_runs
+from reconciler.inputs.settings import ScheduleSettings
+from reconciler.ledger.runs import RunSummary
 
 NOW = datetime(2026, 11, 18, 18, 0, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Chicago
 CHICAGO = ZoneInfo("America/Chicago")

@@ -13,27 +13,32 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from reconciler.config import Settings, load_settings
-from reconciler.domain import UINT256_MAX, EntryKind, SegClass, format_amount
-from reconciler.errors import InputError
-from reconciler.imports import (
+from reconciler.domain import (
     MAX_ACCOUNT_LENGTH,
     MAX_ACCOUNT_NAME_LENGTH,
     MAX_ASSET_LENGTH,
     MAX_ENTRY_ID_LENGTH,
-    MAX_LISTED_PROBLEMS,
     MAX_MEMO_LENGTH,
     MAX_WALLET_LENGTH,
+    UINT256_MAX,
     AccountRow,
     BookRow,
+    EntryKind,
+    SegClass,
+    format_amount,
+)
+from reconciler.errors import InputError
+from reconciler.inputs.books import (
+    MAX_LISTED_PROBLEMS,
     BookStream,
     MemoryEntryIds,
     book_balance_problems,
-    file_lines,
-    file_sha256,
     parse_accounts_csv,
     parse_books_csv,
 )
+from reconciler.inputs.config import load_settings
+from reconciler.inputs.csvfile import file_lines, file_sha256
+from reconciler.inputs.settings import Settings
 
 USDC = "0x1773e1dDF200EFB0fafC1E372028AA623f95d2DE"
 ARB_USDC = "0x042cbEd33A17aE69A84fBf37d880F2074b494d6e"
@@ -655,7 +660,7 @@ def test_a_tab_separated_accounts_file_gets_the_delimiter_hint() -> None:
 
 
 def test_equity_and_offchain_files_get_the_delimiter_hint() -> None:
-    from reconciler.segregation_imports import parse_equity_csv, parse_offchain_csv
+    from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
 
     with pytest.raises(InputError) as equity:
         parse_equity_csv("date;account;cash_usd;open_trade_equity_usd\n2026-11-24;C1;1;2\n", "e.csv", {})

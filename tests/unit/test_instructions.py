@@ -14,11 +14,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
-from reconciler.config import Settings, parse_settings
 from reconciler.errors import ConfigError, InputError
-from reconciler.instructions import (
+from reconciler.inputs.config import parse_settings
+from reconciler.inputs.instructions import (
     SECP256K1_N,
-    Instruction,
     load_instructions,
     load_key,
     parse_instructions,
@@ -30,7 +29,8 @@ from reconciler.instructions import (
     verify,
     verify_file,
 )
-from reconciler.transfers import ZERO_ADDRESS, ValidInstruction
+from reconciler.inputs.settings import Settings
+from reconciler.transfers import ZERO_ADDRESS, Instruction, ValidInstruction
 
 KEY_A = bytes.fromhex("a1" * 32)
 KEY_B = bytes.fromhex("b2" * 32)

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.jsonout import dumps
+from reconciler.app.jsonout import dumps
 
 _scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
 _json: Any = st.recursive(
@@ -39,7 +39,7 @@ def test_rows_print_one_per_line_and_the_rest_is_indented() -> None:
 def test_rows_are_made_as_printed_and_print_as_the_list_would(values: list[int], flush_every: int) -> None:
     import io
 
-    from reconciler.jsonout import Rows, dump
+    from reconciler.app.jsonout import Rows, dump
 
     made: list[int] = []
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.config import load_settings
+from reconciler.app.report_html import PageContext, grouped, render_run_report
 from reconciler.errors import ConfigError
-from reconciler.report_html import PageContext, grouped, render_run_report
+from reconciler.inputs.config import load_settings
 
 W1 = "0xeA3E1C24BBC66C2a2f4DE96e35920F0e1984cFa7"
 BLOCK_HASH = "0x" + "ab" * 32

@@ -11,7 +11,7 @@ from eth_utils.crypto import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chains.evm import scan
+from chains.evm import logs, scan
 from chains.evm.rpc import RpcError
 from reconciler.errors import RpcUnavailable
 from reconciler.transfers import MovementKind
@@ -187,7 +187,7 @@ def test_local_matching_selects_what_the_topic_filters_select(signature: str, re
     entry = {"address": _case(TOKEN, upper), "topics": topics}
     queries = [[[scan.TRANSFER_TOPIC, scan.APPROVAL_TOPIC], WALLET_WORDS], [[scan.TRANSFER_TOPIC], None, WALLET_WORDS]]
     expected = any(_node_selects(q, topics) for q in queries)
-    assert scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is expected
+    assert logs._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is expected
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,7 @@ def test_local_matching_selects_what_the_topic_filters_select(signature: str, re
 )
 def test_local_matching_refuses_a_log_the_filter_excludes(entry: dict) -> None:
     with pytest.raises(scan.ScanFailed, match="filter excludes"):
-        scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2)
+        logs._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +213,7 @@ def test_local_matching_refuses_a_log_the_filter_excludes(entry: dict) -> None:
     ],
 )
 def test_local_matching_keeps_a_misshapen_log_for_decoding_to_refuse(entry: dict) -> None:
-    assert scan._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is True
+    assert logs._names_a_wallet(entry, set(WALLET_WORDS), {TOKEN}, "eth", 1, 2) is True
     with pytest.raises(scan.DecodeError):
         scan.decode_token_log("eth", entry, 0)
 

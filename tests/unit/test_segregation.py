@@ -17,34 +17,34 @@ from hypothesis import strategies as st
 
 from chains.evm.blocks import last_at_or_before
 from chains.evm.prices import decode_round_data
-from reconciler.config import AssetSettings, SegregationSettings, WalletSettings
+from reconciler.app.segregation_documents import statement_doc
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, SegClass, Severity
-from reconciler.engine.segregation import (
+from reconciler.engine.segregation.findings import segregation_pass
+from reconciler.engine.segregation.pilot import pilot_report, pilot_week_close
+from reconciler.engine.segregation.requirement import compute_statements
+from reconciler.engine.segregation.stored import inputs_from_json, inputs_to_json
+from reconciler.engine.segregation.valuation import (
+    ImCategory,
+    feed_price,
+    haircut_for,
+    im_eligible,
+    swap_dealer_im_haircut,
+)
+from reconciler.engine.segregation.values import (
     CONCENTRATION_LIMITS,
     BookHolding,
     ChainPin,
     EquityRow,
     FeedAnswer,
     FeedReading,
-    ImCategory,
     OffchainRow,
     SegregationInputs,
     Statement,
-    compute_statements,
-    feed_price,
-    haircut_for,
-    im_eligible,
-    inputs_from_json,
-    inputs_to_json,
-    pilot_report,
-    pilot_week_close,
-    segregation_pass,
-    swap_dealer_im_haircut,
     to_cents,
 )
 from reconciler.errors import InputError
-from reconciler.segregation_imports import UsdError, parse_cents, parse_equity_csv
-from reconciler.segregation_report import statement_doc
+from reconciler.inputs.segregation import UsdError, parse_cents, parse_equity_csv
+from reconciler.inputs.settings import AssetSettings, SegregationSettings, WalletSettings
 
 D = Decimal
 DAY = date(2026, 11, 24)

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import AssetSettings, WalletSettings
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, SegClass, Severity
 from reconciler.engine.surveillance import (
     SURVEILLANCE_CHECKS,
@@ -28,6 +27,7 @@ from reconciler.engine.surveillance import (
     movements_for,
     surveillance_coverage,
 )
+from reconciler.inputs.settings import AssetSettings, WalletSettings
 from reconciler.transfers import ZERO_ADDRESS, Direction, MovementKind, Observation, ValidInstruction
 
 W1_ADDR = "0x" + "11" * 20

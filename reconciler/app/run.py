@@ -1,0 +1,503 @@
+"""One reconciliation run: record it -> hold the ledger -> pin a block per chain and read the
+chains (all at once, one thread each) -> load books -> engine -> persist in one transaction.
+
+Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
+exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
+reason; at most one run observes chains and writes to a ledger at a time (the ledger's writer
+lock, held from before the pin to after the write), so a later pin is always written after an
+earlier one; a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
+that would not settle) contributes no positions and resolves none of its breaks; book
+balances that no configured wallet x asset covers are reported, never silently dropped; the
+exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
+open or acknowledged, else 0. Endpoints that answer a cross-checked read differently leave
+their chain unread and raise a critical source_disagreement, which a later cross-checked read
+that finds them agreeing resolves. A slow or dead chain delays no other chain's read, and a
+signal stops the run while chains are being read (every read in flight is cut).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
+from reconciler.app.surveil import ChainSurveillance, surveil_chain
+from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
+from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
+from reconciler.engine.passes import positions as all_positions
+from reconciler.errors import ChainError, LedgerError, RpcUnavailable
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
+from reconciler.interrupt import Interrupted
+from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
+from reconciler.ledger.store import Ledger
+from reconciler.walletconfig import FreezeQuery
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+Render = Callable[["RunReport"], dict[str, Any]]
+REORG_RETRIES = 2
+DEFAULT_LOCK_TIMEOUT = 300.0
+MAX_PARALLEL_CHAINS = 32
+WAIT_SLICE = 0.1  # seconds between checkpoints while the chains are read
+
+
+@dataclass(frozen=True, slots=True)
+class UnreconciledBook:
+    """A non-zero book balance that no configured wallet x asset covers (the wallet or the
+    asset left the configuration): nothing on chain is compared with it."""
+
+    wallet: str
+    asset: str
+    amount: int
+    decimals: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    on_wait: Callable[[], None] = lambda: None
+    trigger: str = "cli"
+    job: str = "run"
+    scheduled_for: datetime | None = None
+    render: Render | None = None  # builds the document kept with the run (`runs show`)
+    # Called at safe points (while chains are read — also from their threads — and before
+    # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
+    # reconciler.interrupt).
+    checkpoint: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """What a run's scan of one chain observed: blocks from_block..to_block."""
+
+    chain: str
+    from_block: int
+    to_block: int
+    block_hash: str
+    observed: int
+    reorged: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    run: RunSummary
+    chains: tuple[ChainResult, ...]
+    positions: tuple[Position, ...]
+    breaks: tuple[BreakRecord, ...]
+    unreconciled: tuple[UnreconciledBook, ...] = ()
+    document: dict[str, Any] | None = None
+    scans: tuple[ScanSummary, ...] = ()
+    # The ledger held not one book entry: every on-chain balance was compared with zero.
+    no_books: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.run.status, self.breaks)
+
+
+def exit_code(status: str, breaks: Sequence[BreakRecord]) -> int:
+    if status != "complete":
+        return 2
+    blocking = (BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED)
+    if any(b.status in blocking and b.severity.rank >= Severity.ERROR.rank for b in breaks):
+        return 1
+    return 0
+
+
+def read_chain(
+    chain: ChainSettings, settings: Settings, adapter: ChainAdapter, full: bool = True
+) -> tuple[ChainResult, ChainObservations]:
+    """Read everything a run needs of one chain at one pinned block — balances, each wallet's
+    configuration, its approvers' delegations, the issuer controls on its collateral; raise
+    ChainError if the node is not the configured chain or a token is not what the
+    configuration says. Reads that raced a reorg of the pin are thrown away and made again.
+    Not ``full`` (a scan): only the pin and the tokens' decimals."""
+    node_chain_id = adapter.chain_id()
+    if node_chain_id != chain.chain_id:
+        raise ChainError(
+            f"the node reports chain id {node_chain_id} but chains.{chain.name}.chain_id = "
+            f"{chain.chain_id}: is rpc_urls pointing at the right network?"
+        )
+    tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
+    pairs = [(w, a) for w in settings.wallets_on(chain.name) for a in settings.assets_on(chain.name)]
+    queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
+    wallets = settings.wallets_on(chain.name)
+    approvers = sorted({a for w in wallets for a in w.approvers})
+    token_addresses = [a.address for a in tokens if a.address is not None]
+    freezes = [
+        FreezeQuery(a.address, w.address, a.freeze_check)
+        for a in tokens
+        if a.address is not None and a.freeze_check
+        for w in wallets
+    ]
+    pauses = [a.address for a in tokens if a.address is not None and a.pause_check]
+    for _attempt in range(REORG_RETRIES + 1):
+        block = adapter.pin(chain.confirmations)
+        failure: ChainError | None = None
+        observed: ChainObservations | None = None
+        try:
+            _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
+            if full:
+                values = adapter.balances(queries, block) if queries else []
+                configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block)
+                observed = ChainObservations(
+                    chain=chain.name,
+                    block=block,
+                    balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
+                    wallet_configs={c.wallet: c for c in configs},
+                    delegations=adapter.delegations(approvers, block),
+                    controls=adapter.issuer_controls(freezes, pauses, token_addresses, block),
+                )
+            else:
+                observed = ChainObservations(chain=chain.name, block=block, balances={})
+        except ChainError as exc:
+            failure = exc
+        # Whether the reads failed or not, they only count if the pinned block is still canonical.
+        if not _reorged(adapter, block):
+            if failure is not None:
+                raise failure
+            assert observed is not None
+            sources = tuple(adapter.sources())
+            result = ChainResult(
+                chain.name, node_chain_id, block, adapter.read_path, None, sources, head=adapter.pinned_head
+            )
+            return result, observed
+        log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
+    raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
+
+
+def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], block: BlockRef) -> None:
+    for asset, reported in zip(tokens, actual, strict=True):
+        if reported != asset.decimals:
+            raise ChainError(
+                f"token {asset.address} reports decimals() = {reported} at block "
+                f"{block.number} but assets.{asset.name}.decimals = {asset.decimals}: "
+                "fix the configuration (amounts would be misread by a factor of "
+                f"10^{abs(reported - asset.decimals)})"
+            )
+
+
+def _reorged(adapter: ChainAdapter, block: BlockRef) -> bool:
+    """Whether the pinned block was replaced while it was read. A node that cannot say (or
+    answers for another block) leaves the chain unread: ChainError propagates."""
+    return adapter.block_hash(block.number) != block.hash
+
+
+def unreconciled_books(settings: Settings, book: Mapping[tuple[str, str], int]) -> list[UnreconciledBook]:
+    covered = {(w.name, a.name) for w in settings.wallets.values() for a in settings.assets_on(w.chain)}
+    return [
+        UnreconciledBook(wallet, asset, amount, settings.assets[asset].decimals if asset in settings.assets else None)
+        for (wallet, asset), amount in sorted(book.items())
+        if amount != 0 and (wallet, asset) not in covered
+    ]
+
+
+def run_reconciliation(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
+) -> RunReport:
+    opts = options or RunOptions()
+    run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for)
+    log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
+    try:
+        try:
+            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint)
+        except Interrupted as exc:
+            reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
+            log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
+            ledger.abandon_run(run.id, reason)
+            report = _incomplete(settings, run, reason)
+        except LedgerError as exc:  # hold_ledger recorded it
+            report = _incomplete(settings, run, str(exc))
+    finally:
+        lock.release()
+    if opts.render is not None:
+        document = opts.render(report)
+        try:
+            ledger.save_document(run.id, document)
+        except LedgerError as exc:
+            log.error("event=run_document_unsaved run_id=%s reason=%r", run.id, str(exc))
+        report = replace(report, document=document)
+    return report
+
+
+def _incomplete(settings: Settings, run: RunSummary, reason: str) -> RunReport:
+    """A run stopped before it read anything: every chain is listed, unread, with the reason."""
+    unread = tuple(ChainResult(name, None, None, None, f"not read: {reason}") for name in settings.chains)
+    return RunReport(replace(run, status="incomplete", reason=reason, exit_code=2), unread, (), ())
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRead:
+    """One chain's read phase: what was read and observed, or why the chain is unread; and the
+    source_disagreement findings its endpoints raised, with the break keys the read covered."""
+
+    result: ChainResult
+    observed: ChainObservations | None = None
+    surveilled: ChainSurveillance | None = None
+    findings: tuple[Finding, ...] = ()
+    coverage: Coverage = Coverage()
+
+
+def _failure_text(exc: BaseException, chain: str | None = None) -> str:
+    """Why a chain was not read, once, in plain words; an endpoint that gave no answer points
+    at the configuration key that names it."""
+    if not isinstance(exc, ChainError):
+        return f"{type(exc).__name__}: {exc}"
+    return chain_failure(chain, exc) if chain else str(exc)
+
+
+def chain_failure(chain: str, exc: ChainError) -> str:
+    """``cannot connect to http://127.0.0.1:8545 (connection refused): is the node running? see
+    [chains.eth] rpc_urls``: where no endpoint answered, the key to check is named."""
+    text = str(exc)
+    if not isinstance(exc, RpcUnavailable):
+        return text
+    return f"{text}{' ' if text.endswith('?') else '; '}see [chains.{chain}] rpc_urls"
+
+
+def read_one_chain(
+    chain: ChainSettings,
+    settings: Settings,
+    ledger: Ledger,
+    adapter: ChainAdapter,
+    full: bool,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> ChainRead:
+    """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
+    failure leaves the chain unread with the reason, never clean; endpoints that disagree
+    (cross-checked reads) also yield source_disagreement findings."""
+    sources: tuple[tuple[str, str | None], ...] = ()
+    try:
+        try:
+            checkpoint()
+            result, observed = read_chain(chain, settings, adapter, full)
+            checkpoint()
+            watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+        finally:
+            sources = tuple(adapter.sources())
+            adapter.close()
+    except SourceDisagreement as exc:
+        findings = disagreement_findings(chain, settings, exc)
+        return ChainRead(
+            ChainResult(chain.name, None, None, None, str(exc), sources),
+            findings=findings,
+            coverage=Coverage(frozenset(f.key for f in findings)),
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
+        return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
+    agreed = _agreement_coverage(chain, settings, full)
+    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
+
+
+def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
+    """Where a cross-checked read that found its endpoints agreeing looked: the chain-wide key
+    (the pin and a sample of the logs) and, read in full, every configured wallet x asset's
+    balance; an open source_disagreement there is resolved."""
+    if not chain.cross_check:
+        return Coverage()
+    keys = {BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, "*", None)}
+    if full:
+        keys |= {
+            BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, w.name, a.name)
+            for w in settings.wallets_on(chain.name)
+            for a in settings.assets_on(chain.name)
+        }
+    return Coverage(frozenset(keys))
+
+
+def disagreement_findings(chain: ChainSettings, settings: Settings, exc: SourceDisagreement) -> tuple[Finding, ...]:
+    """One critical source_disagreement per wallet x asset whose balance the endpoints answered
+    differently, and one for the chain (wallet "*") for anything else (the pinned block's hash,
+    the logs)."""
+    wallets = {w.address.lower(): w.name for w in settings.wallets_on(chain.name)}
+    assets = {(a.address.lower() if a.address else None): a.name for a in settings.assets_on(chain.name)}
+    first, second = exc.endpoints
+    at = f" at block {exc.block}" if exc.block is not None else ""
+    lines: dict[BreakKey, list[str]] = {}
+    for d in exc.items:
+        wallet = wallets.get(d.holder.lower()) if d.holder else None
+        asset = assets.get(d.token.lower() if d.token else None) if wallet else None
+        key = BreakKey(BreakKind.SOURCE_DISAGREEMENT, chain.name, wallet or "*", asset if wallet else None)
+        lines.setdefault(key, []).append(f"{d.what}: {first} says {d.first}, {second} says {d.second}")
+    return tuple(
+        Finding(
+            key,
+            Severity.CRITICAL,
+            None,
+            f"endpoints {first} and {second} disagree{at}: " + "; ".join(said)
+            + "; the chain was left unread: find out which endpoint is wrong",
+        )
+        for key, said in lines.items()
+    )
+
+
+def _read_chains(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, full: bool, checkpoint: Callable[[], None]
+) -> dict[str, ChainRead]:
+    """Every chain read at the same time, one thread each: a slow or dead chain holds up no
+    other, and the read phase lasts as long as the slowest chain. The calling thread waits in
+    short slices, calling ``checkpoint`` (signals reach only the main thread); when it raises,
+    every adapter is closed — requests in flight fail at once — and the reads are not waited for."""
+    chains = list(settings.chains.values())
+    outcomes: dict[str, ChainRead] = {}
+    adapters: list[ChainAdapter] = []
+    futures: dict[str, Future[ChainRead]] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(chains), MAX_PARALLEL_CHAINS)), thread_name_prefix="read")
+    try:
+        for chain in chains:
+            checkpoint()
+            try:
+                adapter = adapter_for(chain)
+            except Exception as exc:  # noqa: BLE001 - a chain that cannot even be set up is unread
+                outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
+                continue
+            adapters.append(adapter)
+            futures[chain.name] = pool.submit(read_one_chain, chain, settings, ledger, adapter, full, checkpoint)
+        pending = set(futures.values())
+        while pending:
+            checkpoint()
+            _done, pending = wait(pending, timeout=WAIT_SLICE)
+        checkpoint()
+        for name, future in futures.items():
+            outcomes[name] = future.result()
+    except BaseException:
+        for adapter in adapters:
+            try:
+                adapter.close()
+            except Exception:  # noqa: BLE001 - stopping: the others must still be closed
+                log.exception("event=adapter_close_failed")
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return {chain.name: outcomes[chain.name] for chain in chains}
+
+
+def _reconcile(
+    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
+) -> RunReport:
+    full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
+    chain_results: list[ChainResult] = []
+    positions: list[Position] = []
+    unreconciled: list[UnreconciledBook] = []
+    read: dict[str, ChainObservations] = {}
+    surveilled: dict[str, ChainSurveillance] = {}
+    read_findings: list[Finding] = []
+    read_coverage = Coverage()
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint)
+    for chain in settings.chains.values():
+        outcome = outcomes[chain.name]
+        result = outcome.result
+        chain_results.append(result)
+        read_findings.extend(outcome.findings)
+        read_coverage |= outcome.coverage
+        if result.error or outcome.observed is None or outcome.surveilled is None:
+            log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, result.error)
+            continue
+        read[chain.name] = outcome.observed
+        surveilled[chain.name] = outcome.surveilled
+        log.info(
+            "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d sources=%s",
+            run.id,
+            chain.name,
+            result.block.number if result.block else -1,
+            result.block.hash if result.block else "",
+            result.read_path,
+            outcome.surveilled.write.observed,
+            outcome.surveilled.write.reorged,
+            ",".join(endpoint for endpoint, _version in result.sources),
+        )
+    failed = [c for c in chain_results if c.error]
+    status = "incomplete" if failed else "complete"
+    reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
+    scans = tuple(
+        ScanSummary(name, cs.from_block, cs.to_block, cs.write.checkpoint.hash, cs.write.observed, cs.write.reorged)
+        for name, cs in surveilled.items()
+    )
+    try:
+        book = ledger.book_balances() if full else {}
+        unreconciled = unreconciled_books(settings, book) if full else []
+        for u in unreconciled:
+            log.warning(
+                "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
+            )
+        stored = ledger.baselines() if full else Baselines({}, {}, {})
+        first_seen = _first_seen_baselines(read, stored) if full else NewBaselines()
+        observations = RunObservations(
+            settings=settings,
+            book=book,
+            chains=read,
+            baselines={**stored.wallets, **{(c.chain, c.wallet): c for c, _ in first_seen.wallets}},
+            token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
+            surveillance={name: cs.inputs for name, cs in surveilled.items()},
+            orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
+        )
+        positions = all_positions(observations) if full else []
+        checked = run_passes(observations, PASSES if full else SCAN_PASSES)
+        decimals = {a.name: a.decimals for a in settings.assets.values()}
+        checkpoint()
+        summary, breaks = ledger.finish_run(
+            run.id,
+            chain_results,
+            positions,
+            [*checked.findings, *read_findings],  # the read phase's: endpoints that disagreed
+            checked.coverage | read_coverage,
+            decimals,
+            status,
+            reason,
+            exit_code,
+            first_seen,
+            writes=[cs.with_matches() for cs in surveilled.values()],
+            notes=checked.notes,
+        )
+    except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
+        what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
+        detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
+        reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
+        log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
+        try:
+            ledger.abandon_run(run.id, reason)
+        except LedgerError:
+            log.error("event=run_unrecorded run_id=%s", run.id)
+        summary = replace(run, status="incomplete", reason=reason, exit_code=2)
+        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
+    log.info(
+        "event=run_finished run_id=%s status=%s breaks=%d exit_code=%s",
+        run.id,
+        summary.status,
+        len(breaks),
+        summary.exit_code,
+    )
+    return RunReport(
+        summary,
+        tuple(chain_results),
+        tuple(positions),
+        tuple(breaks),
+        tuple(unreconciled),
+        scans=scans,
+        no_books=full and not book,  # a key per wallet x asset with any entry, even one summing to 0
+    )
+
+
+def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:
+    """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
+    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one."""
+    wallets = tuple(
+        (config, chain.block.hash)
+        for chain in read.values()
+        for config in chain.wallet_configs.values()
+        if (chain.chain, config.wallet) not in stored.wallets
+    )
+    tokens = tuple(
+        (chain.chain, impl)
+        for chain in read.values()
+        if chain.controls is not None
+        for impl in chain.controls.implementations
+        if (chain.chain, impl.token) not in stored.tokens
+    )
+    return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)")

@@ -1,0 +1,225 @@
+"""One chain's transfer surveillance inside a run or a scan: from the checkpoint to the pin.
+
+Invariants: observation starts where the last scan stopped (its checkpoint, number and hash)
+or, the first time, at ``start_block`` (default: this pin: nothing before it is claimed to be
+observed); a checkpoint that is no longer canonical is walked back to the highest stored
+checkpoint still canonical, movements stored on orphaned blocks are marked reorged (kept as
+evidence) and the new branch is observed; a range the node cannot serve raises, so the chain is
+unread and the checkpoint stays where it was; the flow check runs only over a window the scans
+covered in full (the previous complete run's pin at or after the first checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from chains.base import ChainAdapter
+from reconciler.domain import BlockRef
+from reconciler.engine.passes import ChainObservations
+from reconciler.engine.surveillance import (
+    FlowWindow,
+    Movement,
+    SurveillanceInputs,
+    common_ancestor,
+    match_outflows,
+    movements_for,
+)
+from reconciler.errors import ChainError
+from reconciler.inputs.instructions import partition_valid
+from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.ledger import surveillance_store as store
+from reconciler.ledger.store import Ledger
+from reconciler.transfers import Direction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSurveillance:
+    inputs: SurveillanceInputs
+    new: tuple[Movement, ...]  # movements first observed by this scan
+    orphaned: tuple[Movement, ...]
+    write: store.SurveillanceWrite
+    from_block: int
+    to_block: int
+
+    def with_matches(self) -> store.SurveillanceWrite:
+        """The write, with each new outflow carrying the instruction it consumed (if any)."""
+        result = match_outflows(
+            self.inputs.movements, self.inputs.instructions, self.inputs.consumed, self.inputs.already_matched
+        )
+        consumed_by = {(m.identity, m.wallet): instruction for m, instruction in result.matches}
+        movements = tuple((m, consumed_by.get((m.identity, m.wallet))) for m in self.new)
+        return replace(self.write, movements=movements)
+
+
+def _ref(adapter: ChainAdapter, number: int) -> BlockRef:
+    return BlockRef(number, adapter.block_hash(number))
+
+
+def surveil_chain(
+    chain: ChainSettings,
+    settings: Settings,
+    ledger: Ledger,
+    adapter: ChainAdapter,
+    pinned: ChainObservations,
+    with_flow: bool,
+) -> ChainSurveillance:
+    pin = pinned.block
+    wallets = settings.wallets_on(chain.name)
+    assets = settings.assets_on(chain.name)
+    decimals = {a.name: a.decimals for a in assets}
+    stored = store.checkpoints(ledger, chain.name)
+    start: BlockRef | None = None
+    orphaned_hashes: set[str] = set()
+    if stored:
+        latest_number, latest_hash = stored[0]
+        if latest_number > pin.number:
+            raise ChainError(
+                f"chain {chain.name}: the pinned block {pin.number} is below the checkpoint {latest_number} "
+                "a scan already reached: the node lags behind the one scanned before (or confirmations grew)"
+            )
+        if adapter.block_hash(latest_number) == latest_hash:
+            since = BlockRef(latest_number, latest_hash)
+        else:
+            ancestor = common_ancestor(stored, adapter.block_hash)
+            if ancestor is None:
+                # Even where surveillance began was replaced: nothing below it was ever claimed
+                # observed, so observe again from just below it, on the new branch.
+                ancestor = max(stored[-1][0] - 1, 0)
+                start = _ref(adapter, ancestor)
+            since = _ref(adapter, ancestor)
+            for number, block_hash in sorted(store.movement_blocks_above(ledger, chain.name, ancestor)):
+                if adapter.block_hash(number) != block_hash:
+                    orphaned_hashes.add(block_hash)
+            log.warning(
+                "event=reorg_walked_back chain=%s checkpoint=%d ancestor=%d orphaned_blocks=%d",
+                chain.name,
+                latest_number,
+                ancestor,
+                len(orphaned_hashes),
+            )
+    else:
+        first = chain.start_block if chain.start_block is not None and chain.start_block <= pin.number else None
+        since = pin if first is None else _ref(adapter, max(first - 1, 0))
+        start = since
+    tokens = [a.address for a in assets if a.address is not None]
+    observations = adapter.observe([w.address for w in wallets], tokens, since, pin)
+    new = tuple(movements_for(observations, wallets, assets))
+
+    booked = store.booked_tx_hashes(ledger)
+    flow_from = store.flow_start(ledger, chain.name) if with_flow else None
+    first_checkpoint = stored[-1][0] if stored else since.number
+    if flow_from is not None and (
+        flow_from.block.number < first_checkpoint
+        or flow_from.block.number > pin.number
+        or adapter.block_hash(flow_from.block.number) != flow_from.block.hash
+    ):
+        flow_from = None  # the window was not observed in full (or began on a lost branch): no claim
+    previous = [
+        m
+        for m in store.stored_movements(
+            ledger,
+            chain.name,
+            decimals,
+            [w.name for w in wallets],
+            flow_from.block.number if flow_from is not None else None,
+            booked,
+        )
+        if m.observation.block_hash not in orphaned_hashes
+    ]
+    names = [w.name for w in wallets]
+    orphaned = (
+        tuple(
+            m
+            for m in store.stored_movements(ledger, chain.name, decimals, names, since.number, frozenset())
+            if m.observation.block_hash in orphaned_hashes
+        )
+        if orphaned_hashes
+        else ()
+    )
+    seen = {(m.identity, m.wallet, m.direction) for m in new}
+    movements = tuple(
+        sorted([*new, *(m for m in previous if (m.identity, m.wallet, m.direction) not in seen)], key=Movement.sort_key)
+    )
+    outflow_blocks = [m.block_number for m in movements if m.direction is Direction.OUT]
+    judged = store.judged_outflows(ledger, chain.name, min(outflow_blocks)) if outflow_blocks else frozenset()
+    orphaned_ids = {m.identity for m in orphaned}
+    valid, invalid = partition_valid(store.instructions(ledger, chain.name), settings)
+    for instruction, problems in invalid:
+        log.warning(
+            "event=instruction_invalid chain=%s id=%s problems=%r", chain.name, instruction.id, "; ".join(problems)
+        )
+    consumed = {
+        i: tx for i, tx in store.consumed(ledger, chain.name).items() if not _consumed_by_orphan(tx, orphaned)
+    }
+    pairs = _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
+    allowances = (
+        dict(zip(pairs, adapter.allowances(_allowance_queries(settings, pairs), pin), strict=True)) if pairs else {}
+    )
+    flow = None
+    if flow_from is not None:
+        common = set(flow_from.balances) & set(pinned.balances)
+        flow = FlowWindow(
+            before_block=flow_from.block,
+            after_block=pin,
+            before={k: flow_from.balances[k] for k in common},
+            after={k: pinned.balances[k] for k in common},
+        )
+    inputs = SurveillanceInputs(
+        chain=chain.name,
+        block=pin,
+        now=adapter.block_time(pin),
+        wallets=tuple(wallets),
+        assets=tuple(assets),
+        movements=movements,
+        instructions=tuple(i for i in valid if i.chain == chain.name),
+        consumed=consumed,
+        already_matched=frozenset(judged - orphaned_ids),
+        booked_tx_hashes=booked,
+        inflow_grace=settings.surveillance.inflow_grace,
+        allowances=allowances,
+        flow=flow,
+    )
+    write = store.SurveillanceWrite(
+        chain=chain.name,
+        checkpoint=pin,
+        start=start,
+        orphaned=frozenset(orphaned_hashes),
+        observed=len(new),
+        reorged=len(orphaned),
+    )
+    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, pin.number)
+
+
+def _consumed_by_orphan(tx_hash: str, orphaned: Sequence[Movement]) -> bool:
+    return any(m.tx_hash == tx_hash and m.direction is Direction.OUT for m in orphaned)
+
+
+def _allowance_pairs(
+    settings: Settings, chain: str, stored: set[tuple[str, str, str]], new: Sequence[Movement]
+) -> list[tuple[str, str, str]]:
+    """(wallet, asset, spender) whose allowance to read at the pin: every spender ever approved
+    by a custody wallet that its allowed_spenders do not list."""
+    pairs = set(stored) | {(m.wallet, m.asset, m.counterparty) for m in new if m.direction is Direction.APPROVAL}
+    out = []
+    for wallet, asset, spender in sorted(pairs):
+        w = settings.wallets.get(wallet)
+        a = settings.assets.get(asset)
+        if w is None or a is None or a.address is None or w.chain != chain or a.chain != chain:
+            continue
+        if spender.lower() in {s.lower() for s in w.allowed_spenders}:
+            continue
+        out.append((wallet, asset, spender))
+    return out
+
+
+def _allowance_queries(settings: Settings, pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    queries = []
+    for wallet, asset, spender in pairs:
+        token = settings.assets[asset].address
+        assert token is not None
+        queries.append((token, settings.wallets[wallet].address, spender))
+    return queries

@@ -1,0 +1,227 @@
+"""`breaks list|show|ack|resolve|verify-audit`: breaks, their lifecycle, and the audit trail
+that keeps every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.console import RenderableType
+
+from reconciler.app.documents import break_doc, breaks_doc, event_doc
+from reconciler.bootstrap import open_ledger
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, out
+from reconciler.cli.tables import (
+    NONE,
+    Col,
+    Row,
+    break_history,
+    fields,
+    fit_table,
+    history_lines,
+    human_display,
+    human_instant,
+    human_number,
+    run_ids_in,
+)
+from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
+from reconciler.inputs.settings import Settings
+from reconciler.ledger import daemon_store
+from reconciler.ledger.store import Ledger
+
+breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
+
+
+def _breaks_table(breaks: Sequence[BreakRecord], settings: Settings, title: str | None = None) -> RenderableType:
+    return _break_docs_table([break_doc(b, settings) for b in breaks], title)
+
+
+def _break_docs_table(docs: Sequence[dict[str, Any]], title: str | None = None) -> RenderableType:
+    """Breaks (their JSON documents) for a person: short ids, the form every command accepts;
+    whole amounts with separators; the columns that matter least left out when narrow."""
+    short = abbreviate_ids(d["id"] for d in docs)
+    columns = (
+        Col("id", whole=True),
+        Col("kind"),
+        Col("severity", drop=3),
+        Col("status"),
+        Col("chain", drop=2),
+        Col("wallet"),
+        Col("asset"),
+        Col("amount", justify="right", whole=True),
+        Col("seen", justify="right", drop=1),
+    )
+    rows = [
+        Row(
+            (
+                short[d["id"]],
+                d["kind"],
+                d["severity"],
+                d["status"],
+                d["chain"],
+                d["wallet"],
+                d["asset"] or NONE,
+                human_display(d["amount"], d["amount_display"]),
+                f"{d['times_seen']:,}",
+            ),
+            style="dim" if d["status"] == "resolved" else None,
+        )
+        for d in docs
+    ]
+    return fit_table(out.width, columns, rows, title)
+
+
+_STATUSES = [s.value for s in BreakStatus]
+
+
+@breaks_app.command("list")
+def breaks_list(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="open, acknowledged or resolved; repeatable. Default: open and acknowledged."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every break, resolved ones included.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """List breaks."""
+    settings = _settings(ctx)
+    for s in status or []:
+        if s not in _STATUSES:
+            raise typer.BadParameter(f"{s!r} is not one of {', '.join(_STATUSES)}", param_hint="--status")
+    wanted = (
+        None if all_ else [BreakStatus(s) for s in status] if status else [BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED]
+    )
+    ledger = open_ledger(settings)
+    try:
+        breaks = ledger.list_breaks(wanted)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json(breaks_doc(breaks, settings))
+        return
+    if not breaks:
+        shown = "any status" if wanted is None else " or ".join(st.value for st in wanted)
+        out.print(f"no breaks ({shown})")
+        return
+    out.print(_breaks_table(breaks, settings))
+
+
+@breaks_app.command("show")
+def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -> None:
+    """One break with its evidence and history (BREAK_ID: the id or any unique prefix of it)."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        brk, events = ledger.get_break(break_id)
+    finally:
+        ledger.close()
+    asset = settings.assets.get(brk.key.asset or "")
+    event_docs = [event_doc(e, asset.decimals if asset else brk.decimals) for e in events]
+    brk_doc = break_doc(brk, settings)
+    if json_out:
+        _emit_json({"break": brk_doc, "events": event_docs})
+        return
+    short = run_ids_in(event_docs, brk.first_run_id, brk.last_run_id, brk.resolved_run_id)
+    acked = [e for e in event_docs if e["event"] == "acknowledged"]
+    resolved = [e for e in event_docs if e["event"] == "resolved"]
+    lines = fields(
+        [
+            ("break", brk.id),
+            ("kind", f"{brk.key.kind.value} ({brk.severity.value})"),
+            ("status", brk.status.value),
+            ("chain", brk.key.chain),
+            ("wallet", brk.key.wallet),
+            ("asset", brk.key.asset),
+            ("amount", None if brk.amount is None else human_display(brk_doc["amount"], brk_doc["amount_display"])),
+            ("tx", brk.key.tx_hash),
+            ("block", human_number(brk.block_number) if brk.block_number is not None else None),
+            ("block hash", brk.block_hash),
+            ("detail", brk.detail or None),
+            ("seen", f"{brk.times_seen:,} time{'' if brk.times_seen == 1 else 's'}"),
+            ("first seen", f"run {short.get(brk.first_run_id, brk.first_run_id)}"),
+            ("last seen", f"run {short.get(brk.last_run_id, brk.last_run_id)}"),
+            ("resolved by", f"run {short[brk.resolved_run_id]}" if brk.resolved_run_id else None),
+            ("acknowledged", f"{human_instant(acked[-1]['at'])} UTC: {acked[-1]['note']}" if acked else None),
+            ("resolved", f"{human_instant(resolved[-1]['at'])} UTC: {resolved[-1]['note']}" if resolved else None),
+        ],
+        out.width,
+    )
+    lines += ["history (UTC):", *history_lines(break_history(event_docs, short), out.width)]
+    for line in lines:
+        out.print(line, soft_wrap=True, markup=False)
+
+
+@breaks_app.command("ack")
+def breaks_ack(
+    ctx: typer.Context,
+    break_id: str,
+    note: Annotated[str, typer.Option("--note", help="Why, and who is on it (kept in the audit trail).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Acknowledge an open break (it stays until a run no longer finds it)."""
+    _change_break(ctx, break_id, note, json_out, Ledger.acknowledge, "acknowledged")
+
+
+def _change_break(
+    ctx: typer.Context,
+    break_id: str,
+    note: str,
+    json_out: bool,
+    change: Callable[[Ledger, str, str], BreakRecord],
+    done: str,
+) -> None:
+    """A person's change to a break, with the note that explains it kept in the audit trail."""
+    settings = _settings(ctx)
+    if not note.strip():
+        raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
+    ledger = open_ledger(settings)
+    try:
+        brk = change(ledger, break_id, note)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json({"break": break_doc(brk, settings)})
+    else:
+        err.print(f"break {abbreviate_ids([brk.id])[brk.id]} {done}")
+
+
+@breaks_app.command("resolve")
+def breaks_resolve(
+    ctx: typer.Context,
+    break_id: str,
+    note: Annotated[str, typer.Option("--note", help="Why it is closed, and by whom (kept in the audit trail).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Resolve a break by hand, with the reason kept in its audit trail: typically one no run can
+    check any more (its wallet or asset left the configuration), or an event-like break (an
+    unauthorized transfer) after review. A run that finds the condition again opens a new break."""
+    _change_break(ctx, break_id, note, json_out, Ledger.resolve, "resolved")
+
+
+@breaks_app.command("verify-audit")
+def breaks_verify_audit(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Check the audit trail's hash chain: exit 0 when every record verifies, 1 naming the
+    first that does not (a record edited or deleted behind the product's back)."""
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)
+    try:
+        result = daemon_store.verify_audit(ledger)
+    finally:
+        ledger.close()
+    doc = {
+        "ok": result.first_bad is None,
+        "records": result.records,
+        "head": result.head,
+        "first_bad_record": result.first_bad,
+        "problem": result.problem,
+    }
+    if json_out:
+        _emit_json(doc)
+    elif result.first_bad is None:
+        out.print(f"audit trail intact: {result.records} record(s), head {result.head}")
+    else:
+        err.print(f"audit trail BROKEN at record {result.first_bad}: {result.problem}")
+    raise typer.Exit(0 if result.first_bad is None else 1)

@@ -1,0 +1,122 @@
+"""`init`, `config check`, `config init` and `bench`: the ledger's schema, the configuration
+file, and the benchmark.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
+from reconciler.errors import ReconcilerError
+from reconciler.ledger.base import redact_url
+from reconciler.ledger.store import Ledger
+
+config_app = typer.Typer(help="Write a starter configuration, and check one.", no_args_is_help=True)
+
+
+def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Create or migrate the database schema (idempotent; never writes the config)."""
+    settings = _settings(ctx)
+    ledger = Ledger(settings.database_url)
+    try:
+        before, version = ledger.init()
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json(
+            {"database": redact_url(settings.database_url), "schema_version": version, "previous_version": before}
+        )
+    else:
+        change = (
+            "created"
+            if before == 0
+            else "already up to date"
+            if before == version
+            else f"upgraded from schema version {before}"
+        )
+        info.print(f"database ready: {redact_url(settings.database_url)} (schema version {version}, {change})")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also check each node's chain id and each token's decimals().")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Validate the configuration file; with --online, also read each chain as a run does and
+    list what was verified: endpoint, chain id, head and pinned block, read path, decimals."""
+    settings = _settings(ctx)
+    chains: dict[str, Any] = {}
+    failed = False
+    if online:
+        from reconciler.app.online_check import check_chain, describe
+
+        for chain in settings.chains.values():
+            chains[chain.name] = check_chain(chain, settings)
+            failed = failed or not chains[chain.name]["ok"]
+            if not chains[chain.name]["ok"]:
+                err.print(f"chain {chain.name}: {chains[chain.name]['error']}", markup=False)
+            if not json_out:
+                for line in describe(chain.name, chains[chain.name]):
+                    out.print(line, markup=False, soft_wrap=True)
+    doc = {
+        "ok": not failed,
+        "config": str(settings.path),
+        "database": redact_url(settings.database_url),
+        "chains": chains or {name: {} for name in settings.chains},
+        "assets": sorted(settings.assets),
+        "wallets": sorted(settings.wallets),
+    }
+    if json_out:
+        _emit_json(doc)
+    else:
+        err.print(
+            f"{settings.path}: {'ok' if not failed else 'FAILED'} — {len(settings.chains)} chain(s), "
+            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)"
+        )
+    if failed:
+        raise typer.Exit(2)
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write it (a folder gets a reconciler.toml inside).")
+    ] = Path("reconciler.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter configuration (default ./reconciler.toml) to edit; never
+    overwrites a file unless --force."""
+    from reconciler.templates.starter import starter_config
+
+    target = path / "reconciler.toml" if path.is_dir() else path
+    if target.exists() and not force:
+        raise ReconcilerError(f"{target} already exists; use --force to overwrite it")
+    try:
+        target.write_text(starter_config(), encoding="utf-8")
+    except OSError as exc:
+        raise ReconcilerError(f"cannot write {target}: {exc.strerror}") from exc
+    shown = str(target)
+    flag = "" if target.resolve() == Path("reconciler.toml").resolve() else f" --config {shown}"
+    info.print(
+        f"wrote {shown}\nnext:\n"
+        f"  1. edit {shown}: your node's rpc_urls and chain_id, your tokens, your custody wallets\n"
+        f"  2. reconciler{flag} config check --online   (asks the node what it says)\n"
+        f"  3. reconciler{flag} init                    (creates the ledger database)\n"
+        f"  4. reconciler{flag} accounts import FILE, books import FILE, then run",
+        markup=False,
+    )
+
+
+def bench(ctx: typer.Context) -> None:
+    """Benchmark against the RPC floor on a local Anvil (`reconciler bench [--n N ...] [--large]`; --help)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is not installed
+    from benchmarks.bench import main as bench_main
+
+    raise typer.Exit(bench_main(ctx.args))

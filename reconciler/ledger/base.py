@@ -1,0 +1,222 @@
+"""The ledger's core: the engine and its sessions, the schema's readiness, and the helpers every
+concern of the ledger shares.
+
+Invariants: every transaction is one session, committed on success and rolled back on any
+failure, its errors said as LedgerError with every credential scrubbed; a ledger is used only
+when its schema is exactly the newest this code knows, and no run is left ``running`` by a
+process that is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from reconciler.domain import abbreviate_ids
+from reconciler.errors import LedgerError
+from reconciler.ledger import schema, trail
+from reconciler.ledger.locks import host_name, postgres_run_alive, process_alive
+from reconciler.ledger.models import Run
+from reconciler.redaction import redact_db_url, redact_urls, scrub
+
+log = logging.getLogger(__name__)
+
+_IN_CHUNK = 500
+
+
+class LedgerBase:
+    """The engine, sessions, schema and readiness that the ledger's concerns (books, runs,
+    breaks: reconciler.ledger.store.Ledger) are built on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {_first_line(exc, url)}") from exc
+        self.alerts: trail.AlertSetup | None = None  # set by the composition root
+        if self.engine.dialect.name == "sqlite":
+            if self.engine.url.database in (None, "", ":memory:"):
+                raise LedgerError("an in-memory SQLite database cannot keep a ledger: give a file path")
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Every transaction takes SQLite's write lock up front: a read-then-write never
+            # interleaves with another writer (no lost updates, no upgrade deadlocks).
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.engine.dialect.name != "sqlite" or not self.engine.url.database:
+            return None
+        return Path(self.engine.url.database)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any failure."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
+        except IntegrityError as exc:
+            raise LedgerError(f"database refused the write: {_first_line(exc, self.url)}") from exc
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"database error: {_first_line(exc, self.url)}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def init(self) -> tuple[int, int]:
+        """Create or upgrade the schema to the newest revision; idempotent. Returns the schema
+        version found (0: none) and the version now."""
+        try:
+            with self.engine.begin() as conn:
+                found = schema.state(conn)
+                if found.newer:
+                    raise LedgerError(_newer_message(found.revision))
+                before, after = schema.upgrade(conn)
+        except OperationalError as exc:
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"migrating the database failed: {_first_line(exc, self.url)}") from exc
+        return schema.version_number(before), schema.version_number(after)
+
+    def ensure_ready(self) -> None:
+        """Refuse a database without the newest schema, naming the command that fixes it;
+        never create one (a mistyped path must not look like an empty, clean ledger)."""
+        path = self.sqlite_path
+        if path is not None and not path.exists():
+            raise LedgerError(f"no ledger at {path}: run `reconciler init` to create it (or check [database] url)")
+        try:
+            with self.engine.connect() as conn:
+                found = schema.state(conn)
+        except OperationalError as exc:
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        if found.revision is None:
+            raise LedgerError(
+                f"the database {redact_url(self.url)} has no reconciler ledger: run `reconciler init` to create it"
+            )
+        if found.newer:
+            raise LedgerError(_newer_message(found.revision))
+        if not found.current:
+            raise LedgerError(
+                f"the ledger schema is version {schema.version_number(found.revision)}, this reconciler uses "
+                f"{schema.version_number(schema.head())}: run `reconciler init` to upgrade it"
+            )
+        self.reap_abandoned_runs()
+
+    def reap_abandoned_runs(self) -> list[str]:
+        """Close as incomplete every run left ``running`` by a process that is gone (SIGKILL,
+        power loss). A run whose process cannot be judged from here (another host, on SQLite)
+        is left alone."""
+        reaped: list[str] = []
+        with self._session() as s:
+            running = list(s.scalars(select(Run).where(col(Run.status) == "running")))
+            if not running:
+                return reaped
+            conn = s.connection()
+            for run in running:
+                if self.engine.dialect.name == "postgresql":
+                    gone = not postgres_run_alive(conn, run.id)
+                elif run.host == host_name() and run.pid is not None:
+                    gone = not process_alive(run.pid, run.proc_start)
+                else:
+                    gone = False
+                if gone:
+                    run.status = "incomplete"
+                    run.exit_code = 2
+                    run.finished_at = _now()
+                    run.reason = (
+                        f"the process running it ({run.host}:{run.pid}) ended without recording an outcome "
+                        "(killed or lost power); nothing it saw was saved"
+                    )
+                    reaped.append(run.id)
+                    trail.record_run_outcome(s, self.alerts, run.id, "incomplete", run.reason, 2, run.job)
+        for run_id in reaped:
+            log.warning("event=run_reaped run_id=%s reason=process_gone", run_id)
+        return reaped
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # The driver's own implicit BEGIN (deferred) is replaced by _sqlite_begin_immediate.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _newer_message(revision: str | None) -> str:
+    return (
+        f"the ledger schema is version {schema.version_number(revision)} (revision {revision}), newer than this "
+        f"reconciler knows ({schema.version_number(schema.head())}): upgrade the reconciler; nothing was changed"
+    )
+
+
+_SHOWN_MATCHES = 5
+
+
+def _resolve_prefix(s: Session, table: Any, column: Any, given: str, what: str, lister: str) -> str:
+    """A full id, or any unique prefix of one (like git; ids are lowercase hex, so case does not
+    matter). A prefix that several ids start with is refused, naming them in the short form
+    tables print."""
+    if given and s.get(table, given) is not None:
+        return given
+    wanted = given.strip().lower()
+    if wanted:
+        escaped = wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        starts = column.like(escaped + "%", escape="\\")
+        matches = [str(m) for m in s.scalars(select(column).where(starts).order_by(column).limit(_SHOWN_MATCHES + 1))]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            total = s.scalar(select(func.count()).select_from(table).where(starts)) or len(matches)
+            short = abbreviate_ids(matches)  # the next match too: it may share the listed ones' prefix
+            shown = ", ".join(short[m] for m in matches[:_SHOWN_MATCHES]) + (", …" if total > _SHOWN_MATCHES else "")
+            raise LedgerError(f"{what} id prefix {given} matches {total} {what}s ({shown}); give more characters")
+    raise LedgerError(f"no {what} with id {given!r}; {lister} lists them")
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _IN_CHUNK):
+        yield items[i : i + _IN_CHUNK]
+
+
+def _iso(at: datetime) -> str:
+    """Stored times are UTC; SQLite hands them back naive."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
+def _utc(at: datetime) -> datetime:
+    """Stored times are UTC; SQLite hands them back naive."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _first_line(exc: BaseException, url: str = "") -> str:
+    """The driver's message, first line, scrubbed of the database URL's password (a driver's
+    text can quote the connection string) and of any URL's credentials; scrubbed before it
+    is cut, so no half of a secret survives."""
+    text = redact_urls(scrub(str(getattr(exc, "orig", None) or exc), [url]))
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def redact_url(url: str) -> str:
+    """The database URL with every password (userinfo, ``password=``-like parameters) as ***."""
+    return redact_db_url(url)

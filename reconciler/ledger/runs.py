@@ -1,0 +1,467 @@
+"""The ledger's runs: begun (claiming a scheduled firing), holding the writer lock, finished in
+one transaction with everything they found, abandoned; wallet baselines; past runs and their
+documents.
+
+Invariant: a run's results (chains, balance snapshots, baselines, break changes, the run's
+status and its audit record) are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from reconciler.domain import BlockRef, BreakKey, BreakRecord, BreakStatus, Finding, Position, Severity
+from reconciler.engine.lifecycle import plan_breaks
+from reconciler.errors import LedgerError
+from reconciler.ledger import snapshots, trail
+from reconciler.ledger.base import LedgerBase, _first_line, _now, _resolve_prefix, _utc, redact_url
+from reconciler.ledger.breaks import _active, _event, _order, _record, key_text
+from reconciler.ledger.daemon_models import JobFiring
+from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name, process_start
+from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
+from reconciler.walletconfig import TokenImplementation, WalletConfig
+
+_ExitCode = Callable[[str, Sequence[BreakRecord]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    """What a run learned of one chain: its pinned block, or why it could not be read."""
+
+    chain: str
+    chain_id: int | None
+    block: BlockRef | None
+    read_path: str | None
+    error: str | None
+    # The endpoints that answered (redacted: scheme://host[:port]) with the client each said it
+    # runs (web3_clientVersion, None if it would not say): where the run's data came from.
+    sources: tuple[tuple[str, str | None], ...] = ()
+    # The node's head when the block was pinned (``block`` is ``confirmations`` below it), so an
+    # on-chain zero at a lagging pin can be understood; None where it is not known (read before
+    # it was recorded, or the chain was not read). Kept in the run's document, not a column.
+    head: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    reason: str | None
+    exit_code: int | None
+    trigger: str = "cli"
+    job: str = "run"
+    scheduled_for: datetime | None = None
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Baselines:
+    """The newest baseline of each wallet (by (chain, wallet name)) and token (by (chain, token
+    address)), and whether a person reviewed it (`wallets baseline`) or a run recorded it."""
+
+    wallets: dict[tuple[str, str], WalletConfig]
+    reviewed: dict[tuple[str, str], bool]
+    tokens: dict[tuple[str, str], TokenImplementation]
+
+
+@dataclass(frozen=True, slots=True)
+class NewBaselines:
+    """Baselines to record: wallet configurations with the hash of the block they were read
+    at, token implementations with their chain."""
+
+    wallets: tuple[tuple[WalletConfig, str], ...] = ()
+    tokens: tuple[tuple[str, TokenImplementation], ...] = ()
+    reviewed: bool = False
+    note: str = ""
+
+
+class FiringTaken(LedgerError):
+    """Another daemon instance claimed this scheduled firing first: skip it."""
+
+
+class RunWrite(Protocol):
+    """More of a run's results, written inside its one transaction (transfer observations,
+    checkpoints, statements): ledger modules provide them."""
+
+    def apply(self, s: Session, run_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosition:
+    """A balance snapshot as a run recorded it, for reproducing the run's document."""
+
+    chain: str
+    wallet: str
+    asset: str
+    decimals: int | None
+    book: int
+    onchain: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    summary: RunSummary
+    document: dict[str, Any] | None
+    chains: list[ChainResult]
+    positions: list[StoredPosition]
+
+
+class RunsMixin(LedgerBase):
+    """Runs, their outcomes and documents, and wallet baselines."""
+
+    def begin_run(
+        self, trigger: str = "cli", job: str = "run", scheduled_for: datetime | None = None
+    ) -> tuple[RunSummary, RunLock]:
+        """Record a run as ``running``, with host, pid and process start, marked alive (on
+        PostgreSQL by a session lock) before its row exists, so it is never mistaken for
+        abandoned. The caller releases the returned lock when the run ends.
+
+        A scheduled run (trigger "schedule" with its ``scheduled_for``) also claims that firing
+        of its job, in the same transaction: when another daemon instance claimed it first,
+        FiringTaken is raised and nothing is recorded."""
+        lock = RunLock(self.engine, self.sqlite_path)
+        run_id = str(uuid.uuid4())
+        try:
+            lock.mark_alive(run_id)
+        except SQLAlchemyError as exc:
+            lock.release()
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
+        pid = os.getpid()
+        run = Run(
+            id=run_id,
+            started_at=_now(),
+            status="running",
+            host=host_name(),
+            pid=pid,
+            proc_start=process_start(pid),
+            trigger=trigger,
+            job=job,
+            scheduled_for=scheduled_for,
+        )
+        claim = trigger == "schedule" and scheduled_for is not None
+        try:
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                s.add(run)
+                if claim and scheduled_for is not None:
+                    s.flush()
+                    s.add(
+                        JobFiring(
+                            job=job,
+                            scheduled_for=scheduled_for,
+                            run_id=run_id,
+                            instance=f"{run.host}:{pid}",
+                            claimed_at=run.started_at,
+                        )
+                    )
+        except IntegrityError as exc:
+            lock.release()
+            if claim:
+                raise FiringTaken(f"{job} firing of {scheduled_for} was claimed by another instance") from exc
+            raise LedgerError(f"database refused the write: {_first_line(exc, self.url)}") from exc
+        except SQLAlchemyError as exc:
+            lock.release()
+            raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
+        except BaseException:
+            lock.release()
+            raise
+        return _run_summary(run), lock
+
+    def hold_ledger(self, run_id: str, lock: RunLock, timeout: float, on_wait: Callable[[], None]) -> None:
+        """Wait, at most ``timeout`` seconds, for the ledger's writer lock; a run that gives up
+        is recorded incomplete ("another run holds the ledger") and LedgerError is raised."""
+        try:
+            lock.acquire(timeout, on_wait)
+        except LockTimeout:
+            reason = f"{LEDGER_HELD} (waited {timeout:g}s); try again when it has finished"
+        except SQLAlchemyError as exc:
+            reason = f"database failed while waiting for the ledger: {_first_line(exc, self.url)}"
+        else:
+            return
+        self.abandon_run(run_id, reason)
+        raise LedgerError(reason)
+
+    def finish_run(
+        self,
+        run_id: str,
+        chains: Sequence[ChainResult],
+        positions: Sequence[Position],
+        findings: Sequence[Finding],
+        coverage: Container[BreakKey],
+        decimals: Mapping[str, int],
+        status: str,
+        reason: str | None,
+        exit_code_for: _ExitCode,
+        baselines: NewBaselines | None = None,
+        writes: Sequence[RunWrite] = (),
+        notes: Mapping[BreakKey, str] | None = None,
+    ) -> tuple[RunSummary, list[BreakRecord]]:
+        """Write everything the run found in one transaction and return the breaks to report:
+        every break active after the run, plus those this run resolved.
+
+        The findings meet the breaks as they are inside this transaction (rows locked on
+        PostgreSQL; SQLite's write lock is taken at BEGIN), never as an earlier read saw them:
+        an acknowledgement or a manual resolution made meanwhile is respected.
+        """
+        now = _now()
+        blocks = {c.chain: c.block for c in chains}
+        with self._session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise LedgerError(f"run {run_id} vanished from the ledger")
+            if run.status != "running":
+                raise LedgerError(f"run {run_id} was closed meanwhile as {run.status}: {run.reason}")
+            active_rows = {
+                r.id: r
+                for r in s.scalars(
+                    select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value).with_for_update()
+                )
+            }
+            plan = plan_breaks(
+                [_active(r) for r in active_rows.values()],
+                findings,
+                coverage,
+            )
+            snaps = snapshots.plan(s, run_id, blocks, positions)
+            for c in chains:
+                taken = snaps.chains.get(c.chain)
+                s.add(
+                    RunChain(
+                        run_id=run_id,
+                        chain=c.chain,
+                        chain_id=c.chain_id,
+                        block_number=c.block.number if c.block else None,
+                        block_hash=c.block.hash if c.block else None,
+                        read_path=c.read_path,
+                        error=c.error,
+                        sources=_sources_json(c.sources),
+                        **(taken.columns() if taken is not None else {}),
+                    )
+                )
+            s.flush()  # the run's chain rows first
+            snapshots.insert_rows(s, snaps.rows)
+            s.flush()
+            if baselines is not None:
+                _add_baselines(s, baselines, run_id)
+            for extra in writes:
+                extra.apply(s, run_id)
+            existing = active_rows
+            opened: list[tuple[BreakRow, str]] = []
+            for f in plan.opened:
+                block = blocks.get(f.key.chain)
+                row = BreakRow(
+                    id=str(uuid.uuid4()),
+                    key=key_text(f.key),
+                    kind=f.key.kind.value,
+                    severity=f.severity.value,
+                    status=BreakStatus.OPEN.value,
+                    chain=f.key.chain,
+                    wallet=f.key.wallet,
+                    asset=f.key.asset,
+                    tx_hash=f.key.tx_hash,
+                    amount=f.amount,
+                    detail=f.detail,
+                    block_number=block.number if block else None,
+                    block_hash=block.hash if block else None,
+                    first_run_id=run_id,
+                    last_run_id=run_id,
+                    opened_at=now,
+                    last_seen_at=now,
+                    times_seen=1,
+                    decimals=decimals.get(f.key.asset) if f.key.asset else None,
+                )
+                s.add(row)
+                opened.append((row, f.detail))
+            s.flush()  # break rows before the events that reference them (no ORM relationship orders them)
+            s.add_all(_event(row, run_id, "opened", now, detail) for row, detail in opened)
+            changes: list[tuple[str, BreakRecord, str | None, str]] = [
+                ("opened", _record(row), run_id, detail) for row, detail in opened
+            ]
+            for active, f in plan.seen_again:
+                row = existing[active.id]
+                block = blocks.get(f.key.chain)
+                escalated = f.severity.rank > Severity(row.severity).rank
+                row.amount = f.amount
+                row.detail = f.detail
+                row.severity = f.severity.value
+                row.last_run_id = run_id
+                row.last_seen_at = now
+                row.times_seen += 1
+                if f.key.asset and f.key.asset in decimals:
+                    row.decimals = decimals[f.key.asset]
+                if block is not None:
+                    row.block_number, row.block_hash = block.number, block.hash
+                s.add(_event(row, run_id, "seen", now, f.detail))
+                changes.append(("seen", _record(row), run_id, f.detail))
+                if escalated:
+                    s.add(_event(row, run_id, "escalated", now, f"severity rose to {f.severity.value}"))
+                    changes.append(("escalated", _record(row), run_id, f"severity rose to {f.severity.value}"))
+            for active in plan.resolved:
+                row = existing[active.id]
+                row.status = BreakStatus.RESOLVED.value
+                row.resolved_run_id = run_id
+                row.resolved_at = now
+                block = blocks.get(row.chain)
+                if block is not None:
+                    row.block_number, row.block_hash = block.number, block.hash
+                why = (notes or {}).get(active.key, "not found by a run that checked it")
+                s.add(_event(row, run_id, "resolved", now, why))
+                changes.append(("resolved", _record(row), run_id, why))
+            s.flush()
+            trail.record_break_events(s, self.alerts, changes)
+            after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
+            resolved_rows = [existing[b.id] for b in plan.resolved]
+            report = [_record(r) for r in sorted(after + resolved_rows, key=_order)]
+            run.status = status
+            run.reason = reason
+            run.finished_at = now
+            run.exit_code = exit_code_for(status, report)
+            trail.record_run_outcome(s, self.alerts, run_id, status, reason, run.exit_code, run.job)
+            return _run_summary(run), report
+
+    def abandon_run(self, run_id: str, reason: str) -> None:
+        """Mark a run incomplete after a failure or a signal stopped it (a finished run keeps
+        its outcome)."""
+        with self._session() as s:
+            run = s.get(Run, run_id, with_for_update=True)
+            if run is None or run.status != "running":
+                return
+            run.status, run.reason, run.finished_at, run.exit_code = "incomplete", reason, _now(), 2
+            trail.record_run_outcome(s, self.alerts, run_id, "incomplete", reason, 2, run.job)
+
+    def baselines(self) -> Baselines:
+        wallets: dict[tuple[str, str], WalletConfig] = {}
+        reviewed: dict[tuple[str, str], bool] = {}
+        tokens: dict[tuple[str, str], TokenImplementation] = {}
+        with self._session() as s:
+            # Only the newest row per (chain, wallet), as plain columns: older rows are the
+            # history of reviews, and an ORM object per row cost most of this at 10,000 wallets.
+            newest = select(func.max(col(WalletBaseline.id))).group_by(
+                col(WalletBaseline.chain), col(WalletBaseline.wallet)
+            )
+            rows = s.execute(
+                select(
+                    col(WalletBaseline.chain),
+                    col(WalletBaseline.wallet),
+                    col(WalletBaseline.config),
+                    col(WalletBaseline.reviewed),
+                ).where(col(WalletBaseline.id).in_(newest.scalar_subquery()))
+            )
+            for chain, wallet, config, was_reviewed in rows:
+                wallets[(chain, wallet)] = WalletConfig.from_json(json.loads(config))
+                reviewed[(chain, wallet)] = bool(was_reviewed)
+            for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id))):
+                tokens[(t.chain, t.token)] = TokenImplementation.from_json(json.loads(t.implementation))
+        return Baselines(wallets, reviewed, tokens)
+
+    def record_baselines(self, baselines: NewBaselines) -> None:
+        with self._session() as s:
+            _add_baselines(s, baselines, None)
+
+    def save_document(self, run_id: str, document: Mapping[str, Any]) -> None:
+        """Keep the run's `--json` document as printed, without its positions (those are the
+        run's balance snapshots), so `runs show` reproduces it."""
+        doc = {k: v for k, v in document.items() if k != "positions"}
+        with self._session() as s:
+            s.execute(update(Run).where(col(Run.id) == run_id).values(document=json.dumps(doc)))
+
+    def list_runs(self, limit: int) -> list[RunSummary]:
+        with self._session() as s:
+            rows = s.scalars(select(Run).order_by(col(Run.started_at).desc(), col(Run.id)).limit(limit))
+            return [_run_summary(r) for r in rows]
+
+    def get_run(self, run_id: str) -> StoredRun:
+        with self._session() as s:
+            run = s.get(Run, _resolve_prefix(s, Run, col(Run.id), run_id, "run", "`reconciler runs list`"))
+            assert run is not None
+            chains = [
+                ChainResult(
+                    c.chain,
+                    c.chain_id,
+                    BlockRef(c.block_number, c.block_hash) if c.block_number is not None and c.block_hash else None,
+                    c.read_path,
+                    c.error,
+                    _sources_from_json(c.sources),
+                )
+                for c in s.scalars(select(RunChain).where(col(RunChain.run_id) == run.id))
+            ]
+            positions = [
+                StoredPosition(chain, p.wallet, p.asset, p.decimals, p.book, p.onchain)
+                for chain, p in snapshots.run_positions(s, run.id)
+            ]
+            document = json.loads(run.document) if run.document else None
+            return StoredRun(_run_summary(run), document, chains, positions)
+
+
+def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:
+    now = _now()
+    # Plain rows in one executemany, in order (the newest id per wallet is its baseline): a
+    # first run at 10,000 wallets records 10,000 of them.
+    wallet_rows = [
+        {
+            "chain": config.chain,
+            "wallet": config.wallet,
+            "address": config.address,
+            "block_number": config.block_number,
+            "block_hash": block_hash,
+            "config": json.dumps(config.to_json()),
+            "reviewed": baselines.reviewed,
+            "note": baselines.note,
+            "recorded_at": now,
+            "run_id": run_id,
+        }
+        for config, block_hash in baselines.wallets
+    ]
+    if wallet_rows:
+        s.execute(insert(WalletBaseline), wallet_rows)
+    s.add_all(
+        TokenBaseline(
+            chain=chain,
+            token=impl.token,
+            block_number=impl.block_number,
+            implementation=json.dumps(impl.to_json()),
+            reviewed=baselines.reviewed,
+            recorded_at=now,
+            run_id=run_id,
+        )
+        for chain, impl in baselines.tokens
+    )
+
+
+def _sources_json(sources: Sequence[tuple[str, str | None]]) -> str | None:
+    if not sources:
+        return None
+    return json.dumps([{"endpoint": endpoint, "client_version": version} for endpoint, version in sources])
+
+
+def _sources_from_json(text: str | None) -> tuple[tuple[str, str | None], ...]:
+    if not text:
+        return ()
+    return tuple((str(s["endpoint"]), s.get("client_version")) for s in json.loads(text))
+
+
+def _run_summary(run: Run) -> RunSummary:
+    return RunSummary(
+        id=run.id,
+        started_at=_utc(run.started_at),
+        finished_at=_utc(run.finished_at) if run.finished_at else None,
+        status=run.status,
+        reason=run.reason,
+        exit_code=run.exit_code,
+        trigger=run.trigger,
+        job=run.job,
+        scheduled_for=_utc(run.scheduled_for) if run.scheduled_for else None,
+        instance=f"{run.host}:{run.pid}" if run.host else None,
+    )
