@@ -19,14 +19,18 @@ SRC = CONTRACTS / "src"
 ARTIFACTS = CONTRACTS / "artifacts"
 
 EXPECTED_CONTRACTS = {
+    "BeaconWalletProxy",
     "CodeSizes",
     "CollateralToken",
     "CustodyWallet",
     "CustodyWalletProxy",
     "MaliciousSingleton",
+    "MappingWriter",
     "Multicall3",
     "PriceFeed",
     "SlotWriter",
+    "TransientSingleton",
+    "WalletBeacon",
 }
 
 
