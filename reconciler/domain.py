@@ -52,6 +52,8 @@ class BreakKind(StrEnum):
     RESIDUAL_INTEREST_BELOW_TARGET = "residual_interest_below_target"
     COMMINGLING = "commingling"
     CONCENTRATION_LIMIT = "concentration_limit"
+    COLLATERAL_ENCUMBERED = "collateral_encumbered"
+    ISSUER_FORCED_TRANSFER = "issuer_forced_transfer"
 
 
 class Severity(StrEnum):

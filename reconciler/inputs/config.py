@@ -24,24 +24,33 @@ from reconciler.domain import (
     UINT256_DIGITS,
     UINT256_MAX,
     AddressError,
+    AmountError,
     AssetKind,
     SegClass,
     Severity,
     checksum_address,
+    parse_amount,
 )
 from reconciler.errors import ConfigError
 from reconciler.inputs.settings import (
     CANONICAL_MULTICALL3,
     DEFAULT_INFLOW_GRACE,
     DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_MAX_FEE,
     DEFAULT_PRICE_MAX_AGE,
+    DEFAULT_WATCH_MAX_LAG,
+    DEFAULT_WATCH_POLL,
+    ISSUER_STANDARDS,
     AssetSettings,
+    AuditSettings,
     ChainSettings,
+    PresignSettings,
     ScheduleSettings,
     SegregationSettings,
     Settings,
     SurveillanceSettings,
     WalletSettings,
+    WatchSettings,
     WebhookSettings,
 )
 from reconciler.redaction import redact_db_url, redact_rpc_url
@@ -54,7 +63,7 @@ MAX_RPC_TIMEOUT = 3600.0
 MAX_DURATION = timedelta(days=366)
 _DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_DURATION_RE = re.compile(r"([0-9]{1,12})([smhd])")
+_DURATION_RE = re.compile(r"([0-9]{1,12})(ms|[smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CRON_FIELD_RE = re.compile(r"[0-9A-Za-z*/,\-]+")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -128,11 +137,12 @@ def check_database_url(where: str, url: str) -> str:
 
 
 def parse_duration(text: str) -> timedelta:
-    """ "30s", "10m", "24h" or "1d" -> timedelta; ValueError naming the accepted forms."""
+    """ "500ms", "30s", "10m", "24h" or "1d" -> timedelta; ValueError naming the accepted forms."""
     match = _DURATION_RE.fullmatch(text)
     if match is None:
         raise ValueError(f'{_quoted(text)} is not a duration like "30s", "10m", "24h" or "1d"')
-    value = timedelta(seconds=int(match[1]) * _DURATION_UNITS[match[2]])
+    count, unit = int(match[1]), match[2]
+    value = timedelta(milliseconds=count) if unit == "ms" else timedelta(seconds=count * _DURATION_UNITS[unit])
     if value > MAX_DURATION:
         raise ValueError(f"{_quoted(text)} is longer than {MAX_DURATION.days} days")
     return value
@@ -309,6 +319,22 @@ def _http_url(where: str, value: Any) -> str:
     return text
 
 
+def _ws_url(where: str, value: Any) -> str:
+    text = _nonempty(where, value)
+    if not text.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{where} = {_quoted(redact_rpc_url(text))} must start with ws:// or wss://")
+    return text
+
+
+def _native_amount(where: str, value: Any) -> int:
+    """An amount of the chain's native coin (18 decimals) as a quoted decimal, in base units."""
+    money = _money(where, value)
+    try:
+        return parse_amount(str(money), 18)
+    except AmountError as exc:
+        raise ConfigError(f'{where} = "{money}": {exc} (the native coin has 18 decimals)') from exc
+
+
 def _explorer_url(where: str, value: Any) -> str:
     """A block explorer's base URL ("https://etherscan.io"), kept without its trailing '/'."""
     from urllib.parse import urlsplit
@@ -444,6 +470,8 @@ _CHAIN_KEYS = {
     "chunk_size": _Key(_int(1, 5000)),
     "log_chunk_blocks": _Key(_int(1)),
     "explorer_url": _Key(_explorer_url),
+    "ws_url": _Key(_ws_url),
+    "max_fee": _Key(_native_amount),
 }
 _ASSET_KEYS = {
     "chain": _Key(_nonempty, required=True),
@@ -462,6 +490,7 @@ _ASSET_KEYS = {
     "government_fund": _Key(_bool),
     "freeze_check": _Key(_function_name),
     "pause_check": _Key(_bool),
+    "issuer_standard": _Key(_choice(ISSUER_STANDARDS)),
 }
 _WALLET_KEYS = {
     "chain": _Key(_nonempty, required=True),
@@ -500,7 +529,20 @@ _TOP_KEYS: dict[str, _Key] = {
             }
         )
     ),
-    "surveillance": _Key(_section({"inflow_grace": _Key(_duration(timedelta(0)))})),
+    "surveillance": _Key(
+        _section({"inflow_grace": _Key(_duration(timedelta(0))), "max_fee": _Key(_native_amount)})
+    ),
+    "presign": _Key(_section({"delegatecall_allowlist": _Key(_addresses)})),
+    "watch": _Key(
+        _section(
+            {
+                "enabled": _Key(_bool),
+                "poll_interval": _Key(_duration(timedelta(milliseconds=100))),
+                "max_lag": _Key(_duration(timedelta(seconds=1))),
+            }
+        )
+    ),
+    "audit": _Key(_section({"key_env": _Key(_env_name)})),
     "schedule": _Key(
         _section(
             {
@@ -508,6 +550,7 @@ _TOP_KEYS: dict[str, _Key] = {
                 "run": _Key(_schedule),
                 "scan": _Key(_schedule),
                 "segregation_statement": _Key(_schedule),
+                "shards": _Key(_int(1, 1024)),
             }
         )
     ),
@@ -558,6 +601,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             chunk_size=got.get("chunk_size", 500),
             log_chunk_blocks=got.get("log_chunk_blocks", 2000),
             explorer_url=got.get("explorer_url"),
+            ws_url=got.get("ws_url"),
+            max_fee=got.get("max_fee"),
         )
         if chains[name].cross_check and len(chains[name].rpc_urls) < 2:
             raise ConfigError(
@@ -591,7 +636,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if native:
             if "address" in got:
                 raise ConfigError(f"{where}: a native asset has no address; remove {where}.address")
-            for token_key in ("freeze_check", "pause_check"):
+            for token_key in ("freeze_check", "pause_check", "issuer_standard"):
                 if token_key in got:
                     raise ConfigError(f"{where}.{token_key}: a native coin has no token contract to read; remove it")
             decimals = got.get("decimals", 18)
@@ -625,6 +670,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             government_fund=got.get("government_fund", False),
             freeze_check=got.get("freeze_check"),
             pause_check=got.get("pause_check", False),
+            issuer_standard=got.get("issuer_standard", "none"),
         )
     natives = [a for a in assets.values() if a.native]
     for chain in chains:
@@ -659,6 +705,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
 
     seg = top.get("segregation", {})
     schedule = top.get("schedule", {})
+    watch = top.get("watch", {})
     database = top.get("database", {})
     env_url = os.environ.get(DATABASE_URL_ENV)
     # [database] url was checked as it was parsed, even when the variable overrides it.
@@ -676,14 +723,23 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         ),
         surveillance=SurveillanceSettings(
             inflow_grace=top.get("surveillance", {}).get("inflow_grace", DEFAULT_INFLOW_GRACE),
+            max_fee=top.get("surveillance", {}).get("max_fee", DEFAULT_MAX_FEE),
         ),
         schedule=ScheduleSettings(
             timezone=schedule.get("timezone", "UTC"),
             run=schedule.get("run"),
             scan=schedule.get("scan"),
             segregation_statement=schedule.get("segregation_statement"),
+            shards=schedule.get("shards", 1),
         ),
         webhooks=top.get("alerts", {}).get("webhooks", ()),
         metrics_listen=top.get("metrics", {}).get("listen"),
         lock_timeout=database.get("lock_timeout", DEFAULT_LOCK_TIMEOUT).total_seconds(),
+        presign=PresignSettings(delegatecall_allowlist=top.get("presign", {}).get("delegatecall_allowlist", ())),
+        watch=WatchSettings(
+            enabled=watch.get("enabled", False),
+            poll_interval=watch.get("poll_interval", DEFAULT_WATCH_POLL),
+            max_lag=watch.get("max_lag", DEFAULT_WATCH_MAX_LAG),
+        ),
+        audit=AuditSettings(key_env=top.get("audit", {}).get("key_env")),
     )

@@ -19,6 +19,12 @@ CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 DEFAULT_PRICE_MAX_AGE = timedelta(hours=24)
 DEFAULT_INFLOW_GRACE = timedelta(hours=24)
 DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)  # how long a run waits for another to release the ledger
+# The fee a custody wallet may pay for one transaction before the whole fee is an unauthorized
+# outflow ([surveillance] max_fee): 0.05 of the native coin, in base units (18 decimals).
+DEFAULT_MAX_FEE = 5 * 10**16
+DEFAULT_WATCH_POLL = timedelta(seconds=1)
+DEFAULT_WATCH_MAX_LAG = timedelta(minutes=2)
+ISSUER_STANDARDS = ("none", "erc3643")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,8 @@ class ChainSettings:
     chunk_size: int = 500
     log_chunk_blocks: int = 2000
     explorer_url: str | None = None  # block explorer for links in reports: {url}/block/N, /tx/H, /address/A
+    ws_url: str | None = None  # eth_subscribe to newHeads for [watch] (polling stays on as the fallback)
+    max_fee: int | None = None  # base units; None: [surveillance] max_fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,7 @@ class AssetSettings:
     government_fund: bool = False
     freeze_check: str | None = None  # a `(address) returns (bool)` view, e.g. "isBlacklisted"
     pause_check: bool = False
+    issuer_standard: str = "none"  # "erc3643": a permissioned fund token whose issuer can freeze and force
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,31 @@ class SegregationSettings:
 @dataclass(frozen=True, slots=True)
 class SurveillanceSettings:
     inflow_grace: timedelta = DEFAULT_INFLOW_GRACE
+    max_fee: int = DEFAULT_MAX_FEE  # base units of the native coin
+
+
+@dataclass(frozen=True, slots=True)
+class PresignSettings:
+    """DELEGATECALL targets a custody wallet may run (EIP-55): used by presign and by the
+    execution checks of surveillance alike."""
+
+    delegatecall_allowlist: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """[watch]: the daemon follows each chain's head between its scheduled jobs."""
+
+    enabled: bool = False
+    poll_interval: timedelta = DEFAULT_WATCH_POLL
+    max_lag: timedelta = DEFAULT_WATCH_MAX_LAG
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """[audit]: the environment variable holding the key every trail record is MACed with."""
+
+    key_env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +134,7 @@ class ScheduleSettings:
     run: str | None = None
     scan: str | None = None
     segregation_statement: str | None = None
+    shards: int = 1  # (chain, shard) units a scheduled firing is split into
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +150,14 @@ class Settings:
     webhooks: tuple[WebhookSettings, ...] = ()
     metrics_listen: str | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT.total_seconds()  # [database] lock_timeout, in seconds
+    presign: PresignSettings = field(default_factory=PresignSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+
+    def max_fee(self, chain: str) -> int:
+        """The fee ceiling of ``chain`` in base units: its own, else [surveillance] max_fee."""
+        own = self.chains[chain].max_fee
+        return own if own is not None else self.surveillance.max_fee
 
     def assets_on(self, chain: str) -> list[AssetSettings]:
         return [a for a in self.assets.values() if a.chain == chain]

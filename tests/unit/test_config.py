@@ -154,6 +154,8 @@ read_path = "batch"
 rpc_retries = 3
 cross_check = true
 start_block = 1000
+ws_url = "ws://127.0.0.1:8545"
+max_fee = "0.1"
 
 [assets.USDC]
 chain = "eth"
@@ -178,6 +180,7 @@ price_max_age = "10m"
 issuer = "Example Issuer"
 fund_family = "Example Funds"
 government_fund = true
+issuer_standard = "erc3643"
 
 [assets.ETH]
 chain = "eth"
@@ -210,12 +213,25 @@ foreign_futures = "50000"
 
 [surveillance]
 inflow_grace = "1d"
+max_fee = "0.05"
+
+[presign]
+delegatecall_allowlist = ["0x40A2aCCbd92BCA938b02010E17A5b8929b49130D"]
+
+[watch]
+enabled = true
+poll_interval = "1s"
+max_lag = "2m"
+
+[audit]
+key_env = "RECONCILER_AUDIT_KEY"
 
 [schedule]
 timezone = "America/Chicago"
 run = "*/5 * * * *"
 scan = "30s"
 segregation_statement = "0 17 * * mon-fri"
+shards = 4
 
 [[alerts.webhooks]]
 url = "https://hooks.example/a"
@@ -238,6 +254,8 @@ listen = "127.0.0.1:9464"
     assert chain.rpc_retries == 3
     assert chain.cross_check is True
     assert chain.start_block == 1000
+    assert chain.ws_url == "ws://127.0.0.1:8545"
+    assert chain.max_fee == 10**17 and s.max_fee("eth") == 10**17
 
     usdc = s.assets["USDC"]
     assert usdc.price_usd == Decimal("1.00")
@@ -255,6 +273,7 @@ listen = "127.0.0.1:9464"
     assert mmf.fund_family == "Example Funds"
     assert mmf.government_fund is True
     assert mmf.price_max_age == timedelta(minutes=10)
+    assert mmf.issuer_standard == "erc3643" and usdc.issuer_standard == "none"
 
     assert s.assets["ETH"].decimals == 18
 
@@ -273,6 +292,12 @@ listen = "127.0.0.1:9464"
         SegClass.FOREIGN_FUTURES: Decimal("50000"),
     }
     assert s.surveillance.inflow_grace == timedelta(days=1)
+    assert s.surveillance.max_fee == 5 * 10**16
+    assert s.presign.delegatecall_allowlist == ("0x40A2aCCbd92BCA938b02010E17A5b8929b49130D",)
+    assert s.watch.enabled is True and s.watch.poll_interval == timedelta(seconds=1)
+    assert s.watch.max_lag == timedelta(minutes=2)
+    assert s.audit.key_env == "RECONCILER_AUDIT_KEY"
+    assert s.schedule.shards == 4
 
     assert s.schedule.timezone == "America/Chicago"
     assert s.schedule.run == "*/5 * * * *"
@@ -882,3 +907,43 @@ def test_database_lock_timeout_is_a_duration(tmp_path: Path) -> None:
     assert s.lock_timeout == 1.0
     message = _error(tmp_path, MINIMAL + "\n[database]\nlock_timeout = 30\n")
     assert message.startswith("database.lock_timeout") and 'lock_timeout = "30s"' in message
+
+
+def test_defaults_of_the_execution_watch_and_audit_keys(tmp_path: Path) -> None:
+    s = _load(tmp_path, MINIMAL)
+    assert s.surveillance.max_fee == 5 * 10**16 and s.max_fee("eth") == 5 * 10**16
+    assert s.presign.delegatecall_allowlist == ()
+    assert (s.watch.enabled, s.watch.poll_interval, s.watch.max_lag) == (
+        False,
+        timedelta(seconds=1),
+        timedelta(minutes=2),
+    )
+    assert s.audit.key_env is None and s.schedule.shards == 1
+    assert s.chains["eth"].ws_url is None and s.assets["USDC"].issuer_standard == "none"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ('[surveillance]\nmax_fee = 0.05\n', "surveillance.max_fee must be a quoted string"),
+        ('[surveillance]\nmax_fee = "0.0000000000000000001"\n', "surveillance.max_fee"),
+        ('[presign]\ndelegatecall_allowlist = ["0x40a2accbd92bca938b02010e17a5b8929b49130d"]\n', "checksum"),
+        ("[schedule]\nshards = 0\n", "schedule.shards"),
+        ('[watch]\nenabled = "yes"\n', "watch.enabled"),
+        ('[watch]\npoll_interval = "1"\n', "watch.poll_interval"),
+        ('[audit]\nkey_env = "has space"\n', "audit.key_env"),
+        ('[watch]\nenabeld = true\n', "did you mean"),
+    ],
+)
+def test_new_keys_are_validated_like_the_others(tmp_path: Path, extra: str, named: str) -> None:
+    assert named in _error(tmp_path, MINIMAL + extra)
+
+
+def test_ws_url_and_issuer_standard_are_validated(tmp_path: Path) -> None:
+    bad_ws = CHAIN.replace("chain_id = 31337", 'chain_id = 31337\nws_url = "http://127.0.0.1:8545"')
+    assert "ws_url" in _error(tmp_path, bad_ws + USDC_ASSET + WALLET)
+    bad_std = USDC_ASSET + 'issuer_standard = "erc20"\n'
+    message = _error(tmp_path, CHAIN + bad_std + WALLET)
+    assert "issuer_standard" in message and "erc3643" in message
+    native_std = ETH_ASSET + 'issuer_standard = "erc3643"\n'
+    assert "issuer_standard" in _error(tmp_path, CHAIN + native_std + WALLET)
