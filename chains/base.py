@@ -9,11 +9,12 @@ SourceDisagreement carrying both endpoints (redacted) and both values; neither i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from reconciler.domain import BlockRef
+from reconciler.engine.executions import Execution
 from reconciler.errors import ChainError
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
@@ -26,6 +27,17 @@ class BalanceQuery:
 
     holder: str
     token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedRange:
+    """What observing a range of blocks gave: the wallets' movements, every execution of a
+    wallet (decoded for the analyzer), and the checks the node could not serve (each a
+    sentence saying what was not looked for)."""
+
+    observations: list[Observation]
+    executions: list[Execution] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
 
 class Source(NamedTuple):
@@ -96,9 +108,16 @@ class ChainAdapter(Protocol):
         """Each query's balance at ``block``, in base units, in the order asked."""
         ...
 
-    def wallet_configs(self, wallets: Sequence[tuple[str, str]], block: BlockRef) -> list[WalletConfig]:
+    def wallet_configs(
+        self,
+        wallets: Sequence[tuple[str, str]],
+        block: BlockRef,
+        probes: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[WalletConfig]:
         """The on-chain configuration of each (name, address) wallet at ``block``, read from
-        code and storage (never events); a view that reverts is reported in the value."""
+        code and storage (never events); a view that reverts is reported in the value.
+        ``probes`` names, per wallet address, addresses whose owners/modules mapping entries
+        are read too: one set outside the lists is a hidden owner or module."""
         ...
 
     def delegations(self, addresses: Sequence[str], block: BlockRef) -> dict[str, str | None]:
@@ -117,12 +136,20 @@ class ChainAdapter(Protocol):
         ...
 
     def observe(
-        self, wallets: Sequence[str], tokens: Sequence[str], since: BlockRef, block: BlockRef
-    ) -> list[Observation]:
+        self,
+        wallets: Sequence[str],
+        tokens: Sequence[str],
+        since: BlockRef,
+        block: BlockRef,
+        approvers: Sequence[str] = (),
+    ) -> ObservedRange:
         """Every movement of ``wallets`` in the blocks after ``since`` up to and including
-        ``block``: ERC-20 Transfer and Approval logs of ``tokens``, native value (including by
-        internal calls) and gas fees. A range the node cannot serve raises, never answers "none";
-        a reorg of ``block`` while observing raises."""
+        ``block`` — ERC-20 Transfer and Approval logs of ``tokens``, native value (including by
+        internal calls) and gas fees — and every execution of a wallet in them (a transaction in
+        which its code ran or its account changed, or an EIP-7702 authorization of it or of one
+        of ``approvers``). A range the node cannot serve raises, never answers "none"; a check
+        the node cannot serve is named in ``unchecked``; a reorg of ``block`` while observing
+        raises."""
         ...
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:

@@ -112,6 +112,13 @@ class WalletConfig:
     fallback_handler: str | None = None
     delegation: str | None = None
     problems: tuple[str, ...] = ()
+    # An EIP-1967 beacon proxy: the beacon (its slot) and the implementation it names now.
+    beacon: str | None = None
+    beacon_implementation: str | None = None
+    # Addresses whose owners[x] / modules[x] mapping entry is set though the linked lists do
+    # not hold them (written straight into storage: isOwner/isModuleEnabled are true for them).
+    hidden_owners: tuple[str, ...] = ()
+    hidden_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_address(f"{self.wallet}: address", self.address)
@@ -119,9 +126,18 @@ class WalletConfig:
         if not isinstance(self.kind, WalletKind):
             raise ValueError(f"{self.wallet}: kind must be a WalletKind, not {self.kind!r}")
         _check_hash(f"{self.wallet}: code_hash", self.code_hash)
-        for name in ("implementation", "admin", "singleton", "guard", "fallback_handler", "delegation"):
+        for name in (
+            "implementation",
+            "admin",
+            "singleton",
+            "guard",
+            "fallback_handler",
+            "delegation",
+            "beacon",
+            "beacon_implementation",
+        ):
             _check_optional_address(f"{self.wallet}: {name}", getattr(self, name))
-        for name in ("owners", "modules"):
+        for name in ("owners", "modules", "hidden_owners", "hidden_modules"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 raise ValueError(f"{self.wallet}: {name} must be a tuple of addresses, not {value!r}")
@@ -156,7 +172,7 @@ class WalletConfig:
             values["kind"] = WalletKind(values["kind"])
         except (KeyError, ValueError) as exc:
             raise ValueError(f"wallet configuration has no valid kind: {data.get('kind')!r}") from exc
-        for name in ("owners", "modules", "problems"):
+        for name in ("owners", "modules", "problems", "hidden_owners", "hidden_modules"):
             if name in values:
                 if not isinstance(values[name], list | tuple):
                     raise ValueError(f"{name} must be a list, not {values[name]!r}")
@@ -184,6 +200,10 @@ COMPARED_FIELDS: tuple[str, ...] = (
     "fallback_handler",
     "delegation",
     "problems",
+    "beacon",
+    "beacon_implementation",
+    "hidden_owners",
+    "hidden_modules",
 )
 
 

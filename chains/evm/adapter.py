@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chains.base import BalanceQuery, Source
-from chains.evm import abi, logs, native
+from chains.base import BalanceQuery, ObservedRange, Source
+from chains.evm import abi, logs, observe
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.errors import ChainError
 from reconciler.inputs.settings import ChainSettings
-from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
 
 log = logging.getLogger(__name__)
@@ -148,10 +147,17 @@ class EvmAdapter:
             out.append(value)
         return out
 
-    def wallet_configs(self, wallets: Sequence[tuple[str, str]], block: BlockRef) -> list[WalletConfig]:
+    def wallet_configs(
+        self,
+        wallets: Sequence[tuple[str, str]],
+        block: BlockRef,
+        probes: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[WalletConfig]:
         if not wallets:
             return []
-        return read_wallet_configs(self.rpc, self.settings.name, wallets, block, chunk_size=self.settings.chunk_size)
+        return read_wallet_configs(
+            self.rpc, self.settings.name, wallets, block, chunk_size=self.settings.chunk_size, probes=probes
+        )
 
     def delegations(self, addresses: Sequence[str], block: BlockRef) -> dict[str, str | None]:
         if not addresses:
@@ -178,15 +184,20 @@ class EvmAdapter:
         return _quantity(header.get("timestamp"), f"eth_getBlockByHash({block.hash}) timestamp", self.rpc.endpoint)
 
     def observe(
-        self, wallets: Sequence[str], tokens: Sequence[str], since: BlockRef, block: BlockRef
-    ) -> list[Observation]:
+        self,
+        wallets: Sequence[str],
+        tokens: Sequence[str],
+        since: BlockRef,
+        block: BlockRef,
+        approvers: Sequence[str] = (),
+    ) -> ObservedRange:
         if block.number <= since.number or not wallets:
-            return []
+            return ObservedRange([])
         chunk = self.settings.log_chunk_blocks
         name = self.settings.name
         found = logs.scan_token_logs(self.rpc, name, wallets, tokens, since.number + 1, block, chunk_blocks=chunk)
-        found += native.scan_native(self.rpc, name, wallets, since, block, chunk_blocks=chunk)
-        return found
+        scanned = observe.scan_range(self.rpc, name, wallets, since, block, chunk_blocks=chunk, approvers=approvers)
+        return ObservedRange(found + scanned.observations, scanned.executions, scanned.unchecked)
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
         at = _block_param(block)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from chains.base import BalanceQuery, ChainAdapter, Disagreement, Source, SourceDisagreement
+from chains.base import BalanceQuery, ChainAdapter, Disagreement, ObservedRange, Source, SourceDisagreement
 from chains.evm import logs, scan
 from chains.evm.adapter import EvmAdapter
 from chains.evm.rpc import RpcError
@@ -197,8 +197,13 @@ class CrossCheckedAdapter:
     def token_decimals(self, tokens: Sequence[str], block: BlockRef) -> list[int]:
         return self._select()[0].token_decimals(tokens, block)
 
-    def wallet_configs(self, wallets: Sequence[tuple[str, str]], block: BlockRef) -> list[WalletConfig]:
-        return self._select()[0].wallet_configs(wallets, block)
+    def wallet_configs(
+        self,
+        wallets: Sequence[tuple[str, str]],
+        block: BlockRef,
+        probes: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[WalletConfig]:
+        return self._select()[0].wallet_configs(wallets, block, probes)
 
     def delegations(self, addresses: Sequence[str], block: BlockRef) -> dict[str, str | None]:
         return self._select()[0].delegations(addresses, block)
@@ -212,12 +217,17 @@ class CrossCheckedAdapter:
         return self._select()[0].allowances(queries, block)
 
     def observe(
-        self, wallets: Sequence[str], tokens: Sequence[str], since: BlockRef, block: BlockRef
-    ) -> list[Observation]:
+        self,
+        wallets: Sequence[str],
+        tokens: Sequence[str],
+        since: BlockRef,
+        block: BlockRef,
+        approvers: Sequence[str] = (),
+    ) -> ObservedRange:
         first, _second = self._select()
-        found = first.observe(wallets, tokens, since, block)
+        found = first.observe(wallets, tokens, since, block, approvers)
         if block.number > since.number and wallets:
-            self._spot_check(found, wallets, tokens, since.number + 1, block)
+            self._spot_check(found.observations, wallets, tokens, since.number + 1, block)
         return found
 
     # ----------------------------------------------------------------- the spot check

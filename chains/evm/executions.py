@@ -60,6 +60,14 @@ class ExecutionReorged(ChainError):
     """A transaction's receipt or trace names another block than the scan saw."""
 
 
+def _too_large(exc: ChainError) -> bool:
+    """A refusal that a smaller block range cures."""
+    if not isinstance(exc, RpcError):
+        return False
+    text = exc.rpc_message.lower()
+    return exc.code == -32005 or any(t in text for t in ("too large", "too many", "limit", "exceed", "range"))
+
+
 def unsupported(exc: ChainError) -> bool:
     """Whether a node's error says it does not serve the method (not that it failed)."""
     if not isinstance(exc, RpcError):
@@ -361,9 +369,10 @@ def calls_into(
     if hi < lo or not wallets:
         return found
     start = lo
+    size = chunk_blocks
     targets = sorted({w.lower() for w in wallets})
     while start <= hi:
-        end = min(hi, start + chunk_blocks - 1)
+        end = min(hi, start + size - 1)
         try:
             answer = rpc.request(
                 "trace_filter", [{"fromBlock": hex(start), "toBlock": hex(end), "toAddress": targets}]
@@ -374,6 +383,9 @@ def calls_into(
                     "trace_filter",
                     f"chain {chain}: the node does not serve trace_filter ({exc})",
                 ) from exc
+            if _too_large(exc) and end > start:
+                size = max(1, (end - start + 1) // 2)  # Anvil caps a range at 300 blocks
+                continue
             raise ChainError(f"chain {chain} blocks {start}..{end}: trace_filter failed: {exc}") from exc
         if not isinstance(answer, list):
             raise ChainError(f"chain {chain} blocks {start}..{end}: trace_filter answered {answer!r:.80}")

@@ -32,6 +32,7 @@ from chains.evm.scan import (
     _checked_end,
     _classify,
     _fail,
+    _hash,
     _headers,
     _quantity,
     _where,
@@ -314,7 +315,25 @@ def wallet_log_blocks(
     """Per wallet (EIP-55), the blocks in from_block..to_block where the wallet's own address
     emitted a log: a contract wallet's executions (a Safe's ExecutionSuccess) can move native
     value with no other trace, and an EOA emits none (unless EIP-7702-delegated)."""
-    found: dict[str, set[int]] = {checksum(_address(w, "wallet")): set() for w in wallets}
+    found = wallet_log_txs(
+        rpc, chain, wallets, from_block, to_block, chunk_blocks=chunk_blocks, max_addresses=max_addresses
+    )
+    return {wallet: {number for number, _tx in pairs} for wallet, pairs in found.items()}
+
+
+def wallet_log_txs(
+    rpc: Transport,
+    chain: str,
+    wallets: Sequence[str],
+    from_block: int,
+    to_block: int,
+    *,
+    chunk_blocks: int,
+    max_addresses: int = 100,
+) -> dict[str, set[tuple[int, str]]]:
+    """Per wallet (EIP-55), the (block number, tx hash) of every log the wallet's own address
+    emitted in from_block..to_block: each is an execution of the wallet's code."""
+    found: dict[str, set[tuple[int, str]]] = {checksum(_address(w, "wallet")): set() for w in wallets}
     if not wallets or to_block < from_block:
         return found
     stats = _Stats()
@@ -322,6 +341,7 @@ def wallet_log_blocks(
         for entry in _logs(rpc, chain, {"address": group}, from_block, to_block, chunk_blocks, stats):
             try:
                 emitter = checksum(_address(entry.get("address"), "address"))
+                tx_hash = _hash(entry.get("transactionHash"), "transactionHash")
             except DecodeError as exc:
                 raise ScanFailed(
                     f"{_where(chain, from_block, to_block)}: eth_getLogs: {exc}", chain, from_block, to_block
@@ -334,5 +354,5 @@ def wallet_log_blocks(
                     from_block,
                     to_block,
                 )
-            found[emitter].add(int(str(entry["blockNumber"]), 16))
+            found[emitter].add((int(str(entry["blockNumber"]), 16), tx_hash))
     return found

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chains.evm.logs import wallet_log_blocks
@@ -206,6 +206,9 @@ class _Move:
 class _BlockTrace:
     senders: dict[str, str]  # tx hash -> sender (lowercase), in block order
     moves: list[_Move]
+    # tx hash -> every account a frame of it came from or went to (lowercase): which
+    # transactions of the block ran a wallet's code or called it (its executions).
+    touched: dict[str, set[str]] = field(default_factory=dict)
 
 
 _TRACE_METHODS = ("debug_traceBlockByHash", "debug_traceBlockByNumber", "trace_block")
@@ -221,11 +224,17 @@ def _frame_value(frame: Mapping[str, Any], what: str) -> int:
     return 0 if value is None else _quantity(value, what)
 
 
-def _walk_call_tracer(tx_hash: str, root: Mapping[str, Any], moves: list[_Move]) -> str:
+def _walk_call_tracer(
+    tx_hash: str, root: Mapping[str, Any], moves: list[_Move], touched: set[str] | None = None
+) -> str:
     """The value moves of one transaction's callTracer tree, depth first, each at its path
     ("" the transaction itself, "0.1" the second call of the first call). A frame with an
-    error reverted: it and everything below it moved nothing. Returns the sender."""
+    error reverted: it and everything below it moved nothing (its accounts are still
+    ``touched``: a reverted call into a wallet is still an execution to judge). Returns the
+    sender."""
     sender = _address(root.get("from"), f"tx {tx_hash} sender")
+    if touched is not None:
+        _touched(root, touched)
     stack: list[tuple[Mapping[str, Any], str]] = [(root, "")]
     while stack:
         frame, path = stack.pop()
@@ -252,6 +261,15 @@ def _walk_call_tracer(tx_hash: str, root: Mapping[str, Any], moves: list[_Move])
     return sender
 
 
+def _touched(root: Mapping[str, Any], out: set[str]) -> None:
+    """Every account a frame of the tree came from or went to, reverted frames included."""
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        out.update(str(frame[k]).lower() for k in ("from", "to") if frame.get(k))
+        stack.extend(c for c in frame.get("calls") or [] if isinstance(c, Mapping))
+
+
 def _from_call_tracer(header: _Header, answer: object) -> _BlockTrace:
     if not isinstance(answer, list) or len(answer) != len(header.transactions):
         raise DecodeError(
@@ -267,7 +285,8 @@ def _from_call_tracer(header: _Header, answer: object) -> _BlockTrace:
             raise _TraceOfOtherBlock(f"trace names tx {named} where block {header.number} has {tx_hash}")
         if item.get("error") or not isinstance(item.get("result"), dict):
             raise _TraceFailed(f"tx {tx_hash}: {item.get('error') or item!r:.200}")
-        trace.senders[tx_hash] = _walk_call_tracer(tx_hash, item["result"], trace.moves)
+        touched = trace.touched.setdefault(tx_hash, set())
+        trace.senders[tx_hash] = _walk_call_tracer(tx_hash, item["result"], trace.moves, touched)
     return trace
 
 
@@ -290,6 +309,10 @@ def _from_parity(header: _Header, answer: object) -> _BlockTrace:
             raise _TraceOfOtherBlock(f"trace of tx {tx_hash} names block {item.get('blockHash')}")
         address = tuple(int(i) for i in item.get("traceAddress") or [])
         action = item.get("action") or {}
+        seen = trace.touched.setdefault(tx_hash, set())
+        for key in ("from", "to", "address", "refundAddress"):
+            if isinstance(action, Mapping) and action.get(key):
+                seen.add(str(action[key]).lower())
         if not address:
             trace.senders.setdefault(tx_hash, _address(action.get("from"), f"tx {tx_hash} sender"))
         if any(address[: len(p)] == p for p in failed.get(tx_hash, [])):
@@ -436,6 +459,30 @@ def trace_native(
     batch_size: int = 500,
     trace_batch: int = 1,
 ) -> list[Observation]:
+    """Native movements of ``wallets`` in exactly these blocks (traced_blocks)."""
+    traced = traced_blocks(rpc, chain, wallets, block_numbers, batch_size=batch_size, trace_batch=trace_batch)
+    return traced.observations
+
+
+@dataclass(frozen=True, slots=True)
+class TracedBlocks:
+    """What tracing some blocks gave: the wallets' native movements, each traced block's
+    header and its transactions' senders and touched accounts."""
+
+    observations: list[Observation]
+    headers: dict[int, _Header]
+    traces: dict[int, _BlockTrace]
+
+
+def traced_blocks(
+    rpc: Transport,
+    chain: str,
+    wallets: Sequence[str],
+    block_numbers: Iterable[int],
+    *,
+    batch_size: int = 500,
+    trace_batch: int = 1,
+) -> TracedBlocks:
     """Native movements of ``wallets`` in exactly these blocks, from call traces.
 
     Every call frame that moves value from or to a wallet is a NATIVE observation at its path
@@ -452,7 +499,7 @@ def trace_native(
     wanted = {_address(w, "wallet") for w in wallets}
     numbers = sorted(set(block_numbers))
     if not numbers or not wanted:
-        return []
+        return TracedBlocks([], {}, {})
     lo, hi = numbers[0], numbers[-1]
     headers = _headers(rpc, chain, numbers, batch_size, lo, hi)
     traceable = [headers[n] for n in numbers if headers[n].transactions]
@@ -507,7 +554,7 @@ def trace_native(
     log.info(
         "event=native_traced chain=%s blocks=%d traced=%d observed=%d", chain, len(numbers), len(traceable), len(out)
     )
-    return out
+    return TracedBlocks(out, {h.number: h for h in traceable}, traces)
 
 
 def scan_native(

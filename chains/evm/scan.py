@@ -310,6 +310,7 @@ class _Header:
     hash: str
     timestamp: int
     transactions: tuple[str, ...]
+    miner: str | None = None  # the block's fee recipient (EIP-55)
 
 
 def _block_param(block: Block) -> Any:
@@ -358,6 +359,7 @@ def _headers(
                 _hash(block.get("hash"), "hash"),
                 _quantity(block.get("timestamp"), "timestamp"),
                 tuple(_tx_hash(t) for t in block.get("transactions") or []),
+                _token(block["miner"], "miner") if block.get("miner") is not None else None,
             )
         except DecodeError as exc:
             raise ScanFailed(f"{_where(chain, lo, hi)}: block {number}: {exc}", chain, lo, hi) from exc

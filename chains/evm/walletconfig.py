@@ -19,7 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -59,9 +59,12 @@ FALLBACK_HANDLER_SLOT = int.from_bytes(keccak(text="fallback_manager.handler.add
 # admin likewise) and the older ZeppelinOS slot that USDC's FiatTokenProxy uses.
 EIP1967_IMPLEMENTATION_SLOT = 0x360894A13BA1A3210667C828492DB98DCA3E2076CC3735A920A3CA505D382BBC
 EIP1967_ADMIN_SLOT = 0xB53127684A568B3173AE13B9F8A6016E243E63B6E8EE1178D6A717850B5D6103
+EIP1967_BEACON_SLOT = 0xA3F0AD74E5423AEBFD80D3EF4346578335A9A72AEAEE59FF6CB3582B35133D50
 ZEPPELINOS_IMPLEMENTATION_SLOT = int.from_bytes(keccak(text="org.zeppelinos.proxy.implementation"), "big")
 
 GET_THRESHOLD = bytes.fromhex("e75235b8")  # getThreshold()
+GET_OWNERS = bytes.fromhex("a0e67e2b")  # getOwners()
+IMPLEMENTATION = bytes.fromhex("5c60da1b")  # implementation(), a beacon's
 PAUSED = bytes.fromhex("5c975abb")  # paused()
 
 MAX_LIST_ENTRIES = 100
@@ -75,6 +78,7 @@ _FIXED_SLOTS: tuple[tuple[str, int], ...] = (
     ("nonce", SLOT_NONCE),
     ("implementation", EIP1967_IMPLEMENTATION_SLOT),
     ("admin", EIP1967_ADMIN_SLOT),
+    ("beacon", EIP1967_BEACON_SLOT),
     ("guard", GUARD_SLOT),
     ("fallback_handler", FALLBACK_HANDLER_SLOT),
 )
@@ -284,12 +288,16 @@ def read_wallet_configs(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_entries: int = MAX_LIST_ENTRIES,
+    probes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[WalletConfig]:
     """The configuration of each ``(name, address)`` wallet at ``block``, in the order given.
 
-    Requests: one batch (chunked by ``chunk_size``) of eth_getCode, then one of ten storage slots
-    per wallet that has code; for Safes, one batch per step of the longest owners or modules list (at most
-    ``max_entries`` + 1 steps), and one batch of getThreshold() probes.
+    Requests: one batch (chunked by ``chunk_size``) of eth_getCode, then one of eleven storage
+    slots per wallet that has code; for Safes, one batch per step of the longest owners or
+    modules list (at most ``max_entries`` + 1 steps), one batch of getThreshold() and
+    getOwners() probes, and one of the ``owners[x]``/``modules[x]`` entries of the addresses
+    ``probes`` names for the wallet (by address): any set outside the lists is hidden; for
+    beacon proxies, one batch of the beacons' implementation().
     """
     reader = _Reader(rpc, chain, block, chunk_size)
     addresses = [_checksum(address) for _, address in wallets]
@@ -315,9 +323,7 @@ def read_wallet_configs(
     first: list[tuple[Call, str]] = []
     for i in with_code:
         first += [reader.storage(addresses[i], slot, subjects[i]) for _, slot in _FIXED_SLOTS]
-        first += [
-            reader.storage(addresses[i], mapping_slot(SENTINEL, slot), subjects[i]) for _, slot in _LIST_SLOTS
-        ]
+        first += [reader.storage(addresses[i], mapping_slot(SENTINEL, slot), subjects[i]) for _, slot in _LIST_SLOTS]
     per_wallet = len(_FIXED_SLOTS) + len(_LIST_SLOTS)
     raws = reader.batch(first, "the configuration")
     rows = {i: raws[j * per_wallet : (j + 1) * per_wallet] for j, i in enumerate(with_code)}
@@ -363,12 +369,31 @@ def read_wallet_configs(
         pending = [w for w, _ in reads]
 
     safes = [i for i, kind in enumerate(kinds) if kind is WalletKind.SAFE]
-    probes = reader.calls(
-        [reader.eth_call(addresses[i], GET_THRESHOLD, f"wallet {wallets[i][0]} ({addresses[i]})") for i in safes],
-        "getThreshold()",
+    answers = reader.calls(
+        [
+            reader.eth_call(addresses[i], view, f"wallet {wallets[i][0]} ({addresses[i]})")
+            for i in safes
+            for view in (GET_THRESHOLD, GET_OWNERS)
+        ],
+        "getThreshold() and getOwners()",
     )
-    probe_by_index = dict(zip(safes, probes, strict=True))
+    probe_by_index = {i: answers[2 * j] for j, i in enumerate(safes)}
+    owners_view = {i: answers[2 * j + 1] for j, i in enumerate(safes)}
     lists: dict[tuple[int, str], _Walk] = {(w.index, w.name): w for w in walks}
+    hidden = _hidden_entries(reader, addresses, safes, lists, probes or {})
+    beacons = [i for i in with_code if slots[i].get("beacon")]
+    beacon_answers = reader.calls(
+        [
+            reader.eth_call(
+                _checksum(_address_or_none(slots[i]["beacon"]) or "0x" + "00" * 20),
+                IMPLEMENTATION,
+                f"the beacon of wallet {wallets[i][0]}",
+            )
+            for i in beacons
+        ],
+        "beacon implementation()",
+    )
+    beacon_by_index = dict(zip(beacons, beacon_answers, strict=True))
 
     out = []
     for i, ((name, _), address) in enumerate(zip(wallets, addresses, strict=True)):
@@ -385,11 +410,88 @@ def read_wallet_configs(
             admin=_address_or_none(words["admin"]),
             delegation=None if delegate is None else _checksum(delegate),
         )
+        if i in beacon_by_index:
+            config = _with_beacon(config, words, beacon_by_index[i])
         if kind is WalletKind.SAFE:
             owners, modules = lists[(i, "owners")], lists[(i, "modules")]
             config = _with_safe_fields(config, words, owners, modules, probe_by_index[i])
+            config = _with_owner_checks(config, owners_view[i], hidden.get(i, ((), ())))
         out.append(config)
     return out
+
+
+def _hidden_entries(
+    reader: _Reader,
+    addresses: Sequence[str],
+    safes: Sequence[int],
+    lists: Mapping[tuple[int, str], _Walk],
+    probes: Mapping[str, Sequence[str]],
+) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per Safe, the probed addresses whose owners[x] / modules[x] entry is set though the
+    walked list does not hold them: (hidden owners, hidden modules)."""
+    asked: list[tuple[int, str, str]] = []
+    for i in safes:
+        listed = {name: {e.lower() for e in lists[(i, name)].entries} for name in ("owners", "modules")}
+        for candidate in dict.fromkeys(_checksum(p) for p in probes.get(addresses[i], ())):
+            if int(candidate, 16) <= SENTINEL:
+                continue
+            for name in ("owners", "modules"):
+                if candidate.lower() not in listed[name]:
+                    asked.append((i, name, candidate))
+    if not asked:
+        return {}
+    slot_of = dict(_LIST_SLOTS)
+    calls = [
+        reader.storage(addresses[i], mapping_slot(int(c, 16), slot_of[name]), f"wallet {addresses[i]}: {name}[{c}]")
+        for i, name, c in asked
+    ]
+    found: dict[int, tuple[list[str], list[str]]] = {}
+    for (i, name, candidate), raw in zip(asked, reader.batch(calls, "the probed owners and modules"), strict=True):
+        if reader.word(raw, f"wallet {addresses[i]}: {name}[{candidate}]"):
+            owners, modules = found.setdefault(i, ([], []))
+            (owners if name == "owners" else modules).append(candidate)
+    return {i: (tuple(sorted(o)), tuple(sorted(m))) for i, (o, m) in found.items()}
+
+
+def _with_beacon(config: WalletConfig, words: dict[str, int], answer: bytes | RpcError) -> WalletConfig:
+    beacon = _address_or_none(words["beacon"])
+    if isinstance(answer, RpcError) or len(answer) != 32 or int.from_bytes(answer[:12], "big"):
+        problem = f"the beacon {beacon}'s implementation() does not answer an address"
+        return replace(config, beacon=beacon, problems=(*config.problems, problem))
+    return replace(config, beacon=beacon, beacon_implementation=_address_or_none(int.from_bytes(answer, "big")))
+
+
+def _with_owner_checks(
+    config: WalletConfig, answer: bytes | RpcError, hidden: tuple[tuple[str, ...], tuple[str, ...]]
+) -> WalletConfig:
+    """getOwners() must answer the owners list the storage holds (a singleton that answers
+    another list is lying about who signs); hidden mapping entries are recorded."""
+    problems = list(config.problems)
+    # Compared only over an intact list: a list the storage walk already found broken (a loop,
+    # an owner count that disagrees) is reported as such, not twice.
+    if not problems and not isinstance(answer, RpcError) and answer:
+        listed = _decode_addresses(answer)
+        if listed is None:
+            problems.append("getOwners() does not answer a list of addresses")
+        elif tuple(listed) != config.owners:
+            problems.append(
+                f"getOwners() answers [{', '.join(listed)}] but the owners list in storage is "
+                f"[{', '.join(config.owners)}]"
+            )
+    return replace(config, hidden_owners=hidden[0], hidden_modules=hidden[1], problems=tuple(problems))
+
+
+def _decode_addresses(answer: bytes) -> list[str] | None:
+    """An ABI-encoded ``address[]`` return value, or None when it is not one."""
+    if len(answer) < 64 or int.from_bytes(answer[:32], "big") != 32:
+        return None
+    count = int.from_bytes(answer[32:64], "big")
+    if count > MAX_LIST_ENTRIES or len(answer) != 64 + 32 * count:
+        return None
+    words = [answer[64 + 32 * k : 96 + 32 * k] for k in range(count)]
+    if any(w[:12] != bytes(12) for w in words):
+        return None
+    return [_checksum("0x" + w[12:].hex()) for w in words]
 
 
 def _with_safe_fields(

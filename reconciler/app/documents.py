@@ -108,12 +108,16 @@ def unreconciled_doc(u: UnreconciledBook) -> dict[str, Any]:
 def scan_fields(scan: ScanSummary | None) -> dict[str, Any]:
     if scan is None:
         return {"from_block": None, "to_block": None}
-    return {
+    fields: dict[str, Any] = {
         "from_block": scan.from_block,
         "to_block": scan.to_block,
         "observed": scan.observed,
         "reorged": scan.reorged,
+        "executions": scan.executions,
     }
+    if scan.unchecked:
+        fields["unchecked"] = list(scan.unchecked)
+    return fields
 
 
 def run_header(run: RunSummary, exit_code: int | None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from reconciler.engine.passes import positions as all_positions
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
+from reconciler.ledger import executions_store
 from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import FreezeQuery
@@ -81,6 +82,8 @@ class ScanSummary:
     block_hash: str
     observed: int
     reorged: int
+    executions: int = 0  # executions of custody wallets judged
+    unchecked: tuple[str, ...] = ()  # checks the node could not serve, each saying what was not looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,11 @@ def exit_code(status: str, breaks: Sequence[BreakRecord]) -> int:
 
 
 def read_chain(
-    chain: ChainSettings, settings: Settings, adapter: ChainAdapter, full: bool = True
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    full: bool = True,
+    probes: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[ChainResult, ChainObservations]:
     """Read everything a run needs of one chain at one pinned block — balances, each wallet's
     configuration, its approvers' delegations, the issuer controls on its collateral; raise
@@ -144,7 +151,7 @@ def read_chain(
             _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
             if full:
                 values = adapter.balances(queries, block) if queries else []
-                configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block)
+                configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block, probes)
                 observed = ChainObservations(
                     chain=chain.name,
                     block=block,
@@ -261,6 +268,17 @@ def chain_failure(chain: str, exc: ChainError) -> str:
     return f"{text}{' ' if text.endswith('?') else '; '}see [chains.{chain}] rpc_urls"
 
 
+def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> dict[str, list[str]]:
+    """Per wallet address, the addresses whose owners/modules mapping entries are read at the
+    pin: its approvers, and every address an observed execution wrote an entry for."""
+    written = executions_store.written_entries(ledger, chain.name)
+    return {
+        w.address: sorted({*w.approvers, *written.get(w.name, ())})
+        for w in settings.wallets_on(chain.name)
+        if w.approvers or w.name in written
+    }
+
+
 def read_one_chain(
     chain: ChainSettings,
     settings: Settings,
@@ -276,7 +294,7 @@ def read_one_chain(
     try:
         try:
             checkpoint()
-            result, observed = read_chain(chain, settings, adapter, full)
+            result, observed = read_chain(chain, settings, adapter, full, wallet_probes(chain, settings, ledger))
             checkpoint()
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
         finally:
@@ -416,7 +434,16 @@ def _reconcile(
     status = "incomplete" if failed else "complete"
     reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
     scans = tuple(
-        ScanSummary(name, cs.from_block, cs.to_block, cs.write.checkpoint.hash, cs.write.observed, cs.write.reorged)
+        ScanSummary(
+            name,
+            cs.from_block,
+            cs.to_block,
+            cs.write.checkpoint.hash,
+            cs.write.observed,
+            cs.write.reorged,
+            len(cs.executions.executions) if cs.executions else 0,
+            cs.executions.unchecked if cs.executions else (),
+        )
         for name, cs in surveilled.items()
     )
     try:
@@ -436,6 +463,7 @@ def _reconcile(
             token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
             surveillance={name: cs.inputs for name, cs in surveilled.items()},
             orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
+            executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
         positions = all_positions(observations) if full else []
         checked = run_passes(observations, PASSES if full else SCAN_PASSES)

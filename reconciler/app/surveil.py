@@ -17,6 +17,16 @@ from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter
 from reconciler.domain import BlockRef
+from reconciler.engine.executions import (
+    Execution,
+    ExecutionInputs,
+    ExecutionPolicy,
+    WalletProfile,
+    analyze,
+    profile_for,
+    touches,
+    written_mapping_entries,
+)
 from reconciler.engine.passes import ChainObservations
 from reconciler.engine.surveillance import (
     FlowWindow,
@@ -29,9 +39,11 @@ from reconciler.engine.surveillance import (
 from reconciler.errors import ChainError
 from reconciler.inputs.instructions import partition_valid
 from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.ledger import executions_store
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
 from reconciler.transfers import Direction
+from reconciler.walletconfig import WalletConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,7 @@ class ChainSurveillance:
     write: store.SurveillanceWrite
     from_block: int
     to_block: int
+    executions: ExecutionInputs | None = None
 
     def with_matches(self) -> store.SurveillanceWrite:
         """The write, with each new outflow carrying the instruction it consumed (if any)."""
@@ -91,7 +104,9 @@ def surveil_chain(
                 ancestor = max(stored[-1][0] - 1, 0)
                 start = _ref(adapter, ancestor)
             since = _ref(adapter, ancestor)
-            for number, block_hash in sorted(store.movement_blocks_above(ledger, chain.name, ancestor)):
+            evidence = store.movement_blocks_above(ledger, chain.name, ancestor)
+            evidence |= executions_store.blocks_above(ledger, chain.name, ancestor)
+            for number, block_hash in sorted(evidence):
                 if adapter.block_hash(number) != block_hash:
                     orphaned_hashes.add(block_hash)
             log.warning(
@@ -106,8 +121,9 @@ def surveil_chain(
         since = pin if first is None else _ref(adapter, max(first - 1, 0))
         start = since
     tokens = [a.address for a in assets if a.address is not None]
-    observations = adapter.observe([w.address for w in wallets], tokens, since, pin)
-    new = tuple(movements_for(observations, wallets, assets))
+    approvers = sorted({a for w in wallets for a in w.approvers})
+    observed = adapter.observe([w.address for w in wallets], tokens, since, pin, approvers)
+    new = tuple(movements_for(observed.observations, wallets, assets))
 
     booked = store.booked_tx_hashes(ledger)
     flow_from = store.flow_start(ledger, chain.name) if with_flow else None
@@ -152,9 +168,7 @@ def surveil_chain(
         log.warning(
             "event=instruction_invalid chain=%s id=%s problems=%r", chain.name, instruction.id, "; ".join(problems)
         )
-    consumed = {
-        i: tx for i, tx in store.consumed(ledger, chain.name).items() if not _consumed_by_orphan(tx, orphaned)
-    }
+    consumed = {i: tx for i, tx in store.consumed(ledger, chain.name).items() if not _consumed_by_orphan(tx, orphaned)}
     pairs = _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
     allowances = (
         dict(zip(pairs, adapter.allowances(_allowance_queries(settings, pairs), pin), strict=True)) if pairs else {}
@@ -183,6 +197,9 @@ def surveil_chain(
         allowances=allowances,
         flow=flow,
     )
+    judged_executions = execution_inputs(
+        chain, settings, ledger, adapter, pinned, observed.executions, tuple(observed.unchecked), orphaned_hashes
+    )
     write = store.SurveillanceWrite(
         chain=chain.name,
         checkpoint=pin,
@@ -190,8 +207,78 @@ def surveil_chain(
         orphaned=frozenset(orphaned_hashes),
         observed=len(new),
         reorged=len(orphaned),
+        executions=execution_records(judged_executions),
     )
-    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, pin.number)
+    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, pin.number, judged_executions)
+
+
+def execution_inputs(
+    chain: ChainSettings,
+    settings: Settings,
+    ledger: Ledger,
+    adapter: ChainAdapter,
+    pinned: ChainObservations,
+    executions: Sequence[Execution],
+    unchecked: tuple[str, ...],
+    orphaned_hashes: set[str],
+) -> ExecutionInputs:
+    """What the execution pass judges on this chain. Each wallet is judged against its newest
+    baseline (reviewed or first seen); a wallet with none yet, against its configuration at
+    this pin (read now when the run did not read it: a scan)."""
+    wallets = settings.wallets_on(chain.name)
+    native = next((a.name for a in settings.assets_on(chain.name) if a.native), None)
+    policy = ExecutionPolicy(
+        chain.chain_id, frozenset(settings.presign.delegatecall_allowlist), settings.max_fee(chain.name)
+    )
+    profiles: tuple[WalletProfile, ...] = ()
+    if executions:
+        stored = ledger.baselines().wallets
+        configs: dict[str, WalletConfig] = dict(pinned.wallet_configs)
+        missing = [w for w in wallets if (chain.name, w.name) not in stored and w.name not in configs]
+        if missing:
+            read = adapter.wallet_configs([(w.name, w.address) for w in missing], pinned.block)
+            configs.update({c.wallet: c for c in read})
+        profiles = tuple(
+            profile_for(w.name, w.address, w.approvers, stored.get((chain.name, w.name)) or configs.get(w.name))
+            for w in wallets
+        )
+    orphaned = tuple(executions_store.on_blocks(ledger, chain.name, orphaned_hashes)) if orphaned_hashes else ()
+    return ExecutionInputs(
+        chain=chain.name,
+        block=pinned.block,
+        executions=tuple(executions),
+        profiles=profiles,
+        policy=policy,
+        native_asset=native,
+        unchecked=unchecked,
+        orphaned=orphaned,
+    )
+
+
+def execution_records(inputs: ExecutionInputs) -> tuple[executions_store.ExecutionRecord, ...]:
+    """Each execution of each wallet it concerns, with what the rules found and the mapping
+    entries it wrote: the evidence kept, and what later pins probe."""
+    records = []
+    for execution in inputs.executions:
+        assert execution.tx_hash is not None  # observed on chain, not simulated
+        found = analyze(execution, inputs.profiles, inputs.policy)
+        for profile in inputs.profiles:
+            if not touches(execution, profile):
+                continue
+            rules = tuple(f.rule.value for f in found if f.wallet == profile.name)
+            written = written_mapping_entries(execution, profile)
+            records.append(
+                executions_store.ExecutionRecord(
+                    wallet=profile.name,
+                    block_number=execution.block_number,
+                    block_hash=execution.block_hash,
+                    tx_hash=execution.tx_hash,
+                    rules=rules,
+                    owners_written=tuple(sorted(written["owners"])),
+                    modules_written=tuple(sorted(written["modules"])),
+                )
+            )
+    return tuple(records)
 
 
 def _consumed_by_orphan(tx_hash: str, orphaned: Sequence[Movement]) -> bool:

@@ -101,6 +101,9 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
     position only when asked (``positions``), differing rows first."""
     for line in chain_lines(_report_chains(report, settings)):
         out.print(line, soft_wrap=True)
+    for scan in report.scans:
+        for note in scan.unchecked:
+            err.print(f"{scan.chain}: not checked: {note}", soft_wrap=True, markup=False)
     if report.run.job == "run":
         differ = sum(1 for p in report.positions if p.difference)
         hint = " (--positions lists them)" if differ and not positions else ""
@@ -313,6 +316,10 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
     ]
     for line in chain_lines(views, unread="not read (see the reason above)"):
         out.print(line, soft_wrap=True)
+    for name, c in doc.get("chains", {}).items():
+        scanned = c.get("scan", c) if isinstance(c.get("scan", c), dict) else {}
+        for note in scanned.get("unchecked", []):
+            out.print(f"{name}: not checked: {note}", soft_wrap=True, markup=False)
     if run.job == "run":
         differing = sum(1 for p in doc["positions"] if p["difference"] != "0")
         out.print(f"positions: {len(doc['positions']) - differing:,} agree, {differing:,} differ", soft_wrap=True)

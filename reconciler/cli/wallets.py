@@ -13,6 +13,24 @@ from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.cli.common import JsonFlag, WalletOption, _emit_json, _settings, err, out
 from reconciler.cli.tables import NONE, Col, Row, fit_table
 
+SHOWN_FIELDS = (
+    "code_hash",
+    "implementation",
+    "admin",
+    "beacon",
+    "beacon_implementation",
+    "singleton",
+    "owners",
+    "threshold",
+    "modules",
+    "hidden_owners",
+    "hidden_modules",
+    "guard",
+    "fallback_handler",
+    "delegation",
+    "problems",
+)
+
 wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baseline and now.", no_args_is_help=True)
 
 
@@ -75,8 +93,7 @@ def wallets_show(ctx: typer.Context, wallet: WalletOption = None, json_out: Json
                     (field, _shown(base.get(field)), _shown(doc[field])),
                     style="red" if base and base.get(field) != doc[field] else None,
                 )
-                for field in ("code_hash", "implementation", "admin", "singleton", "owners", "threshold", "modules",
-                              "guard", "fallback_handler", "delegation", "problems")
+                for field in SHOWN_FIELDS
             ]
             out.print(fit_table(out.width, columns, rows, f"{doc['wallet']} on {doc['chain']} ({doc['kind']})"))
     if readings.errors:

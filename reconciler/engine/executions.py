@@ -34,7 +34,8 @@ from enum import StrEnum
 
 from eth_hash.auto import keccak
 
-from reconciler.domain import Severity, eip55
+from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Severity, eip55
+from reconciler.walletconfig import WalletConfig, WalletKind
 
 ZERO = "0x0000000000000000000000000000000000000000"
 SENTINEL = "0x0000000000000000000000000000000000000001"
@@ -639,3 +640,91 @@ def written_mapping_entries(execution: Execution, profile: WalletProfile) -> dic
     for entries in out.values():
         entries.discard(_eip55(SENTINEL))
     return out
+
+
+# ----------------------------------------------------------------------------------- a chain's executions
+
+
+def profile_for(name: str, address: str, approvers: Iterable[str], config: WalletConfig | None) -> WalletProfile:
+    """How a wallet's executions are judged, from its reviewed (or first-seen) configuration.
+    Without one the wallet is judged as code of unknown layout whose own DELEGATECALLs are all
+    findings: nothing is assumed harmless for want of a baseline."""
+    if config is None:
+        return WalletProfile(name, address, ProfileKind.CONTRACT, approvers=tuple(approvers))
+    kind = {WalletKind.SAFE: ProfileKind.SAFE, WalletKind.EOA: ProfileKind.EOA}.get(config.kind, ProfileKind.CONTRACT)
+    targets = {
+        t
+        for t in (config.singleton, config.implementation, config.beacon_implementation, config.delegation)
+        if t is not None
+    }
+    return WalletProfile(
+        name,
+        address,
+        kind,
+        frozenset(targets),
+        owners=config.owners,
+        modules=config.modules,
+        approvers=tuple(approvers),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanedExecution:
+    """An execution judged earlier whose block is no longer on the canonical chain."""
+
+    wallet: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionInputs:
+    """What the execution pass needs about one chain: the executions first observed by this
+    run, the wallets' profiles, the chain's rules, the native asset's name (a fee above the
+    ceiling is an outflow of it), what the node could not serve, and executions reorged away."""
+
+    chain: str
+    block: BlockRef
+    executions: tuple[Execution, ...] = ()
+    profiles: tuple[WalletProfile, ...] = ()
+    policy: ExecutionPolicy = field(default_factory=lambda: ExecutionPolicy(0))
+    native_asset: str | None = None
+    unchecked: tuple[str, ...] = ()
+    orphaned: tuple[OrphanedExecution, ...] = ()
+
+
+def finding_key(chain: str, finding: RuleFinding, native_asset: str | None) -> BreakKey:
+    """A fee above the ceiling is an unauthorized transfer of the native coin; everything else an
+    execution finds is a change of who or what controls the wallet."""
+    if finding.rule is Rule.FEE_CEILING:
+        return BreakKey(BreakKind.UNAUTHORIZED_TRANSFER, chain, finding.wallet, native_asset, finding.tx_hash)
+    return BreakKey(BreakKind.WALLET_CONFIG_CHANGE, chain, finding.wallet, None, finding.tx_hash)
+
+
+def execution_findings(inputs: ExecutionInputs) -> list[Finding]:
+    """One finding per break key (wallet, kind, transaction): the worst severity of what the
+    rules found in it, every finding's detail in rule order."""
+    grouped: dict[BreakKey, list[RuleFinding]] = {}
+    for execution in inputs.executions:
+        for found in analyze(execution, inputs.profiles, inputs.policy):
+            grouped.setdefault(finding_key(inputs.chain, found, inputs.native_asset), []).append(found)
+    out = []
+    for key, group in grouped.items():
+        severity = max((f.severity for f in group), key=lambda s: s.rank)
+        amounts = [f.amount for f in group if f.amount is not None]
+        out.append(Finding(key, severity, sum(amounts) if amounts else None, "; ".join(f.detail for f in group)))
+    return out
+
+
+def orphaned_keys(inputs: ExecutionInputs) -> dict[BreakKey, str]:
+    """Every break an execution reorged away may have opened, with why it is resolved."""
+    notes: dict[BreakKey, str] = {}
+    for o in inputs.orphaned:
+        why = (
+            f"its transaction {o.tx_hash} was reorged away: block {o.block_number} ({o.block_hash}) is no longer "
+            "on the canonical chain"
+        )
+        notes[BreakKey(BreakKind.WALLET_CONFIG_CHANGE, inputs.chain, o.wallet, None, o.tx_hash)] = why
+        notes[BreakKey(BreakKind.UNAUTHORIZED_TRANSFER, inputs.chain, o.wallet, inputs.native_asset, o.tx_hash)] = why
+    return notes

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
 from reconciler.engine.balances import check_balances, positions_for_chain
+from reconciler.engine.executions import ExecutionInputs, execution_findings, orphaned_keys
 from reconciler.engine.surveillance import SURVEILLANCE_CHECKS, Movement, SurveillanceInputs, surveillance_coverage
 from reconciler.engine.wallets import (
     WALLET_CHECKS,
@@ -48,6 +49,7 @@ class RunObservations:
     token_baselines: Mapping[tuple[str, str], TokenImplementation] = field(default_factory=dict)  # (chain, token)
     surveillance: Mapping[str, SurveillanceInputs] = field(default_factory=dict)  # by chain
     orphaned: Mapping[str, tuple[Movement, ...]] = field(default_factory=dict)  # reorged away, by chain
+    executions: Mapping[str, ExecutionInputs] = field(default_factory=dict)  # by chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,9 @@ class Span:
     chain: str
     wallets: frozenset[str]
     assets: frozenset[str | None]
+    # False: only the family's state breaks (no tx hash), not those an event opened (a wallet's
+    # configuration read at the pin says nothing of a transaction that changed it and back).
+    any_tx: bool = True
 
     def __contains__(self, key: object) -> bool:
         return (
@@ -67,6 +72,7 @@ class Span:
             and key.chain == self.chain
             and key.wallet in self.wallets
             and key.asset in self.assets
+            and (self.any_tx or key.tx_hash is None)
         )
 
 
@@ -137,8 +143,10 @@ def balance_pass(obs: RunObservations) -> PassResult:
     return PassResult(tuple(findings), Coverage(spans=tuple(spans)))
 
 
-def _span(kind: BreakKind, chain: str, wallets: Iterable[str], assets: Iterable[str | None]) -> Span:
-    return Span(kind, chain, frozenset(wallets), frozenset(assets))
+def _span(
+    kind: BreakKind, chain: str, wallets: Iterable[str], assets: Iterable[str | None], any_tx: bool = True
+) -> Span:
+    return Span(kind, chain, frozenset(wallets), frozenset(assets), any_tx)
 
 
 def wallet_observations(obs: RunObservations, chain: ChainObservations) -> WalletObservations:
@@ -171,7 +179,10 @@ def wallet_pass(obs: RunObservations) -> PassResult:
         wobs = wallet_observations(obs, chain)
         for check in WALLET_CHECKS:
             findings.extend(check(wobs))
-        spans += [_span(kind, wobs.chain, wallets, assets) for kind, wallets, assets in wallet_check_coverage(wobs)]
+        spans += [
+            _span(kind, wobs.chain, wallets, assets, any_tx=False)
+            for kind, wallets, assets in wallet_check_coverage(wobs)
+        ]
     return PassResult(tuple(findings), Coverage(spans=tuple(spans)))
 
 
@@ -207,8 +218,20 @@ def surveillance_pass(obs: RunObservations) -> PassResult:
     return PassResult(tuple(findings), coverage, notes)
 
 
-PASSES: tuple[Pass, ...] = (balance_pass, wallet_pass, surveillance_pass)
-SCAN_PASSES: tuple[Pass, ...] = (surveillance_pass,)
+def execution_pass(obs: RunObservations) -> PassResult:
+    """Every execution of a custody wallet judged (DELEGATECALLs, storage and code changes,
+    EIP-7702 authorizations, the fee ceiling): breaks that name the transaction, never resolved
+    by a quiet run — only by a person, or by the reorg that took the transaction away."""
+    findings: list[Finding] = []
+    notes: dict[BreakKey, str] = {}
+    for inputs in obs.executions.values():
+        findings.extend(execution_findings(inputs))
+        notes.update(orphaned_keys(inputs))
+    return PassResult(tuple(findings), Coverage(frozenset(notes)), notes)
+
+
+PASSES: tuple[Pass, ...] = (balance_pass, wallet_pass, surveillance_pass, execution_pass)
+SCAN_PASSES: tuple[Pass, ...] = (surveillance_pass, execution_pass)
 
 
 def run_passes(obs: RunObservations, passes: Iterable[Pass] = PASSES) -> PassResult:

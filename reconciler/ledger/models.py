@@ -253,6 +253,33 @@ class ScanCheckpoint(SQLModel, table=True):
     __table_args__ = (Index("ix_scan_checkpoint_chain", "chain", "block_number"),)
 
 
+class ExecutionRow(SQLModel, table=True):
+    """One execution of one custody wallet judged by surveillance: the transaction, what the
+    rules found in it, and the owners/modules mapping entries it wrote (each later run reads
+    those entries at its pin, so an owner or module written outside the lists stays visible).
+    Kept as evidence; an execution whose block was reorged away is marked ``reorged``."""
+
+    __tablename__ = "wallet_execution"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=200)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    tx_hash: str = Field(max_length=66)
+    wallet: str = Field(max_length=200)
+    status: str = Field(max_length=16)  # observed | reorged
+    rules: str = Field(default="", sa_column=Column(Text, nullable=False))  # comma-separated rule names found
+    owners_written: str = Field(default="", sa_column=Column(Text, nullable=False))  # comma-separated EIP-55
+    modules_written: str = Field(default="", sa_column=Column(Text, nullable=False))
+    run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
+    observed_at: datetime
+
+    __table_args__ = (
+        UniqueConstraint("chain", "block_hash", "tx_hash", "wallet", name="ux_wallet_execution"),
+        Index("ix_wallet_execution_chain_block", "chain", "block_number"),
+        Index("ix_wallet_execution_wallet", "chain", "wallet"),
+    )
+
+
 class InstructionRow(SQLModel, table=True):
     """A signed transfer instruction as imported. It authorizes nothing by being here: its
     signatures are verified again whenever it is used."""

@@ -24,7 +24,7 @@ from sqlmodel import col
 from reconciler.domain import BlockRef
 from reconciler.engine.surveillance import Movement
 from reconciler.errors import InputError
-from reconciler.ledger import snapshots
+from reconciler.ledger import executions_store, snapshots
 from reconciler.ledger.models import (
     BookEntry,
     ImportBatch,
@@ -52,6 +52,7 @@ class SurveillanceWrite:
     orphaned: frozenset[str] = frozenset()  # block hashes no longer canonical
     observed: int = 0
     reorged: int = 0
+    executions: tuple[executions_store.ExecutionRecord, ...] = ()  # judged for the first time
 
     def apply(self, s: Session, run_id: str) -> None:
         write(s, self, run_id)
@@ -248,6 +249,7 @@ def write(s: Session, w: SurveillanceWrite, run_id: str) -> None:
     """Inside the run's transaction: mark orphaned movements reorged, add the new ones (an
     identity already stored is kept as it is), and move the checkpoint."""
     now = datetime.now(UTC)
+    executions_store.write(s, w.chain, w.executions, w.orphaned, run_id)
     if w.orphaned:
         s.execute(
             update(MovementRow)

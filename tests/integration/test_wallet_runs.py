@@ -19,7 +19,13 @@ ETH = 10**18
 
 
 def _kinds(doc: dict[str, Any]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
-    return {(b["kind"], b["wallet"], b["asset"]): b for b in doc["breaks"]}
+    """The state breaks (no tx hash): what the pinned configuration shows."""
+    return {(b["kind"], b["wallet"], b["asset"]): b for b in doc["breaks"] if b["tx_hash"] is None}
+
+
+def _executions(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The execution breaks, by the transaction they name."""
+    return {b["tx_hash"]: b for b in doc["breaks"] if b["kind"] == "wallet_config_change" and b["tx_hash"]}
 
 
 @pytest.fixture
@@ -66,11 +72,17 @@ def test_a_takeover_by_delegatecall_is_critical_and_rebaselining_resolves_it(
     attacker = devnet.new_account()
     writer = devnet.deploy("SlotWriter")
     evil = devnet.deploy("MaliciousSingleton", attacker.address)
-    execute(wallet, owners[:2], writer.address, data=Devnet.calldata(writer, "takeover", evil.address), operation=1)
+    takeover = execute(
+        wallet, owners[:2], writer.address, data=Devnet.calldata(writer, "takeover", evil.address), operation=1
+    )
     before = recorded["vault"]["singleton"]
 
     code, doc, _ = run_json(cli, config)
     assert code == 1 and doc["status"] == "complete"
+    # The execution itself: a DELEGATECALL to foreign code that rewrote slot 0, naming the tx.
+    execution = _executions(doc)[takeover]
+    assert execution["severity"] == "critical" and execution["wallet"] == "vault"
+    assert writer.address in execution["detail"] and "singleton (slot 0)" in execution["detail"]
     brk = _kinds(doc)[("wallet_config_change", "vault", None)]
     assert brk["severity"] == "critical" and brk["status"] == "open"
     assert f"singleton: {before} -> {evil.address}" in brk["detail"]
@@ -86,11 +98,17 @@ def test_a_takeover_by_delegatecall_is_critical_and_rebaselining_resolves_it(
     assert vault["baseline_reviewed"] is True
     assert {c["field"] for c in vault["changes"]} == {"singleton", "problems"}
 
-    # After review the change is accepted as the new baseline; the next run resolves the break.
+    # After review the change is accepted as the new baseline; the next run resolves the state
+    # break. The execution stays on record until a person resolves it: it happened.
     assert cli("--config", str(config), "wallets", "baseline", "--wallet", "vault").code == 0
     code, doc, _ = run_json(cli, config)
-    assert code == 0
+    assert code == 1
     assert _kinds(doc)[("wallet_config_change", "vault", None)]["status"] == "resolved"
+    assert _executions(doc)[takeover]["status"] == "open"
+    resolved = cli("--config", str(config), "breaks", "resolve", execution["id"], "--note", "reviewed: approved upgrade")
+    assert resolved.code == 0, resolved.stderr
+    code, doc, _ = run_json(cli, config)
+    assert code == 0, doc["breaks"]
 
 
 def test_without_a_reviewed_baseline_the_first_run_records_one_and_later_changes_are_found(

@@ -144,7 +144,7 @@ def test_fresh_custody_wallet_reads_as_a_safe(devnet: Devnet, owners: list[Local
     # that have some, one of the slots of those two, one per owner (the modules list is
     # empty), one probe batch.
     assert len(rpc.batches) == 1 + 1 + 1 + 3 + 1 and rpc.requests == 0
-    assert rpc.batches[:3] == [1, 2, 2 * 10]
+    assert rpc.batches[:3] == [1, 2, 2 * 11]
 
 
 def test_python_and_contract_agree_on_the_transaction_digest(
