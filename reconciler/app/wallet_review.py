@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from reconciler.app.run import AdapterFactory, read_chain
+from reconciler.app.run import AdapterFactory, read_chain, wallet_probes
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError
@@ -48,9 +48,12 @@ def _selected(settings: Settings, names: Collection[str]) -> set[str]:
     return set(names) or set(settings.wallets)
 
 
-def read_current(settings: Settings, adapter_for: AdapterFactory, names: Collection[str] = ()) -> Readings:
+def read_current(
+    settings: Settings, adapter_for: AdapterFactory, names: Collection[str] = (), ledger: Ledger | None = None
+) -> Readings:
     """Each selected wallet's configuration (and its chain's token implementations) at each
-    chain's pinned block."""
+    chain's pinned block. With the ``ledger``, the owners/modules entries that observed
+    executions wrote are read too (hidden owners and modules)."""
     wanted = _selected(settings, names)
     readings: list[WalletReading] = []
     tokens: list[tuple[str, TokenImplementation]] = []
@@ -61,7 +64,8 @@ def read_current(settings: Settings, adapter_for: AdapterFactory, names: Collect
             continue
         adapter = adapter_for(chain)
         try:
-            result, observed = read_chain(chain, settings, adapter)
+            probes = wallet_probes(chain, settings, ledger) if ledger is not None else None
+            result, observed = read_chain(chain, settings, adapter, probes=probes)
         except ChainError as exc:
             errors[chain.name] = str(exc)
             continue

@@ -41,7 +41,7 @@ def wallets_baseline(ctx: typer.Context, wallet: WalletOption = None, json_out: 
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
-        readings = wallet_review.read_current(settings, adapter_for, wallet or ())
+        readings = wallet_review.read_current(settings, adapter_for, wallet or (), ledger)
         wallet_review.record_reviewed(ledger, readings, settings)
     finally:
         ledger.close()
@@ -63,7 +63,7 @@ def wallets_show(ctx: typer.Context, wallet: WalletOption = None, json_out: Json
     ledger = open_ledger(settings)
     try:
         baselines = ledger.baselines()
-        readings = wallet_review.read_current(settings, adapter_for, wallet or ())
+        readings = wallet_review.read_current(settings, adapter_for, wallet or (), ledger)
     finally:
         ledger.close()
     docs: list[dict[str, Any]] = []
