@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from reconciler.domain import BlockRef
 from reconciler.engine.executions import Execution
@@ -154,6 +154,23 @@ class ChainAdapter(Protocol):
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
         """``allowance(owner, spender)`` of each (token, owner, spender) at ``block``."""
+        ...
+
+    def call(self, to: str, data: bytes, block: BlockRef) -> bytes | None:
+        """``eth_call`` of ``data`` to ``to`` at ``block``: the returned bytes, None when the
+        call reverted (any other failure raises)."""
+        ...
+
+    def code_sizes(self, addresses: Sequence[str], block: BlockRef) -> list[int]:
+        """The size of each account's code at ``block`` (0: none)."""
+        ...
+
+    def simulate(
+        self, call: Mapping[str, Any], block: BlockRef, overrides: Mapping[str, Mapping[str, Any]]
+    ) -> Execution:
+        """``call`` executed at ``block`` on top of the state ``overrides`` (nothing is sent):
+        its call tree with logs and its state diff. Raises ChainError naming what the node does
+        not serve when it cannot simulate."""
         ...
 
     def sources(self) -> list[Source]:

@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chains.base import BalanceQuery, ObservedRange, Source
-from chains.evm import abi, logs, observe
-from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, SourceLog, Transport
+from chains.evm import abi, executions, logs, observe
+from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, RpcError, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.domain import BlockRef, pinned_number
+from reconciler.engine.executions import Execution
 from reconciler.errors import ChainError
 from reconciler.inputs.settings import ChainSettings
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
@@ -125,6 +126,33 @@ class EvmAdapter:
     def has_code(self, address: str, block: BlockRef) -> bool:
         code = self.rpc.request("eth_getCode", [address, _block_param(block)])
         return isinstance(code, str) and len(code) > 2
+
+    def call(self, to: str, data: bytes, block: BlockRef) -> bytes | None:
+        try:
+            raw = self.rpc.request("eth_call", [{"to": to, "data": "0x" + data.hex()}, _block_param(block)])
+        except RpcError as exc:
+            if exc.code == 3 or "revert" in exc.rpc_message.lower():
+                return None
+            raise
+        try:
+            return abi.hex_bytes(raw)
+        except abi.AbiError as exc:
+            raise ChainError(f"chain {self.settings.name}: eth_call to {to} answered {raw!r:.80}: {exc}") from exc
+
+    def code_sizes(self, addresses: Sequence[str], block: BlockRef) -> list[int]:
+        calls: list[Call] = [("eth_getCode", [a, _block_param(block)]) for a in addresses]
+        out = []
+        for address, raw in zip(addresses, self._batched(calls), strict=True):
+            try:
+                out.append(len(abi.hex_bytes(raw)))
+            except abi.AbiError as exc:
+                raise ChainError(f"chain {self.settings.name}: eth_getCode of {address}: {exc}") from exc
+        return out
+
+    def simulate(
+        self, call: Mapping[str, Any], block: BlockRef, overrides: Mapping[str, Mapping[str, Any]]
+    ) -> Execution:
+        return executions.trace_call(self.rpc, self.settings.name, call, block.number, block.hash, overrides)
 
     # ----------------------------------------------------------------- reads
 

@@ -26,6 +26,7 @@ from chains.evm import logs, scan
 from chains.evm.adapter import EvmAdapter
 from chains.evm.rpc import RpcError
 from reconciler.domain import BlockRef, pinned_number
+from reconciler.engine.executions import Execution
 from reconciler.errors import ChainError
 from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import MovementKind, Observation
@@ -212,6 +213,17 @@ class CrossCheckedAdapter:
         self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
     ) -> IssuerControls:
         return self._select()[0].issuer_controls(freezes, pauses, implementations, block)
+
+    def call(self, to: str, data: bytes, block: BlockRef) -> bytes | None:
+        return self._select()[0].call(to, data, block)
+
+    def code_sizes(self, addresses: Sequence[str], block: BlockRef) -> list[int]:
+        return self._select()[0].code_sizes(addresses, block)
+
+    def simulate(
+        self, call: Mapping[str, Any], block: BlockRef, overrides: Mapping[str, Mapping[str, Any]]
+    ) -> Execution:
+        return self._select()[0].simulate(call, block, overrides)
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
         return self._select()[0].allowances(queries, block)

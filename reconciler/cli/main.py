@@ -17,7 +17,20 @@ import traceback
 
 import typer
 
-from reconciler.cli import books, breaks, common, daemon, demo, report, runs, segregation, setup, transfers, wallets
+from reconciler.cli import (
+    books,
+    breaks,
+    common,
+    daemon,
+    demo,
+    presign,
+    report,
+    runs,
+    segregation,
+    setup,
+    transfers,
+    wallets,
+)
 from reconciler.cli.conventions import MisplacedOption, arrange, conventional_help, epilog
 from reconciler.errors import ReconcilerError
 from reconciler.interrupt import Interrupted
@@ -41,6 +54,7 @@ app.command()(runs.scan)
 app.command()(daemon.daemon)
 app.command()(daemon.health)
 app.command()(demo.demo)
+app.command()(presign.presign)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)(
     setup.bench
 )

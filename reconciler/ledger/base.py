@@ -89,9 +89,10 @@ class LedgerBase:
             raise LedgerError(f"migrating the database failed: {_first_line(exc, self.url)}") from exc
         return schema.version_number(before), schema.version_number(after)
 
-    def ensure_ready(self) -> None:
+    def ensure_ready(self, reap: bool = True) -> None:
         """Refuse a database without the newest schema, naming the command that fixes it;
-        never create one (a mistyped path must not look like an empty, clean ledger)."""
+        never create one (a mistyped path must not look like an empty, clean ledger). Then,
+        unless ``reap`` is off (a read-only command), close runs whose process is gone."""
         path = self.sqlite_path
         if path is not None and not path.exists():
             raise LedgerError(f"no ledger at {path}: run `reconciler init` to create it (or check [database] url)")
@@ -111,7 +112,8 @@ class LedgerBase:
                 f"the ledger schema is version {schema.version_number(found.revision)}, this reconciler uses "
                 f"{schema.version_number(schema.head())}: run `reconciler init` to upgrade it"
             )
-        self.reap_abandoned_runs()
+        if reap:
+            self.reap_abandoned_runs()
 
     def reap_abandoned_runs(self) -> list[str]:
         """Close as incomplete every run left ``running`` by a process that is gone (SIGKILL,
