@@ -177,7 +177,8 @@ def explain(report_breaks: list[BreakRecord], positions: int) -> list[str]:
         f"say more than the chain holds. Found: {found('cust-seg-2', 'WBTC')}.",
         f"  4. Multisig takeover: {VAULT}, a 2-of-3 multisig, had its singleton (the code it runs) replaced: "
         "two owners signed one DELEGATECALL that rewrote storage slot 0 — no event, same code hash, the Bybit "
-        f"pattern. Only reading the wallet's storage shows it. Found: {found(VAULT, None)}.",
+        "pattern. The execution check names the transaction that did it, and reading the wallet's storage at the "
+        f"pin shows the replaced singleton. Found: {found(VAULT, None)}.",
         "A real run with these breaks open exits 1; the demo exits 0 because it found exactly what it planted.",
     ]
 
@@ -398,6 +399,11 @@ def run_demo(
         takeovers = [
             b for b in report.breaks if b.key.kind is BreakKind.WALLET_CONFIG_CHANGE and "singleton:" in b.detail
         ]
+        executions = [
+            b.key.wallet
+            for b in report.breaks
+            if b.key.kind is BreakKind.WALLET_CONFIG_CHANGE and b.key.tx_hash is not None
+        ]
         thefts = [
             (b.key.wallet, b.key.asset, b.amount)
             for b in report.breaks
@@ -408,6 +414,7 @@ def run_demo(
             report.run.status != "complete"
             or found != expected
             or [b.key.wallet for b in takeovers] != [VAULT]
+            or executions != [VAULT]
             or thefts != [stolen]
         ):
             err.print(

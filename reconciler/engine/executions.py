@@ -610,11 +610,22 @@ def touches(execution: Execution, profile: WalletProfile) -> bool:
     return any(a.authority is not None and a.authority.lower() in named for a in execution.authorizations)
 
 
+def creates(execution: Execution, profile: WalletProfile) -> bool:
+    """Whether the execution deployed the wallet (its code went from none to contract code):
+    the writes of its own setup are what it became, which the first baseline records, not a
+    change of an existing wallet. (An EIP-7702 designator is not a deployment: it is judged.)"""
+    diff = execution.diffs.get(profile.address)
+    if diff is None or diff.code is None:
+        return False
+    before, after = diff.code
+    return not before and bool(after) and delegation_in(after) is None
+
+
 def analyze(execution: Execution, profiles: Iterable[WalletProfile], policy: ExecutionPolicy) -> list[RuleFinding]:
     """Every rule over every wallet the execution concerns, in profile then rule order."""
     findings: list[RuleFinding] = []
     for profile in profiles:
-        if not touches(execution, profile):
+        if not touches(execution, profile) or creates(execution, profile):
             continue
         for rule in EXECUTION_RULES:
             findings.extend(rule(execution, profile, policy))

@@ -257,7 +257,7 @@ def test_demo_runs_as_designed_and_leaves_no_process_behind() -> None:
         code, out = demo.finish(timeout=300)
     assert code == 0, demo.stderr
     doc = json.loads(out)
-    assert doc["status"] == "complete" and len(doc["breaks"]) == 5
+    assert doc["status"] == "complete" and len(doc["breaks"]) == 6  # the takeover: its state and its transaction
     assert "ran as designed" in demo.stderr
     assert not any(_alive(pid) for pid in anvils)
     assert demo.nothing_left_within(10)

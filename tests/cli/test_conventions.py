@@ -294,4 +294,4 @@ def test_demo_keep_refuses_a_foreign_folder_and_starts_its_own_over(tmp_path: Pa
     assert runs.returncode == 0, runs.stderr
     assert len(json.loads(runs.stdout)["runs"]) == 1
     breaks = _console("breaks", "list", "--json", cwd=kept)
-    assert len(json.loads(breaks.stdout)["breaks"]) == 5
+    assert len(json.loads(breaks.stdout)["breaks"]) == 6  # four planted events; the takeover is two breaks

@@ -229,3 +229,14 @@ def test_slot_meanings_of_nested_mappings() -> None:
     meanings = slot_meanings([slot, SINGLETON_SLOT, 99], [OWNER.lower()], [digest])
     assert meanings[slot] == f"approvedHashes[{OWNER}][0x{digest.hex()}]"
     assert meanings[SINGLETON_SLOT] == "singleton (slot 0)" and 99 not in meanings
+
+
+def test_the_wallets_own_deployment_is_not_a_change() -> None:
+    """Its setup writes owners, threshold and singleton: what the wallet became, which the first
+    baseline records."""
+    setup = (StorageChange(SINGLETON_SLOT, 0, int(SINGLETON, 16)), StorageChange(4, 0, 2))
+    created = execution(
+        root=Frame("CREATE2", RELAYER, WALLET),
+        diffs={WALLET: AccountDiff(WALLET, code=(b"", b"\x60\x80"), storage=setup)},
+    )
+    assert analyze(created, [SAFE], POLICY) == []
