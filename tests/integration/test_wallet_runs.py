@@ -105,7 +105,8 @@ def test_a_takeover_by_delegatecall_is_critical_and_rebaselining_resolves_it(
     assert code == 1
     assert _kinds(doc)[("wallet_config_change", "vault", None)]["status"] == "resolved"
     assert _executions(doc)[takeover]["status"] == "open"
-    resolved = cli("--config", str(config), "breaks", "resolve", execution["id"], "--note", "reviewed: approved upgrade")
+    note = "reviewed: approved upgrade"
+    resolved = cli("--config", str(config), "breaks", "resolve", execution["id"], "--note", note)
     assert resolved.code == 0, resolved.stderr
     code, doc, _ = run_json(cli, config)
     assert code == 0, doc["breaks"]
