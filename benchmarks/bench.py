@@ -497,14 +497,18 @@ def bench_n(n: int, args: argparse.Namespace, log: Callable[[str], None]) -> dic
     return fig
 
 
-def _table(results: dict[int, dict[str, float]]) -> None:
+def _table(
+    results: dict[int, dict[str, float]],
+    targets: dict[str, float] = TARGETS,
+    title: str = "reconciler benchmark (naive_s_extrapolated is extrapolated from a sample)",
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="reconciler benchmark (naive_s_extrapolated is extrapolated from a sample)")
+    table = Table(title=title)
     table.add_column("figure")
     for n in results:
-        table.add_column(f"N={n:,}", justify="right")
+        table.add_column(f"N={n:,}" if n else "value", justify="right")
     keys: list[str] = []
     for fig in results.values():
         keys += [k for k in fig if k not in keys]
@@ -513,7 +517,7 @@ def _table(results: dict[int, dict[str, float]]) -> None:
         for fig in results.values():
             v = fig.get(k)
             cells.append("-" if v is None else f"{v:,.0f}" if v >= 1000 else f"{v:.3f}")
-        target = TARGETS.get(k)
+        target = targets.get(k)
         table.add_row(k + (f" (target {target:,})" if target else ""), *cells)
     Console(stderr=True).print(table)
 
@@ -529,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--books-rows", type=int, default=1_000_000,
                         help="also time `books import` of this many rows, at the largest N (0: only the 4N book rows)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--executions", type=int, default=20, help="executions of the execution-check figures")
     args = parser.parse_args(argv)
     sizes = args.n or [1000, 10000]
     if args.large:
@@ -539,6 +544,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     results = {n: bench_n(n, args, log) for n in sizes}
+    from benchmarks.executions import TARGETS as EXEC_TARGETS
+    from benchmarks.executions import bench_executions
+
+    execution_figures = bench_executions(log, executions=args.executions, empty_blocks=100 * args.executions)
+    _table({0: execution_figures}, EXEC_TARGETS, "executions and presign")
     if 10_000 in results and 100_000 in results:  # linear: 10x the positions, at most 11x the time
         for key in ("run_s", "run_unchanged_s"):
             results[100_000][f"linear_{key}_100k_vs_10k"] = results[100_000][key] / results[10_000][key]
@@ -547,8 +557,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _table(results)
     rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"by_n": {str(n): fig for n, fig in results.items()},
-                      "children_peak_rss_mb": rusage.ru_maxrss / 1024.0, "targets": TARGETS}), flush=True)
+    print(json.dumps({"by_n": {str(n): fig for n, fig in results.items()}, "executions": execution_figures,
+                      "children_peak_rss_mb": rusage.ru_maxrss / 1024.0,
+                      "targets": {**TARGETS, **EXEC_TARGETS}}), flush=True)
     return 0
 
 

@@ -25,12 +25,16 @@ REQUIRED = (
 def test_bench_reports_every_figure_at_tiny_n() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--n", "20", "--sample", "20", "--reps", "1",
-         "--sparse-blocks", "500", "--books-rows", "2000"],
+         "--sparse-blocks", "500", "--books-rows", "2000", "--executions", "3"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     doc = json.loads(last)  # the last line is the one JSON document
+    assert set(doc) == {"by_n", "executions", "children_peak_rss_mb", "targets"}
+    executions = doc["executions"]
+    assert executions["exec_n"] == 3 and executions["exec_sparse_blocks_per_s"] > 0
+    assert 0 < executions["presign_in_process_s"] <= executions["presign_online_s"]
     figures = doc["by_n"]["20"]
     missing = [k for k in REQUIRED if k not in figures]
     assert not missing, missing
