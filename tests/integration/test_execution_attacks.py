@@ -26,6 +26,7 @@ from web3.contract import Contract
 from chains.evm.devnet import ZERO_ADDRESS, Devnet, artifact
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, run_json
+from tests.integration.rpcproxy import RpcProxy
 
 ETH = 10**18
 
@@ -39,7 +40,13 @@ def _breaks(doc: dict[str, Any], kind: str, tx_hash: str) -> dict[str, Any]:
 def _setup(cli: Any, devnet: Devnet, scenario: Scenario, wallet: str, eth: int, **chain_kw: Any) -> Path:
     """The usual custody scenario plus ``wallet`` ("vault", futures) holding ``eth`` wei,
     booked, loaded, baselined, and one clean run. Returns the config file."""
-    custody = make_custody(devnet, scenario, devnet.url, **chain_kw)
+    return _setup_via(cli, devnet, scenario, wallet, eth, devnet.url, **chain_kw)
+
+
+def _setup_via(
+    cli: Any, devnet: Devnet, scenario: Scenario, wallet: str, eth: int, url: str, **chain_kw: Any
+) -> Path:
+    custody = make_custody(devnet, scenario, url, **chain_kw)
     devnet.set_native_balance(wallet, eth)
     devnet.mine()
     scenario.add_wallet("vault", "eth", wallet, "futures")
@@ -286,3 +293,36 @@ def test_a_beacon_proxy_upgraded_through_its_beacon(
     [found] = [b for b in doc["breaks"] if b["kind"] == "wallet_config_change" and b["wallet"] == "vault"]
     assert found["severity"] == "critical"
     assert f"beacon_implementation: {implementation.address} -> {rogue.address}" in found["detail"]
+
+
+@pytest.mark.parametrize("refused", ["trace_filter", "debug_traceTransaction"])
+def test_a_node_without_a_tracing_method_says_what_was_not_checked(
+    cli: Any, devnet: Devnet, scenario: Scenario, owners: list[LocalAccount], refused: str
+) -> None:
+    """Without trace_filter the takeover's own transaction is still found (its Safe event);
+    without debug_traceTransaction nothing is judged — and each run says which."""
+    with RpcProxy(devnet.url) as proxy:
+        proxy.on(
+            refused,
+            lambda request, response: {
+                "jsonrpc": "2.0",
+                "id": request.get("id"),
+                "error": {"code": -32601, "message": f"the method {refused} does not exist/is not available"},
+            },
+        )
+        safe = devnet.deploy_safe_130([o.address for o in owners], 2)
+        scenario_chain_url = proxy.url
+        custody_config = _setup_via(cli, devnet, scenario, safe.address, 5 * ETH, scenario_chain_url)
+        writer = devnet.deploy("SlotWriter")
+        rogue = devnet.deploy("TransientSingleton", Account.create().address)
+        swap = devnet.exec_safe(
+            safe, owners[:2], writer.address, data=Devnet.calldata(writer, "takeover", rogue.address), operation=1
+        )
+        code, doc, _ = run_json(cli, custody_config)
+        shown = cli("--config", str(custody_config), "runs", "show", doc["run_id"])
+    unchecked = doc["chains"]["eth"]["scan"]["unchecked"]
+    assert len(unchecked) == 1 and refused in unchecked[0]
+    assert f"not checked: {refused}" in shown.stdout
+    assert code == 1  # the pin still shows the swapped singleton
+    executions = [b for b in doc["breaks"] if b["kind"] == "wallet_config_change" and b["tx_hash"] == swap]
+    assert len(executions) == (1 if refused == "trace_filter" else 0)
