@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from reconciler.domain import BlockRef
+from reconciler.engine.initiators import TxEvidence
 from reconciler.errors import ChainError
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
@@ -106,10 +107,16 @@ class ChainAdapter(Protocol):
         ...
 
     def issuer_controls(
-        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
     ) -> IssuerControls:
-        """Freeze flags, paused() and token implementation slots at ``block``; what could not
-        be read is "unknown", never "not frozen"."""
+        """Freeze flags, paused(), token implementation slots and, for each (token, holder) of
+        ``frozen``, ERC-3643's getFrozenTokens(holder) at ``block``; what could not be read is
+        "unknown", never "not frozen"."""
         ...
 
     def block_time(self, block: BlockRef) -> int:
@@ -123,6 +130,13 @@ class ChainAdapter(Protocol):
         ``block``: ERC-20 Transfer and Approval logs of ``tokens``, native value (including by
         internal calls) and gas fees. A range the node cannot serve raises, never answers "none";
         a reorg of ``block`` while observing raises."""
+        ...
+
+    def transfer_evidence(self, transactions: Sequence[tuple[str, str]]) -> dict[str, TxEvidence]:
+        """For each (tx hash, block hash) the scan saw, by tx hash: the transaction's call tree
+        with its logs, or where the node cannot trace, its receipt's logs (who moved a
+        permissioned token's transfers, reconciler.engine.initiators). A transaction the node
+        places in another block raises ChainError."""
         ...
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter
 from reconciler.domain import BlockRef
+from reconciler.engine import initiators
 from reconciler.engine.passes import ChainObservations
 from reconciler.engine.surveillance import (
     FlowWindow,
@@ -31,7 +32,7 @@ from reconciler.inputs.instructions import partition_valid
 from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
-from reconciler.transfers import Direction
+from reconciler.transfers import Direction, Observation
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def surveil_chain(
         since = pin if first is None else _ref(adapter, max(first - 1, 0))
         start = since
     tokens = [a.address for a in assets if a.address is not None]
-    observations = adapter.observe([w.address for w in wallets], tokens, since, pin)
+    observed = adapter.observe([w.address for w in wallets], tokens, since, pin)
+    observations = _classified(adapter, observed, settings, chain)
     new = tuple(movements_for(observations, wallets, assets))
 
     booked = store.booked_tx_hashes(ledger)
@@ -182,6 +184,7 @@ def surveil_chain(
         inflow_grace=settings.surveillance.inflow_grace,
         allowances=allowances,
         flow=flow,
+        issuer_outflows=store.issuer_outflows(ledger, chain.name),
     )
     write = store.SurveillanceWrite(
         chain=chain.name,
@@ -192,6 +195,20 @@ def surveil_chain(
         reorged=len(orphaned),
     )
     return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, pin.number)
+
+
+def _classified(
+    adapter: ChainAdapter, observations: Sequence[Observation], settings: Settings, chain: ChainSettings
+) -> list[Observation]:
+    """The observations with who moved each token transfer (reconciler.engine.initiators): the
+    transactions holding transfers of ERC-3643 assets are traced, nothing else is read."""
+    issuer_tokens = [
+        a.address for a in settings.assets_on(chain.name) if a.address is not None and a.erc3643
+    ]
+    wanted = initiators.transactions_to_trace(observations, issuer_tokens)
+    evidence = adapter.transfer_evidence(wanted) if wanted else {}
+    wallets = [w.address for w in settings.wallets_on(chain.name)]
+    return initiators.annotate(observations, evidence, issuer_tokens, wallets)
 
 
 def _consumed_by_orphan(tx_hash: str, orphaned: Sequence[Movement]) -> bool:
