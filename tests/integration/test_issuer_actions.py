@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
-from chains.evm.devnet import Devnet
+from chains.evm.devnet import AnvilNode, Devnet
 from chains.evm.devnet_trex import (
     TrexSuite,
     add_management_key,
@@ -30,11 +31,21 @@ from chains.evm.devnet_trex import (
     forced_transfer,
     freeze_partial,
     mint,
+    pause,
     recovery_address,
     register_holder,
+    set_address_frozen,
     token_contract,
     transfer_as,
+    unfreeze_partial,
+    unpause,
 )
+from reconciler.app.segregation_documents import statement_doc
+from reconciler.engine.segregation.requirement import compute_statements
+from reconciler.engine.segregation.stored import inputs_from_json
+from reconciler.inputs.config import load_settings
+from reconciler.ledger import segregation_store
+from reconciler.ledger.store import Ledger
 from tests.conftest import CliResult, Scenario
 from tests.integration.helpers import ACCOUNTS_HEADER
 from tests.integration.rpcproxy import RpcProxy
@@ -165,6 +176,56 @@ class Desk:
 def moved(transfers: list[dict[str, Any]], tx_hash: str) -> list[tuple[str, str, str | None, str | None]]:
     """(wallet, direction, initiator, function) of each movement of ``tx_hash``."""
     return [(t["wallet"], t["direction"], t["initiator"], t["function"]) for t in transfers if t["tx_hash"] == tx_hash]
+
+
+# ----------------------------------------------------------------------------- freezes and pauses
+
+
+def test_a_partial_freeze_is_encumbered_collateral_with_the_exact_amount_until_lifted(
+    cli: Any, w: World, scenario: Scenario
+) -> None:
+    desk = Desk(cli, w, scenario)
+    frozen = 300 * UNIT + 1  # to the base unit
+    freeze_partial(w.net, w.trex, w.seg.address, frozen)
+    code, doc = desk.run()
+    [enc] = kinds(doc, "collateral_encumbered")
+    assert (enc["severity"], enc["wallet"], enc["asset"], enc["tx_hash"]) == ("warning", "seg-1", "MMF", None)
+    assert (enc["amount"], enc["amount_display"]) == (str(frozen), "300.000000000000000001")
+    assert "699.999999999999999999" in enc["detail"]  # what is still free to move
+    assert kinds(doc, "asset_frozen") == [] and code == 0  # a warning: the balance still matches the books
+
+    freeze_partial(w.net, w.trex, w.seg.address, UNIT)  # more frozen: the same break, its amount updated
+    _, doc = desk.run()
+    [again] = kinds(doc, "collateral_encumbered")
+    assert (again["id"], again["amount"], again["times_seen"]) == (enc["id"], str(frozen + UNIT), 2)
+
+    unfreeze_partial(w.net, w.trex, w.seg.address, frozen + UNIT)
+    code, doc = desk.run()
+    assert [(b["id"], b["status"]) for b in kinds(doc, "collateral_encumbered")] == [(enc["id"], "resolved")]
+    assert code == 0
+
+
+def test_a_paused_token_or_a_frozen_wallet_is_asset_frozen_critical_until_lifted(
+    cli: Any, w: World, scenario: Scenario
+) -> None:
+    desk = Desk(cli, w, scenario)
+    pause(w.net, w.trex)
+    code, doc = desk.run()
+    [paused] = kinds(doc, "asset_frozen")
+    assert (paused["severity"], paused["wallet"], paused["asset"], code) == ("critical", "seg-1", "MMF", 1)
+    assert "paused" in paused["detail"] and paused["amount"] == str(1_000 * UNIT)
+    unpause(w.net, w.trex)
+    _, doc = desk.run()
+    assert [b["status"] for b in kinds(doc, "asset_frozen")] == ["resolved"]
+
+    set_address_frozen(w.net, w.trex, w.seg.address, True)
+    code, doc = desk.run()
+    [frozen] = [b for b in kinds(doc, "asset_frozen") if b["status"] == "open"]
+    assert (frozen["severity"], code) == ("critical", 1)
+    assert f"isFrozen({w.seg.address}) is true" in frozen["detail"]
+    set_address_frozen(w.net, w.trex, w.seg.address, False)
+    code, doc = desk.run()
+    assert [b["status"] for b in kinds(doc, "asset_frozen")] == ["resolved"] and code == 0
 
 
 # ----------------------------------------------------------------------------- the issuer moves tokens out
@@ -363,3 +424,107 @@ def test_without_tracing_the_top_level_call_and_the_tokens_events_still_tell_the
     assert moved(transfers, theft) == [("seg-1", "out", "wallet", None)]
     assert moved(transfers, hidden) == [("seg-1", "out", None, None)]
     assert moved(transfers, unfrozen) == [("seg-1", "out", "issuer", "forcedTransfer")]
+
+
+# ----------------------------------------------------------------------------- segregation statements
+
+
+def futures_holding(doc: dict[str, Any], wallet: str = "seg-1") -> tuple[dict[str, Any], dict[str, Any]]:
+    [st] = [s for s in doc["statements"] if s["class"] == "futures"]
+    [holding] = [h for h in st["holdings"] if h["wallet"] == wallet]
+    return st, holding
+
+
+def test_a_statement_values_only_the_free_part_to_the_cent_and_keeps_the_freezes_it_used(
+    cli: Any, w: World, scenario: Scenario
+) -> None:
+    desk = Desk(cli, w, scenario)
+    frozen = 333_333_333_333_333_333_333  # 333.333333333333333333 MMF
+    freeze_partial(w.net, w.trex, w.seg.address, frozen)
+    code, doc = desk.json("segregation", "statement")
+    st, holding = futures_holding(doc)
+    assert (holding["units"], holding["units_display"]) == (str(1_000 * UNIT), "1000.000000000000000000")
+    assert (holding["encumbered"], holding["encumbered_display"]) == (str(frozen), "333.333333333333333333")
+    # free 666.666666666666666667 at 1.00: 666.67; less 2%: 653.333333333333333333... -> 653.33
+    assert (holding["market_value"], holding["haircut"], holding["value"]) == ("666.67", "0.02", "653.33")
+    # C1 is owed its 1,000 MMF at market: 1,000.00; the deficit is what the freeze took away
+    assert (st["amount_required"], st["funds_in_segregation"], st["excess"]) == ("1000.00", "653.33", "-346.67")
+    assert st["total_market_value"] == "666.67" and code == 1
+    partial_run = doc["run_id"]
+
+    set_address_frozen(w.net, w.trex, w.seg.address, True)  # the whole position cannot move now
+    _, doc = desk.json("segregation", "statement")
+    st, holding = futures_holding(doc)
+    assert (holding["units"], holding["encumbered"]) == (str(1_000 * UNIT), str(1_000 * UNIT))
+    assert (holding["market_value"], holding["value"], st["funds_in_segregation"]) == ("0.00", "0.00", "0.00")
+    set_address_frozen(w.net, w.trex, w.seg.address, False)
+    pause(w.net, w.trex)
+    _, doc = desk.json("segregation", "statement")
+    assert futures_holding(doc)[1]["value"] == "0.00"
+
+    # the stored statement recomputes to the cent from its stored inputs, freezes included
+    ledger = Ledger(load_settings(str(desk.config)).database_url)
+    try:
+        stored = segregation_store.get_statement(ledger, partial_run)
+    finally:
+        ledger.close()
+    assert stored.inputs["holds"] == [["seg-1", "MMF", str(frozen), False, False, ""]]
+    again = [statement_doc(s) for s in compute_statements(inputs_from_json(stored.inputs))]
+    assert again == [s.document for s in stored.statements]
+    shown = desk.json("runs", "show", partial_run)[1]
+    assert futures_holding(shown)[1]["encumbered"] == str(frozen)
+
+
+def test_config_check_online_asks_each_erc3643_token_its_views(cli: Any, w: World, scenario: Scenario) -> None:
+    desk = Desk(cli, w, scenario)
+    ok = desk.call("config", "check", "--online", "--json")
+    assert ok.code == 0, ok.stderr
+    [token] = json.loads(ok.stdout)["chains"]["eth"]["tokens"]
+    assert (token["asset"], token["issuer_standard"], token["erc3643_views"]) == ("MMF", "erc3643", True)
+
+    plain = w.net.deploy_token("Plain USD", "PUSD", 6)  # isFrozen and paused, but no getFrozenTokens
+    scenario.add_token("PUSD", "eth", plain.address, 6, issuer_standard="erc3643", price_usd="1.00")
+    scenario.write()
+    bad = desk.call("config", "check", "--online", "--json")
+    assert bad.code == 2
+    error = json.loads(bad.stdout)["chains"]["eth"]["error"]
+    assert f"assets.PUSD ({plain.address})" in error and "getFrozenTokens(" in error
+    assert "assets.MMF" not in error
+
+
+# ----------------------------------------------------------------------------- the pilot's weekly report
+
+MONDAY_W47 = int(datetime(2026, 11, 16, tzinfo=UTC).timestamp())
+FRIDAY_CLOSE_W47 = int(datetime(2026, 11, 20, 23, 0, tzinfo=UTC).timestamp())  # 17:00 in Chicago
+
+
+def test_the_pilot_report_shows_the_encumbered_units_beside_the_held_ones(cli: Any, scenario: Scenario) -> None:
+    with AnvilNode.start(chain_id=31337, extra_args=["--timestamp", str(MONDAY_W47)]) as node:
+        net = Devnet(node.url)
+        net.install_multicall3()
+        trex = deploy_trex(net, name="Tokenized MMF", symbol="TMMF", decimals=18)
+        seg = net.new_account()
+        register_holder(net, trex, seg.address)
+        mint(net, trex, seg.address, 1_000 * UNIT)
+        freeze_partial(net, trex, seg.address, 250 * UNIT)
+        net.rpc("evm_setNextBlockTimestamp", [FRIDAY_CLOSE_W47 + 1])
+        unfreeze_partial(net, trex, seg.address, 250 * UNIT)  # after the close: not in the report
+        scenario.add_chain("eth", node.url, 31337)
+        scenario.add_token("MMF", "eth", trex.token, 18, kind="mmf", issuer_standard="erc3643", price_usd="1.02")
+        scenario.add_wallet("seg-1", "eth", seg.address, "futures")
+        scenario.extra = '\n[segregation]\ntimezone = "America/Chicago"\n'
+        config = scenario.write()
+        result = cli("--config", str(config), "report", "pilot", "--week", "2026-W47", "--json")
+    assert result.code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["rows"] == [
+        {
+            "class": "futures",
+            "asset": "MMF",
+            "units": str(1_000 * UNIT),
+            "units_display": "1000.000000000000000000",
+            "encumbered_units": str(250 * UNIT),
+            "encumbered_units_display": "250.000000000000000000",
+            "market_value_usd": "1020.00",  # what is held, at market: the report says what is held
+        }
+    ]
