@@ -60,8 +60,8 @@ def transfers_list(
         Col("asset"),
         Col("amount", justify="right", whole=True),
         Col("counterparty", whole=True, drop=5),
-        Col("status", drop=3),
-        Col("by", drop=2),
+        Col("status", drop=2),
+        Col("by", drop=3),
         Col("instruction", whole=True, drop=1),
     )
     table_rows = [

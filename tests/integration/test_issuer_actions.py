@@ -250,6 +250,8 @@ def test_a_forced_transfer_out_is_an_issuer_forced_transfer_naming_the_agent_unt
         (t["wallet"], t["direction"], t["initiator"], t["function"], t["amount"]) for t in scanned["transfers"]
     ] == [("seg-1", "out", "issuer", "forcedTransfer", str(250 * UNIT))]
     assert moved(desk.transfers(), tx) == [("seg-1", "out", "issuer", "forcedTransfer")]
+    table = desk.call("transfers", "list").stdout
+    assert "issuer: forcedTransfer" in table, table
 
     code, doc = desk.run()  # judged once: the run sees the same break, and the balance short by 250
     assert code == 1
@@ -451,6 +453,8 @@ def test_a_statement_values_only_the_free_part_to_the_cent_and_keeps_the_freezes
     assert (st["amount_required"], st["funds_in_segregation"], st["excess"]) == ("1000.00", "653.33", "-346.67")
     assert st["total_market_value"] == "666.67" and code == 1
     partial_run = doc["run_id"]
+    shown_to_people = desk.call("segregation", "statement").stdout
+    assert "of which frozen" in shown_to_people, shown_to_people
 
     set_address_frozen(w.net, w.trex, w.seg.address, True)  # the whole position cannot move now
     _, doc = desk.json("segregation", "statement")
