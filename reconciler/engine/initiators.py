@@ -292,8 +292,8 @@ def _who(m: Movement) -> str:
 
 def check_issuer_outflows(inputs: SurveillanceInputs) -> list[Finding]:
     """An ``issuer_forced_transfer`` (critical) per wallet x asset x tx whose tokens the issuer
-    moved out (forced transfer, recovery, burn); amount = minus what left, as for an
-    unauthorized transfer."""
+    moved out (forced transfer, recovery, burn); amount = the tokens moved out (positive: what
+    the issuer took, whereas an unauthorized transfer's amount is minus what left)."""
     groups: dict[BreakKey, list[Movement]] = {}
     for m in _issuer_outflows(inputs):
         groups.setdefault(_key(inputs, m.wallet, m.asset, m.tx_hash), []).append(m)
@@ -305,7 +305,7 @@ def check_issuer_outflows(inputs: SurveillanceInputs) -> list[Finding]:
             Finding(
                 key=key,
                 severity=Severity.CRITICAL,
-                amount=-sum(m.amount for m in moves),
+                amount=sum(m.amount for m in moves),
                 detail=(
                     f"the issuer of {key.asset} moved tokens out of {key.wallet} ({address}) by "
                     + "; ".join(parts)

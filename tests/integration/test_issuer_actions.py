@@ -241,7 +241,7 @@ def test_a_forced_transfer_out_is_an_issuer_forced_transfer_naming_the_agent_unt
     assert code == 1
     [brk] = kinds(scanned, "issuer_forced_transfer")
     assert (brk["severity"], brk["wallet"], brk["asset"], brk["tx_hash"]) == ("critical", "seg-1", "MMF", tx)
-    assert (brk["amount"], brk["amount_display"]) == (str(-250 * UNIT), "-250.000000000000000000")
+    assert (brk["amount"], brk["amount_display"]) == (str(250 * UNIT), "250.000000000000000000")
     assert (
         w.trex.agent.address in brk["detail"] and "forcedTransfer" in brk["detail"] and w.bob.address in brk["detail"]
     )
@@ -273,7 +273,7 @@ def test_a_forced_transfer_beyond_the_free_balance_unfreezes_first_and_is_still_
     tx = forced_transfer(w.net, w.trex, w.seg.address, w.bob.address, 900 * UNIT)  # TokensUnfrozen(200) first
     code, doc = desk.run()
     [brk] = kinds(doc, "issuer_forced_transfer")
-    assert (brk["tx_hash"], brk["amount"], brk["severity"]) == (tx, str(-900 * UNIT), "critical")
+    assert (brk["tx_hash"], brk["amount"], brk["severity"]) == (tx, str(900 * UNIT), "critical")
     assert kinds(doc, "unauthorized_transfer") == []
     [enc] = kinds(doc, "collateral_encumbered")  # 100 of the 300 stay frozen on the 100 left
     assert (enc["amount"], enc["severity"]) == (str(100 * UNIT), "warning")
@@ -288,7 +288,7 @@ def test_a_recovery_of_a_custody_wallet_is_an_issuer_forced_transfer(cli: Any, w
     code, doc = desk.run()
     assert code == 1
     [brk] = kinds(doc, "issuer_forced_transfer")
-    assert (brk["tx_hash"], brk["amount"]) == (tx, str(-1_000 * UNIT))
+    assert (brk["tx_hash"], brk["amount"]) == (tx, str(1_000 * UNIT))
     assert "recoveryAddress" in brk["detail"] and w.trex.agent.address in brk["detail"] and new in brk["detail"]
     assert kinds(doc, "unauthorized_transfer") == []
     assert moved(desk.transfers(), tx) == [("seg-1", "out", "issuer", "recoveryAddress")]
@@ -304,7 +304,7 @@ def test_an_agent_contract_is_named_with_the_transaction_sender(cli: Any, w: Wor
     tx = w.net.exec_custody(agent_contract, signers, w.trex.token, data=data)  # sent by the node's first account
     _, doc = desk.run()
     [brk] = kinds(doc, "issuer_forced_transfer")
-    assert brk["tx_hash"] == tx and brk["amount"] == str(-40 * UNIT)
+    assert brk["tx_hash"] == tx and brk["amount"] == str(40 * UNIT)
     assert agent_contract.address in brk["detail"] and w.net.deployer in brk["detail"]
     assert w.trex.agent.address not in brk["detail"]
     assert kinds(doc, "unauthorized_transfer") == []

@@ -322,7 +322,7 @@ def test_an_issuer_outflow_is_critical_names_the_agent_and_is_never_matched_or_u
     inputs = surveillance(forced(agent=addr(0xA6C0), sender=RELAYER), instructions=(instruction,))
     [finding] = check_issuer_outflows(inputs)
     assert finding.key == BreakKey(BreakKind.ISSUER_FORCED_TRANSFER, "eth", "seg-1", "MMF", TX)
-    assert (finding.severity, finding.amount) == (Severity.CRITICAL, -5 * UNIT)
+    assert (finding.severity, finding.amount) == (Severity.CRITICAL, 5 * UNIT)
     for text in ("forcedTransfer", addr(0xA6C0), RELAYER, BOB, TX, "5.000000000000000000 MMF"):
         assert text in finding.detail
     assert check_outflows(inputs) == []
