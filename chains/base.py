@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from reconciler.domain import BlockRef
 from reconciler.engine.executions import Execution
+from reconciler.engine.initiators import TxEvidence
 from reconciler.errors import ChainError
 from reconciler.transfers import Observation
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
@@ -125,10 +126,16 @@ class ChainAdapter(Protocol):
         ...
 
     def issuer_controls(
-        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
     ) -> IssuerControls:
-        """Freeze flags, paused() and token implementation slots at ``block``; what could not
-        be read is "unknown", never "not frozen"."""
+        """Freeze flags, paused(), token implementation slots and, for each (token, holder) of
+        ``frozen``, ERC-3643's getFrozenTokens(holder) at ``block``; what could not be read is
+        "unknown", never "not frozen"."""
         ...
 
     def block_time(self, block: BlockRef) -> int:
@@ -150,6 +157,13 @@ class ChainAdapter(Protocol):
         of ``approvers``). A range the node cannot serve raises, never answers "none"; a check
         the node cannot serve is named in ``unchecked``; a reorg of ``block`` while observing
         raises."""
+        ...
+
+    def transfer_evidence(self, transactions: Sequence[tuple[str, str]]) -> dict[str, TxEvidence]:
+        """For each (tx hash, block hash) the scan saw, by tx hash: the transaction's call tree
+        with its logs, or where the node cannot trace, its receipt's logs (who moved a
+        permissioned token's transfers, reconciler.engine.initiators). A transaction the node
+        places in another block raises ChainError."""
         ...
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:

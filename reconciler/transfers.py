@@ -23,6 +23,16 @@ class MovementKind(StrEnum):
     FEE = "fee"  # gas a wallet paid for its own transaction: a cost, not a transfer
 
 
+class Initiator(StrEnum):
+    """Who moved a token transfer's tokens, as the transaction's calls show it (reconciler.engine
+    .initiators): the holder the tokens left, itself; another account through its allowance; or
+    the token's issuer (an ERC-3643 agent function: forced transfer, recovery, mint, burn)."""
+
+    WALLET = "wallet"
+    SPENDER = "spender"
+    ISSUER = "issuer"
+
+
 class ObservationStatus(StrEnum):
     OBSERVED = "observed"
     REORGED = "reorged"  # its block left the canonical chain; kept as evidence
@@ -34,7 +44,13 @@ class Observation:
     ``log_index`` is set; for NATIVE/FEE ``token`` is None and ``trace_position`` is set: "" for
     the transaction's own value, "0.2.1" for the call at that path of the call tree, "fee" for
     the gas the sender paid (a FEE's ``to_address`` is the zero address: burned or paid to the
-    block producer)."""
+    block producer).
+
+    ``initiator`` and ``function`` say who moved a TOKEN observation's tokens and, for the
+    issuer, by which function (``forcedTransfer``, ``recoveryAddress``, ``mint``…); both None
+    where that could not be told with certainty. ``agent`` (the account that called the token)
+    and ``sender`` (the transaction's sender) are evidence for the finding of the run that
+    classified it; they are not stored."""
 
     chain: str
     block_number: int
@@ -48,6 +64,10 @@ class Observation:
     amount: int
     log_index: int | None = None
     trace_position: str | None = None
+    initiator: Initiator | None = None
+    function: str | None = None
+    agent: str | None = None
+    sender: str | None = None
 
     @property
     def position(self) -> str:

@@ -253,6 +253,25 @@ class PauseReading:
 
 
 @dataclass(frozen=True, slots=True)
+class FrozenTokensReading:
+    """How many of ``holder``'s tokens the issuer froze (ERC-3643 ``getFrozenTokens``) at
+    ``block_number``: ``amount`` in base units, or None when the view could not tell (``note``
+    says why)."""
+
+    token: str
+    holder: str
+    block_number: int
+    amount: int | None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check_address("token", self.token)
+        _check_address("holder", self.holder)
+        if self.amount is not None and (isinstance(self.amount, bool) or self.amount < 0):
+            raise ValueError(f"a frozen amount must be a non-negative integer, not {self.amount!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class TokenImplementation:
     """Where a proxied token's logic lives: the EIP-1967 implementation slot and the older
     ZeppelinOS slot (USDC's FiatTokenProxy). None where the slot is empty."""
@@ -296,3 +315,4 @@ class IssuerControls:
     freezes: tuple[FreezeReading, ...] = ()
     pauses: tuple[PauseReading, ...] = ()
     implementations: tuple[TokenImplementation, ...] = ()
+    frozen: tuple[FrozenTokensReading, ...] = ()

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chains.base import BalanceQuery, ObservedRange, Source
-from chains.evm import abi, executions, logs, observe
+from chains.evm import abi, executions, initiators, logs, observe
 from chains.evm.rpc import Call, FailoverRpc, HttpRpc, RetryingRpc, RpcError, SourceLog, Transport
 from chains.evm.walletconfig import read_delegations, read_issuer_controls, read_wallet_configs
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.engine.executions import Execution
+from reconciler.engine.initiators import TxEvidence
 from reconciler.errors import ChainError
 from reconciler.inputs.settings import ChainSettings
 from reconciler.walletconfig import FreezeQuery, IssuerControls, WalletConfig
@@ -193,7 +194,12 @@ class EvmAdapter:
         return read_delegations(self.rpc, self.settings.name, addresses, block, chunk_size=self.settings.chunk_size)
 
     def issuer_controls(
-        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
     ) -> IssuerControls:
         return read_issuer_controls(
             self.rpc,
@@ -202,6 +208,7 @@ class EvmAdapter:
             freezes=freezes,
             pauses=pauses,
             implementations=implementations,
+            frozen=frozen,
             chunk_size=self.settings.chunk_size,
         )
 
@@ -226,6 +233,9 @@ class EvmAdapter:
         found = logs.scan_token_logs(self.rpc, name, wallets, tokens, since.number + 1, block, chunk_blocks=chunk)
         scanned = observe.scan_range(self.rpc, name, wallets, since, block, chunk_blocks=chunk, approvers=approvers)
         return ObservedRange(found + scanned.observations, scanned.executions, scanned.unchecked)
+
+    def transfer_evidence(self, transactions: Sequence[tuple[str, str]]) -> dict[str, TxEvidence]:
+        return initiators.fetch_evidence(self.rpc, self.settings.name, transactions)
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
         at = _block_param(block)

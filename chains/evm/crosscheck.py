@@ -27,6 +27,7 @@ from chains.evm.adapter import EvmAdapter
 from chains.evm.rpc import RpcError
 from reconciler.domain import BlockRef, pinned_number
 from reconciler.engine.executions import Execution
+from reconciler.engine.initiators import TxEvidence
 from reconciler.errors import ChainError
 from reconciler.inputs.settings import ChainSettings
 from reconciler.transfers import MovementKind, Observation
@@ -210,9 +211,14 @@ class CrossCheckedAdapter:
         return self._select()[0].delegations(addresses, block)
 
     def issuer_controls(
-        self, freezes: Sequence[FreezeQuery], pauses: Sequence[str], implementations: Sequence[str], block: BlockRef
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
     ) -> IssuerControls:
-        return self._select()[0].issuer_controls(freezes, pauses, implementations, block)
+        return self._select()[0].issuer_controls(freezes, pauses, implementations, block, frozen)
 
     def call(self, to: str, data: bytes, block: BlockRef) -> bytes | None:
         return self._select()[0].call(to, data, block)
@@ -227,6 +233,9 @@ class CrossCheckedAdapter:
 
     def allowances(self, queries: Sequence[tuple[str, str, str]], block: BlockRef) -> list[int]:
         return self._select()[0].allowances(queries, block)
+
+    def transfer_evidence(self, transactions: Sequence[tuple[str, str]]) -> dict[str, TxEvidence]:
+        return self._select()[0].transfer_evidence(transactions)
 
     def observe(
         self,

@@ -370,6 +370,19 @@ def recovery_address(
     )
 
 
+def add_token_agent(devnet: Devnet, trex: TrexSuite, agent: str) -> str:
+    """Make ``agent`` (an EOA or a contract) an agent of the token, sent by the owner. Returns
+    the tx hash."""
+    call = token_contract(devnet, trex).functions.addAgent(to_checksum_address(agent))
+    return _hash(_send(devnet, trex.owner, call))
+
+
+def approve_as(devnet: Devnet, trex: TrexSuite, holder_key: LocalAccount, spender: str, amount: int) -> str:
+    """The holder's own ERC-20 ``approve`` of ``spender``, signed with its key. Returns the tx hash."""
+    call = token_contract(devnet, trex).functions.approve(to_checksum_address(spender), amount)
+    return _hash(_send(devnet, holder_key, call))
+
+
 def transfer_as(devnet: Devnet, trex: TrexSuite, holder_key: LocalAccount, to: str, amount: int) -> str:
     """The holder's own ERC-20 ``transfer``, signed with its key. Returns the tx hash."""
     call = token_contract(devnet, trex).functions.transfer(to_checksum_address(to), amount)

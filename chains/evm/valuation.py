@@ -1,5 +1,6 @@
 """What a segregation statement reads of one EVM chain: the pin (now, or the last block at or
-before an instant), balances through the chain's adapter, block timestamps and price feeds.
+before an instant), balances and the ERC-3643 issuers' freezes through the chain's adapter,
+block timestamps and price feeds.
 
 Invariant: every read names its block (balances and feeds by hash, requireCanonical); failures
 are ChainError, as everywhere in chains/.
@@ -17,6 +18,7 @@ from chains.evm.rpc import Transport
 from reconciler.domain import BlockRef
 from reconciler.engine.segregation.values import ChainPin, FeedReading
 from reconciler.inputs.settings import ChainSettings
+from reconciler.walletconfig import FreezeQuery, IssuerControls
 
 
 class EvmValuationReader:
@@ -69,6 +71,16 @@ class EvmValuationReader:
 
     def feeds(self, feeds: Sequence[str], block: BlockRef, block_time: int) -> list[FeedReading]:
         return [read_feed(self.rpc, self.name, f, block, block_time) for f in feeds]
+
+    def issuer_controls(
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
+    ) -> IssuerControls:
+        return self.adapter.issuer_controls(freezes, pauses, implementations, block, frozen)
 
     def close(self) -> None:
         self.adapter.close()

@@ -33,6 +33,7 @@ from reconciler.walletconfig import (
     ControlState,
     FreezeQuery,
     FreezeReading,
+    FrozenTokensReading,
     IssuerControls,
     PauseReading,
     TokenImplementation,
@@ -66,6 +67,7 @@ GET_THRESHOLD = bytes.fromhex("e75235b8")  # getThreshold()
 GET_OWNERS = bytes.fromhex("a0e67e2b")  # getOwners()
 IMPLEMENTATION = bytes.fromhex("5c60da1b")  # implementation(), a beacon's
 PAUSED = bytes.fromhex("5c975abb")  # paused()
+GET_FROZEN_TOKENS = bytes.fromhex("158b1a57")  # getFrozenTokens(address), ERC-3643
 
 MAX_LIST_ENTRIES = 100
 DEFAULT_CHUNK_SIZE = 500
@@ -560,6 +562,16 @@ def _bool_state(answer: bytes | RpcError, call: str) -> tuple[ControlState, str]
     return ControlState.UNKNOWN, f"{call} returned a word that is not a bool"
 
 
+def _uint_state(answer: bytes | RpcError, call: str) -> tuple[int | None, str]:
+    if isinstance(answer, RpcError):
+        return None, f"{call} reverted"
+    if not answer:
+        return None, f"{call} returned no data (not a view of this token, or no code there)"
+    if len(answer) != 32:
+        return None, f"{call} returned {len(answer)} bytes, not one word"
+    return int.from_bytes(answer, "big"), ""
+
+
 def read_issuer_controls(
     rpc: Transport,
     chain: str,
@@ -568,10 +580,12 @@ def read_issuer_controls(
     freezes: Sequence[FreezeQuery] = (),
     pauses: Sequence[str] = (),
     implementations: Sequence[str] = (),
+    frozen: Sequence[tuple[str, str]] = (),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> IssuerControls:
     """Issuer controls at ``block``: each freeze query's ``function(holder)``, each token's
-    ``paused()``, and each token's implementation slots (EIP-1967 and ZeppelinOS). Calldata is
+    ``paused()``, each (token, holder)'s ``getFrozenTokens(holder)`` (ERC-3643's partial
+    freeze), and each token's implementation slots (EIP-1967 and ZeppelinOS). Calldata is
     encoded by hand; one batch of eth_calls (a chunk with a revert is re-asked call by call)
     and one batch of storage reads."""
     reader = _Reader(rpc, chain, block, chunk_size)
@@ -580,14 +594,24 @@ def read_issuer_controls(
         data = function_selector(f"{q.function}(address)") + bytes.fromhex(_address_word(q.holder))
         calls.append(reader.eth_call(q.token, data, f"{q.function}({q.holder}) on token {q.token}"))
     calls += [reader.eth_call(token, PAUSED, f"paused() on token {token}") for token in pauses]
+    for token, holder in frozen:
+        data = GET_FROZEN_TOKENS + bytes.fromhex(_address_word(holder))
+        calls.append(reader.eth_call(token, data, f"getFrozenTokens({holder}) on token {token}"))
     answers = reader.calls(calls, "issuer controls")
+    frozen_answers = answers[len(freezes) + len(pauses) :]
+    frozen_readings = []
+    for (token, holder), answer in zip(frozen, frozen_answers, strict=True):
+        amount, note = _uint_state(answer, f"getFrozenTokens({holder})")
+        frozen_readings.append(
+            FrozenTokensReading(_checksum(token), _checksum(holder), block.number, amount, note)
+        )
 
     freeze_readings = []
     for q, answer in zip(freezes, answers[: len(freezes)], strict=True):
         state, note = _bool_state(answer, f"{q.function}({q.holder})")
         freeze_readings.append(FreezeReading(q.token, q.holder, q.function, block.number, state, note))
     pause_readings = []
-    for token, answer in zip(pauses, answers[len(freezes) :], strict=True):
+    for token, answer in zip(pauses, answers[len(freezes) : len(freezes) + len(pauses)], strict=True):
         state, note = _bool_state(answer, "paused()")
         pause_readings.append(PauseReading(_checksum(token), block.number, state, note))
 
@@ -611,4 +635,5 @@ def read_issuer_controls(
         freezes=tuple(freeze_readings),
         pauses=tuple(pause_readings),
         implementations=tuple(impls),
+        frozen=tuple(frozen_readings),
     )

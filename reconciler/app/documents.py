@@ -13,10 +13,12 @@ from typing import Any
 from reconciler.app.jsonout import Rows
 from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
+from reconciler.engine.surveillance import Movement
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
 from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
+from reconciler.transfers import Direction, ObservationStatus
 
 
 def _decimals(settings: Settings | None, asset: str | None, known: int | None = None) -> int | None:
@@ -168,7 +170,41 @@ def scan_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
         "reason": report.run.reason,
         "chains": chains,
         "breaks": [break_doc(b, settings) for b in report.breaks],
+        # What this scan first observed, in and out, as `transfers list --json` shows it.
+        "transfers": [
+            movement_doc(m, instruction_id, settings)
+            for s in report.scans
+            for m, instruction_id in s.movements
+            if m.direction in (Direction.IN, Direction.OUT)
+        ],
     }
+
+
+def movement_doc(m: Movement, instruction_id: str | None, settings: Settings | None) -> dict[str, Any]:
+    """A movement first observed by a scan, in the shape of `transfers list --json`."""
+    o = m.observation
+    return transfer_doc(
+        StoredMovement(
+            o.chain,
+            o.block_number,
+            o.block_hash,
+            o.tx_hash,
+            o.log_index,
+            o.trace_position,
+            o.kind.value,
+            m.wallet,
+            m.direction.value,
+            m.asset,
+            o.from_address,
+            o.to_address,
+            m.amount,
+            ObservationStatus.OBSERVED.value,
+            instruction_id,
+            o.initiator.value if o.initiator is not None else None,
+            o.function,
+        ),
+        settings,
+    )
 
 
 def transfer_doc(m: StoredMovement, settings: Settings | None) -> dict[str, Any]:
@@ -189,6 +225,8 @@ def transfer_doc(m: StoredMovement, settings: Settings | None) -> dict[str, Any]
         **amount_fields("amount", m.amount, _decimals(settings, m.asset)),
         "status": m.status,
         "instruction_id": m.instruction_id,
+        "initiator": m.initiator,
+        "function": m.function,
     }
 
 

@@ -2,21 +2,29 @@
 
 Invariant: a chain is checked exactly as a run reads it (`reconciler.app.run.read_chain`: the
 node's chain id, a pinned block, every token's decimals(), every balance through the read path
-in effect), and the document lists only what that read proved; endpoints appear as
-scheme://host[:port].
+in effect, the issuer controls), and the document lists only what that read proved; each
+ERC-3643 token must also answer getFrozenTokens, isFrozen and paused() (asked about the zero
+address); endpoints appear as scheme://host[:port].
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconciler.app.run import chain_failure, read_chain
+from chains.base import ChainAdapter
+from reconciler.app.run import chain_failure, issuer_control_queries, read_chain
 from reconciler.bootstrap import adapter_for
+from reconciler.domain import BlockRef, SegClass
+from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.errors import ChainError, ReconcilerError
-from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
 from reconciler.redaction import redact_rpc_url
+from reconciler.transfers import ZERO_ADDRESS
+from reconciler.walletconfig import ControlState
 
 CHECK = "✓"
+# The holder the ERC-3643 views are asked about: any address answers, and this one is nobody's.
+ZERO_HOLDER = WalletSettings(name="zero address", chain="", address=ZERO_ADDRESS, seg_class=SegClass.HOUSE)
 
 
 def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
@@ -26,15 +34,25 @@ def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
     adapter = adapter_for(chain)
     try:
         result, _observed = read_chain(chain, settings, adapter)
+        assert result.block is not None
+        silent = erc3643_views_unanswered(chain, settings, adapter, result.block)
     except ChainError as exc:
         return {"ok": False, "error": chain_failure(chain.name, exc), **doc}
     except ReconcilerError as exc:
         return {"ok": False, "error": str(exc), **doc}
     finally:
         adapter.close()
-    assert result.block is not None
+    if silent:
+        return {"ok": False, "error": "; ".join(silent), **doc}
     tokens = [
-        {"asset": a.name, "address": a.address, "decimals": a.decimals, "decimals_matched": True}
+        {
+            "asset": a.name,
+            "address": a.address,
+            "decimals": a.decimals,
+            "decimals_matched": True,
+            # An ERC-3643 token answered getFrozenTokens, isFrozen and paused().
+            **({"issuer_standard": a.issuer_standard, "erc3643_views": True} if a.erc3643 else {}),
+        }
         for a in settings.assets_on(chain.name)
         if a.address is not None
     ]
@@ -52,6 +70,32 @@ def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
         "tokens": tokens,
         "native": [a.name for a in settings.assets_on(chain.name) if a.native],
     }
+
+
+def erc3643_views_unanswered(
+    chain: ChainSettings, settings: Settings, adapter: ChainAdapter, block: BlockRef
+) -> list[str]:
+    """For each asset declared ``issuer_standard = "erc3643"`` whose token does not answer the
+    views every run will ask it (getFrozenTokens, isFrozen and paused(), asked here about the
+    zero address), what it did not answer; empty when they all did."""
+    tokens = [a for a in settings.assets_on(chain.name) if a.erc3643 and a.address is not None]
+    if not tokens:
+        return []
+    freezes, pauses, frozen = issuer_control_queries(tokens, [ZERO_HOLDER])
+    freezes = [q for q in freezes if q.function == ERC3643_FREEZE_VIEW]
+    controls = adapter.issuer_controls(freezes, pauses, [], block, frozen)
+    problems = []
+    for a in tokens:
+        notes = [r.note for r in controls.frozen if r.token == a.address and r.amount is None]
+        notes += [r.note for r in controls.freezes if r.token == a.address and r.state is ControlState.UNKNOWN]
+        notes += [r.note for r in controls.pauses if r.token == a.address and r.state is ControlState.UNKNOWN]
+        if notes:
+            problems.append(
+                f'assets.{a.name} ({a.address}) is declared issuer_standard = "erc3643" but the token does not '
+                f"answer the ERC-3643 views every run reads at block {block.number}: {'; '.join(notes)}. Is it the "
+                'token\'s address, and an ERC-3643 (T-REX) token? If not, remove issuer_standard or set it to "none"'
+            )
+    return problems
 
 
 def describe(name: str, doc: dict[str, Any]) -> list[str]:
@@ -75,6 +119,9 @@ def describe(name: str, doc: dict[str, Any]) -> list[str]:
         lines.append("  read path: batch (JSON-RPC batches of eth_call and eth_getBalance)")
     else:
         lines.append("  read path: none needed (no wallet on this chain)")
-    lines += [f"  {t['asset']} at {t['address']}: decimals {t['decimals']} {CHECK}" for t in doc["tokens"]]
+    for t in doc["tokens"]:
+        lines.append(f"  {t['asset']} at {t['address']}: decimals {t['decimals']} {CHECK}")
+        if t.get("erc3643_views"):
+            lines.append(f"  {t['asset']}: ERC-3643 views getFrozenTokens, isFrozen, paused answer {CHECK}")
     lines += [f"  {n}: the chain's native coin (18 decimals)" for n in doc["native"]]
     return lines

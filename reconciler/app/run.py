@@ -29,8 +29,10 @@ from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
+from reconciler.engine.surveillance import Movement
+from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable
-from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import executions_store
 from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
@@ -84,6 +86,8 @@ class ScanSummary:
     reorged: int
     executions: int = 0  # executions of custody wallets judged
     unchecked: tuple[str, ...] = ()  # checks the node could not serve, each saying what was not looked for
+    # The movements first observed by this scan, each with the instruction it consumed.
+    movements: tuple[tuple[Movement, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +140,7 @@ def read_chain(
     wallets = settings.wallets_on(chain.name)
     approvers = sorted({a for w in wallets for a in w.approvers})
     token_addresses = [a.address for a in tokens if a.address is not None]
-    freezes = [
-        FreezeQuery(a.address, w.address, a.freeze_check)
-        for a in tokens
-        if a.address is not None and a.freeze_check
-        for w in wallets
-    ]
-    pauses = [a.address for a in tokens if a.address is not None and a.pause_check]
+    freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
     for _attempt in range(REORG_RETRIES + 1):
         block = adapter.pin(chain.confirmations)
         failure: ChainError | None = None
@@ -158,7 +156,7 @@ def read_chain(
                     balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
                     wallet_configs={c.wallet: c for c in configs},
                     delegations=adapter.delegations(approvers, block),
-                    controls=adapter.issuer_controls(freezes, pauses, token_addresses, block),
+                    controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
                 )
             else:
                 observed = ChainObservations(chain=chain.name, block=block, balances={})
@@ -176,6 +174,31 @@ def read_chain(
             return result, observed
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
+
+
+def issuer_control_queries(
+    tokens: Sequence[AssetSettings], wallets: Sequence[WalletSettings]
+) -> tuple[list[FreezeQuery], list[str], list[tuple[str, str]]]:
+    """What to read of the issuer controls at a pin: each wallet's freeze flag of every token
+    with a ``freeze_check`` or ``issuer_standard = "erc3643"`` (``isFrozen``; one read when both
+    name it), ``paused()`` of those with ``pause_check`` or ERC-3643, and each wallet's
+    ``getFrozenTokens`` of each ERC-3643 token."""
+    freezes: list[FreezeQuery] = []
+    pauses: list[str] = []
+    frozen: list[tuple[str, str]] = []
+    for a in tokens:
+        if a.address is None:
+            continue
+        erc3643 = a.erc3643
+        views = [a.freeze_check] if a.freeze_check else []
+        if erc3643 and ERC3643_FREEZE_VIEW not in views:
+            views.append(ERC3643_FREEZE_VIEW)
+        freezes += [FreezeQuery(a.address, w.address, view) for view in views for w in wallets]
+        if a.pause_check or erc3643:
+            pauses.append(a.address)
+        if erc3643:
+            frozen += [(a.address, w.address) for w in wallets]
+    return freezes, pauses, frozen
 
 
 def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], block: BlockRef) -> None:
@@ -433,6 +456,7 @@ def _reconcile(
     failed = [c for c in chain_results if c.error]
     status = "incomplete" if failed else "complete"
     reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
+    writes = {name: cs.with_matches() for name, cs in surveilled.items()}
     scans = tuple(
         ScanSummary(
             name,
@@ -443,6 +467,7 @@ def _reconcile(
             cs.write.reorged,
             len(cs.executions.executions) if cs.executions else 0,
             cs.executions.unchecked if cs.executions else (),
+            writes[name].movements,
         )
         for name, cs in surveilled.items()
     )
@@ -480,7 +505,7 @@ def _reconcile(
             reason,
             exit_code,
             first_seen,
-            writes=[cs.with_matches() for cs in surveilled.values()],
+            writes=list(writes.values()),
             notes=checked.notes,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean

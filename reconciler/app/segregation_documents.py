@@ -55,6 +55,9 @@ def holding_doc(h: HoldingLine) -> dict[str, Any]:
         "asset": h.asset,
         "units": str(h.units),
         "units_display": format_amount(h.units, h.decimals),
+        # Of the units, what the issuer froze: the values below are of the rest.
+        "encumbered": None if h.encumbered is None else str(h.encumbered),
+        "encumbered_display": None if h.encumbered is None else format_amount(h.encumbered, h.decimals),
         "price_usd": None if h.price.usd is None else plain(h.price.usd),
         "price_source": h.price.source,
         "market_value": usd(h.market_value),
@@ -162,6 +165,8 @@ def pilot_doc(week: str, as_of: datetime, chains: dict[str, Any], report: PilotR
                 "asset": r.asset,
                 "units": str(r.units),
                 "units_display": format_amount(r.units, r.decimals),
+                "encumbered_units": None if r.encumbered is None else str(r.encumbered),
+                "encumbered_units_display": None if r.encumbered is None else format_amount(r.encumbered, r.decimals),
                 "market_value_usd": usd(r.market_value),
             }
             for r in report.rows

@@ -36,16 +36,19 @@ from reconciler.engine.segregation.values import (
     CLASS_CHAIN,
     ChainPin,
     FeedReading,
+    IssuerHold,
     SegregationInputs,
     Statement,
     to_cent_units,
 )
+from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.errors import ChainError, LedgerError
-from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
 from reconciler.ledger.runs import ChainResult, RunSummary
 from reconciler.ledger.store import Ledger
+from reconciler.walletconfig import ControlState, FreezeQuery, IssuerControls
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,15 @@ class ValuationReader(Protocol):
 
     def feeds(self, feeds: Sequence[str], block: BlockRef, block_time: int) -> list[FeedReading]: ...
 
+    def issuer_controls(
+        self,
+        freezes: Sequence[FreezeQuery],
+        pauses: Sequence[str],
+        implementations: Sequence[str],
+        block: BlockRef,
+        frozen: Sequence[tuple[str, str]] = (),
+    ) -> IssuerControls: ...
+
     def close(self) -> None: ...
 
 
@@ -98,6 +110,7 @@ class ChainReading:
     pin: ChainPin
     balances: dict[tuple[str, str], int]
     feeds: dict[str, FeedReading]
+    holds: dict[tuple[str, str], IssuerHold] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +210,49 @@ def read_for_segregation(
                 )
         values = reader.balances(queries, block) if queries else []
         feeds = reader.feeds([a.price_feed for a in priced if a.price_feed is not None], block, pin.timestamp)
+        holds = read_holds(reader, settings.wallets_on(chain.name), tokens, block)
         if reader.block_hash(block.number) == block.hash:
             return ChainReading(
                 pin,
                 {(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
                 {a.name: r for a, r in zip(priced, feeds, strict=True)},
+                holds,
             )
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
+
+
+def _known(state: ControlState) -> bool | None:
+    return None if state is ControlState.UNKNOWN else state is ControlState.YES
+
+
+def read_holds(
+    reader: ValuationReader, wallets: Sequence[WalletSettings], tokens: Sequence[AssetSettings], block: BlockRef
+) -> dict[tuple[str, str], IssuerHold]:
+    """What the issuers of the ERC-3643 tokens hold back of each wallet at ``block``:
+    getFrozenTokens, isFrozen and paused(), in one batch with the issuer-control reads of a run."""
+    erc3643 = [a for a in tokens if a.erc3643 and a.address is not None]
+    if not erc3643 or not wallets:
+        return {}
+    controls = reader.issuer_controls(
+        [FreezeQuery(a.address, w.address, ERC3643_FREEZE_VIEW) for a in erc3643 for w in wallets if a.address],
+        [a.address for a in erc3643 if a.address],
+        [],
+        block,
+        [(a.address, w.address) for a in erc3643 for w in wallets if a.address],
+    )
+    flags = {(r.token, r.holder): r for r in controls.freezes}
+    pauses = {r.token: r for r in controls.pauses}
+    frozen = {(r.token, r.holder): r for r in controls.frozen}
+    holds: dict[tuple[str, str], IssuerHold] = {}
+    for a in erc3643:
+        assert a.address is not None
+        pause = pauses[a.address]
+        for w in wallets:
+            amount, flag = frozen[(a.address, w.address)], flags[(a.address, w.address)]
+            notes = "; ".join(n for n in (amount.note, flag.note, pause.note) if n)
+            holds[(w.name, a.name)] = IssuerHold(amount.amount, _known(flag.state), _known(pause.state), notes)
+    return holds
 
 
 def read_chains(
@@ -244,9 +292,11 @@ def build_inputs(
     accounts, equity and off-chain imports say for the business date."""
     holdings: dict[tuple[str, str], int] = {}
     feeds: dict[str, FeedReading] = {}
+    holds: dict[tuple[str, str], IssuerHold] = {}
     for reading in read.values():
         holdings.update(reading.balances)
         feeds.update(reading.feeds)
+        holds.update(reading.holds)
     return SegregationInputs(
         as_of=as_of,
         business_date=business_date,
@@ -262,6 +312,7 @@ def build_inputs(
         equity=tuple(store.equity_for(ledger, business_date)) if ledger else (),
         offchain=tuple(store.offchain_for(ledger, business_date)) if ledger else (),
         classes=tuple(classes),
+        holds=holds,
     )
 
 

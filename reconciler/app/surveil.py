@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter
 from reconciler.domain import BlockRef
+from reconciler.engine import initiators
 from reconciler.engine.executions import (
     Execution,
     ExecutionInputs,
@@ -42,7 +43,7 @@ from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger import executions_store
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
-from reconciler.transfers import Direction
+from reconciler.transfers import Direction, Observation
 from reconciler.walletconfig import WalletConfig
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ def surveil_chain(
     tokens = [a.address for a in assets if a.address is not None]
     approvers = sorted({a for w in wallets for a in w.approvers})
     observed = adapter.observe([w.address for w in wallets], tokens, since, pin, approvers)
-    new = tuple(movements_for(observed.observations, wallets, assets))
+    observations = _classified(adapter, observed.observations, settings, chain)
+    new = tuple(movements_for(observations, wallets, assets))
 
     booked = store.booked_tx_hashes(ledger)
     flow_from = store.flow_start(ledger, chain.name) if with_flow else None
@@ -196,6 +198,7 @@ def surveil_chain(
         inflow_grace=settings.surveillance.inflow_grace,
         allowances=allowances,
         flow=flow,
+        issuer_outflows=store.issuer_outflows(ledger, chain.name),
     )
     judged_executions = execution_inputs(
         chain, settings, ledger, adapter, pinned, observed.executions, tuple(observed.unchecked), orphaned_hashes
@@ -279,6 +282,20 @@ def execution_records(inputs: ExecutionInputs) -> tuple[executions_store.Executi
                 )
             )
     return tuple(records)
+
+
+def _classified(
+    adapter: ChainAdapter, observations: Sequence[Observation], settings: Settings, chain: ChainSettings
+) -> list[Observation]:
+    """The observations with who moved each token transfer (reconciler.engine.initiators): the
+    transactions holding transfers of ERC-3643 assets are traced, nothing else is read."""
+    issuer_tokens = [
+        a.address for a in settings.assets_on(chain.name) if a.address is not None and a.erc3643
+    ]
+    wanted = initiators.transactions_to_trace(observations, issuer_tokens)
+    evidence = adapter.transfer_evidence(wanted) if wanted else {}
+    wallets = [w.address for w in settings.wallets_on(chain.name)]
+    return initiators.annotate(observations, evidence, issuer_tokens, wallets)
 
 
 def _consumed_by_orphan(tx_hash: str, orphaned: Sequence[Movement]) -> bool:

@@ -59,12 +59,20 @@ def report_pilot(
 
 def _print_pilot(doc: dict[str, Any]) -> None:
     table = Table(title=f"Digital assets held for customers, week {doc['week']}, as of {doc['as_of']}")
-    for col, justify in (("class", "left"), ("asset", "left"), ("units", "right"), ("market value USD", "right")):
+    # The units the issuers froze (ERC-3643), shown only where a row has any.
+    encumbered = any(r["encumbered_units"] != "0" for r in doc["rows"])
+    columns = [("class", "left"), ("asset", "left"), ("units", "right")]
+    columns += [("of which frozen", "right")] if encumbered else []
+    for col, justify in (*columns, ("market value USD", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in doc["rows"]:
-        table.add_row(r["class"], r["asset"], r["units_display"], _money(r["market_value_usd"]))
+        frozen = [(r["encumbered_units_display"] or "unknown") if r["encumbered_units"] != "0" else ""]
+        table.add_row(
+            r["class"], r["asset"], r["units_display"], *(frozen if encumbered else []), _money(r["market_value_usd"])
+        )
     for t in doc["totals"]:
-        table.add_row(t["class"], "total", "", _money(t["market_value_usd"]), style="bold")
+        blank = [""] if encumbered else []
+        table.add_row(t["class"], "total", "", *blank, _money(t["market_value_usd"]), style="bold")
     out.print(table)
 
 

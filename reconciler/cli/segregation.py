@@ -180,28 +180,36 @@ def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) ->
             SegClass.HOUSE: "House (not segregated): what its wallets hold",
         }[st.seg_class]
         holdings = Table(title=title, title_justify="left")
+        # The frozen units of permissioned tokens, shown only where a holding has any.
+        encumbered = any(h["encumbered"] != "0" for h in sdoc["holdings"])
         for col, justify in (
             ("wallet", "left"),
             ("asset", "left"),
             ("units", "right"),
+            *((("of which frozen", "right"),) if encumbered else ()),
             ("price USD", "right"),
             ("market value", "right"),
             ("haircut", "right"),
             ("value", "right"),
         ):
-            holdings.add_column(col, justify=justify)  # type: ignore[arg-type]
+            holdings.add_column(col, justify=justify)
         for h in sdoc["holdings"]:
+            frozen = [(h["encumbered_display"] or "unknown") if h["encumbered"] != "0" else ""] if encumbered else []
             holdings.add_row(
                 h["wallet"],
                 h["asset"],
                 h["units_display"],
+                *frozen,
                 h["price_usd"] or "-",
                 _money(h["market_value"]),
                 h["haircut"],
                 _money(h["value"]),
             )
         for o in sdoc["offchain"]:
-            holdings.add_row(o["depository"], "USD (off chain)", "", "", _money(o["amount"]), "", _money(o["amount"]))
+            blank = [""] if encumbered else []
+            holdings.add_row(
+                o["depository"], "USD (off chain)", "", *blank, "", _money(o["amount"]), "", _money(o["amount"])
+            )
         if holdings.row_count:
             out.print(holdings)
         else:

@@ -52,15 +52,16 @@ def transfers_list(
         out.print("no movements observed" + (f" for {wallet}" if wallet else "") + (f" ({status})" if status else ""))
         return
     columns = (
-        Col("chain", drop=3),
+        Col("chain", drop=4),
         Col("block", justify="right", whole=True),
         Col("tx", whole=True),
         Col("wallet"),
         Col("dir"),
         Col("asset"),
         Col("amount", justify="right", whole=True),
-        Col("counterparty", whole=True, drop=4),
+        Col("counterparty", whole=True, drop=5),
         Col("status", drop=2),
+        Col("by", drop=3),
         Col("instruction", whole=True, drop=1),
     )
     table_rows = [
@@ -75,6 +76,7 @@ def transfers_list(
                 human_display(d["amount"], d["amount_display"]),
                 d["to"] if d["direction"] != "in" else d["from"],
                 d["status"],
+                _moved_by(d["initiator"], d["function"]),
                 d["instruction_id"] or NONE,
             ),
             style="dim" if d["status"] == "reorged" else None,
@@ -82,6 +84,13 @@ def transfers_list(
         for d in docs
     ]
     out.print(fit_table(out.width, columns, table_rows))
+
+
+def _moved_by(initiator: str | None, function: str | None) -> str:
+    """``issuer: forcedTransfer``, ``wallet``, ``spender``; NONE where it could not be told."""
+    if initiator is None:
+        return NONE
+    return f"{initiator}: {function}" if function else initiator
 
 
 @instructions_app.command("import")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
 from reconciler.engine.balances import check_balances, positions_for_chain
 from reconciler.engine.executions import ExecutionInputs, execution_findings, orphaned_keys
+from reconciler.engine.initiators import ISSUER_CHECKS, issuer_coverage
 from reconciler.engine.surveillance import SURVEILLANCE_CHECKS, Movement, SurveillanceInputs, surveillance_coverage
 from reconciler.engine.wallets import (
     WALLET_CHECKS,
@@ -160,7 +161,7 @@ def wallet_observations(obs: RunObservations, chain: ChainObservations) -> Walle
         baselines={w: c for (ch, w), c in obs.baselines.items() if ch == chain.chain},
         approver_delegations=chain.delegations,
         assets=tuple(
-            WatchedAsset(a.name, a.address, a.decimals, a.freeze_check, a.pause_check)
+            WatchedAsset(a.name, a.address, a.decimals, a.freeze_check, a.pause_check, a.issuer_standard)
             for a in tokens
             if a.address is not None
         ),
@@ -187,34 +188,34 @@ def wallet_pass(obs: RunObservations) -> PassResult:
 
 
 def surveillance_pass(obs: RunObservations) -> PassResult:
-    """Every movement judged: outflows against signed instructions, unbooked inflows, approvals
-    and allowances, and the balance change between pins against the movements (the flow check).
+    """Every movement judged: outflows against signed instructions, the issuer's own outflows
+    (ERC-3643 forced transfers, recoveries, burns), unbooked inflows, approvals and allowances,
+    and the balance change between pins against the movements (the flow check).
     Breaks raised from movements whose block was reorged away are resolved with that reason."""
     findings: list[Finding] = []
     coverage = Coverage()
     notes: dict[BreakKey, str] = {}
     for chain, inputs in obs.surveillance.items():
-        for check in SURVEILLANCE_CHECKS:
+        for check in (*SURVEILLANCE_CHECKS, *ISSUER_CHECKS):
             findings.extend(check(inputs))
         wallets, assets = [w.name for w in inputs.wallets], [a.name for a in inputs.assets]
         judged = _span(BreakKind.UNEXPECTED_INFLOW, chain, wallets, assets)
-        coverage |= Coverage(surveillance_coverage(inputs), spans=(judged,))
+        coverage |= Coverage(surveillance_coverage(inputs) | issuer_coverage(inputs), spans=(judged,))
     for chain, movements in obs.orphaned.items():
         for m in movements:
-            kind = {
-                "out": BreakKind.UNAUTHORIZED_TRANSFER,
-                "approval": BreakKind.UNAPPROVED_ALLOWANCE,
-                "in": BreakKind.UNEXPECTED_INFLOW,
-            }.get(m.direction.value)
-            if kind is None:
-                continue
-            key = BreakKey(kind, chain, m.wallet, m.asset, m.tx_hash)
-            o = m.observation
-            notes[key] = (
-                f"its transaction {o.tx_hash} was reorged away: block {o.block_number} ({o.block_hash}) "
-                "is no longer on the canonical chain"
-            )
-            coverage |= Coverage(frozenset({key}))
+            kinds = {
+                "out": (BreakKind.UNAUTHORIZED_TRANSFER, BreakKind.ISSUER_FORCED_TRANSFER),
+                "approval": (BreakKind.UNAPPROVED_ALLOWANCE,),
+                "in": (BreakKind.UNEXPECTED_INFLOW,),
+            }.get(m.direction.value, ())
+            for kind in kinds:
+                key = BreakKey(kind, chain, m.wallet, m.asset, m.tx_hash)
+                o = m.observation
+                notes[key] = (
+                    f"its transaction {o.tx_hash} was reorged away: block {o.block_number} ({o.block_hash}) "
+                    "is no longer on the canonical chain"
+                )
+                coverage |= Coverage(frozenset({key}))
     return PassResult(tuple(findings), coverage, notes)
 
 

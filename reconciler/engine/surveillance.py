@@ -20,9 +20,11 @@ Invariants:
 - ``flow_residuals``: per wallet x asset, residual = (after - before) - (in - out - fees +
   recognized), so it is zero exactly when the movements (plus recognized issuer actions not in
   the logs) explain the change. An MMF issuer's mint into a wallet is a Transfer from the zero
-  address: it is counted once, as an inflow, never again as a recognized action. An issuer's
-  burn from a wallet is an outflow like any other: it explains the balance change, and it needs
-  an instruction to the zero address (a redemption the firm signed) or it is unauthorized.
+  address: it is counted once, as an inflow, never again as a recognized action. A burn from a
+  wallet is an outflow like any other: it explains the balance change; one the issuer made
+  (``initiator`` issuer: an ERC-3643 agent's burn, forced transfer or recovery) is never matched
+  to an instruction (reconciler.engine.initiators judges it), any other needs an instruction to
+  the zero address (a redemption the firm signed) or it is unauthorized.
 - Each check is a pass ``(SurveillanceInputs) -> list[Finding]`` listed in
   ``SURVEILLANCE_CHECKS``; it returns breaks as data, one finding per BreakKey, and raises only
   on a caller's bug. ``surveillance_coverage`` names the keys a run may resolve by not finding
@@ -39,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.domain import AssetKind, BlockRef, BreakKey, BreakKind, Finding, Severity, format_amount
 from reconciler.inputs.settings import DEFAULT_INFLOW_GRACE, AssetSettings, WalletSettings
-from reconciler.transfers import ZERO_ADDRESS, Direction, MovementKind, Observation, ValidInstruction
+from reconciler.transfers import ZERO_ADDRESS, Direction, Initiator, MovementKind, Observation, ValidInstruction
 
 WalletAsset = tuple[str, str]  # (wallet name, asset name)
 AllowanceKey = tuple[str, str, str]  # (wallet name, asset name, spender address)
@@ -207,7 +209,15 @@ def _instruction_key(i: ValidInstruction) -> _MatchKey:
 
 
 def _judged_outflows(outflows: Iterable[Movement], already_matched: Set[ObservationId]) -> list[Movement]:
-    judged = [m for m in outflows if m.direction is Direction.OUT and m.identity not in already_matched]
+    # The issuer's own actions (an ERC-3643 forced transfer, recovery or burn) are not an
+    # authorization question: reconciler.engine.initiators judges them, never an instruction.
+    judged = [
+        m
+        for m in outflows
+        if m.direction is Direction.OUT
+        and m.identity not in already_matched
+        and m.observation.initiator is not Initiator.ISSUER
+    ]
     identities = [m.identity for m in judged]
     if len(set(identities)) != len(identities):
         raise ValueError("an outflow was given twice; each is judged once")
@@ -388,6 +398,8 @@ class SurveillanceInputs:
     - ``allowances``: (wallet, asset, spender) -> allowance at the pin, for the pairs read;
       None when none were read.
     - ``flow``: None when there is no previous complete run to compare with.
+    - ``issuer_outflows``: (wallet, asset, tx hash) of the issuer outflows observed by earlier
+      runs, so that one whose transaction the books now carry resolves its break.
     """
 
     chain: str
@@ -403,6 +415,7 @@ class SurveillanceInputs:
     inflow_grace: timedelta = DEFAULT_INFLOW_GRACE
     allowances: Mapping[AllowanceKey, int] | None = None
     flow: FlowWindow | None = None
+    issuer_outflows: frozenset[tuple[str, str, str]] = frozenset()  # (wallet, asset, tx hash) stored before
 
     def __post_init__(self) -> None:
         for m in self.movements:
@@ -499,16 +512,18 @@ def check_outflows(inputs: SurveillanceInputs) -> list[Finding]:
 
 
 def _is_issuer_mint(m: Movement, inputs: SurveillanceInputs) -> bool:
-    return (
-        m.direction is Direction.IN
-        and m.observation.kind is MovementKind.TOKEN
-        and m.observation.from_address.lower() == ZERO_ADDRESS
-        and inputs.asset(m.asset).kind is AssetKind.MMF
-    )
+    """An issuer's inflow: an MMF mint (a dividend paid as shares), or anything the issuer moved
+    in (an ERC-3643 mint, forced transfer or recovery into the wallet)."""
+    if m.direction is not Direction.IN or m.observation.kind is not MovementKind.TOKEN:
+        return False
+    if m.observation.initiator is Initiator.ISSUER:
+        return True
+    return m.observation.from_address.lower() == ZERO_ADDRESS and inputs.asset(m.asset).kind is AssetKind.MMF
 
 
 def _judged_inflows(inputs: SurveillanceInputs) -> list[Movement]:
-    """Inflows old enough to judge (block time + grace <= now) and not an MMF issuer's mint."""
+    """Inflows old enough to judge (block time + grace <= now) and not the issuer's (an MMF mint,
+    an ERC-3643 issuer action into the wallet)."""
     grace = int(inputs.inflow_grace.total_seconds())
     return [
         m
@@ -523,9 +538,10 @@ def _inflow_key(inputs: SurveillanceInputs, m: Movement) -> BreakKey:
 
 def check_inflows(inputs: SurveillanceInputs) -> list[Finding]:
     """An ``unexpected_inflow`` (warning) per wallet x asset x tx that received value no book
-    entry's tx hash names, once the block is ``inflow_grace`` old; MMF issuer mints (dividends
-    paid as shares) never are. An inflow from another custody wallet is judged the same way:
-    the books should carry both legs of an internal move."""
+    entry's tx hash names, once the block is ``inflow_grace`` old; the issuer's inflows (MMF
+    mints: dividends paid as shares; ERC-3643 mints, forced transfers and recoveries in) never
+    are. An inflow from another custody wallet is judged the same way: the books should carry
+    both legs of an internal move."""
     booked = {h.lower() for h in inputs.booked_tx_hashes}
     unbooked = [m for m in _judged_inflows(inputs) if m.tx_hash.lower() not in booked]
     findings = []

@@ -9,6 +9,8 @@ Invariants:
   every difference from the reviewed baseline plus every approver that holds an EIP-7702
   delegation; ``asset_frozen`` is keyed (chain, wallet, asset) and carries every issuer control
   that stops that position from moving. Severity is the worst of what the finding carries.
+  ``collateral_encumbered`` is keyed (chain, wallet, asset) too: the part of an ERC-3643
+  position the issuer froze.
 - ``wallet_check_coverage`` names every key the passes looked at, so a break is resolved only
   by a run that checked where it lives.
 """
@@ -20,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Severity, format_amount
+from reconciler.inputs.settings import ERC3643
 from reconciler.walletconfig import (
     COMPARED_FIELDS,
     ControlState,
     FreezeReading,
+    FrozenTokensReading,
     IssuerControls,
     JsonValue,
     PauseReading,
@@ -80,6 +84,32 @@ class WatchedAsset:
     decimals: int
     freeze_check: str | None = None
     pause_check: bool = False
+    issuer_standard: str = "none"  # "erc3643": also isFrozen, paused and getFrozenTokens, all critical
+
+    @property
+    def erc3643(self) -> bool:
+        return self.issuer_standard == ERC3643
+
+    def freeze_views(self) -> tuple[tuple[str, Severity], ...]:
+        """The ``(address) returns (bool)`` views to read for every wallet, with the severity
+        of a true answer: ``freeze_check`` (error), and ERC-3643's ``isFrozen`` (critical: a
+        frozen wallet can neither send nor receive); one read when they name the same view."""
+        views: dict[str, Severity] = {}
+        if self.freeze_check is not None:
+            views[self.freeze_check] = Severity.ERROR
+        if self.erc3643:
+            views[ERC3643_FREEZE_VIEW] = Severity.CRITICAL
+        return tuple(views.items())
+
+    @property
+    def pause_severity(self) -> Severity | None:
+        """The severity of a paused token (None: paused() is not read)."""
+        if self.erc3643:
+            return Severity.CRITICAL
+        return Severity.ERROR if self.pause_check else None
+
+
+ERC3643_FREEZE_VIEW = "isFrozen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +194,10 @@ def _worst(severities: list[Severity]) -> Severity:
 def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
     """An ``asset_frozen`` per wallet x asset that issuer controls stop from moving.
 
-    - the issuer froze (blacklisted) the wallet: error, whatever the wallet holds;
-    - the token is paused: error, for each wallet holding it (a non-zero or unknown balance):
+    - the issuer froze (blacklisted) the wallet: error, whatever the wallet holds; critical for
+      an ERC-3643 token's ``isFrozen`` (the wallet can neither send nor receive);
+    - the token is paused: error (critical for an ERC-3643 token), for each wallet holding it
+      (a non-zero or unknown balance):
       one per position rather than one per token, because a break is keyed by wallet and the
       position is what cannot move;
     - a control that could not be read (reverted, no answer, not a bool): warning, never
@@ -174,7 +206,7 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
       warning, for each wallet holding it: the issuer's rules for that collateral changed.
     """
     controls = obs.controls if obs.controls is not None else IssuerControls(block_number=obs.block.number)
-    freezes: dict[tuple[str, str], FreezeReading] = {(r.token, r.holder): r for r in controls.freezes}
+    freezes: dict[tuple[str, str, str], FreezeReading] = {(r.token, r.holder, r.function): r for r in controls.freezes}
     pauses: dict[str, PauseReading] = {r.token: r for r in controls.pauses}
     implementations: dict[str, TokenImplementation] = {i.token: i for i in controls.implementations}
     findings = []
@@ -183,21 +215,24 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
             balance = obs.balances.get((wallet.name, asset.name))
             holds = balance is None or balance != 0
             reasons: list[tuple[Severity, str]] = []
-            if asset.freeze_check is not None:
-                reading = freezes.get((asset.address, wallet.address))
+            for view, severity in asset.freeze_views():
+                reading = freezes.get((asset.address, wallet.address, view))
                 if reading is None:
-                    raise KeyError(f"no {asset.freeze_check} read for wallet {wallet.name} on {asset.name}")
-                call = f"{asset.freeze_check}({wallet.address})"
+                    raise KeyError(f"no {view} read for wallet {wallet.name} on {asset.name}")
+                call = f"{view}({wallet.address})"
                 if reading.state is ControlState.YES:
-                    reasons.append((Severity.ERROR, f"frozen by the issuer: {call} is true"))
+                    critical = severity is Severity.CRITICAL
+                    blocked = " (ERC-3643: the wallet can neither send nor receive)" if critical else ""
+                    reasons.append((severity, f"frozen by the issuer: {call} is true{blocked}"))
                 elif reading.state is ControlState.UNKNOWN:
                     reasons.append((Severity.WARNING, f"could not tell whether frozen: {reading.note or call}"))
-            if asset.pause_check and holds:
+            pause_severity = asset.pause_severity
+            if pause_severity is not None and holds:
                 pause = pauses.get(asset.address)
                 if pause is None:
                     raise KeyError(f"no paused() read for {asset.name}")
                 if pause.state is ControlState.YES:
-                    reasons.append((Severity.ERROR, f"the token {asset.name} is paused"))
+                    reasons.append((pause_severity, f"the token {asset.name} is paused"))
                 elif pause.state is ControlState.UNKNOWN:
                     reasons.append((Severity.WARNING, f"could not tell whether paused: {pause.note or 'paused()'}"))
             before = obs.token_baselines.get(asset.address)
@@ -239,8 +274,55 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
     return findings
 
 
+def check_encumbrances(obs: WalletObservations) -> list[Finding]:
+    """A ``collateral_encumbered`` (warning) per wallet x ERC-3643 asset of which the issuer
+    froze part (``getFrozenTokens`` above zero): those tokens cannot move, and a statement
+    values only the free part. Amount: the frozen tokens, exactly as the token says. A view
+    that could not be read is the same break with no amount: "could not tell", never "none
+    frozen". Resolved by the run that reads zero."""
+    controls = obs.controls if obs.controls is not None else IssuerControls(block_number=obs.block.number)
+    frozen: dict[tuple[str, str], FrozenTokensReading] = {(r.token, r.holder): r for r in controls.frozen}
+    findings = []
+    for wallet in obs.wallets:
+        for asset in obs.assets:
+            if not asset.erc3643:
+                continue
+            reading = frozen.get((asset.address, wallet.address))
+            if reading is None:
+                raise KeyError(f"no getFrozenTokens read for wallet {wallet.name} on {asset.name}")
+            if reading.amount == 0:
+                continue
+            balance = obs.balances.get((wallet.name, asset.name))
+            where = f"{wallet.name} ({wallet.address}) x {asset.name} {_at(obs.block)}"
+            if reading.amount is None:
+                text = f"could not tell how many tokens the issuer froze: {reading.note or 'getFrozenTokens'}"
+            else:
+                shown = format_amount(reading.amount, asset.decimals)
+                if balance is None:
+                    held = "its balance was not read"
+                else:
+                    free = max(balance - reading.amount, 0)
+                    held = (
+                        f"of {format_amount(balance, asset.decimals)} held, {format_amount(free, asset.decimals)} "
+                        "free to move"
+                    )
+                text = (
+                    f"the issuer froze {shown} {asset.name} (getFrozenTokens({wallet.address})): {held}; "
+                    "the frozen tokens cannot move and are not valued as segregated collateral"
+                )
+            findings.append(
+                Finding(
+                    key=BreakKey(BreakKind.COLLATERAL_ENCUMBERED, obs.chain, wallet.name, asset.name),
+                    severity=Severity.WARNING,
+                    amount=reading.amount,
+                    detail=f"{where}: {text}",
+                )
+            )
+    return findings
+
+
 WalletCheck = Callable[[WalletObservations], list[Finding]]
-WALLET_CHECKS: tuple[WalletCheck, ...] = (check_wallet_configs, check_issuer_controls)
+WALLET_CHECKS: tuple[WalletCheck, ...] = (check_wallet_configs, check_issuer_controls, check_encumbrances)
 
 
 def wallet_check_coverage(
@@ -252,4 +334,5 @@ def wallet_check_coverage(
     return (
         (BreakKind.WALLET_CONFIG_CHANGE, wallets, (None,)),
         (BreakKind.ASSET_FROZEN, wallets, tuple(a.name for a in obs.assets)),
+        (BreakKind.COLLATERAL_ENCUMBERED, wallets, tuple(a.name for a in obs.assets if a.erc3643)),
     )

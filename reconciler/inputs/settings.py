@@ -24,7 +24,8 @@ DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)  # how long a run waits for another 
 DEFAULT_MAX_FEE = 5 * 10**16
 DEFAULT_WATCH_POLL = timedelta(seconds=1)
 DEFAULT_WATCH_MAX_LAG = timedelta(minutes=2)
-ISSUER_STANDARDS = ("none", "erc3643")
+ERC3643 = "erc3643"  # a permissioned fund token (T-REX): its issuer can freeze, pause and force transfers
+ISSUER_STANDARDS = ("none", ERC3643)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,10 @@ class AssetSettings:
     freeze_check: str | None = None  # a `(address) returns (bool)` view, e.g. "isBlacklisted"
     pause_check: bool = False
     issuer_standard: str = "none"  # "erc3643": a permissioned fund token whose issuer can freeze and force
+
+    @property
+    def erc3643(self) -> bool:
+        return self.issuer_standard == ERC3643
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,12 +229,17 @@ class MovementRow(SQLModel, table=True):
     instruction_id: str | None = Field(default=None, max_length=200)
     run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
     observed_at: datetime
+    # Who moved a token transfer's tokens (wallet | spender | issuer) and, for the issuer, the
+    # function; NULL where that could not be told (and for rows stored before revision 0010).
+    initiator: str | None = Field(default=None, max_length=16)
+    function: str | None = Field(default=None, max_length=64)
 
     __table_args__ = (
         UniqueConstraint("chain", "block_hash", "tx_hash", "position", "wallet", "direction", name="ux_movement"),
         Index("ix_movement_chain_block", "chain", "block_number"),
         Index("ix_movement_instruction", "instruction_id"),
         Index("ix_movement_tx_hash", "tx_hash"),
+        Index("ix_movement_chain_initiator", "chain", "initiator"),
     )
 
 

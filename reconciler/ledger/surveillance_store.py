@@ -35,7 +35,7 @@ from reconciler.ledger.models import (
     ScanCheckpoint,
 )
 from reconciler.ledger.store import Ledger
-from reconciler.transfers import Direction, Instruction, MovementKind, Observation, ObservationStatus
+from reconciler.transfers import Direction, Initiator, Instruction, MovementKind, Observation, ObservationStatus
 
 OBSERVED = ObservationStatus.OBSERVED.value
 REORGED = ObservationStatus.REORGED.value
@@ -136,6 +136,8 @@ def _movement(row: MovementRow, decimals: Mapping[str, int]) -> Movement | None:
         amount=row.amount,
         log_index=row.log_index,
         trace_position=row.trace_position,
+        initiator=Initiator(row.initiator) if row.initiator else None,
+        function=row.function,
     )
     counterparty = row.from_address if direction is Direction.IN else row.to_address
     return Movement(row.wallet, row.asset, decimals[row.asset], direction, counterparty, row.amount, obs)
@@ -214,6 +216,23 @@ def approval_pairs(ledger: Ledger, chain: str) -> set[tuple[str, str, str]]:
             .distinct()
         ).all()
     return {(str(w), str(a), str(sp)) for w, a, sp in rows}
+
+
+def issuer_outflows(ledger: Ledger, chain: str) -> frozenset[tuple[str, str, str]]:
+    """(wallet, asset, tx hash) of every observed outflow the token's issuer made (rare: forced
+    transfers, recoveries, burns of permissioned tokens)."""
+    with ledger._session() as s:
+        rows = s.execute(
+            select(col(MovementRow.wallet), col(MovementRow.asset), col(MovementRow.tx_hash))
+            .where(
+                col(MovementRow.chain) == chain,
+                col(MovementRow.initiator) == Initiator.ISSUER.value,
+                col(MovementRow.status) == OBSERVED,
+                col(MovementRow.direction) == Direction.OUT.value,
+            )
+            .distinct()
+        ).all()
+    return frozenset((str(w), str(a), str(t)) for w, a, t in rows)
 
 
 def booked_tx_hashes(ledger: Ledger) -> frozenset[str]:
@@ -297,6 +316,8 @@ def write(s: Session, w: SurveillanceWrite, run_id: str) -> None:
                     instruction_id=instruction_id,
                     run_id=run_id,
                     observed_at=now,
+                    initiator=o.initiator.value if o.initiator is not None else None,
+                    function=o.function,
                 )
             )
         s.add_all(rows)
@@ -411,6 +432,8 @@ class StoredMovement:
     amount: int
     status: str
     instruction_id: str | None
+    initiator: str | None = None
+    function: str | None = None
 
 
 def list_movements(
@@ -444,6 +467,8 @@ def list_movements(
                 r.amount,
                 r.status,
                 r.instruction_id,
+                r.initiator,
+                r.function,
             )
             for r in s.scalars(query)
         ]

@@ -5,6 +5,7 @@ than the code, or none at all, is refused with the command that fixes it."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from reconciler.ledger import schema
+from reconciler.ledger.models import MovementRow
 from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
 from tests.integration.helpers import new_address
@@ -175,5 +177,65 @@ def test_the_revisions_read_from_file_names_are_alembics() -> None:
     script = schema._script()
     assert schema.known_revisions() == {rev.revision for rev in script.walk_revisions()}
     assert [schema.head()] == script.get_heads()
+    # One line of revisions in number order; a number may be skipped (branches are numbered
+    # ahead of their merge), never reordered.
+    known = sorted(schema.known_revisions())
     for rev in script.walk_revisions():
-        assert rev.down_revision is None or rev.down_revision == f"{int(rev.revision) - 1:04d}"
+        below = [r for r in known if r < rev.revision]
+        assert rev.down_revision == (below[-1] if below else None), rev.revision
+
+
+def test_a_ledger_of_observed_movements_upgrades_to_initiators_with_every_movement_intact(
+    cli: Any, scenario: Scenario
+) -> None:
+    """Revision 0010 adds who moved each token transfer (initiator, function): a ledger at the
+    revision before it, holding movements (one far above 2^64), keeps every row, and those rows
+    say nothing about who moved them (NULL), which `transfers list` shows as null."""
+    config = _config(scenario)
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    wallet = scenario.wallets["w1"]["address"]
+    base = {
+        "chain": "eth",
+        "block_number": 7,
+        "block_hash": "0x" + "cd" * 32,
+        "block_time": 1_800_000_000,
+        "kind": "token",
+        "wallet": "w1",
+        "asset": "USDC",
+        "token": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
+        "status": "observed",
+        "observed_at": datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
+    }
+    rows = [
+        {**base, "tx_hash": "0x" + "01" * 32, "position": "log:0", "log_index": 0, "direction": "out",
+         "from_address": wallet, "to_address": "0x000000000000000000000000000000000000dEaD", "amount": BIG,
+         "instruction_id": "wd-1"},
+        {**base, "tx_hash": "0x" + "02" * 32, "position": "log:1", "log_index": 1, "direction": "in",
+         "from_address": "0x000000000000000000000000000000000000dEaD", "to_address": wallet, "amount": 5},
+    ]
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0008")
+        table = MovementRow.__table__  # type: ignore[attr-defined]
+        for row in rows:
+            conn.execute(sqlalchemy.insert(table).values(**row))
+    engine.dispose()
+
+    result = cli("--config", str(config), "init", "--json")
+    assert result.code == 0, result.stderr
+    listed = cli("--config", str(config), "transfers", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    got = [
+        (t["tx_hash"], t["direction"], t["amount"], t["instruction_id"], t["initiator"], t["function"])
+        for t in json.loads(listed.stdout)["transfers"]
+    ]
+    assert got == [
+        ("0x" + "01" * 32, "out", str(BIG), "wd-1", None, None),
+        ("0x" + "02" * 32, "in", "5", None, None, None),
+    ]
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.connect() as conn:
+        nulls = conn.execute(
+            sqlalchemy.text("SELECT COUNT(*) FROM movement WHERE initiator IS NULL AND function IS NULL")
+        ).scalar_one()
+    engine.dispose()
+    assert nulls == 2

@@ -409,6 +409,8 @@ def test_report_pilot_is_as_of_fridays_close(cli: Any, dated: Devnet, scenario: 
             "asset": "USDC",
             "units": "1000000000000",
             "units_display": "1000000.000000",
+            "encumbered_units": "0",
+            "encumbered_units_display": "0.000000",
             "market_value_usd": "999900.00",
         },
         {
@@ -416,6 +418,8 @@ def test_report_pilot_is_as_of_fridays_close(cli: Any, dated: Devnet, scenario: 
             "asset": "TMMF",
             "units": str(2_500 * 10**18),
             "units_display": "2500.000000000000000000",
+            "encumbered_units": "0",
+            "encumbered_units_display": "0.000000000000000000",
             "market_value_usd": "2550.00",
         },
     ]

@@ -263,6 +263,8 @@ def test_foreign_futures_the_designs_example() -> None:
             "asset": "USDC",
             "units": "1050000000000",
             "units_display": "1050000.000000",
+            "encumbered": "0",
+            "encumbered_display": "0.000000",
             "price_usd": "1.00",
             "price_source": "price_usd",
             "market_value": "1050000.00",

@@ -15,6 +15,7 @@ from reconciler.engine.segregation.values import (
     CUSTOMER_CLASSES,
     SegregationInputs,
     _sum_or_none,
+    encumbered_units,
     to_cents,
     units_value,
 )
@@ -28,7 +29,8 @@ class PilotRow:
     asset: str
     units: int
     decimals: int
-    market_value: Decimal | None  # exact
+    market_value: Decimal | None  # exact: of every unit held (the report says what is held)
+    encumbered: int | None = 0  # of them, what the issuer froze; None: not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,8 @@ class PilotReport:
 
 def pilot_report(inputs: SegregationInputs) -> PilotReport:
     """Digital assets held for customers: the on-chain holdings of each customer class's wallets
-    by asset, in units and at market value (no haircut), zero rows left out."""
+    by asset, in units and at market value (no haircut), zero rows left out; beside the units,
+    how many of them the issuer froze (ERC-3643), still held and still reported."""
     prices = _prices(inputs)
     problems: list[str] = []
     rows: list[PilotRow] = []
@@ -56,10 +59,19 @@ def pilot_report(inputs: SegregationInputs) -> PilotReport:
         for chain in sorted({w.chain for w in wallets} - set(inputs.chains)):
             problems.append(f"chain {chain} was not read ({inputs.unread.get(chain, 'not read')})")
         units: dict[str, int] = {}
+        encumbered: dict[str, int | None] = {}
         for w in wallets:
             for a in inputs.assets.values():
                 if a.chain == w.chain and w.chain in inputs.chains:
-                    units[a.name] = units.get(a.name, 0) + inputs.holdings.get((w.name, a.name), 0)
+                    held = inputs.holdings.get((w.name, a.name), 0)
+                    units[a.name] = units.get(a.name, 0) + held
+                    hold = inputs.holds.get((w.name, a.name))
+                    frozen = encumbered_units(held, hold)
+                    so_far = encumbered.get(a.name, 0)
+                    encumbered[a.name] = None if frozen is None or so_far is None else so_far + frozen
+                    if frozen is None:
+                        why = hold.note if hold is not None and hold.note else "the issuer's views did not answer"
+                        problems.append(f"{a.name} held in {w.name}: could not tell how much is frozen ({why})")
         class_rows = []
         for name, amount in sorted(units.items()):
             if amount == 0:
@@ -69,7 +81,7 @@ def pilot_report(inputs: SegregationInputs) -> PilotReport:
             if price.problem:
                 problems.append(f"{name}: {price.problem}")
             market = None if price.usd is None else units_value(amount, asset.decimals, price.usd)
-            class_rows.append(PilotRow(seg_class, name, amount, asset.decimals, market))
+            class_rows.append(PilotRow(seg_class, name, amount, asset.decimals, market, encumbered.get(name, 0)))
         rows += class_rows
         total = _sum_or_none(r.market_value for r in class_rows)
         unread = any(w.chain not in inputs.chains for w in wallets)

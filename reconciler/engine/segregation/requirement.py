@@ -1,6 +1,10 @@
 """The statement of each class: the amount required (customers' net liquidating equity, debits
 excluded), the funds in segregation at market less haircut, the excess or deficiency and the
 target residual interest; incomplete, with no totals, when anything it needs was not read.
+
+A holding of a permissioned token (ERC-3643) is valued on its free units only: what the issuer
+froze (all of it when the wallet is frozen or the token paused) cannot be moved to meet a
+customer's claim, so it is held, shown (``encumbered``), and not counted as funds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from reconciler.engine.segregation.values import (
     Statement,
     _sum_or_none,
     cents_to_usd,
+    encumbered_units,
     to_cents,
     units_value,
 )
@@ -63,13 +68,32 @@ def _statement(inputs: SegregationInputs, seg_class: SegClass, prices: Mapping[s
                 continue
             price = prices[asset.name]
             haircut = haircut_for(asset, floor)
-            market = None if price.usd is None else units_value(units, asset.decimals, price.usd)
+            # Only what can move is collateral: the issuer's frozen tokens (all of them when it
+            # froze the wallet or paused the token) are held but not valued.
+            hold = inputs.holds.get((wallet.name, asset.name))
+            encumbered = encumbered_units(units, hold)
+            if encumbered is None:
+                why = hold.note if hold is not None and hold.note else "the issuer's views did not answer"
+                problems.append(f"{asset.name} held in {wallet.name}: could not tell how much is frozen ({why})")
+            free = None if encumbered is None else units - encumbered
+            market = None if price.usd is None or free is None else units_value(free, asset.decimals, price.usd)
             with localcontext(EXACT):
                 value = None if market is None else market * (1 - haircut.rate)
             if price.problem:
                 problems.append(f"{asset.name} held in {wallet.name}: {price.problem}")
             holdings.append(
-                HoldingLine(wallet.chain, wallet.name, asset.name, units, asset.decimals, price, market, haircut, value)
+                HoldingLine(
+                    wallet.chain,
+                    wallet.name,
+                    asset.name,
+                    units,
+                    asset.decimals,
+                    price,
+                    market,
+                    haircut,
+                    value,
+                    encumbered,
+                )
             )
 
     offchain_rows = sorted(

@@ -18,6 +18,7 @@ from reconciler.engine.segregation.values import (
     EquityRow,
     FeedAnswer,
     FeedReading,
+    IssuerHold,
     OffchainRow,
     SegregationInputs,
     plain,
@@ -53,6 +54,7 @@ def inputs_to_json(inputs: SegregationInputs) -> dict[str, Any]:
                 "issuer": a.issuer,
                 "fund_family": a.fund_family,
                 "government_fund": a.government_fund,
+                "issuer_standard": a.issuer_standard,
             }
             for a in inputs.assets.values()
         ],
@@ -97,6 +99,11 @@ def inputs_to_json(inputs: SegregationInputs) -> dict[str, Any]:
         "offchain": [
             [r.business_date.isoformat(), r.seg_class.value, r.depository, str(r.amount_cents)] for r in inputs.offchain
         ],
+        # (wallet, asset, frozen tokens, wallet frozen, paused, note) of ERC-3643 positions.
+        "holds": [
+            [w, a, None if h.frozen is None else str(h.frozen), h.wallet_frozen, h.paused, h.note]
+            for (w, a), h in sorted(inputs.holds.items())
+        ],
     }
 
 
@@ -118,6 +125,7 @@ def inputs_from_json(doc: Mapping[str, Any]) -> SegregationInputs:
             issuer=a["issuer"],
             fund_family=a["fund_family"],
             government_fund=a["government_fund"],
+            issuer_standard=a.get("issuer_standard", "none"),
         )
         for a in doc["assets"]
     }
@@ -174,4 +182,9 @@ def inputs_from_json(doc: Mapping[str, Any]) -> SegregationInputs:
             ConcentrationLimit(lim["name"], Decimal(lim["share"]), ConcentrationScope(lim["scope"]))
             for lim in doc["limits"]
         ),
+        # Statements stored before issuer holds were read have none: nothing encumbered.
+        holds={
+            (w, a): IssuerHold(None if frozen is None else int(frozen), wallet_frozen, paused, note)
+            for w, a, frozen, wallet_frozen, paused, note in doc.get("holds", [])
+        },
     )

@@ -116,6 +116,32 @@ CONCENTRATION_LIMITS: tuple[ConcentrationLimit, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class IssuerHold:
+    """What the issuer of an ERC-3643 token holds back of one wallet's position at the pin:
+    the tokens it froze (``getFrozenTokens``), whether it froze the wallet (``isFrozen``), whether
+    the token is paused (``paused()``). None where the view could not tell (``note`` says why)."""
+
+    frozen: int | None
+    wallet_frozen: bool | None
+    paused: bool | None
+    note: str = ""
+
+
+def encumbered_units(units: int, hold: IssuerHold | None) -> int | None:
+    """How many of ``units`` held cannot move: all of them when the wallet is frozen or the
+    token paused, else the frozen tokens (never more than held); 0 without a hold (not an
+    ERC-3643 asset, or a statement stored before holds were read). None when the issuer's
+    views could not tell: never taken as "nothing frozen"."""
+    if hold is None or units <= 0:
+        return 0
+    if hold.wallet_frozen is True or hold.paused is True:
+        return units
+    if hold.frozen is None or hold.wallet_frozen is None or hold.paused is None:
+        return None
+    return min(hold.frozen, units)
+
+
+@dataclass(frozen=True, slots=True)
 class SegregationInputs:
     """Everything one statement is computed from; stored with it (``inputs_to_json``) so that
     it can be recomputed to the cent later."""
@@ -135,6 +161,7 @@ class SegregationInputs:
     offchain: tuple[OffchainRow, ...] = ()
     classes: tuple[SegClass, ...] = ALL_CLASSES  # statements to compute
     limits: tuple[ConcentrationLimit, ...] = CONCENTRATION_LIMITS
+    holds: Mapping[tuple[str, str], IssuerHold] = field(default_factory=dict)  # (wallet, asset), ERC-3643 only
 
 
 # --------------------------------------------------------------------------- outputs
@@ -176,9 +203,10 @@ class HoldingLine:
     units: int
     decimals: int
     price: Price
-    market_value: Decimal | None  # exact
+    market_value: Decimal | None  # exact: of the free units only (units - encumbered)
     haircut: Haircut
     value: Decimal | None  # exact: market value less haircut
+    encumbered: int | None = 0  # units the issuer froze (all when frozen or paused); None: not known
 
 
 @dataclass(frozen=True, slots=True)
