@@ -33,7 +33,11 @@ def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     finally:
         ledger.close()
     if sealed is not None:
-        info.print(f"audit trail: record {sealed.seq} written with [audit] key_env's key; head {sealed}")
+        info.print(
+            f"audit trail: record {sealed.seq} written with [audit] key_env's key; head {sealed}",
+            markup=False,
+            soft_wrap=True,
+        )
     if json_out:
         _emit_json(
             {"database": redact_url(settings.database_url), "schema_version": version, "previous_version": before}

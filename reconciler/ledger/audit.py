@@ -267,20 +267,23 @@ def verify(s: Session, key: bytes | None = None, pinned: Head | None = None) -> 
 
 
 def _differ(table: str, row_id: str, stored: Mapping[str, Any], said: Mapping[str, Any], seq: int) -> Difference | None:
-    """The first field (in the record's order) where the row is not what the trail says."""
-    for name, value in said.items():
-        if stored.get(name) != value:
-            return Difference(
-                table,
-                row_id,
-                name,
-                stored.get(name),
-                value,
-                seq,
-                f"{table} {row_id}: {name} is {stored.get(name)!r} in the table, but the audit trail (record {seq}) "
-                f"says {value!r}",
-            )
-    return None
+    """The first field (in the table's order) where the row is not what the trail says, the
+    others that differ named after it."""
+    names = [n for n in stored if stored[n] != said.get(n)] + [n for n in said if n not in stored]
+    if not names:
+        return None
+    name = names[0]
+    also = f"; {', '.join(names[1:])} differ(s) too" if len(names) > 1 else ""
+    return Difference(
+        table,
+        row_id,
+        name,
+        stored.get(name),
+        said.get(name),
+        seq,
+        f"{table} {row_id}: {name} is {stored.get(name)!r} in the table, but the audit trail (record {seq}) "
+        f"says {said.get(name)!r}{also}",
+    )
 
 
 def _compare(s: Session, replay: _Replay) -> Iterator[Difference]:
