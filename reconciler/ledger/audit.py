@@ -15,6 +15,7 @@ every row is vouched for.
 
 from __future__ import annotations
 
+import hashlib
 import hmac as hmac_lib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,7 @@ from reconciler.ledger.trail import (
     GENESIS,
     Head,
     break_state,
+    canonical,
     chain_hash,
     event_state,
     instant,
@@ -89,14 +91,19 @@ class _Broken(Exception):
         self.row_id, self.seq, self.field, self.problem = row_id, seq, field, problem
 
 
+def _digest(state: Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(canonical(state).encode(), digest_size=16).digest()
+
+
 @dataclass
 class _Replay:
-    """What the records say the tables hold: per break and run the state of the last record
-    that changed it, per event record its event row."""
+    """What the records say the tables hold, kept small: per break and run the number of the
+    last record that changed it and a digest of the row it says, per event record a digest of
+    its event row (a row that differs is then read back from its record to name the field)."""
 
-    breaks: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    events: dict[int, dict[str, Any]] = field(default_factory=dict)
-    runs: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    breaks: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    events: dict[int, bytes] = field(default_factory=dict)
+    runs: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     outcomes: dict[str, Head] = field(default_factory=dict)  # run id -> its run.finished record
 
     def fold(self, kind: str, doc: Mapping[str, Any], at: Head) -> None:
@@ -106,14 +113,14 @@ class _Replay:
             return
         if kind.startswith("break."):
             brk = doc["break"]
-            self.breaks[str(brk["id"])] = (at.seq, dict(brk))
+            self.breaks[str(brk["id"])] = (at.seq, _digest(brk))
             if kind != "break.carried":
-                self.events[at.seq] = dict(doc["event"])
+                self.events[at.seq] = _digest(doc["event"])
         elif kind == "event.carried":
-            self.events[at.seq] = dict(doc["event"])
+            self.events[at.seq] = _digest(doc["event"])
         elif kind.startswith("run."):
             run = doc["run"]
-            self.runs[str(run["id"])] = (at.seq, dict(run))
+            self.runs[str(run["id"])] = (at.seq, _digest(run))
             if kind == "run.finished":
                 self.outcomes[str(run["id"])] = at
 
@@ -266,44 +273,53 @@ def verify(s: Session, key: bytes | None = None, pinned: Head | None = None) -> 
 # ------------------------------------------------------------------ the tables against the replay
 
 
-def _differ(table: str, row_id: str, stored: Mapping[str, Any], said: Mapping[str, Any], seq: int) -> Difference | None:
+def _said(s: Session, seq: int, part: str) -> dict[str, Any]:
+    """What record ``seq`` says of its row (``part``: break, event or run)."""
+    record = s.execute(select(col(AuditRow.record)).where(col(AuditRow.seq) == seq)).scalar_one()
+    said = json.loads(record)[part]
+    return dict(said) if isinstance(said, dict) else {}
+
+
+def _differ(table: str, row_id: str, stored: Mapping[str, Any], said: Mapping[str, Any], seq: int) -> Difference:
     """The first field (in the table's order) where the row is not what the trail says, the
     others that differ named after it."""
     names = [n for n in stored if stored[n] != said.get(n)] + [n for n in said if n not in stored]
-    if not names:
-        return None
-    name = names[0]
+    name = names[0] if names else None
     also = f"; {', '.join(names[1:])} differ(s) too" if len(names) > 1 else ""
+    what = f"{name} is {stored.get(name or '')!r} in the table" if name else "the row"
     return Difference(
         table,
         row_id,
         name,
-        stored.get(name),
-        said.get(name),
+        stored.get(name or ""),
+        said.get(name or ""),
         seq,
-        f"{table} {row_id}: {name} is {stored.get(name)!r} in the table, but the audit trail (record {seq}) "
-        f"says {said.get(name)!r}{also}",
+        f"{table} {row_id}: {what}, but the audit trail (record {seq}) says {said.get(name or '')!r}{also}",
     )
 
 
 def _compare(s: Session, replay: _Replay) -> Iterator[Difference]:
-    yield from _compare_runs(s, replay)
-    yield from _compare_rows(
-        s, "break", select(BreakRow).order_by(col(BreakRow.id)), replay.breaks, break_state, lambda r: str(r.id)
-    )
+    yield from _compare_rows(s, "run", Run, replay.runs, run_state, "run", _head_difference(replay))
+    yield from _compare_rows(s, "break", BreakRow, replay.breaks, break_state, "break")
     yield from _compare_events(s, replay)
+
+
+def _columns(s: Session, model: Any, order: Any) -> Iterator[Any]:
+    """The table's rows as plain rows (no ORM object per row), in batches."""
+    return _rows(s, select(*model.__table__.columns).order_by(order))
 
 
 def _compare_rows(
     s: Session,
     table: str,
-    query: Any,
-    said: dict[str, tuple[int, dict[str, Any]]],
+    model: Any,
+    said: dict[str, tuple[int, bytes]],
     state: Callable[[Any], dict[str, Any]],
-    ident: Callable[[Any], str],
+    part: str,
+    extra: Callable[[Any], Difference | None] | None = None,
 ) -> Iterator[Difference]:
-    for (row,) in _rows(s, query):
-        row_id = ident(row)
+    for row in _columns(s, model, model.id):
+        row_id = str(row.id)
         found = said.pop(row_id, None)
         if found is None:
             yield Difference(
@@ -318,7 +334,10 @@ def _compare_rows(
             )
             continue
         seq, expected = found
-        if (diff := _differ(table, row_id, state(row), expected, seq)) is not None:
+        stored = state(row)
+        if _digest(stored) != expected:
+            yield _differ(table, row_id, stored, _said(s, seq, part), seq)
+        elif extra is not None and (diff := extra(row)) is not None:
             yield diff
     for row_id, (seq, _expected) in said.items():
         yield Difference(
@@ -332,34 +351,32 @@ def _compare_rows(
         )
 
 
-def _compare_runs(s: Session, replay: _Replay) -> Iterator[Difference]:
-    heads: dict[str, tuple[int | None, str | None]] = {}
+def _head_difference(replay: _Replay) -> Callable[[Any], Difference | None]:
+    """The head a run stores (what `runs show` prints) must be its own outcome record's."""
 
-    def state(run: Run) -> dict[str, Any]:
-        heads[run.id] = (run.audit_seq, run.audit_hash)
-        return run_state(run)
-
-    yield from _compare_rows(s, "run", select(Run).order_by(col(Run.id)), replay.runs, state, lambda r: str(r.id))
-    # The head a run stores (what `runs show` prints) must be its own outcome record's.
-    for run_id, (seq, digest) in heads.items():
-        outcome = replay.outcomes.get(run_id)
+    def check(run: Any) -> Difference | None:
+        outcome = replay.outcomes.get(str(run.id))
         said = (outcome.seq, outcome.hash) if outcome is not None else (None, None)
-        if (seq, digest) != said:
-            yield Difference(
-                "run",
-                run_id,
-                "audit_seq" if seq != said[0] else "audit_hash",
-                f"{seq}:{digest}",
-                f"{said[0]}:{said[1]}",
-                outcome.seq if outcome is not None else None,
-                f"run {run_id}: the audit head it stores is {seq}:{digest}, but its outcome record in the trail is "
-                f"{said[0]}:{said[1]}",
-            )
+        stored = (run.audit_seq, run.audit_hash)
+        if stored == said:
+            return None
+        return Difference(
+            "run",
+            str(run.id),
+            "audit_seq" if stored[0] != said[0] else "audit_hash",
+            f"{stored[0]}:{stored[1]}",
+            f"{said[0]}:{said[1]}",
+            outcome.seq if outcome is not None else None,
+            f"run {run.id}: the audit head it stores is {stored[0]}:{stored[1]}, but its outcome record in the trail "
+            f"is {said[0]}:{said[1]}",
+        )
+
+    return check
 
 
 def _compare_events(s: Session, replay: _Replay) -> Iterator[Difference]:
     said = replay.events
-    for (row,) in _rows(s, select(BreakEvent).order_by(col(BreakEvent.id))):
+    for row in _columns(s, BreakEvent, col(BreakEvent.id)):
         row_id = str(row.id)
         expected = said.pop(row.audit_seq, None) if row.audit_seq is not None else None
         if expected is None:
@@ -374,9 +391,11 @@ def _compare_events(s: Session, replay: _Replay) -> Iterator[Difference]:
                 "carries it (inserted behind the product's back?)",
             )
             continue
-        if (diff := _differ("break_event", row_id, event_state(row), expected, row.audit_seq)) is not None:
-            yield diff
-    for seq, event in said.items():
+        stored = event_state(row)
+        if _digest(stored) != expected:
+            yield _differ("break_event", row_id, stored, _said(s, row.audit_seq, "event"), row.audit_seq)
+    for seq in said:
+        event = _said(s, seq, "event")
         yield Difference(
             "break_event",
             f"record {seq}",
