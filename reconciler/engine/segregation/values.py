@@ -135,6 +135,10 @@ class SegregationInputs:
     offchain: tuple[OffchainRow, ...] = ()
     classes: tuple[SegClass, ...] = ALL_CLASSES  # statements to compute
     limits: tuple[ConcentrationLimit, ...] = CONCENTRATION_LIMITS
+    # The book entries summed in ``book`` are those dated on or before this day (the business
+    # date): what was booked for a later day never changes an earlier statement. None: inputs
+    # stored before the cutoff was recorded (they summed every entry).
+    books_through: date | None = None
 
 
 # --------------------------------------------------------------------------- outputs
