@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from chains.base import ChainAdapter
 from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
@@ -24,9 +26,27 @@ def alert_setup(settings: Settings) -> AlertSetup:
     )
 
 
+def audit_key(settings: Settings) -> bytes | None:
+    """The key of ``[audit] key_env`` (None when it is not configured). Configured but unset or
+    empty is a configuration error: records written without it would no longer verify as keyed,
+    and a verification without it would prove less than asked. The message names the variable,
+    never a value."""
+    name = settings.audit.key_env
+    if name is None:
+        return None
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigError(
+            f"[audit] key_env = {name!r}, but the environment variable {name} is not set or is empty: set it to "
+            "the audit key (every audit record is HMACed with it), or remove key_env"
+        )
+    return value.encode()
+
+
 def open_ledger(settings: Settings) -> Ledger:
     ledger = Ledger(settings.database_url)
     ledger.alerts = alert_setup(settings)
+    ledger.audit_key = audit_key(settings)
     ledger.ensure_ready()
     return ledger
 

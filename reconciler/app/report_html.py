@@ -329,7 +329,7 @@ def _footer(ctx: PageContext) -> str:
         f"Generated {_e(utc_time(ctx.generated_at.isoformat()))} by reconciler {_e(__version__)} "
         "from the run's stored document (<code>reconciler runs show RUN_ID --json</code>) and the ledger's breaks. "
         f'Audit trail head: <span class="mono">{_e(ctx.audit_head)}</span> '
-        "(check it with <code>reconciler breaks verify-audit</code>)."
+        "(<code>reconciler breaks verify-audit --head SEQ:HASH</code> checks that the trail still holds it)."
         "</footer>"
     )
 

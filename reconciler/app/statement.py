@@ -289,7 +289,9 @@ def build_inputs(
     ledger: Ledger | None = None,
 ) -> SegregationInputs:
     """The engine's inputs from what was read and (when a ledger is given) what the books,
-    accounts, equity and off-chain imports say for the business date."""
+    accounts, equity and off-chain imports say for the business date: book entries dated on or
+    before it, the equity and off-chain rows of the latest day on or before it (nothing dated
+    later is ever used, so the same instant always gives the same statement)."""
     holdings: dict[tuple[str, str], int] = {}
     feeds: dict[str, FeedReading] = {}
     holds: dict[tuple[str, str], IssuerHold] = {}
@@ -304,7 +306,7 @@ def build_inputs(
         assets=settings.assets,
         segregation=settings.segregation,
         accounts=store.account_classes(ledger) if ledger else {},
-        book=tuple(store.book_holdings(ledger)) if ledger else (),
+        book=tuple(store.book_holdings(ledger, business_date)) if ledger else (),
         holdings=holdings,
         chains={name: r.pin for name, r in read.items()},
         unread={c.chain: c.error for c in results if c.error},
@@ -313,7 +315,14 @@ def build_inputs(
         offchain=tuple(store.offchain_for(ledger, business_date)) if ledger else (),
         classes=tuple(classes),
         holds=holds,
+        books_through=business_date if ledger else None,
     )
+
+
+def business_date_of(instant: datetime, settings: Settings) -> date:
+    """The business date of an instant: its date in the firm's time zone ([segregation]
+    timezone, else [schedule] timezone, else UTC), whatever zone the instant was written in."""
+    return instant.astimezone(ZoneInfo(settings.segregation.timezone)).date()
 
 
 # --------------------------------------------------------------------------- the statement run
@@ -338,7 +347,7 @@ def run_statement(
     tz = ZoneInfo(settings.segregation.timezone)
     instant = None if as_of is None else int(as_of.timestamp())
     when = (as_of or datetime.now(tz).replace(microsecond=0)).astimezone(as_of.tzinfo if as_of else tz)
-    business_date = when.date()
+    business_date = business_date_of(when, settings)
     run, lock = ledger.begin_run(trigger, JOB, scheduled_for)
     log.info("event=run_started run_id=%s trigger=%s job=%s as_of=%s", run.id, trigger, JOB, when.isoformat())
     base = StatementReport(run, when, business_date, tuple(classes), ())

@@ -4,6 +4,7 @@ that keeps every change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ from reconciler.cli.tables import (
 )
 from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
 from reconciler.inputs.settings import Settings
-from reconciler.ledger import daemon_store
+from reconciler.ledger import daemon_store, trail
 from reconciler.ledger.store import Ledger
 
 breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
@@ -201,27 +202,78 @@ def breaks_resolve(
     _change_break(ctx, break_id, note, json_out, Ledger.resolve, "resolved")
 
 
+_HEAD_RE = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
+
+
+def parse_head(text: str) -> trail.Head:
+    """``SEQ:HASH``, as `runs show`, `verify-audit` and the run.finished webhook give a head."""
+    found = _HEAD_RE.fullmatch(text.strip())
+    if found is None or int(found.group(1)) < 1:
+        raise typer.BadParameter(
+            f"{text!r} is not a head: expected SEQ:HASH, a record number and its 64-hex-digit hash (as `runs show` "
+            "and `breaks verify-audit` print it, e.g. 42:3f5a…)",
+            param_hint="--head",
+        )
+    return trail.Head(int(found.group(1)), found.group(2).lower())
+
+
 @breaks_app.command("verify-audit")
-def breaks_verify_audit(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """Check the audit trail's hash chain: exit 0 when every record verifies, 1 naming the
-    first that does not (a record edited or deleted behind the product's back)."""
+def breaks_verify_audit(
+    ctx: typer.Context,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            metavar="SEQ:HASH",
+            help="An earlier head (from `runs show`, `verify-audit --json` or a run.finished webhook) that the trail "
+            "must still contain: how a truncated or rewritten trail is caught.",
+        ),
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Check the audit trail and that it vouches for the tables: the hash chain, each record's
+    HMAC when [audit] key_env is set, the given --head, then the breaks, their events and the
+    runs replayed from the trail against the tables as stored. Exit 0 when all hold, 1 naming the
+    first record or row that does not (a record or a row changed behind the product's back)."""
+    pinned = parse_head(head) if head is not None else None
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
-        result = daemon_store.verify_audit(ledger)
+        result = daemon_store.verify_audit(ledger, pinned)
     finally:
         ledger.close()
+    first = result.differences[0].doc() if result.differences else result.bad_record
     doc = {
-        "ok": result.first_bad is None,
+        "ok": result.ok,
         "records": result.records,
-        "head": result.head,
+        "head": result.head.doc() if result.head is not None else None,
         "first_bad_record": result.first_bad,
         "problem": result.problem,
+        "first_bad": first,
+        "differences": [d.doc() for d in result.differences],
+        "difference_count": result.difference_count,
+        "hmac": "verified" if result.keyed else "not configured",
+        "pinned_head": pinned.doc() if pinned is not None else None,
     }
     if json_out:
         _emit_json(doc)
-    elif result.first_bad is None:
-        out.print(f"audit trail intact: {result.records} record(s), head {result.head}")
+    elif result.ok:
+        keyed = "HMACs verified" if result.keyed else "no key configured: hashes only"
+        pinned_text = f"; contains the given head {pinned}" if pinned is not None else ""
+        out.print(
+            f"audit trail intact: {result.records:,} record(s), {keyed}{pinned_text}; the breaks, their events and "
+            f"the runs are as it says\nhead {result.head or 'none (empty trail)'}",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif result.first_bad is not None:
+        where = (result.bad_record or {}).get("seq") or result.first_bad
+        err.print(f"audit trail BROKEN at record {where}: {result.problem}", markup=False, soft_wrap=True)
     else:
-        err.print(f"audit trail BROKEN at record {result.first_bad}: {result.problem}")
-    raise typer.Exit(0 if result.first_bad is None else 1)
+        err.print(
+            f"audit trail does NOT match the tables: {result.problem}\n(the trail itself verifies: "
+            f"{result.records:,} record(s), head {result.head})",
+            markup=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(0 if result.ok else 1)

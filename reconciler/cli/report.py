@@ -140,7 +140,7 @@ def report_html(
         ledger.close()
     context = PageContext(
         generated_at=datetime.now(UTC),
-        audit_head=head,
+        audit_head=str(head) if head is not None else "none (the trail is empty)",
         finished_at=run_summary_doc(stored.summary)["finished_at"],
         explorers={name: c.explorer_url for name, c in settings.chains.items() if c.explorer_url},
         wallet_addresses={name: w.address for name, w in settings.wallets.items()},

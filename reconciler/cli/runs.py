@@ -37,7 +37,6 @@ from reconciler.cli.tables import (
 from reconciler.domain import abbreviate_ids
 from reconciler.inputs.settings import Settings
 from reconciler.interrupt import interruptible
-from reconciler.ledger import daemon_store
 
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
 
@@ -275,14 +274,15 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
     ledger = open_ledger(settings)
     try:
         stored = ledger.get_run(run_id)
-        head = daemon_store.audit_head(ledger)
     finally:
         ledger.close()
     doc = stored_run_doc(stored)
-    # The audit trail's head, for an auditor to pin (stderr: stdout keeps the document as printed).
-    err.print(f"audit trail head: {head}")
+    head = stored.audit_head
     if json_out:
-        _emit_json(doc)
+        # The document as printed, with the audit head beside it for an examiner to keep.
+        _emit_json({**doc, "audit_head": head.doc() if head is not None else None})
+        if head is not None:
+            err.print(f"audit trail head after this run: {head}", markup=False, soft_wrap=True)
         return
     run = stored.summary  # the ledger's record of the run; the document shows what it printed
     by = [f"trigger {run.trigger}", f"job {run.job}"] + ([f"instance {run.instance}"] if run.instance else [])
@@ -294,6 +294,9 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
             ("took", human_duration((run.finished_at - run.started_at).total_seconds()) if run.finished_at else None),
             ("by", ", ".join(by)),
             ("reason", run.reason),
+            # after this run's outcome record: kept elsewhere, `breaks verify-audit --head` proves the
+            # trail still holds it
+            ("audit head", str(head) if head is not None else None),
         ],
         out.width,
     )

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
+from reconciler.bootstrap import audit_key
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
 from reconciler.errors import ReconcilerError
+from reconciler.ledger import daemon_store
 from reconciler.ledger.base import redact_url
 from reconciler.ledger.store import Ledger
 
@@ -21,11 +23,21 @@ config_app = typer.Typer(help="Write a starter configuration, and check one.", n
 def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Create or migrate the database schema (idempotent; never writes the config)."""
     settings = _settings(ctx)
+    key = audit_key(settings)
     ledger = Ledger(settings.database_url)
+    ledger.audit_key = key
     try:
         before, version = ledger.init()
+        # A key newly set: the trail's newest record becomes a keyed one (verification needs it).
+        sealed = daemon_store.seal_audit(ledger)
     finally:
         ledger.close()
+    if sealed is not None:
+        info.print(
+            f"audit trail: record {sealed.seq} written with [audit] key_env's key; head {sealed}",
+            markup=False,
+            soft_wrap=True,
+        )
     if json_out:
         _emit_json(
             {"database": redact_url(settings.database_url), "schema_version": version, "previous_version": before}

@@ -337,7 +337,7 @@ def _scrubbed(exc: BaseException, url: str) -> str:
 
 # ------------------------------------------------------------------------------- log sink
 
-_ALERT_LEVELS = {"break.resolved": logging.INFO}
+_ALERT_LEVELS = {"break.resolved": logging.INFO, "run.finished": logging.INFO}
 _BREAK_FIELDS = ("id", "kind", "severity", "status", "chain", "wallet", "asset", "amount", "tx_hash")
 
 
@@ -351,6 +351,9 @@ def log_alert(event: str, body: Mapping[str, Any], logger: logging.Logger | None
         pairs += [("break_id" if k == "id" else k, brk.get(k)) for k in _BREAK_FIELDS if brk.get(k) is not None]
     else:
         pairs += [(k, v) for k, v in body.items() if k != "event" and not isinstance(v, Mapping | list)]
+        head = body.get("head")
+        if isinstance(head, Mapping):  # run.finished: the audit head as `--head` takes it
+            pairs.append(("head", f"{head.get('seq')}:{head.get('hash')}"))
     level = _ALERT_LEVELS.get(event, logging.WARNING)
     (logger or log).log(level, " ".join(f"{k}={_value(v)}" for k, v in pairs), extra={"alert": dict(body)})
 

@@ -35,12 +35,21 @@ from reconciler.domain import (
 )
 from reconciler.engine.balances import BalanceBound
 from reconciler.errors import InputError
-from reconciler.inputs.csvfile import _DATE_RE, _Problems, _records, _too_long
+from reconciler.inputs.csvfile import _DATE_RE, AMOUNT_FIELD_LIMIT, _Problems, _records
 from reconciler.inputs.settings import Settings, WalletSettings
 
 ACCOUNT_COLUMNS = ("account", "class", "name")
 BOOK_COLUMNS = ("entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo")
 BOOK_OPTIONAL = ("tx_hash",)
+# The lengths of the ledger's columns (other fields: csvfile.DEFAULT_FIELD_LIMIT), checked with
+# NUL and control characters on every field before a column's own rules.
+ACCOUNT_LIMITS = {"account": MAX_ACCOUNT_LENGTH, "name": MAX_ACCOUNT_NAME_LENGTH}
+BOOK_LIMITS = {
+    "entry_id": MAX_ENTRY_ID_LENGTH,
+    "account": MAX_ACCOUNT_LENGTH,
+    "memo": MAX_MEMO_LENGTH,
+    "amount": AMOUNT_FIELD_LIMIT,
+}
 
 # A books file of a million bad lines must not hold a million messages: the first ones are kept,
 # the rest counted.
@@ -52,13 +61,10 @@ def parse_accounts_csv(text: str, source: str) -> list[AccountRow]:
     rows: list[AccountRow] = []
     first_line: dict[str, int] = {}
     classes = tuple(c.value for c in SegClass)
-    for line, rec in _records(text, source, ACCOUNT_COLUMNS, (), problems):
+    for line, rec in _records(text, source, ACCOUNT_COLUMNS, (), problems, ACCOUNT_LIMITS, ("name",)):
         account = rec["account"]
         if not account.strip():
             problems.add(line, "account", "is empty")
-            continue
-        if reason := _too_long(account, MAX_ACCOUNT_LENGTH):
-            problems.add(line, "account", reason)
             continue
         if account in first_line:
             problems.add(line, "account", f"{account!r} already appears on line {first_line[account]}")
@@ -67,9 +73,6 @@ def parse_accounts_csv(text: str, source: str) -> list[AccountRow]:
         ok = True
         if rec["class"] not in classes:
             problems.add(line, "class", f"{rec['class']!r} is not one of {', '.join(classes)}")
-            ok = False
-        if reason := _too_long(rec["name"], MAX_ACCOUNT_NAME_LENGTH):
-            problems.add(line, "name", reason)
             ok = False
         if ok:
             rows.append(AccountRow(line, account, SegClass(rec["class"]), rec["name"]))
@@ -181,7 +184,7 @@ class BookStream:
 
     def chunks(self) -> Iterator[list[BookRow]]:
         chunk = _Chunk()
-        for line, rec in _records(self._lines, self.source, BOOK_COLUMNS, BOOK_OPTIONAL, chunk):
+        for line, rec in _records(self._lines, self.source, BOOK_COLUMNS, BOOK_OPTIONAL, chunk, BOOK_LIMITS, ("memo",)):
             checked = self._check(line, rec)
             if checked.entry_id is not None:
                 chunk.first.setdefault(checked.entry_id, line)
@@ -230,9 +233,6 @@ class BookStream:
         if not rec["entry_id"].strip():
             bad("entry_id", "is empty")
             entry_id = None
-        elif reason := _too_long(rec["entry_id"], MAX_ENTRY_ID_LENGTH):
-            bad("entry_id", reason)
-            entry_id = None
 
         entry_date: date | None = None
         if not _DATE_RE.fullmatch(rec["date"]):
@@ -243,9 +243,7 @@ class BookStream:
             except ValueError as exc:
                 bad("date", f"{rec['date']!r}: {exc}")
 
-        if reason := _too_long(rec["account"], MAX_ACCOUNT_LENGTH):
-            bad("account", reason)
-        elif rec["account"] not in self._known_accounts:
+        if rec["account"] not in self._known_accounts:
             bad("account", f"unknown account {rec['account']!r}; import it first with `accounts import`")
 
         wallet: WalletSettings | None = None
@@ -277,9 +275,6 @@ class BookStream:
             bad("amount", f"a deposit is positive, not {rec['amount']}")
         if amount is not None and kind is EntryKind.WITHDRAWAL and amount >= 0:
             bad("amount", f"a withdrawal is negative, not {rec['amount']}")
-
-        if reason := _too_long(rec["memo"], MAX_MEMO_LENGTH):
-            bad("memo", reason)
 
         tx_hash = rec.get("tx_hash") or None
         if tx_hash is not None:

@@ -718,7 +718,9 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         wallets=wallets,
         segregation=SegregationSettings(
             haircut_floor=seg.get("haircut_floor", Decimal("0.20")),
-            timezone=seg.get("timezone", "UTC"),
+            # Business dates and closes of business: the firm's zone, as [schedule] has it when
+            # [segregation] does not say.
+            timezone=seg.get("timezone", schedule.get("timezone", "UTC")),
             targets={SegClass(k): v for k, v in seg.get("targets", {}).items()},
         ),
         surveillance=SurveillanceSettings(

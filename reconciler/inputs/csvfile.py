@@ -14,7 +14,7 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -60,7 +60,38 @@ class _Problems:
 def _too_long(value: str, limit: int) -> str | None:
     if len(value) <= limit:
         return None
-    return f"is {len(value)} characters long; at most {limit} are allowed"
+    return f"is {len(value):,} characters long; at most {limit} are allowed"
+
+
+# Every field of every import is checked before its column's own rules: at most its column's
+# length (DEFAULT_FIELD_LIMIT where the column has no tighter one), no NUL (PostgreSQL cannot
+# store one, and SQLite would keep a value that no longer matches what a person sees), and no
+# other C0 control character or DEL — except a tab in free-text columns (memo, name): a control
+# character in an identifier or an amount is never meant, and can disguise one value as another.
+DEFAULT_FIELD_LIMIT = 1_000
+# Amounts are described, shortened, by their own parsers (how many digits, at most how many).
+AMOUNT_FIELD_LIMIT = 100_000
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# csv's own default (131,072 characters) would end the reading of a file at a longer field with
+# an error that names no column; our per-column limits are checked on the field instead.
+_CSV_FIELD_CEILING = 2**31 - 1
+_CONTROL_NAMES = {"\n": "a line break (LF)", "\r": "a carriage return (CR)", "\t": "a tab", "\x1b": "ESC"}
+
+
+def field_problem(value: str, limit: int = DEFAULT_FIELD_LIMIT, free_text: bool = False) -> str | None:
+    """Why a field's text cannot be imported, whatever its column means (None: it can)."""
+    if reason := _too_long(value, limit):
+        return reason
+    if "\x00" in value:
+        return "contains a NUL character"
+    found = (_CONTROL_IN_TEXT_RE if free_text else _CONTROL_RE).search(value)
+    if found is not None:
+        char = found.group()
+        name = _CONTROL_NAMES.get(char, f"U+{ord(char):04X}")
+        allowed = "only tabs are allowed among control characters" if free_text else "no control character is allowed"
+        return f"contains a control character ({name}, at character {found.start() + 1}); {allowed}"
+    return None
 
 
 def _delimiter_hint(header: Sequence[str], required: tuple[str, ...]) -> str | None:
@@ -84,13 +115,33 @@ def _records(
     required: tuple[str, ...],
     optional: tuple[str, ...],
     problems: ProblemSink,
+    limits: Mapping[str, int] | None = None,
+    free_text: Collection[str] = (),
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Each data line's number and fields by column name, the header checked first. ``text`` is
-    the whole file or its lines with their endings (as read with ``newline=""``)."""
+    the whole file or its lines with their endings (as read with ``newline=""``). A line with a
+    field that ``field_problem`` refuses (``limits``: per column, else DEFAULT_FIELD_LIMIT;
+    ``free_text``: the columns where a tab is allowed) is reported and not yielded."""
     if isinstance(text, str):
         lines: Iterable[str] = io.StringIO(text.removeprefix("\ufeff"), newline="")
     else:
         lines = text
+    previous = csv.field_size_limit(_CSV_FIELD_CEILING)
+    try:
+        yield from _checked_records(lines, source, required, optional, problems, limits or {}, free_text)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _checked_records(
+    lines: Iterable[str],
+    source: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    problems: ProblemSink,
+    limits: Mapping[str, int],
+    free_text: Collection[str],
+) -> Iterator[tuple[int, dict[str, str]]]:
     reader = csv.reader(lines)
     try:
         header = next(reader)
@@ -101,6 +152,9 @@ def _records(
     missing = [c for c in required if c not in header]
     if missing and (hint := _delimiter_hint(header, required)):
         raise InputError(source, [hint])
+    for n, column in enumerate(header, start=1):
+        if "\x00" in column:
+            raise InputError(source, [f"line 1, column {n} of the header: contains a NUL character"])
     unknown = [c for c in header if c not in required and c not in optional]
     dupes = sorted({c for c in header if header.count(c) > 1})
     header_problems = []
@@ -121,7 +175,15 @@ def _records(
             if len(fields) != len(header):
                 problems.add(line, None, f"expected {len(header)} fields, found {len(fields)}")
                 continue
-            yield line, dict(zip(header, fields, strict=True))
+            record = dict(zip(header, fields, strict=True))
+            refused = False
+            for column, value in record.items():
+                limit = limits.get(column, DEFAULT_FIELD_LIMIT)
+                if reason := field_problem(value, limit, column in free_text):
+                    problems.add(line, column, reason)
+                    refused = True
+            if not refused:
+                yield line, record
     except csv.Error as exc:
         problems.add(reader.line_num, None, f"malformed CSV: {exc}")
 

@@ -124,6 +124,33 @@ def _parse_instant(value: str) -> datetime:
     return parsed
 
 
+def _nul_in(value: Any, where: str = "") -> str | None:
+    """The field (``""``: the line itself) whose name or text holds a NUL, or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return where
+            if (found := _nul_in(item, where or key)) is not None:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            if (found := _nul_in(item, where)) is not None:
+                return found
+    return None
+
+
+def _nul_field(raw: str) -> str | None:
+    """Where a line with a raw NUL byte has it: the field, read leniently (None: the line does
+    not parse even so; JSON's own error will say where)."""
+    try:
+        obj = json.loads(raw, strict=False)
+    except ValueError:
+        return ""
+    return _nul_in(obj)
+
+
 def _split_lines(text: str) -> list[str]:
     """The file's lines, split on newlines only (str.splitlines would also split on U+2028 and
     other separators that JSON allows inside a string, and shift every line number after)."""
@@ -147,6 +174,11 @@ def _parse_lines(
         def bad(field: str | None, reason: str, line: int = line) -> None:
             problems.append((line, f"field {field}: {reason}" if field else reason))
 
+        if "\x00" in raw and (where := _nul_field(raw)) is not None:
+            # A NUL byte as it stands (JSON refuses it inside a string) or escaped as \u0000:
+            # either way no instruction carries one (PostgreSQL could not store it).
+            bad(where or None, "contains a NUL character" + ("" if where else f" (character {raw.index(chr(0)) + 1})"))
+            continue
         try:
             obj = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
         except _DuplicateKey as exc:
@@ -157,6 +189,9 @@ def _parse_lines(
             continue
         if not isinstance(obj, dict):
             bad(None, 'not a JSON object; each line is one instruction like {"id": "…", "chain": "…", …}')
+            continue
+        if (where := _nul_in(obj)) is not None:
+            bad(where or None, "contains a NUL character")
             continue
         count = len(problems)
         for key in obj:

@@ -431,6 +431,24 @@ def _nesting(text: str) -> int:
     return deepest
 
 
+def _nul_path(value: Any, where: str = "") -> str | None:
+    """The dotted path (``message.data``) of the first key or string holding a NUL, or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if "\x00" in key:
+                return path
+            if (found := _nul_path(item, path)) is not None:
+                return found
+    if isinstance(value, list):
+        for n, item in enumerate(value):
+            if (found := _nul_path(item, f"{where}[{n}]")) is not None:
+                return found
+    return None
+
+
 def parse_presign_file(text: str, *, source: str) -> PresignInput:
     """The Safe transaction in ``text`` (see the module's invariants); InputError naming
     ``source`` and every problem otherwise."""
@@ -449,6 +467,8 @@ def parse_presign_file(text: str, *, source: str) -> PresignInput:
         ) from None
     except (ValueError, RecursionError) as exc:  # a number of thousands of digits
         raise InputError(source, [f"not valid JSON: {exc}"]) from None
+    if (where := _nul_path(doc)) is not None:
+        raise InputError(source, [f"{where or 'the document'}: contains a NUL character; no SafeTx field holds one"])
     if not isinstance(doc, dict):
         raise InputError(
             source,

@@ -26,7 +26,7 @@ from reconciler.domain import (
 )
 from reconciler.engine.segregation.values import CUSTOMER_CLASSES
 from reconciler.errors import InputError
-from reconciler.inputs.csvfile import _DATE_RE, _Problems, _records, _too_long
+from reconciler.inputs.csvfile import _DATE_RE, AMOUNT_FIELD_LIMIT, _Problems, _records
 
 EQUITY_COLUMNS = ("date", "account", "cash_usd", "open_trade_equity_usd")
 OFFCHAIN_COLUMNS = ("date", "class", "depository", "amount_usd")
@@ -80,16 +80,15 @@ def parse_equity_csv(
     problems = _Problems()
     rows: list[EquityImportRow] = []
     first_line: dict[tuple[date, str], int] = {}
-    for line, rec in _records(text, source, EQUITY_COLUMNS, (), problems):
+    limits = {"account": MAX_ACCOUNT_LENGTH, "cash_usd": AMOUNT_FIELD_LIMIT}
+    limits["open_trade_equity_usd"] = AMOUNT_FIELD_LIMIT
+    for line, rec in _records(text, source, EQUITY_COLUMNS, (), problems, limits):
         ok = True
         day = _date(problems, line, rec["date"])
         ok = ok and day is not None
         account = rec["account"]
         if not account.strip():
             problems.add(line, "account", "is empty")
-            ok = False
-        elif reason := _too_long(account, MAX_ACCOUNT_LENGTH):
-            problems.add(line, "account", reason)
             ok = False
         elif account not in accounts:
             problems.add(line, "account", f"unknown account {account!r}; import it first with `accounts import`")
@@ -139,7 +138,8 @@ def parse_offchain_csv(
     rows: list[OffchainImportRow] = []
     first_line: dict[tuple[date, SegClass, str], int] = {}
     classes = tuple(c.value for c in CUSTOMER_CLASSES)
-    for line, rec in _records(text, source, OFFCHAIN_COLUMNS, (), problems):
+    limits = {"depository": MAX_DEPOSITORY_LENGTH, "amount_usd": AMOUNT_FIELD_LIMIT}
+    for line, rec in _records(text, source, OFFCHAIN_COLUMNS, (), problems, limits):
         ok = True
         day = _date(problems, line, rec["date"])
         ok = ok and day is not None
@@ -159,9 +159,6 @@ def parse_offchain_csv(
         depository = rec["depository"]
         if not depository.strip():
             problems.add(line, "depository", "is empty")
-            ok = False
-        elif reason := _too_long(depository, MAX_DEPOSITORY_LENGTH):
-            problems.add(line, "depository", reason)
             ok = False
         amount = 0
         try:

@@ -44,6 +44,8 @@ class LedgerBase:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {_first_line(exc, url)}") from exc
         self.alerts: trail.AlertSetup | None = None  # set by the composition root
+        # [audit] key_env's key, set by the composition root: every record written carries its HMAC.
+        self.audit_key: bytes | None = None
         if self.engine.dialect.name == "sqlite":
             if self.engine.url.database in (None, "", ":memory:"):
                 raise LedgerError("an in-memory SQLite database cannot keep a ledger: give a file path")
@@ -141,7 +143,7 @@ class LedgerBase:
                         "(killed or lost power); nothing it saw was saved"
                     )
                     reaped.append(run.id)
-                    trail.record_run_outcome(s, self.alerts, run.id, "incomplete", run.reason, 2, run.job)
+                    trail.record_run_outcome(s, self.alerts, run, self.audit_key)
         for run_id in reaped:
             log.warning("event=run_reaped run_id=%s reason=process_gone", run_id)
         return reaped

@@ -45,9 +45,10 @@ class BreaksMixin(LedgerBase):
             if row.status != BreakStatus.OPEN.value:
                 raise LedgerError(f"break {break_id} is {row.status}; only an open break can be acknowledged")
             row.status = BreakStatus.ACKNOWLEDGED.value
-            s.add(_event(row, None, "acknowledged", _now(), note))
+            event = _event(row, None, "acknowledged", _now(), note)
+            s.add(event)
             s.flush()
-            trail.record_break_events(s, self.alerts, [("acknowledged", _record(row), None, note)])
+            trail.record_break_events(s, self.alerts, [change(row, event)], self.audit_key)
             return _record(row)
 
     def resolve(self, break_id: str, note: str) -> BreakRecord:
@@ -61,9 +62,10 @@ class BreaksMixin(LedgerBase):
                 raise LedgerError(f"break {row.id} is already resolved")
             row.status = BreakStatus.RESOLVED.value
             row.resolved_at = _now()
-            s.add(_event(row, None, "resolved", row.resolved_at, f"resolved by hand: {note}"))
+            event = _event(row, None, "resolved", row.resolved_at, f"resolved by hand: {note}")
+            s.add(event)
             s.flush()
-            trail.record_break_events(s, self.alerts, [("resolved", _record(row), None, f"resolved by hand: {note}")])
+            trail.record_break_events(s, self.alerts, [change(row, event)], self.audit_key)
             return _record(row)
 
     def get_break(self, break_id: str) -> tuple[BreakRecord, list[BreakEventRecord]]:
@@ -103,6 +105,11 @@ def _event(row: BreakRow, run_id: str | None, event: str, at: datetime, note: st
         block_hash=row.block_hash,
         note=note,
     )
+
+
+def change(row: BreakRow, event: BreakEvent) -> trail.BreakChange:
+    """The change an event row records, with the break's state as it stands now."""
+    return trail.BreakChange(event, trail.break_state(row), _record(row))
 
 
 def _active(row: BreakRow) -> ActiveBreak:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -50,12 +50,18 @@ class OutboxRow(SQLModel, table=True):
 class AuditRow(SQLModel, table=True):
     """One record of the audit trail: ``hash`` = SHA-256 of ``prev_hash`` and the canonical JSON
     ``record``; each record names the previous one's hash, so an edit or a deletion breaks the
-    chain from there on."""
+    chain from there on. ``seq`` and ``at`` repeat what the record says (since revision 0011 its
+    time is inside it); ``hmac`` is HMAC-SHA256(key, prev_hash + record) when ``[audit] key_env``
+    was set as it was written."""
 
     __tablename__ = "audit_log"
     id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     at: datetime
     kind: str = Field(max_length=32)
     record: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    hmac: str | None = Field(default=None, max_length=64)
+
+    __table_args__ = (Index("ux_audit_log_seq", "seq", unique=True),)

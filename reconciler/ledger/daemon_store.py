@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from reconciler.errors import LedgerError
-from reconciler.ledger import trail
+from reconciler.ledger import audit, trail
 from reconciler.ledger.models import Run
 from reconciler.ledger.runs import RunSummary, _run_summary
 from reconciler.ledger.store import Ledger
@@ -33,14 +33,24 @@ def last_finished_runs(ledger: Ledger) -> dict[str, RunSummary]:
         return {r.job: _run_summary(r) for r in rows}
 
 
-def verify_audit(ledger: Ledger) -> trail.Verification:
+def verify_audit(ledger: Ledger, pinned: trail.Head | None = None) -> audit.Verification:
+    """The trail verified with the ledger's key (when one is configured) and against the tables;
+    ``pinned``: an earlier head the trail must still contain."""
     with ledger._session() as s:
-        return trail.verify(s)
+        return audit.verify(s, ledger.audit_key, pinned)
 
 
-def audit_head(ledger: Ledger) -> str:
+def audit_head(ledger: Ledger) -> trail.Head | None:
     with ledger._session() as s:
         return trail.head(s)
+
+
+def seal_audit(ledger: Ledger) -> trail.Head | None:
+    """With a key configured, a keyed record after unkeyed ones (see trail.seal)."""
+    if ledger.audit_key is None:
+        return None
+    with ledger._session() as s:
+        return trail.seal(s, ledger.audit_key)
 
 
 class DaemonGuard:

@@ -68,6 +68,10 @@ class Run(SQLModel, table=True):
     scheduled_for: datetime | None = None
     # The `--json` document as printed, without its positions (those live in balance_snapshot).
     document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The audit trail's head right after this run's outcome record (its seq and hash): what
+    # `runs show` prints for an examiner to keep outside the database.
+    audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    audit_hash: str | None = Field(default=None, max_length=64)
 
 
 class RunChain(SQLModel, table=True):
@@ -161,8 +165,13 @@ class BreakEvent(SQLModel, table=True):
     block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     block_hash: str | None = Field(default=None, max_length=66)
     note: str = ""
+    # The audit-trail record that carries this event (one record per event row).
+    audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
-    __table_args__ = (UniqueConstraint("break_id", "run_id", "event"),)
+    __table_args__ = (
+        UniqueConstraint("break_id", "run_id", "event"),
+        Index("ux_break_event_audit_seq", "audit_seq", unique=True),
+    )
 
 
 class WalletBaseline(SQLModel, table=True):

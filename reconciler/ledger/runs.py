@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
@@ -26,7 +26,7 @@ from reconciler.engine.lifecycle import plan_breaks
 from reconciler.errors import LedgerError
 from reconciler.ledger import snapshots, trail
 from reconciler.ledger.base import LedgerBase, _first_line, _now, _resolve_prefix, _utc, redact_url
-from reconciler.ledger.breaks import _active, _event, _order, _record, key_text
+from reconciler.ledger.breaks import _active, _event, _order, _record, change, key_text
 from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name, process_start
 from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
@@ -117,6 +117,9 @@ class StoredRun:
     document: dict[str, Any] | None
     chains: list[ChainResult]
     positions: list[StoredPosition]
+    # The audit trail's head right after the run's outcome record (None: still running, or
+    # finished before the trail existed).
+    audit_head: trail.Head | None = None
 
 
 class RunsMixin(LedgerBase):
@@ -149,14 +152,15 @@ class RunsMixin(LedgerBase):
             proc_start=process_start(pid),
             trigger=trigger,
             job=job,
-            scheduled_for=scheduled_for,
+            scheduled_for=scheduled_for.astimezone(UTC) if scheduled_for is not None else None,
         )
         claim = trigger == "schedule" and scheduled_for is not None
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 s.add(run)
+                s.flush()
+                trail.record_run_started(s, run, self.audit_key)
                 if claim and scheduled_for is not None:
-                    s.flush()
                     s.add(
                         JobFiring(
                             job=job,
@@ -285,10 +289,15 @@ class RunsMixin(LedgerBase):
                 s.add(row)
                 opened.append((row, f.detail))
             s.flush()  # break rows before the events that reference them (no ORM relationship orders them)
-            s.add_all(_event(row, run_id, "opened", now, detail) for row, detail in opened)
-            changes: list[tuple[str, BreakRecord, str | None, str]] = [
-                ("opened", _record(row), run_id, detail) for row, detail in opened
-            ]
+            changes: list[trail.BreakChange] = []
+
+            def record(row: BreakRow, event: str, note: str) -> None:
+                ev = _event(row, run_id, event, now, note)
+                s.add(ev)
+                changes.append(change(row, ev))
+
+            for row, detail in opened:
+                record(row, "opened", detail)
             for active, f in plan.seen_again:
                 row = existing[active.id]
                 block = blocks.get(f.key.chain)
@@ -303,11 +312,9 @@ class RunsMixin(LedgerBase):
                     row.decimals = decimals[f.key.asset]
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
-                s.add(_event(row, run_id, "seen", now, f.detail))
-                changes.append(("seen", _record(row), run_id, f.detail))
+                record(row, "seen", f.detail)
                 if escalated:
-                    s.add(_event(row, run_id, "escalated", now, f"severity rose to {f.severity.value}"))
-                    changes.append(("escalated", _record(row), run_id, f"severity rose to {f.severity.value}"))
+                    record(row, "escalated", f"severity rose to {f.severity.value}")
             for active in plan.resolved:
                 row = existing[active.id]
                 row.status = BreakStatus.RESOLVED.value
@@ -317,10 +324,9 @@ class RunsMixin(LedgerBase):
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
                 why = (notes or {}).get(active.key, "not found by a run that checked it")
-                s.add(_event(row, run_id, "resolved", now, why))
-                changes.append(("resolved", _record(row), run_id, why))
+                record(row, "resolved", why)
             s.flush()
-            trail.record_break_events(s, self.alerts, changes)
+            trail.record_break_events(s, self.alerts, changes, self.audit_key)
             after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))
             resolved_rows = [existing[b.id] for b in plan.resolved]
             report = [_record(r) for r in sorted(after + resolved_rows, key=_order)]
@@ -328,7 +334,7 @@ class RunsMixin(LedgerBase):
             run.reason = reason
             run.finished_at = now
             run.exit_code = exit_code_for(status, report)
-            trail.record_run_outcome(s, self.alerts, run_id, status, reason, run.exit_code, run.job)
+            trail.record_run_outcome(s, self.alerts, run, self.audit_key)
             return _run_summary(run), report
 
     def abandon_run(self, run_id: str, reason: str) -> None:
@@ -339,7 +345,7 @@ class RunsMixin(LedgerBase):
             if run is None or run.status != "running":
                 return
             run.status, run.reason, run.finished_at, run.exit_code = "incomplete", reason, _now(), 2
-            trail.record_run_outcome(s, self.alerts, run_id, "incomplete", reason, 2, run.job)
+            trail.record_run_outcome(s, self.alerts, run, self.audit_key)
 
     def baselines(self) -> Baselines:
         wallets: dict[tuple[str, str], WalletConfig] = {}
@@ -402,7 +408,8 @@ class RunsMixin(LedgerBase):
                 for chain, p in snapshots.run_positions(s, run.id)
             ]
             document = json.loads(run.document) if run.document else None
-            return StoredRun(_run_summary(run), document, chains, positions)
+            head = trail.Head(run.audit_seq, run.audit_hash) if run.audit_seq is not None and run.audit_hash else None
+            return StoredRun(_run_summary(run), document, chains, positions, head)
 
 
 def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:

@@ -161,15 +161,15 @@ def import_offchain(ledger: Ledger, rows: Sequence[OffchainImportRow], source: s
 # --------------------------------------------------------------------------- statement inputs
 
 
-def book_holdings(ledger: Ledger) -> list[BookHolding]:
-    """Every account's non-zero book balance per wallet x asset, summed in Python."""
+def book_holdings(ledger: Ledger, through: date | None = None) -> list[BookHolding]:
+    """Every account's non-zero book balance per wallet x asset, summed in Python, of the
+    entries dated on or before ``through`` (None: every entry)."""
     totals: dict[tuple[str, str, str], int] = {}
+    query = select(col(BookEntry.account), col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount))
+    if through is not None:
+        query = query.where(col(BookEntry.entry_date) <= through)
     with ledger._session() as s:
-        rows = s.execute(
-            select(
-                col(BookEntry.account), col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)
-            ).execution_options(yield_per=10_000)
-        )
+        rows = s.execute(query.execution_options(yield_per=10_000))
         for account, wallet, asset, amount in rows:
             key = (account, wallet, asset)
             totals[key] = totals.get(key, 0) + int(amount)

@@ -52,9 +52,12 @@ class Received:
 @dataclass
 class Receiver:
     """A webhook receiver on 127.0.0.1 that records every request and answers the next ones
-    from `plan` ((status, headers)), then 200."""
+    from `plan` ((status, headers)), then 200. The ``run.finished`` alert that every run sends
+    to every webhook is answered 200 and kept apart, in ``finished``: ``requests`` are the
+    alerts of breaks and incomplete runs."""
 
     requests: list[Received] = field(default_factory=list)
+    finished: list[Received] = field(default_factory=list)
     plan: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -80,8 +83,13 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with state.lock:
-                state.requests.append(Received(self.path, dict(self.headers.items()), body))
-                status, headers = state.plan.pop(0) if state.plan else (200, {})
+                received = Received(self.path, dict(self.headers.items()), body)
+                if self.headers.get("X-Reconciler-Event") == "run.finished":
+                    state.finished.append(received)
+                    status, headers = 200, {}
+                else:
+                    state.requests.append(received)
+                    status, headers = state.plan.pop(0) if state.plan else (200, {})
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -124,10 +132,26 @@ class Desk:
         return code, doc
 
     def deliver(self, now: datetime, **kw: Any) -> Any:
-        return deliver_pending(self.ledger, self.settings, now=now, **kw)
+        """deliver_pending's report on the alerts of breaks and incomplete runs (the run.finished
+        alert of every run goes out alongside; the receiver answers it 200)."""
+        report = deliver_pending(self.ledger, self.settings, now=now, **kw)
+        entries = [e for e in outbox_store.entries(self.ledger) if e.event == "run.finished"]
+        finished = {e.event_id for e in entries}
+        return dataclasses.replace(
+            report,
+            pending=report.pending - sum(1 for e in entries if e.delivered_at is None),
+            delivered=tuple(i for i in report.delivered if i not in finished),
+            failed=tuple(i for i in report.failed if i not in finished),
+            given_up=tuple(i for i in report.given_up if i not in finished),
+            unrouted=tuple(i for i in report.unrouted if i not in finished),
+        )
 
-    def outbox(self) -> list[outbox_store.OutboxEntry]:
-        return outbox_store.entries(self.ledger)
+    def outbox(self, event: str | None = None) -> list[outbox_store.OutboxEntry]:
+        """The outbox's alerts of breaks and incomplete runs (``event="run.finished"``: those)."""
+        entries = outbox_store.entries(self.ledger)
+        if event is not None:
+            return [e for e in entries if e.event == event]
+        return [e for e in entries if e.event != "run.finished"]
 
 
 @pytest.fixture
@@ -326,7 +350,8 @@ def test_an_alert_whose_webhook_left_the_configuration_is_kept_until_it_returns(
     without = dataclasses.replace(desk.settings, webhooks=())
     report = deliver_pending(desk.ledger, without, now=t)
     [row] = desk.outbox()
-    assert report.unrouted == (row.event_id,) and report.pending == 1
+    [finished] = desk.outbox("run.finished")
+    assert set(report.unrouted) == {row.event_id, finished.event_id} and report.pending == 2
     assert row.attempts == 0 and row.next_attempt_at == t + UNROUTED_RETRY
     assert "no webhook" in (row.last_error or "") and "event=alert_unrouted" in caplog.text
     assert receiver.requests == []

@@ -44,3 +44,18 @@ def test_bench_reports_every_figure_at_tiny_n() -> None:
     assert not bad, bad
     # an unchanged run adds the run and its pins, never a row per position (80 at N=20)
     assert figures["ledger_rows_per_unchanged_run"] < 20, figures
+
+
+@pytest.mark.postgres
+def test_audit_bench_verifies_a_bulk_written_trail_on_both_engines() -> None:
+    """The audit benchmark's ledger (written in bulk in the trail's format) verifies as a whole
+    `breaks verify-audit` process, on SQLite and PostgreSQL."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.audit_bench", "--records", "2000"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for backend in ("sqlite", "postgres"):
+        assert figures[f"{backend}_2000"]["records"] == 2000
+        assert figures[f"{backend}_2000"]["records_per_s"] > 0

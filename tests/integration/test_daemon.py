@@ -195,7 +195,9 @@ def test_an_edited_or_deleted_audit_record_is_detected(cli: Any, devnet: Devnet,
     intact = json.loads(ok.stdout)
     assert intact["ok"] is True and intact["records"] >= 5
     shown = cli("--config", str(config), "runs", "show", doc["run_id"], "--json")
-    assert f"audit trail head: {intact['head']}" in shown.stderr
+    run_head = json.loads(shown.stdout)["audit_head"]
+    assert run_head["seq"] < intact["head"]["seq"], "the head right after its outcome (the ack came later)"
+    assert f"audit trail head after this run: {run_head['seq']}:{run_head['hash']}" in shown.stderr
 
     engine = sqlalchemy.create_engine(scenario.db_url)
     with engine.begin() as conn:
@@ -293,8 +295,10 @@ def test_alerts_deliver_sends_what_a_run_queued_where_no_daemon_runs(
     assert code == 1 and receiver.at("/hook") == [], "a run only queues its alerts"
     sent = cli("--config", str(config), "alerts", "deliver", "--json")
     assert sent.code == 0, sent.stderr
-    assert json.loads(sent.stdout)["delivered"] == 1
+    assert json.loads(sent.stdout)["delivered"] == 2, "the break and the run's outcome"
     [request] = receiver.at("/hook")
     body = json.loads(request.body)
     assert body["event"] == "break.opened" and body["break"]["id"] == doc["breaks"][0]["id"]
     assert request.headers["X-Reconciler-Event-Id"]
+    [finished] = receiver.finished
+    assert json.loads(finished.body)["run_id"] == doc["run_id"]

@@ -4,6 +4,7 @@ than the code, or none at all, is refused with the command that fixes it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -130,6 +131,116 @@ def test_a_populated_first_release_ledger_upgrades_with_every_row_intact(
 
     again = cli("--config", str(config), "init", "--json")
     assert again.code == 0 and json.loads(again.stdout)["previous_version"] == schema.version_number(schema.head())
+    # rows older than the audit trail itself are carried into it by the upgrade, and vouched for
+    verified = cli("--config", str(config), "breaks", "verify-audit", "--json")
+    assert verified.code == 0, verified.stdout
+    assert json.loads(verified.stdout)["records"] == 2 + 1 + 1  # two runs, one break, one event
+
+
+def _legacy_record(kind: str, seq: int, record: dict[str, Any]) -> str:
+    """A record as revisions 0007 and 0008 wrote it: no time, no state beyond these fields."""
+    return json.dumps({"kind": kind, "seq": seq, **record}, sort_keys=True, separators=(",", ":"))
+
+
+def _at_0008_with_a_trail(url: str) -> list[tuple[int, str]]:
+    """A ledger at revision 0008: two runs, two breaks (one acknowledged) with their events, and
+    the audit trail those versions wrote. Returns each record's (seq, hash)."""
+    engine = sqlalchemy.create_engine(url)
+    heads: list[tuple[int, str]] = []
+    with engine.begin() as conn:
+        cfg = schema._config(conn)
+        command.upgrade(cfg, "0008")
+        amount = "'-5000000'" if conn.dialect.name == "sqlite" else "-5000000"
+        for sql in (
+            "INSERT INTO run (id, started_at, finished_at, status, reason, exit_code, host, pid, proc_start, trigger, "
+            "job, scheduled_for, document) VALUES ('r1', '2026-11-24 10:00:00', '2026-11-24 10:00:05.250000', "
+            "'complete', NULL, 1, 'h', 11, NULL, 'cli', 'run', NULL, NULL)",
+            "INSERT INTO run (id, started_at, finished_at, status, reason, exit_code, host, pid, proc_start, trigger, "
+            "job, scheduled_for, document) VALUES ('r2', '2026-11-24 11:00:00', '2026-11-24 11:00:01', 'incomplete', "
+            "'chain eth: down', 2, 'h', 12, NULL, 'schedule', 'scan', '2026-11-24 11:00:00', NULL)",
+        ):
+            conn.execute(sqlalchemy.text(sql))
+        for brk, status in (("k1", "open"), ("k2", "acknowledged")):
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO break VALUES (:id, :key, 'balance_mismatch', 'error', :status, 'eth', :w, 'USDC', "
+                    f"NULL, {amount}, 'detail', 123, '0x{'cd' * 32}', 'r1', 'r1', NULL, '2026-11-24 10:00:05', "
+                    "'2026-11-24 10:00:05', NULL, 1, 6)"
+                ),
+                {"id": brk, "key": f"balance_mismatch|eth|{brk}|USDC|", "status": status, "w": brk},
+            )
+        events = [("k1", "r1", "opened", "detail"), ("k2", "r1", "opened", "detail")]
+        for brk, run, event, note in [*events, ("k2", None, "acknowledged", "on it")]:
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO break_event (break_id, run_id, event, at, amount, block_number, block_hash, note) "
+                    f"VALUES (:b, :r, :e, '2026-11-24 10:00:05', {amount}, 123, '0x{'cd' * 32}', :n)"
+                ),
+                {"b": brk, "r": run, "e": event, "n": note},
+            )
+        records = [
+            ("break.opened", {"event": "opened", "break_id": "k1", "status": "open", "note": "detail"}),
+            ("break.opened", {"event": "opened", "break_id": "k2", "status": "open", "note": "detail"}),
+            ("run.finished", {"run_id": "r1", "job": "run", "status": "complete", "reason": None, "exit_code": 1}),
+            ("break.acknowledged", {"event": "acknowledged", "break_id": "k2", "status": "acknowledged"}),
+            ("run.finished", {"run_id": "r2", "job": "scan", "status": "incomplete", "reason": "x", "exit_code": 2}),
+        ]
+        prev = "0" * 64
+        for seq, (kind, record) in enumerate(records, start=1):
+            body = _legacy_record(kind, seq, record)
+            digest = hashlib.sha256((prev + body).encode()).hexdigest()
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO audit_log (at, kind, record, prev_hash, hash) "
+                    "VALUES ('2026-11-24 10:00:05', :k, :r, :p, :h)"
+                ),
+                {"k": kind, "r": body, "p": prev, "h": digest},
+            )
+            heads.append((seq, digest))
+            prev = digest
+    engine.dispose()
+    return heads
+
+
+def test_a_populated_ledger_with_an_audit_trail_upgrades_and_its_rows_are_vouched_for(
+    cli: Any, scenario: Scenario
+) -> None:
+    config = _config(scenario)
+    legacy = _at_0008_with_a_trail(scenario.db_url)
+    assert cli("--config", str(config), "init").code == 0
+    verified = cli("--config", str(config), "breaks", "verify-audit", "--json")
+    assert verified.code == 0, verified.stdout
+    doc = json.loads(verified.stdout)
+    assert doc["records"] == len(legacy) + 2 + 2 + 3, "the old records, then one per run, break and event"
+    # the old records verify as they were: an earlier head is still there
+    seq, digest = legacy[-1]
+    assert cli("--config", str(config), "breaks", "verify-audit", "--head", f"{seq}:{digest}").code == 0
+    # a run's head is its outcome record's, also for runs from before the upgrade
+    shown = json.loads(cli("--config", str(config), "runs", "show", "r1", "--json").stdout)
+    assert shown["audit_head"] == {"seq": legacy[2][0], "hash": legacy[2][1]}
+    # new records after the upgrade carry the new fields and verify with the old ones
+    ran = cli("--config", str(config), "run", "--json")
+    assert ran.code == 2, "the chain in the config is unreachable: an incomplete run, recorded"
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.connect() as conn:
+        kinds = [k for (k,) in conn.execute(sqlalchemy.text("SELECT kind FROM audit_log ORDER BY seq"))]
+        newest = json.loads(conn.execute(sqlalchemy.text("SELECT record FROM audit_log ORDER BY seq DESC")).first()[0])
+    assert kinds[-2:] == ["run.started", "run.finished"] and "at" in newest and newest["run"]["status"] == "incomplete"
+    after = json.loads(cli("--config", str(config), "breaks", "verify-audit", "--json").stdout)
+    assert after["ok"] and after["records"] == doc["records"] + 2
+    # a break from before the upgrade is vouched for: changing it is found
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE break SET status = 'resolved' WHERE id = 'k2'"))
+    tampered = cli("--config", str(config), "breaks", "verify-audit", "--json")
+    bad = json.loads(tampered.stdout)["first_bad"]
+    assert tampered.code == 1 and (bad["table"], bad["id"], bad["field"]) == ("break", "k2", "status")
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE break SET status = 'acknowledged' WHERE id = 'k2'"))
+        # and an old record edited is found by its hash, as before
+        conn.execute(sqlalchemy.text("UPDATE audit_log SET record = record || ' ' WHERE seq = 2"))
+    edited = cli("--config", str(config), "breaks", "verify-audit", "--json")
+    assert edited.code == 1 and json.loads(edited.stdout)["first_bad"]["seq"] == 2
+    engine.dispose()
 
 
 def test_the_models_and_the_migrations_describe_the_same_schema(db_url: str) -> None:

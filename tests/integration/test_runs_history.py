@@ -36,12 +36,17 @@ def test_runs_show_reproduces_each_run_document_as_printed(cli: Any, devnet: Dev
     assert [r["exit_code"] for r in runs] == [1, 0]
     assert json.loads(cli("--config", str(config), "runs", "list", "--limit", "1", "--json").stdout)["runs"] == runs[:1]
 
+    heads = []
     for printed in (clean, broken):
         shown = cli("--config", str(config), "runs", "show", printed["run_id"], "--json")
         assert shown.code == 0, shown.stderr
-        assert json.loads(shown.stdout) == printed
+        doc = json.loads(shown.stdout)
+        heads.append(doc.pop("audit_head"))  # the audit trail's head after the run, beside the document
+        assert doc == printed
+    assert heads[0]["seq"] < heads[1]["seq"] and all(len(h["hash"]) == 64 for h in heads)
     # a unique prefix is enough, like git
-    assert json.loads(cli("--config", str(config), "runs", "show", broken["run_id"][:8], "--json").stdout) == broken
+    again = json.loads(cli("--config", str(config), "runs", "show", broken["run_id"][:8], "--json").stdout)
+    assert again.pop("audit_head") == heads[1] and again == broken
     missing = cli("--config", str(config), "runs", "show", "zzzzzzzz", "--json")
     assert missing.code == 2 and "no run with id 'zzzzzzzz'" in missing.stderr and missing.stdout == ""
 

@@ -371,6 +371,70 @@ def test_as_of_an_instant_between_two_blocks_pins_the_earlier(cli: Any, dated: D
     assert code == 2 and "has no block at or before 2026-10-30T17:00:00-05:00" in doc["chains"]["eth"]["error"]
 
 
+def test_a_statement_as_of_an_instant_uses_only_what_was_booked_by_its_business_date(
+    cli: Any, dated: Devnet, scenario: Scenario
+) -> None:
+    """The issue's example: a withdrawal booked for T+1 must not change the statement of T
+    (required 1,100,000.00, not 650,000.00, for the same block)."""
+    token = dated.deploy_token("Test USD", "USDC", 6)
+    seg = new_address()
+    scenario.add_chain("eth", dated.url, 31337)
+    scenario.add_token("USDC", "eth", token.address, 6, price_usd="1.00", dco_haircuts=["0"])
+    scenario.add_wallet("seg-1", "eth", seg, "futures")
+    # only [schedule] names the firm's zone: business dates follow it
+    scenario.extra = '\n[schedule]\ntimezone = "America/Chicago"\n'
+    config = scenario.write()
+    scenario.write_csv("accounts.csv", ACCOUNTS_HEADER, ["C1,futures,Customer One"])
+    books = scenario.write_csv(
+        "books.csv",
+        BOOKS_HEADER,
+        [
+            "E1,2026-11-24,C1,seg-1,USDC,1100000,deposit,booked on T's business date: counts",
+            "E2,2026-11-25,C1,seg-1,USDC,-450000,withdrawal,booked for T+1",
+            "E3,2099-01-02,C1,seg-1,USDC,1,deposit,booked for a day that has not come",
+        ],
+    )
+    accounts = config.parent / "accounts.csv"
+    for args in (("init",), ("accounts", "import", str(accounts)), ("books", "import", str(books))):
+        assert cli("--config", str(config), *args).code == 0, args
+
+    close = int(datetime(2026, 11, 24, 23, 0, tzinfo=UTC).timestamp())  # T: 17:00 in Chicago
+    _at(dated, close - 60)
+    dated.mint(token, seg, 1_100_000 * USDC)
+    _at(dated, close + 86_400 + 60)  # a block after T+1's close, so both instants are final
+    dated.mine()
+
+    code, first, _ = _statement(cli, config, "--as-of", "2026-11-24T17:00")
+    st = _futures(first)
+    assert code == 0, first
+    assert first["business_date"] == "2026-11-24"
+    assert (st["amount_required"], st["funds_in_segregation"], st["excess"]) == ("1100000.00", "1100000.00", "0.00")
+    # the same instant, later and written otherwise (UTC: already the 25th there), gives the same statement
+    code, again, _ = _statement(cli, config, "--as-of", "2026-11-24T23:00:00Z")
+    assert again["business_date"] == "2026-11-24"
+    for key in ("as_of", "business_date", "chains", "prices", "statements"):
+        assert again[key] == first[key], key
+    code, late, _ = _statement(cli, config, "--as-of", "2026-11-25T00:30:00Z", "--tz", "UTC")
+    assert late["business_date"] == "2026-11-24", "the business date is the firm's, whatever --tz shows"
+    assert _futures(late)["amount_required"] == "1100000.00"
+    # the stored inputs say which entries were summed
+    ledger = Ledger(load_settings(str(config)).database_url)
+    try:
+        stored = store.get_statement(ledger, first["run_id"])
+    finally:
+        ledger.close()
+    assert stored.inputs["books_through"] == "2026-11-24"
+    assert [h[3] for h in stored.inputs["book"]] == [str(1_100_000 * USDC)]
+
+    # T+1: the withdrawal counts now (the far-future entry still does not)
+    code, next_day, _ = _statement(cli, config, "--as-of", "2026-11-25T17:00")
+    assert next_day["business_date"] == "2026-11-25"
+    assert (_futures(next_day)["amount_required"], _futures(next_day)["excess"]) == ("650000.00", "450000.00")
+    # now: every entry dated on or before today's business date, never one dated later
+    code, now, _ = _statement(cli, config)
+    assert _futures(now)["amount_required"] == "650000.00"
+
+
 def test_report_pilot_is_as_of_fridays_close(cli: Any, dated: Devnet, scenario: Scenario) -> None:
     usdc = dated.deploy_token("Test USD", "USDC", 6)
     feed = dated.deploy("PriceFeed", 8, "USDC / USD", 99_990_000)  # 0.9999

@@ -149,7 +149,9 @@ def test_unchanged_cli_runs_store_no_positions_and_show_reproduces_them(
     for doc in printed:
         shown = cli("--config", str(config), "runs", "show", doc["run_id"], "--json")
         assert shown.code == 0, shown.stderr
-        assert json.loads(shown.stdout) == doc
+        replayed = json.loads(shown.stdout)
+        assert replayed.pop("audit_head")["seq"] > 0  # beside the document as printed
+        assert replayed == doc
 
 
 @pytest.mark.parametrize("seed", [1, 2])

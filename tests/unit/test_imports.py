@@ -449,7 +449,7 @@ def test_book_columns_longer_than_their_limit_are_refused_on_every_engine(
     assert parse_books_csv(_books(make_line("x" * limit)), "books.csv", settings, ACCOUNTS)
     problem = _only_problem(settings, _books(make_line("x" * (limit + 1))))
     assert problem.startswith(f"line 2, column {column}:")
-    assert f"is {limit + 1} characters long; at most {limit}" in problem
+    assert f"is {limit + 1:,} characters long; at most {limit}" in problem
 
 
 def test_a_book_account_longer_than_its_column_is_named_as_such(settings: Settings) -> None:
@@ -723,3 +723,33 @@ def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc_info:
         file_sha256(tmp_path / "nope.csv")
     assert exc_info.value.problems[0].startswith("cannot read the file:")
+
+
+# ----------------------------------------------------------------------------- text a ledger cannot keep
+
+
+@pytest.mark.parametrize("column", ["entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo"])
+def test_a_nul_in_any_column_of_a_whole_books_file_is_named(settings: Settings, column: str) -> None:
+    fields = dict(zip(HEADER.split(","), "E1,2026-11-24,C1,w1,USDC,1,deposit,memo".split(","), strict=True))
+    fields[column] = fields[column][:1] + "\x00" + fields[column][1:]
+    problem = _only_problem(settings, _books("E0,2026-11-24,C1,w1,USDC,1,deposit,", ",".join(fields.values())))
+    assert problem == f"line 3, column {column}: contains a NUL character"
+
+
+def test_a_field_longer_than_csvs_own_limit_is_named_with_its_column(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit," + "m" * 3_145_728))
+    assert problem == "line 2, column memo: is 3,145,728 characters long; at most 1000 are allowed"
+
+
+def test_control_characters_in_identifiers_and_text(settings: Settings) -> None:
+    problem = _only_problem(settings, _books("E1,2026-11-24,C1,w1,USDC,1,deposit,\x07bell"))
+    assert problem.startswith("line 2, column memo: contains a control character (U+0007, at character 1)")
+    problem = _only_problem(settings, _books("E1\x7f,2026-11-24,C1,w1,USDC,1,deposit,"))
+    assert problem.startswith("line 2, column entry_id: contains a control character (U+007F")
+    [row] = parse_books_csv(_books("E1,2026-11-24,C1,w1,USDC,1,deposit,tab\there"), "books.csv", settings, ACCOUNTS)
+    assert row.memo == "tab\there"
+
+
+def test_a_nul_in_an_accounts_header_is_refused() -> None:
+    problems = _account_problems("account,class,na\x00me\nC1,futures,One\n")
+    assert problems == ["line 1, column 3 of the header: contains a NUL character"]

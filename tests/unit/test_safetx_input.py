@@ -459,3 +459,12 @@ def test_parsing_does_not_change_the_document() -> None:
     before = copy.deepcopy(d)
     parse(d)
     assert d == before
+
+
+def test_a_nul_anywhere_in_the_payload_is_refused_naming_where() -> None:
+    tampered = doc()
+    tampered["message"]["data"] = "0x\u0000"
+    assert one_problem(tampered) == "message.data: contains a NUL character; no SafeTx field holds one"
+    keyed = doc()
+    keyed["domain"]["na\u0000me"] = "x"
+    assert one_problem(keyed).startswith("domain.na\x00me: contains a NUL character")

@@ -33,6 +33,7 @@ def inputs_to_json(inputs: SegregationInputs) -> dict[str, Any]:
     return {
         "as_of": inputs.as_of.isoformat(),
         "business_date": inputs.business_date.isoformat(),
+        "books_through": inputs.books_through.isoformat() if inputs.books_through is not None else None,
         "classes": [c.value for c in inputs.classes],
         "wallets": [
             {"name": w.name, "chain": w.chain, "address": w.address, "class": w.seg_class.value}
@@ -178,6 +179,7 @@ def inputs_from_json(doc: Mapping[str, Any]) -> SegregationInputs:
             OffchainRow(date.fromisoformat(d), SegClass(c), dep, int(amt)) for d, c, dep, amt in doc["offchain"]
         ),
         classes=tuple(SegClass(c) for c in doc["classes"]),
+        books_through=date.fromisoformat(doc["books_through"]) if doc.get("books_through") else None,
         limits=tuple(
             ConcentrationLimit(lim["name"], Decimal(lim["share"]), ConcentrationScope(lim["scope"]))
             for lim in doc["limits"]

@@ -162,6 +162,10 @@ class SegregationInputs:
     classes: tuple[SegClass, ...] = ALL_CLASSES  # statements to compute
     limits: tuple[ConcentrationLimit, ...] = CONCENTRATION_LIMITS
     holds: Mapping[tuple[str, str], IssuerHold] = field(default_factory=dict)  # (wallet, asset), ERC-3643 only
+    # The book entries summed in ``book`` are those dated on or before this day (the business
+    # date): what was booked for a later day never changes an earlier statement. None: inputs
+    # stored before the cutoff was recorded (they summed every entry).
+    books_through: date | None = None
 
 
 # --------------------------------------------------------------------------- outputs
