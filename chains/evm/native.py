@@ -582,13 +582,7 @@ def scan_native(
     if b <= a or not ws:
         return _checked_end([], rpc, chain, a + 1, to_block, batch_size)
     emitted = wallet_log_blocks(rpc, chain, ws, a + 1, b, chunk_blocks=chunk_blocks, max_addresses=max_addresses)
-    ends = _read_states(rpc, chain, [(w, blk) for w in ws for blk in (since, to_block)], batch_size)
-    moving = [w for w in ws if ends[(w, a)] != ends[(w, b)] or emitted[w]]
-    narrowed = narrow_native_all(
-        rpc, moving, since, to_block, chain=chain, batch_size=batch_size, known=ends, breakpoints=emitted
-    )
-    blocks: set[int] = {n for found in narrowed.values() for n in found}
-    blocks.update(n for found in emitted.values() for n in found)
+    blocks, moving = changed_blocks(rpc, chain, ws, since, to_block, emitted, batch_size)
     out = trace_native(rpc, chain, ws, blocks, batch_size=batch_size, trace_batch=trace_batch)
     log.info(
         "event=native_scanned chain=%s from=%d to=%d wallets=%d moving=%d traced_blocks=%d observed=%d",
@@ -596,8 +590,32 @@ def scan_native(
         a + 1,
         b,
         len(ws),
-        len(moving),
+        moving,
         len(blocks),
         len(out),
     )
     return _checked_end(out, rpc, chain, a + 1, to_block, batch_size)
+
+
+def changed_blocks(
+    rpc: Transport,
+    chain: str,
+    accounts: Sequence[str],
+    since: Block,
+    to_block: Block,
+    emitted: Mapping[str, Iterable[int]],
+    batch_size: int,
+) -> tuple[set[int], int]:
+    """The blocks to trace for ``accounts`` (EIP-55) after ``since`` up to ``to_block``: where an
+    account's balance or nonce changed (bisection, cut at the blocks in ``emitted`` where it
+    logged) and where it logged; and how many accounts moved at all."""
+    a, b = _number(since), _number(to_block)
+    logged = {w: set(blocks) for w, blocks in emitted.items()}
+    ends = _read_states(rpc, chain, [(w, blk) for w in accounts for blk in (since, to_block)], batch_size)
+    moving = [w for w in accounts if ends[(w, a)] != ends[(w, b)] or logged.get(w)]
+    narrowed = narrow_native_all(
+        rpc, moving, since, to_block, chain=chain, batch_size=batch_size, known=ends, breakpoints=logged
+    )
+    blocks: set[int] = {n for found in narrowed.values() for n in found}
+    blocks.update(n for found in logged.values() for n in found)
+    return blocks, len(moving)

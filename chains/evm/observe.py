@@ -38,7 +38,7 @@ from chains.evm.executions import (
     fetch_executions,
 )
 from chains.evm.logs import wallet_log_txs
-from chains.evm.native import _read_states, _wallets, narrow_native_all, traced_blocks
+from chains.evm.native import _wallets, changed_blocks, traced_blocks
 from chains.evm.rpc import Call, Transport
 from chains.evm.scan import Block, ScanFailed, ScanReorged, _batched, _checked_end, _fail, _Header, _number, _where
 from reconciler.engine.executions import Execution
@@ -137,13 +137,7 @@ def scan_range(
         except TracingUnavailable:
             unchecked.append(NO_TRACE_FILTER)
     accounts = [*ws, *others]
-    ends = _read_states(rpc, chain, [(w, blk) for w in accounts for blk in (since, to_block)], batch_size)
-    moving = [w for w in accounts if ends[(w, a)] != ends[(w, b)] or emitted.get(w)]
-    narrowed = narrow_native_all(
-        rpc, moving, since, to_block, chain=chain, batch_size=batch_size, known=ends, breakpoints=emitted
-    )
-    blocks: set[int] = {n for found in narrowed.values() for n in found}
-    blocks.update(n for found in emitted.values() for n in found)
+    blocks, _moving = changed_blocks(rpc, chain, accounts, since, to_block, emitted, batch_size)
     blocks.update(r.block_number for r in called)
     traced = traced_blocks(rpc, chain, ws, blocks, batch_size=batch_size, trace_batch=trace_batch)
     executions: list[Execution] = []
