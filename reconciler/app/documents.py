@@ -111,6 +111,8 @@ def scan_fields(scan: ScanSummary | None) -> dict[str, Any]:
     return {
         "from_block": scan.from_block,
         "to_block": scan.to_block,
+        # How many blocks were observed: 0 when there was none new (from_block is then to_block + 1).
+        "new_blocks": max(0, scan.to_block - scan.from_block + 1),
         "observed": scan.observed,
         "reorged": scan.reorged,
     }

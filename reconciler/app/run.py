@@ -29,7 +29,7 @@ from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
-from reconciler.errors import ChainError, LedgerError, RpcUnavailable
+from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
@@ -414,7 +414,7 @@ def _reconcile(
         )
     failed = [c for c in chain_results if c.error]
     status = "incomplete" if failed else "complete"
-    reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
+    reason: str | None = "; ".join(chain_message(c.chain, c.error or "") for c in failed) or None
     scans = tuple(
         ScanSummary(name, cs.from_block, cs.to_block, cs.write.checkpoint.hash, cs.write.observed, cs.write.reorged)
         for name, cs in surveilled.items()
