@@ -44,9 +44,13 @@ class BooksMixin(LedgerBase):
         with self._session() as s:
             return set(s.scalars(select(col(Account.account))))
 
-    def import_accounts(self, rows: Sequence[AccountRow], source: str, sha256: str) -> tuple[int, int]:
+    def import_accounts(
+        self, rows: Sequence[AccountRow], source: str, sha256: str, skip_unchanged: bool = False
+    ) -> tuple[int, int]:
         """Insert new accounts; re-importing an identical account is a no-op. Changing an
-        account's class is refused (it would move the customer between segregation pools)."""
+        account's class is refused (it would move the customer between segregation pools).
+        ``skip_unchanged``: a file that adds and renames nothing is not recorded as an import
+        (the same file again)."""
         with self._session() as s:
             existing = {
                 a.account: a
@@ -61,6 +65,8 @@ class BooksMixin(LedgerBase):
             ]
             if problems:
                 raise InputError(source, problems)
+            if skip_unchanged and all(r.account in existing and existing[r.account].name == r.name for r in rows):
+                return 0, 0
             batch_id = str(uuid.uuid4())
             s.add(
                 ImportBatch(
@@ -78,15 +84,20 @@ class BooksMixin(LedgerBase):
                     updated += 1
             return added, updated
 
-    def books_import_of(self, sha256: str) -> datetime | None:
-        """When a books file with exactly these bytes was first accepted, or None."""
+    def import_of(self, kind: str, sha256: str) -> datetime | None:
+        """When a file of this kind (accounts, books, instructions, equity, offchain) with
+        exactly these bytes was first accepted, or None."""
         with self._session() as s:
             at = s.scalar(
                 select(func.min(col(ImportBatch.imported_at))).where(
-                    col(ImportBatch.kind) == "books", col(ImportBatch.sha256) == sha256
+                    col(ImportBatch.kind) == kind, col(ImportBatch.sha256) == sha256
                 )
             )
         return None if at is None else _utc(at)
+
+    def books_import_of(self, sha256: str) -> datetime | None:
+        """When a books file with exactly these bytes was first accepted, or None."""
+        return self.import_of("books", sha256)
 
     def import_books(self, rows: Sequence[BookRow], source: str, sha256: str) -> int:
         """Rows parsed whole (reconciler.inputs.books.parse_books_csv): checked against the
