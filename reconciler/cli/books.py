@@ -8,10 +8,7 @@ from pathlib import Path
 
 import typer
 
-from reconciler.bootstrap import open_ledger
-from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, info
-from reconciler.inputs.books import BookStream, parse_accounts_csv
-from reconciler.inputs.csvfile import file_lines, file_sha256
+from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, already_imported, info, open_ledger
 
 accounts_app = typer.Typer(help="Customer and house accounts.", no_args_is_help=True)
 books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_help=True)
@@ -20,16 +17,32 @@ books_app = typer.Typer(help="The firm's books of custody entries.", no_args_is_
 @accounts_app.command("import")
 def accounts_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
     """Import accounts from CSV (account,class,name); all rows or none."""
+    from reconciler.inputs.books import parse_accounts_csv
+
     settings = _settings(ctx)
     text, digest = _read_file(file)
     rows = parse_accounts_csv(text, str(file))
     ledger = open_ledger(settings)
     try:
-        added, updated = ledger.import_accounts(rows, str(file), digest)
+        earlier = ledger.import_of("accounts", digest)
+        # The same bytes again: a no-op, unless another file renamed an account since.
+        added, updated = ledger.import_accounts(rows, str(file), digest, skip_unchanged=earlier is not None)
     finally:
         ledger.close()
+    again = earlier if earlier is not None and not (added or updated) else None
     if json_out:
-        _emit_json({"file": str(file), "sha256": digest, "rows": len(rows), "added": added, "updated": updated})
+        _emit_json(
+            {
+                "file": str(file),
+                "sha256": digest,
+                "rows": len(rows),
+                "added": added,
+                "updated": updated,
+                "already_imported": again is not None,
+            }
+        )
+    elif again is not None:
+        info.print(already_imported(file, digest, again))
     else:
         info.print(f"{file}: {len(rows)} account(s): {added} added, {updated} renamed")
 
@@ -40,6 +53,9 @@ def books_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> 
 
     All rows or none, streamed (memory stays bounded however long the file). A file already
     imported byte for byte is a no-op."""
+    from reconciler.inputs.books import BookStream
+    from reconciler.inputs.csvfile import file_lines, file_sha256
+
     settings = _settings(ctx)
     digest = file_sha256(file)
     ledger = open_ledger(settings)
@@ -59,6 +75,6 @@ def books_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> 
     if json_out:
         _emit_json({"file": str(file), "sha256": digest, "imported": count, "already_imported": earlier is not None})
     elif earlier:
-        info.print(f"{file}: already imported on {earlier:%Y-%m-%d %H:%M:%S} UTC (sha256 {digest[:8]}…), nothing to do")
+        info.print(already_imported(file, digest, earlier))
     else:
         info.print(f"{file}: {count} book entr{'y' if count == 1 else 'ies'} imported")

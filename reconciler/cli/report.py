@@ -11,23 +11,18 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
-from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc
-from reconciler.app.report_html import PageContext, render_run_report
-from reconciler.app.statement import pilot
-from reconciler.bootstrap import open_ledger, valuation_reader_for
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
-from reconciler.cli.tables import _money
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
+from reconciler.cli.tables import _money, say, shown
 from reconciler.domain import BreakStatus
-from reconciler.engine.segregation.pilot import pilot_week_close
 from reconciler.errors import LedgerError, ReconcilerError
-from reconciler.ledger import daemon_store
-from reconciler.ledger.store import Ledger
+
+if TYPE_CHECKING:  # the use cases and the ledger are imported when a command runs
+    from reconciler.ledger.store import Ledger
 
 report_app = typer.Typer(help="Regulatory reports.", no_args_is_help=True)
 
@@ -41,6 +36,10 @@ def report_pilot(
     """The weekly report of digital assets held for customers, by account class and asset (units
     and USD at market), as of the week's last close of business (Friday 17:00 in [segregation]
     timezone). Exit 2 when a chain or a price could not be read."""
+    from reconciler.app.statement import pilot
+    from reconciler.bootstrap import valuation_reader_for
+    from reconciler.engine.segregation.pilot import pilot_week_close
+
     settings = _settings(ctx)
     zone = ZoneInfo(settings.segregation.timezone)
     try:
@@ -53,11 +52,13 @@ def report_pilot(
     else:
         _print_pilot(doc)
     for problem in doc["problems"]:
-        err.print(f"incomplete: {problem}")
+        say(err, f"incomplete: {shown(problem)}")
     raise typer.Exit(code)
 
 
 def _print_pilot(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Digital assets held for customers, week {doc['week']}, as of {doc['as_of']}")
     for col, justify in (("class", "left"), ("asset", "left"), ("units", "right"), ("market value USD", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -111,6 +112,10 @@ def report_html(
     differ, and the audit trail's head. Read-only toward the ledger; links to each chain's
     explorer_url where set. Prints `wrote FILE` on stderr; exit 2 when the run is unknown or
     the file cannot be written."""
+    from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc
+    from reconciler.app.report_html import PageContext, render_run_report
+    from reconciler.ledger import daemon_store
+
     settings = _settings(ctx)
     folder = out_file.parent if str(out_file.parent) else Path(".")
     if out_file.is_dir() or not folder.is_dir():

@@ -7,18 +7,15 @@ before the command exits 2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import RenderableType
 
-from reconciler.app.documents import run_doc, run_summary_doc, scan_doc, stored_run_doc
-from reconciler.app.run import RunOptions, RunReport, run_reconciliation
-from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.cli import common
 from reconciler.cli.breaks import _break_docs_table, _breaks_table
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
 from reconciler.cli.conventions import said_once
 from reconciler.cli.tables import (
     NONE,
@@ -33,11 +30,16 @@ from reconciler.cli.tables import (
     human_duration,
     human_instant,
     human_value,
+    say,
 )
 from reconciler.domain import abbreviate_ids
-from reconciler.inputs.settings import Settings
 from reconciler.interrupt import interruptible
-from reconciler.ledger import daemon_store
+
+if TYPE_CHECKING:  # the use cases and the ledger are imported when a command runs
+    from rich.console import RenderableType
+
+    from reconciler.app.run import RunReport
+    from reconciler.inputs.settings import Settings
 
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
 
@@ -107,18 +109,14 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
         unread = [c.chain for c in report.chains if c.block is None]
         if unread:
             hint += f"; none of {', '.join(unread)}: not read"
-        out.print(f"positions: {len(report.positions) - differ:,} agree, {differ:,} differ{hint}", soft_wrap=True)
+        say(out, f"positions: {len(report.positions) - differ:,} agree, {differ:,} differ{hint}")
     seen = [(b.status.value, b.first_run_id, b.last_run_id) for b in report.breaks]
-    out.print(breaks_summary(report.run.id, seen), soft_wrap=True)
+    say(out, breaks_summary(report.run.id, seen))
     if positions and report.positions:
         out.print(_positions_table(report))
     if report.breaks:
         out.print(_breaks_table(report.breaks, settings, title="Breaks"))
-    verdict = {
-        0: "[green]complete: no open breaks[/green]",
-        1: "[red]complete: breaks open[/red]",
-        2: "[red]INCOMPLETE: no all-clear for what could not be read[/red]",
-    }[report.exit_code]
+    verdict = run_verdict(report.exit_code, [(b.status.value, b.severity.value) for b in report.breaks])
     if report.unreconciled:
         rows = [
             Row((u.wallet, u.asset, human_amount(u.amount, u.decimals)), style="yellow") for u in report.unreconciled
@@ -126,14 +124,36 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
         title = "Book balances no configured wallet x asset covers (not reconciled)"
         columns = (Col("wallet"), Col("asset"), Col("book", justify="right", whole=True))
         out.print(fit_table(out.width, columns, rows, title))
-        err.print(
+        say(
+            err,
             f"warning: {len(report.unreconciled)} book balance(s) are not reconciled: their wallet or asset "
-            "is not in the configuration"
+            "is not in the configuration",
         )
     what = "scan" if report.run.job == "scan" else "run"
-    out.print(f"{what} {abbreviate_ids([report.run.id])[report.run.id]}: {verdict}")
+    say(out, f"{what} {abbreviate_ids([report.run.id])[report.run.id]}: {verdict}", _VERDICT_STYLE[report.exit_code])
     if report.run.reason:
-        err.print(f"reason: {report.run.reason}", markup=False)
+        say(err, f"reason: {report.run.reason}")
+
+
+_VERDICT_STYLE = {0: "green", 1: "red", 2: "red"}
+
+
+def run_verdict(exit_code: int, breaks: Sequence[tuple[str, str]]) -> str:
+    """A run's last word from its exit code and its breaks' (status, severity): a complete run
+    with warnings open says so, rather than "no open breaks"."""
+    if exit_code == 2:
+        return "INCOMPLETE: no all-clear for what could not be read"
+    if exit_code == 1:
+        return "complete: breaks open"
+    below = Counter(severity for status, severity in breaks if status in ("open", "acknowledged"))
+    if not below:
+        return "complete: no open breaks"
+    said = [
+        f"{below[sev]:,} {sev}" + ("s" if below[sev] != 1 and sev == "warning" else "")
+        for sev in ("warning", "info")
+        if below[sev]
+    ]
+    return f"complete: {' and '.join(said)} open, none of severity error or critical"
 
 
 def _execute(
@@ -144,6 +164,9 @@ def _execute(
     caller still reports it before leaving the block raises Interrupted (exit 2). The log lines
     that repeat the run's reason (the chain that failed, the alert) are held back: the caller
     prints the reason itself, once."""
+    from reconciler.app.run import RunOptions, run_reconciliation
+    from reconciler.bootstrap import adapter_for
+
     ledger = open_ledger(settings)
 
     def waiting() -> None:
@@ -174,13 +197,15 @@ def run(
     """Reconcile every wallet x asset against the books at one pinned block per chain, after
     observing every movement since the last scan (transfers, approvals, native value). Prints
     per chain the pinned block, a summary and the breaks (`--positions`: every position too)."""
+    from reconciler.app.documents import run_doc
+
     settings = _settings(ctx)
     with interruptible() as guard:
         report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))
             if report.run.reason:
-                err.print(f"run incomplete: {report.run.reason}", markup=False)
+                say(err, f"run incomplete: {report.run.reason}")
         else:
             print_run(report, settings, positions=positions)
         _warn_if_no_books(report)
@@ -191,9 +216,10 @@ def _warn_if_no_books(report: RunReport) -> None:
     """A run against a ledger without a single book entry compares every balance with zero: say
     so (stderr, also under --json), since it is almost always a forgotten import."""
     if report.no_books:
-        err.print(
+        say(
+            err,
             "warning: the ledger has no book entries; every on-chain balance will show as a difference — "
-            "import books with: reconciler books import FILE"
+            "import books with: reconciler books import FILE",
         )
 
 
@@ -201,13 +227,15 @@ def scan(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Observe every movement of the custody wallets since the last scan, up to the pinned block
     of each chain, and judge it: outflows against signed instructions, inflows against the books,
     approvals against allowed spenders. No balances are compared (that is `run`)."""
+    from reconciler.app.documents import scan_doc
+
     settings = _settings(ctx)
     with interruptible() as guard:
         report = _execute(settings, "scan", lambda r: scan_doc(r, settings), guard.check)
         if json_out:
             _emit_json(report.document if report.document is not None else scan_doc(report, settings))
             if report.run.reason:
-                err.print(f"scan incomplete: {report.run.reason}", markup=False)
+                say(err, f"scan incomplete: {report.run.reason}")
         else:
             print_run(report, settings)
     raise typer.Exit(report.exit_code)
@@ -220,6 +248,8 @@ def runs_list(
     json_out: JsonFlag = False,
 ) -> None:
     """Past runs, newest first, with their outcome and who ran them."""
+    from reconciler.app.documents import run_summary_doc
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -267,7 +297,10 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> None:
     """One run's document as `run --json` printed it (positions and breaks as they were).
-    RUN_ID: the id or any unique prefix of it."""
+    RUN_ID: the id or any unique prefix of it (4 characters or more)."""
+    from reconciler.app.documents import stored_run_doc
+    from reconciler.ledger import daemon_store
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -277,7 +310,7 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
         ledger.close()
     doc = stored_run_doc(stored)
     # The audit trail's head, for an auditor to pin (stderr: stdout keeps the document as printed).
-    err.print(f"audit trail head: {head}")
+    say(err, f"audit trail head: {head}")
     if json_out:
         _emit_json(doc)
         return
@@ -295,7 +328,7 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
         out.width,
     )
     for line in header:
-        out.print(line, soft_wrap=True, markup=False)
+        out.print(line, soft_wrap=True)
     views = [
         ChainView(
             name,
@@ -315,9 +348,9 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
         out.print(line, soft_wrap=True)
     if run.job == "run":
         differing = sum(1 for p in doc["positions"] if p["difference"] != "0")
-        out.print(f"positions: {len(doc['positions']) - differing:,} agree, {differing:,} differ", soft_wrap=True)
+        say(out, f"positions: {len(doc['positions']) - differing:,} agree, {differing:,} differ")
     breaks = doc.get("breaks", [])
     seen = [(b["status"], b.get("first_run_id"), b.get("last_run_id")) for b in breaks]
-    out.print(breaks_summary(run.id, seen), soft_wrap=True)
+    say(out, breaks_summary(run.id, seen))
     if breaks:
         out.print(_break_docs_table(breaks, title="Breaks"))
