@@ -96,9 +96,13 @@ def _root(
     # web3 and alembic log at DEBUG too: --debug is the reconciler's own debug, not theirs.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     quiet_noisy_loggers()
+    from reconciler.daemon.logformat import TidyFilter
+
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+        if not any(isinstance(f, TidyFilter) for f in handler.filters):
+            handler.addFilter(TidyFilter())
     info.quiet = quiet
     _said_once = log_format == "text" and not debug
     ctx.obj = State(config=config, debug=debug, quiet=quiet)

@@ -8,7 +8,8 @@ before the command exits 2.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -33,7 +34,7 @@ from reconciler.cli.tables import (
     say,
 )
 from reconciler.domain import abbreviate_ids
-from reconciler.interrupt import interruptible
+from reconciler.interrupt import Interrupted, interruptible
 
 if TYPE_CHECKING:  # the use cases and the ledger are imported when a command runs
     from rich.console import RenderableType
@@ -200,8 +201,9 @@ def run(
     from reconciler.app.documents import run_doc
 
     settings = _settings(ctx)
-    with interruptible() as guard:
+    with _interruption_said_by(reported := []), interruptible() as guard:
         report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check)
+        reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))
             if report.run.reason:
@@ -210,6 +212,18 @@ def run(
             print_run(report, settings, positions=positions)
         _warn_if_no_books(report)
     raise typer.Exit(report.exit_code)
+
+
+@contextmanager
+def _interruption_said_by(reported: list[RunReport]) -> Iterator[None]:
+    """SIGINT or SIGTERM during a run: the run is recorded incomplete and printed with its
+    reason ("interrupted by SIGINT"); it exits 2 without saying it a second time as an error."""
+    try:
+        yield
+    except Interrupted as exc:
+        if reported and str(exc) in (reported[-1].run.reason or ""):
+            raise typer.Exit(2) from None
+        raise
 
 
 def _warn_if_no_books(report: RunReport) -> None:
@@ -230,8 +244,9 @@ def scan(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     from reconciler.app.documents import scan_doc
 
     settings = _settings(ctx)
-    with interruptible() as guard:
+    with _interruption_said_by(reported := []), interruptible() as guard:
         report = _execute(settings, "scan", lambda r: scan_doc(r, settings), guard.check)
+        reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else scan_doc(report, settings))
             if report.run.reason:
