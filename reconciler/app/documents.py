@@ -15,6 +15,7 @@ from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
 from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
+from reconciler.ledger.books import StoredAccount, StoredEntry
 from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
 
@@ -263,3 +264,39 @@ def stored_run_doc(stored: StoredRun) -> dict[str, Any]:
 
 def breaks_doc(breaks: Sequence[BreakRecord], settings: Settings | None) -> dict[str, Any]:
     return {"breaks": [break_doc(b, settings) for b in breaks]}
+
+
+def entry_doc(e: StoredEntry, settings: Settings) -> dict[str, Any]:
+    """`books list --json`: one entry, with the books CSV's field names."""
+    asset = settings.assets.get(e.asset)
+    return {
+        "entry_id": e.entry_id,
+        "date": e.date.isoformat(),
+        "account": e.account,
+        "wallet": e.wallet,
+        "asset": e.asset,
+        **amount_fields("amount", e.amount, asset.decimals if asset is not None else None),
+        "kind": e.kind,
+        "memo": e.memo,
+        "tx_hash": e.tx_hash,
+    }
+
+
+def book_balance_doc(wallet: str, asset: str, book: int, settings: Settings) -> dict[str, Any]:
+    """`books balances --json`: one wallet x asset's book balance (the sum of its entries), as
+    a run compares it; ``reconciled``: whether a run compares it (wallet and asset configured,
+    on the same chain)."""
+    configured = settings.assets.get(asset)
+    holder = settings.wallets.get(wallet)
+    return {
+        "wallet": wallet,
+        "chain": holder.chain if holder is not None else None,
+        "asset": asset,
+        **amount_fields("book", book, configured.decimals if configured is not None else None),
+        "reconciled": holder is not None and configured is not None and configured.chain == holder.chain,
+    }
+
+
+def account_doc(a: StoredAccount) -> dict[str, Any]:
+    """`accounts list --json`: one account, with the accounts CSV's field names."""
+    return {"account": a.account, "class": a.seg_class, "name": a.name}

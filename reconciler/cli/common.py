@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,3 +165,19 @@ def _read_file(path: Path) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise InputError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """The whole file or nothing: a reader never opens a half-written file."""
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

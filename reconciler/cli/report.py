@@ -7,8 +7,6 @@ a chain or a price could not be read, the run is unknown, or the file cannot be 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out, write_atomically
 from reconciler.cli.tables import _money, say, shown
 from reconciler.domain import BreakStatus
 from reconciler.errors import LedgerError, ReconcilerError
@@ -85,20 +83,6 @@ def _latest_run_id(ledger: Ledger) -> str:
     )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """The whole page or nothing: a reader never opens a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @report_app.command("html")
 def report_html(
     ctx: typer.Context,
@@ -145,7 +129,7 @@ def report_html(
     )
     page = render_run_report(stored_run_doc(stored), [break_doc(b, settings) for b in open_now], context)
     try:
-        _write_atomically(out_file, page)
+        write_atomically(out_file, page)
     except OSError as exc:
         err.print(f"error: cannot write {out_file}: {exc.strerror or exc}")
         raise typer.Exit(2) from None

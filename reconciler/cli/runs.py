@@ -115,8 +115,13 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
     say(out, breaks_summary(report.run.id, seen))
     if positions and report.positions:
         out.print(_positions_table(report))
-    if report.breaks:
-        out.print(_breaks_table(report.breaks, settings, title="Breaks"))
+    # Those still open first; those this run resolved apart (a narrow table may not show status).
+    still = [b for b in report.breaks if b.status.value != "resolved"]
+    gone = [b for b in report.breaks if b.status.value == "resolved"]
+    if still:
+        out.print(_breaks_table(still, settings, title="Breaks"))
+    if gone:
+        out.print(_breaks_table(gone, settings, title="Resolved by this run"))
     verdict = run_verdict(report.exit_code, [(b.status.value, b.severity.value) for b in report.breaks])
     if report.unreconciled:
         rows = [
@@ -367,5 +372,9 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
     breaks = doc.get("breaks", [])
     seen = [(b["status"], b.get("first_run_id"), b.get("last_run_id")) for b in breaks]
     say(out, breaks_summary(run.id, seen))
-    if breaks:
-        out.print(_break_docs_table(breaks, title="Breaks"))
+    still = [b for b in breaks if b["status"] != "resolved"]
+    gone = [b for b in breaks if b["status"] == "resolved"]
+    if still:
+        out.print(_break_docs_table(still, title="Breaks"))
+    if gone:
+        out.print(_break_docs_table(gone, title="Resolved by this run"))

@@ -69,6 +69,12 @@ class SafeConsole(Console):
         kwargs.setdefault("highlight", False)
         super().__init__(**kwargs)
 
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        # Never crop: a table's layout already fits the width, and what does not (an id longer
+        # than the terminal, in the one-field-per-line layout) is printed whole, not cut.
+        kwargs.setdefault("crop", False)
+        super().print(*objects, **kwargs)
+
     def render_str(self, text: str, **kwargs: Any) -> Text:
         kwargs["markup"] = False
         kwargs["emoji"] = False
@@ -305,7 +311,7 @@ def fit_table(
         kept.remove(gone)
         dropped.append(gone)
     if total(kept, floor) > width or not kept:
-        return _vertical(columns, printed, title)
+        return _vertical(columns, printed, title, width)
     # Free-text columns share what is left, each at least its floor and at most its natural width.
     widths = list(natural)
     slack = width - total(kept, floor)
@@ -415,7 +421,11 @@ def vertical(columns: Sequence[Col], rows: Sequence[Row], title: str | None = No
     return _vertical(columns, _printable(rows), shown(title) if title is not None else None)
 
 
-def _vertical(columns: Sequence[Col], rows: Sequence[_Printed], title: str | None) -> RenderableType:
+def _vertical(
+    columns: Sequence[Col], rows: Sequence[_Printed], title: str | None, width: int | None = None
+) -> RenderableType:
+    """Free text (a ``wrap`` column) wrapped at spaces to ``width`` under its own column; a
+    value that is one word (an id, a hash) is printed whole even when longer than the width."""
     label = max((_text_width(c.header) for c in columns), default=0)
     lines: list[tuple[str, str | None]] = []
     if title:
@@ -424,8 +434,12 @@ def _vertical(columns: Sequence[Col], rows: Sequence[_Printed], title: str | Non
         if n or title:
             lines.append(("", None))
         for c, cell in zip(columns, row.cells, strict=True):
+            lead = f"{c.header:<{label}}  "
+            if c.wrap and width is not None:
+                lines += [(line, row.style) for line in hanging(lead, cell or NONE, width)]
+                continue
             first, *rest = (cell or NONE).split("\n")
-            lines.append((f"{c.header:<{label}}  {first}".rstrip(), row.style))
+            lines.append((f"{lead}{first}".rstrip(), row.style))
             lines += [(f"{'':<{label}}  {more}".rstrip(), row.style) for more in rest]
     return Lines(lines)
 

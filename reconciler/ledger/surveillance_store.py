@@ -409,6 +409,8 @@ class StoredMovement:
     amount: int
     status: str
     instruction_id: str | None
+    position: str = ""  # its place in the transaction: log:N, trace:PATH, or fee
+    block_time: int = 0  # Unix seconds
 
 
 def list_movements(
@@ -442,6 +444,8 @@ def list_movements(
                 r.amount,
                 r.status,
                 r.instruction_id,
+                r.position,
+                int(r.block_time),
             )
             for r in s.scalars(query)
         ]
