@@ -401,7 +401,7 @@ def run_demo(
         for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
             nodes[chain] = AnvilNode.start(chain_id)
             guard.check()
-        info.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
+        info.print("deploying Multicall3 and tokens, funding custody wallets, planting breaks…")
         tokens, addresses = _set_up_chains(nodes)
         config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens, addresses)
         accounts_csv = _write_csv(folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS])
@@ -411,7 +411,8 @@ def run_demo(
             [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
         )
         guard.check()
-        info.print(f"config, books and database in {folder}")
+        for line in _wrapped(f"config, books and database in {folder}", info.width, "", "  "):
+            info.print(line, soft_wrap=True)
         settings = load_settings(str(config))
         ledger = Ledger(settings.database_url)
         guard.callback(ledger.close)
