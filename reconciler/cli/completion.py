@@ -154,12 +154,14 @@ def build_tree(command: Any, ctx: Any, render_help: Any) -> dict[str, Any]:
         return render_help(re.sub(r"\s+", " ", text).strip()) if text else ""
 
     options = []
+    help_option = command.get_help_option(ctx)
     for param in command.get_params(ctx):
         if getattr(param, "param_type_name", None) != "option" or getattr(param, "hidden", False):
             continue
         takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
-        # Sorted: Click lists the help option's names in a set's order, which changes per process.
-        names = sorted([*param.opts, *param.secondary_opts], key=lambda n: (n.startswith("--"), n))
+        names = [*param.opts, *param.secondary_opts]
+        if param is help_option:  # Click lists its names in a set's order, which changes per process
+            names.sort(key=lambda n: (n.startswith("--"), n))
         options.append([names, int(takes_value), int(bool(getattr(param, "multiple", False))), plain(param.help)])
     commands: dict[str, Any] | None = None
     if hasattr(command, "list_commands"):

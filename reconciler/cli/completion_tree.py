@@ -10,7 +10,7 @@ from typing import Any
 TREE: dict[str, Any] = (
     {'options': [[['--config'], 1, 0, 'Configuration file (TOML); else $RECONCILER_CONFIG, ./reconciler.toml.'],
                  [['--debug'], 0, 0, "Debug logs (the reconciler's own) and tracebacks."],
-                 [['-q', '--quiet'], 0, 0, 'No progress or informational lines on stderr (errors and warnings stay).'],
+                 [['--quiet', '-q'], 0, 0, 'No progress or informational lines on stderr (errors and warnings stay).'],
                  [['--version'], 0, 0, 'Print the version.'],
                  [['--log-format'], 1, 0, 'Log lines as text (key=value) or json (one object per line).'],
                  [['--install-completion'], 0, 0, 'Install completion for the current shell.'],

@@ -38,5 +38,8 @@ def test_bench_reports_every_figure_at_tiny_n() -> None:
     bad = {k: v for k, v in figures.items()
            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or k.startswith("ledger_rows_")))}
     assert not bad, bad
+    started = doc["startup"]
+    for key in ("python_pass_s", "version_s", "complete_s", "help_s", "version_vs_pass", "complete_vs_pass"):
+        assert isinstance(started[key], float) and started[key] > 0, (key, started)
     # an unchanged run adds the run and its pins, never a row per position (80 at N=20)
     assert figures["ledger_rows_per_unchanged_run"] < 20, figures
