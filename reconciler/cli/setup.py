@@ -85,9 +85,10 @@ def config_check(
     if json_out:
         _emit_json(doc)
     else:
-        err.print(
+        say(
+            err,
             f"{settings.path}: {'ok' if not failed else 'FAILED'} — {len(settings.chains)} chain(s), "
-            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)"
+            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)",
         )
     if failed:
         raise typer.Exit(2)

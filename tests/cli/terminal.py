@@ -56,6 +56,70 @@ def _environment(columns: int, term: str, extra: dict[str, str] | None) -> dict[
     return env
 
 
+class Terminal:
+    """A console script running in a pseudo-terminal of ``columns`` x 50 (its stdin, stdout and
+    stderr); `finish` waits for it and returns everything it wrote."""
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        columns: int = 80,
+        term: str = "xterm-256color",
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.args = args
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        self.proc = subprocess.Popen(
+            [RECONCILER, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=_environment(columns, term, env),
+            close_fds=True,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.chunks: list[bytes] = []
+
+    def read_until(self, text: str, timeout: float = 60) -> None:
+        """Read what it writes until ``text`` has appeared (or fail at ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in b"".join(self.chunks):
+            if not self._read(deadline):
+                raise AssertionError(f"{text!r} never appeared: {b''.join(self.chunks)!r}")
+
+    def _read(self, deadline: float) -> bool:
+        """One read; False when the terminal closed. Kills the process past ``deadline``."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                raise TimeoutError(f"reconciler {' '.join(self.args)} did not end in time")
+            ready, _, _ = select.select([self.master], [], [], min(left, 1.0))
+            if ready:
+                break
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            return False
+        self.chunks.append(data)
+        return bool(data)
+
+    def finish(self, timeout: float = 300) -> Screen:
+        deadline = time.monotonic() + timeout
+        try:
+            while self._read(deadline):
+                pass
+            code = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            os.close(self.master)
+        return Screen(code, b"".join(self.chunks))
+
+
 def run_in_terminal(
     args: list[str],
     *,
@@ -65,40 +129,6 @@ def run_in_terminal(
     env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> Screen:
-    """Run ``reconciler ARGS`` with a pseudo-terminal of ``columns`` x 50 as its stdin, stdout and
-    stderr; wait for it to end (killing it at ``timeout``) and return everything it wrote."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen(
-        [RECONCILER, *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=cwd,
-        env=_environment(columns, term, env),
-        close_fds=True,
-        start_new_session=True,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise TimeoutError(f"reconciler {' '.join(args)} did not end within {timeout}s")
-            ready, _, _ = select.select([master], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-    return Screen(code, b"".join(chunks))
+    """Run ``reconciler ARGS`` in a pseudo-terminal, wait for it to end (killing it at
+    ``timeout``) and return everything it wrote."""
+    return Terminal(args, columns=columns, term=term, cwd=cwd, env=env).finish(timeout)
