@@ -7,6 +7,9 @@ lists them; no command module imports this one.
 Invariants: with --json, stdout carries exactly one JSON document and nothing else (tables,
 progress and errors go to stderr); exit codes are 0 clean, 1 breaks, 2 could not complete,
 and any unexpected exception exits 2 with a one-line message (the traceback with --debug).
+Importing this module imports nothing but the standard library and the package's version: the
+app is built on first use (`build_app`), after `--version` and shell completion were answered
+without it.
 """
 
 from __future__ import annotations
@@ -126,24 +129,16 @@ def _asks_version(args: list[str]) -> bool:
             return False  # -h, --json, a typo: Typer says what it means
         asked = asked or word == "--version"
         i += 1
-    return asked and i <= len(args)
+    return asked
 
 
 def _say_error(exc: BaseException) -> None:
-    """``error: …`` on stderr, its text `neutralise`d (a node's message or a CSV value inside it
-    never drives the terminal); an import's problems one per line, each neutralised whole."""
-    from reconciler.errors import InputError
+    """``error: …`` on stderr, its text `neutralise`d line by line (a node's message or a CSV
+    value inside it never drives the terminal); the lines the message is made of (an import's
+    problems, one a line) stay lines."""
     from reconciler.redaction import neutralise
 
-    if isinstance(exc, InputError):
-        head, *_ = str(exc).split("\n", 1)
-        lines = [neutralise(head)] + [f"  {neutralise(p)}" for p in exc.problems[:20]]
-        more = len(exc.problems) - 20
-        if more > 0:
-            lines.append(f"  … and {more} more problem(s)")
-        text = "\n".join(lines)
-    else:
-        text = neutralise(str(exc), keep_newlines=True)
+    text = "\n".join(neutralise(line) for line in str(exc).split("\n"))
     print(f"error: {text}", file=sys.stderr)
 
 
