@@ -226,7 +226,8 @@ def books_draft(
         bool, typer.Option("--unbooked", help="Observed movements whose tx hash no book entry of the wallet carries.")
     ] = False,
     account: Annotated[
-        str | None, typer.Option("--account", help="Book every row to this account. Default: see below.")
+        str | None,
+        typer.Option("--account", help="Book every row to this account. Default: as the description says."),
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only what was observed on or after DATE (UTC).")] = None,
     wallet: WalletOption = None,

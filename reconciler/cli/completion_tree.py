@@ -132,8 +132,8 @@ TREE: dict[str, Any] = (
                                                                   'Observed movements whose tx hash no book entry of '
                                                                   'the wallet carries.'],
                                                                  [['--account'], 1, 0,
-                                                                  'Book every row to this account. Default: see '
-                                                                  'below.'],
+                                                                  'Book every row to this account. Default: as the '
+                                                                  'description says.'],
                                                                  [['--since'], 1, 0,
                                                                   'Only what was observed on or after DATE (UTC).'],
                                                                  [['--wallet'], 1, 1,

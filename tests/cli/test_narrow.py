@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from chains.evm.devnet import Devnet
 from tests.cli.terminal import Screen, run_in_terminal
 from tests.conftest import Scenario
-from tests.integration.helpers import make_custody
+from tests.integration.helpers import Custody, make_custody
 
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 
@@ -22,9 +23,10 @@ def _fits(screen: Screen, width: int = 80) -> None:
     assert not screen.wider_than(width), f"wider than {width}: {screen.wider_than(width)}"
 
 
-def _json(screen: Screen) -> dict:  # type: ignore[type-arg]
+def _json(screen: Screen) -> dict[str, Any]:
     text = screen.plain
-    return json.loads(text[text.index("{") : text.rindex("}") + 1])  # type: ignore[no-any-return]
+    doc: dict[str, Any] = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    return doc
 
 
 def test_the_demo_and_the_ledger_commands_fit_80_columns(tmp_path: Path) -> None:
@@ -65,7 +67,7 @@ def test_the_demo_and_the_ledger_commands_fit_80_columns(tmp_path: Path) -> None
     assert any(line.strip() == head for line in replay.lines), "runs show's audit head, whole on its own line"
 
 
-def _custody(devnet: Devnet, tmp_path: Path) -> tuple[Path, dict[str, str], object]:
+def _custody(devnet: Devnet, tmp_path: Path) -> tuple[Path, dict[str, str], Custody]:
     scenario = Scenario(folder=tmp_path, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
     custody = make_custody(devnet, scenario, devnet.url)
     config = scenario.write()
@@ -81,7 +83,7 @@ def test_a_run_its_summary_and_an_eoa_wallet_fit_80_columns_without_log_lines(
     config, wallets, custody = _custody(devnet, tmp_path)
     first = run_in_terminal(["--config", str(config), "run"])
     assert first.code == 0, first.text
-    devnet.transfer_as(custody.usdc, wallets["seg-1"], OUTSIDER, 1_000_000)  # type: ignore[attr-defined]
+    devnet.transfer_as(custody.usdc, wallets["seg-1"], OUTSIDER, 1_000_000)
     found = run_in_terminal(["--config", str(config), "run"])
     assert found.code == 1, found.text
     _fits(found)

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from reconciler.cli.completion_tree import TREE
 
@@ -63,7 +64,7 @@ def test_the_test_token_howto_runs_as_written(tmp_path: Path) -> None:
     assert not (tmp_path / "reconciler.toml").exists(), "nothing but the how-to's own files"
 
 
-def _commands(node: dict, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:  # type: ignore[type-arg]
+def _commands(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     found: set[tuple[str, ...]] = set()
     for name, (_help, sub) in (node["commands"] or {}).items():
         found.add((*prefix, name))
