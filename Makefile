@@ -1,21 +1,41 @@
 # Everything installs itself, idempotently: a virtual environment in ./.venv with the Python
-# packages, and the pinned npm packages (Anvil, solcjs) in ./node_modules.
+# packages, and the pinned npm packages (Anvil, solcjs) in ./node_modules. The Python packages
+# come from requirements.lock (every version pinned, every file's hash checked); `make lock`
+# updates it (docs/operations.md, "Reproducible installs").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.stamp-installed
 NODE_STAMP := node_modules/.stamp-installed
+LOCK := requirements.lock
+LOCK_VENV := .venv-lock
+PIP_COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras \
+	--no-emit-index-url --output-file $(LOCK) pyproject.toml
 
-.PHONY: setup demo test lint typecheck unit contracts contracts-check clean bench browser
+.PHONY: setup demo test lint typecheck unit contracts contracts-check clean bench browser lock lock-upgrade
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(PY_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(PY_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# pip-tools in a virtual environment of its own, so that it never enters the locked one.
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip-tools
+
+# The lock again from pyproject.toml, keeping every pin it can (a new dependency is added).
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE)
+
+# Every package at the newest version pyproject.toml allows; review the diff, run make test.
+lock-upgrade: $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) --upgrade
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -56,4 +76,4 @@ contracts-check: $(NODE_STAMP)
 	node contracts/compile.mjs --check
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,9 @@ that match and a configuration, then measures side by side at the same block:
   each adds to the ledger; ``books import`` of the 4N book rows, and of 1,000,000 rows at the
   largest N; peak RSS of each process;
 - the transfer scan: dense (the setup's mint blocks, full of Transfer events; events/s) and
-  sparse (many empty blocks with a few transfers; blocks/s).
+  sparse (many empty blocks with a few transfers; blocks/s);
+- start-up (once, not per N): `reconciler --version`, one TAB of shell completion and
+  `reconciler -h` against `python -c pass` of the same interpreter, measured in the same run.
 
 It prints a table, then last one JSON line with every figure keyed by N. Not a test: the
 targets of issue 10 are compared here, not asserted.
@@ -47,7 +49,8 @@ RPC_CHUNK = 1000  # calls per JSON-RPC batch / per aggregate3 (the floor of tool
 GAS_LIMIT = 2_000_000_000
 TARGETS = {"reads_vs_floor": 1.3, "naive_vs_reads": 100.0, "run_vs_floor": 2.0, "run_unchanged_vs_floor": 1.3,
            "scan_events_per_s": 40_000, "scan_blocks_per_s": 20_000, "peak_rss_mb": 400,
-           "books_import_big_rss_mb": 300, "linear_100k_vs_10k": 11.0}
+           "books_import_big_rss_mb": 300, "linear_100k_vs_10k": 11.0,
+           "version_vs_pass": 5.0, "complete_vs_pass": 5.0}
 
 
 def _best(fn: Callable[[], Any], reps: int) -> float:
@@ -497,6 +500,37 @@ def bench_n(n: int, args: argparse.Namespace, log: Callable[[str], None]) -> dic
     return fig
 
 
+def startup(reps: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Start-up of the console script against the interpreter's own, measured in this run:
+    `python -c pass`, `reconciler --version`, one TAB of bash completion, `reconciler -h`
+    (median of ``reps`` processes each, interleaved so that load affects all alike)."""
+    python = sys.executable
+    script = str(Path(python).parent / "reconciler")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "_RECONCILER"))}
+    tab = {**env, "_RECONCILER_COMPLETE": "complete_bash", "COMP_WORDS": "reconciler bre", "COMP_CWORD": "1"}
+    commands = {
+        "python_pass_s": ([python, "-c", "pass"], env),
+        "version_s": ([script, "--version"], env),
+        "complete_s": ([script], tab),
+        "help_s": ([script, "-h"], {**env, "COLUMNS": "100"}),
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(reps):
+        for name, (argv, environ) in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append(time.perf_counter() - t0)
+    fig = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+    for name in ("version_s", "complete_s", "help_s"):
+        fig[name.replace("_s", "_vs_pass")] = fig[name] / fig["python_pass_s"]
+    log(
+        f"start-up: python -c pass {fig['python_pass_s']:.3f}s; --version {fig['version_s']:.3f}s "
+        f"({fig['version_vs_pass']:.1f}x); a TAB {fig['complete_s']:.3f}s ({fig['complete_vs_pass']:.1f}x); "
+        f"-h {fig['help_s']:.3f}s ({fig['help_vs_pass']:.1f}x)"
+    )
+    return fig
+
+
 def _table(
     results: dict[int, dict[str, float]],
     targets: dict[str, float] = TARGETS,
@@ -543,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    started = startup(max(args.reps, 5), log)
     results = {n: bench_n(n, args, log) for n in sizes}
     from benchmarks.executions import TARGETS as EXEC_TARGETS
     from benchmarks.executions import bench_executions
@@ -558,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _table(results)
     rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"by_n": {str(n): fig for n, fig in results.items()}, "executions": execution_figures,
-                      "children_peak_rss_mb": rusage.ru_maxrss / 1024.0,
+                      "startup": started, "children_peak_rss_mb": rusage.ru_maxrss / 1024.0,
                       "targets": {**TARGETS, **EXEC_TARGETS}}), flush=True)
     return 0
 

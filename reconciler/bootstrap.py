@@ -16,13 +16,13 @@ from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import AlertRoute, AlertSetup, destination_of
 
 
-def alert_setup(settings: Settings) -> AlertSetup:
+def alert_setup(settings: Settings, alert_log: bool = True) -> AlertSetup:
     """Webhooks by the SHA-256 of their URL (the URL may hold a secret), breaks shown as in
-    `run --json`."""
+    `run --json`; with ``alert_log``, each alert also logged (the daemon's log sink)."""
     return AlertSetup(
         routes=tuple(AlertRoute(destination_of(w.url), w.min_severity) for w in settings.webhooks),
         render_break=lambda b: break_doc(b, settings),
-        log=lambda event, body: log_alert(event, body),
+        log=(lambda event, body: log_alert(event, body)) if alert_log else None,
     )
 
 
@@ -43,9 +43,12 @@ def audit_key(settings: Settings) -> bytes | None:
     return value.encode()
 
 
-def open_ledger(settings: Settings) -> Ledger:
+def open_ledger(settings: Settings, alert_log: bool = True) -> Ledger:
+    """The ledger, ready (schema current), its alerts routed to the configured webhooks and,
+    with ``alert_log`` (the daemon), logged. A one-shot command prints what it found itself: a
+    log line per new break before its summary would say each twice."""
     ledger = Ledger(settings.database_url)
-    ledger.alerts = alert_setup(settings)
+    ledger.alerts = alert_setup(settings, alert_log)
     ledger.audit_key = audit_key(settings)
     ledger.ensure_ready()
     return ledger

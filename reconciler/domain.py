@@ -14,8 +14,6 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import NewType, Protocol
 
-from eth_hash.auto import keccak
-
 BaseUnits = NewType("BaseUnits", int)
 
 UINT256_MAX = 2**256 - 1
@@ -177,6 +175,8 @@ def eip55(address: str) -> str:
     # where the hex digit of keccak(lowercase address) at its place is 8 or more. In ASCII a hex
     # digit is 8 or more exactly when bit 6 (a-f) or bit 3 (8, 9) is set, a letter is a byte
     # with bit 6 set, and clearing bit 5 makes it upper case.
+    from eth_hash.auto import keccak  # here, not at import: the command line starts without it
+
     raw = address[-40:].lower().encode("ascii")
     digest = int.from_bytes(keccak(raw).hex()[:40].encode("ascii"), "big")
     text = int.from_bytes(raw, "big")

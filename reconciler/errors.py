@@ -14,14 +14,16 @@ class ConfigError(ReconcilerError):
 
 
 class InputError(ReconcilerError):
-    """An imported file is malformed; the import changed nothing."""
+    """An input file is malformed; the command changed nothing (``undone``: what it did not do,
+    "imported" for an import, "signed" for `instructions sign`)."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], undone: str = "imported") -> None:
         self.source = source
         self.problems = problems
+        self.undone = undone
         shown = problems[:20]
         more = len(problems) - len(shown)
-        lines = [f"{source}: rejected, nothing was imported:"]
+        lines = [f"{source}: rejected, nothing was {undone}:"]
         lines += [f"  {p}" for p in shown]
         if more:
             lines.append(f"  … and {more} more problem(s)")
@@ -38,3 +40,12 @@ class RpcUnavailable(ChainError):
 
 class LedgerError(ReconcilerError):
     """The ledger database is unreachable or in an unexpected state."""
+
+
+def chain_message(chain: str, text: str) -> str:
+    """``chain eth: <text>``, unless the text already starts by naming the chain (an adapter's
+    ``chain eth block 20: …``): said once, never ``chain eth: chain eth block 20: …``."""
+    named = f"chain {chain}"
+    if text == named or text.startswith((f"{named}:", f"{named} ")):
+        return text
+    return f"{named}: {text}"

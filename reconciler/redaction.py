@@ -6,7 +6,12 @@ by ``***`` (in the userinfo and in password-like query parameters) and the rest 
 text built from a library's message (requests and psycopg quote the URL they were given) is
 scrubbed of each configured URL and of each of its secret parts, in the spellings a library
 prints them (as given, percent-decoded, percent-encoded). Scrub before truncating: a cut can
-leave half a key that no longer matches. Pure: standard library only, no I/O.
+leave half a key that no longer matches.
+
+And text that came from outside (a node's error message, a note, a name in a CSV file) never
+drives a terminal: `neutralise` shows each control character as a visible escape (ESC as
+``\\x1b``, a newline as ``\\n``), so a hostile node cannot clear the screen or paint a fake
+"all positions agree" over the real output. Pure: standard library only, no I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +22,29 @@ from collections.abc import Iterable
 from urllib.parse import quote, unquote, unquote_plus
 
 MASK = "***"
+
+
+def _escape_table() -> dict[int, str]:
+    """Every character that moves the cursor, changes colours or reorders text on a terminal,
+    mapped to its visible escape: C0 (``\\n``, ``\\r``, ``\\t`` by name), DEL, C1 (``\\x9b``, a
+    one-character CSI), the bidirectional overrides and isolates (``\\u202e`` would show the rest
+    of a line reversed) and the line and paragraph separators."""
+    table = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029):
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+_ESCAPES_KEEPING_NEWLINES = {k: v for k, v in _ESCAPES.items() if k != ord("\n")}
+
+
+def neutralise(text: str, keep_newlines: bool = False) -> str:
+    """``text`` with every control character shown as a visible escape (ESC as ``\\x1b``, a
+    newline as ``\\n``); with ``keep_newlines``, newlines stay (a message of several lines that
+    the program composed). Everything else, brackets and backslashes included, is kept as it is."""
+    return text.translate(_ESCAPES_KEEPING_NEWLINES if keep_newlines else _ESCAPES)
 
 _WEB_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 # A lone path segment or query value this long is likely a key, and is scrubbed wherever it

@@ -36,7 +36,7 @@ from reconciler.app import jsonout, wallet_review
 from reconciler.app.documents import run_doc
 from reconciler.app.run import RunOptions, RunReport, run_reconciliation
 from reconciler.bootstrap import adapter_for
-from reconciler.domain import BreakKind, BreakRecord, parse_amount
+from reconciler.domain import BreakKind, BreakRecord, abbreviate_ids, parse_amount
 from reconciler.errors import ReconcilerError
 from reconciler.inputs.books import parse_accounts_csv, parse_books_csv
 from reconciler.inputs.config import load_settings
@@ -183,41 +183,92 @@ def explain(report_breaks: list[BreakRecord], positions: int) -> list[str]:
     ]
 
 
-def what_next(keep: Path | None, run_id: str, break_id: str | None) -> list[str]:
-    """Commands to try next: in the kept folder, or how to keep one."""
+def what_next(keep: Path | None, run_id: str, break_id: str | None, width: int = 80) -> list[str]:
+    """Commands to try next, in the kept folder or how to keep one, fitted to ``width``: prose
+    wrapped at spaces, a command too long for one line continued with a trailing backslash (it
+    still pastes into a shell), ids in their short form (any unique prefix is accepted)."""
     cmd = reconciler_command()
     activate = Path(cmd).parent / "activate"
     tip = (
-        [f"  (or `source {shlex.quote(str(activate))}` once, then type just `reconciler`)"]
+        [f"(or `source {shlex.quote(str(activate))}` once, then type just `reconciler`)"]
         if cmd.startswith("/") and activate.exists()
         else []
     )
+    lines: list[str] = []
+
+    def prose(text: str, indent: str = "") -> None:
+        lines.extend(_wrapped(text, width, indent, indent or "  "))
+
+    def command(*args: str) -> None:
+        lines.extend(_command_lines([cmd, *args], width))
+
     if keep is None:
-        return [
-            "what next:",
-            f"  {cmd} demo --keep DIR",
-            "      keeps the config, books and ledger in DIR, to try there: runs list, runs show RUN_ID,",
-            "      breaks list, breaks show ID, breaks ack ID --note TEXT",
-            f"  {cmd} config init",
-            "      writes a commented reconciler.toml to start from, for your own node",
-            *tip,
-        ]
+        lines.append("what next:")
+        command("demo", "--keep", "DIR")
+        prose(
+            "keeps the config, books and ledger in DIR, to try there: runs list, runs show RUN_ID, breaks list, "
+            "breaks show ID, breaks ack ID --note TEXT",
+            "      ",
+        )
+        command("config", "init")
+        prose("writes a commented reconciler.toml to start from, for your own node", "      ")
+        for line in tip:
+            prose(line, "  ")
+        return lines
     folder = keep.absolute()
-    some_break = break_id or "BREAK_ID"
-    return [
-        f"kept in {folder}: {', '.join(KEPT_FILES)}.",
-        "The chains stopped with the demo: run, scan and config check --online will not answer there,",
-        "the ledger's commands do. Try:",
-        f"  cd {shlex.quote(str(folder))}",
-        f"  {cmd} runs list",
-        f"  {cmd} runs show {run_id}",
-        f"  {cmd} breaks list",
-        f"  {cmd} breaks show {some_break}",
-        f'  {cmd} breaks ack {some_break} --note "who is on it, and why"',
-        *tip,
-        f"`demo --keep {shlex.quote(str(keep))}` again starts that folder over; `config init` writes a commented",
-        "reconciler.toml for your own node.",
-    ]
+    short = abbreviate_ids([run_id, *([break_id] if break_id else [])])
+    some_break = short[break_id] if break_id else "BREAK_ID"
+    prose(f"kept in {folder}: {', '.join(KEPT_FILES)}.")
+    prose(
+        "The chains stopped with the demo: run, scan and config check --online will not answer there, the "
+        "ledger's commands do. Try:"
+    )
+    lines.extend(_command_lines(["cd", shlex.quote(str(folder))], width))
+    command("runs", "list")
+    command("runs", "show", short[run_id])
+    command("breaks", "list")
+    command("breaks", "show", some_break)
+    command("breaks", "ack", some_break, "--note", '"who is on it, and why"')
+    for line in tip:
+        prose(line, "  ")
+    prose(
+        f"`demo --keep {shlex.quote(str(keep))}` again starts that folder over; `config init` writes a commented "
+        "reconciler.toml for your own node."
+    )
+    return lines
+
+
+def _wrapped(text: str, width: int, first: str = "", later: str = "") -> list[str]:
+    """Prose wrapped at spaces; a word (a path, an id) is never broken."""
+    return textwrap.wrap(
+        text,
+        max(width, 40),
+        initial_indent=first,
+        subsequent_indent=later,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
+
+
+def _command_lines(words: list[str], width: int, indent: str = "  ") -> list[str]:
+    """A command to paste, on one line when it fits; else continued with `` \\`` where the
+    next word (an option with its value kept together) does not fit, the continuation indented."""
+    groups: list[str] = []
+    for word in words:
+        if groups and groups[-1].startswith("--") and " " not in groups[-1] and not word.startswith("-"):
+            groups[-1] += " " + word
+        else:
+            groups.append(word)
+    lines: list[str] = []
+    current = indent + groups[0]
+    for group in groups[1:]:
+        if len(current) + 1 + len(group) + 2 > width:
+            lines.append(current + " \\")
+            current = indent + "    " + group
+        else:
+            current += " " + group
+    lines.append(current)
+    return lines
 
 
 def _write_config(folder: Path, urls: dict[str, str], tokens: dict[str, str], addresses: dict[str, str]) -> Path:
@@ -351,7 +402,7 @@ def run_demo(
         for chain, chain_id in (("eth", L1_CHAIN_ID), ("l2", L2_CHAIN_ID)):
             nodes[chain] = AnvilNode.start(chain_id)
             guard.check()
-        info.print("deploying Multicall3 and collateral tokens, funding custody wallets, planting breaks…")
+        info.print("deploying Multicall3 and tokens, funding custody wallets, planting breaks…")
         tokens, addresses = _set_up_chains(nodes)
         config = _write_config(folder, {c: n.url for c, n in nodes.items()}, tokens, addresses)
         accounts_csv = _write_csv(folder / "accounts.csv", ["account", "class", "name"], [list(a) for a in ACCOUNTS])
@@ -361,7 +412,8 @@ def run_demo(
             [[e, "2026-11-24", acct, w, a, amt, "deposit", "initial margin"] for e, acct, w, a, amt in BOOKS],
         )
         guard.check()
-        info.print(f"config, books and database in {folder}", markup=False)
+        for line in _wrapped(f"config, books and database in {folder}", info.width, "", "  "):
+            info.print(line, soft_wrap=True)
         settings = load_settings(str(config))
         ledger = Ledger(settings.database_url)
         guard.callback(ledger.close)
@@ -418,18 +470,22 @@ def run_demo(
             or thefts != [stolen]
         ):
             err.print(
-                f"[red]demo did not find the planted breaks: expected {expected} and a takeover of {VAULT}, "
+                f"demo did not find the planted breaks: expected {expected} and a takeover of {VAULT}, "
                 f"found {found} and {[b.key.wallet for b in takeovers]}; unauthorized transfers {thefts}"
-                f" (status {report.run.status}: {report.run.reason})[/red]"
+                f" (status {report.run.status}: {report.run.reason})",
+                style="red",
             )
             return 1  # leaving the block still raises Interrupted if a signal was recorded
         guard.check()
     # The nodes are stopped and no signal was recorded (leaving the block would have raised).
     theft = next((b.id for b in report.breaks if b.key.kind is BreakKind.UNAUTHORIZED_TRANSFER), None)
-    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 100))
+    width = err.width  # the terminal's (or COLUMNS); off a terminal, wide enough for whole lines
     for item in explain(list(report.breaks), len(report.positions)):
-        indent = " " * (len(item) - len(item.lstrip()) + 3) if item.startswith("  ") else ""
-        err.print(textwrap.fill(item, width, subsequent_indent=indent), markup=False, soft_wrap=True)
-    for line in what_next(keep, report.run.id, theft):
-        err.print(line, markup=False, soft_wrap=True)
+        body = item.lstrip()
+        indent = item[: len(item) - len(body)]
+        later = " " * (len(indent) + 3) if indent else ""
+        for line in _wrapped(body, width, indent, later):
+            err.print(line, soft_wrap=True)
+    for line in what_next(keep, report.run.id, theft, width):
+        err.print(line, soft_wrap=True)
     return 0

@@ -16,6 +16,7 @@ from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_am
 from reconciler.engine.surveillance import Movement
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
+from reconciler.ledger.books import StoredAccount, StoredEntry
 from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
 from reconciler.transfers import Direction, ObservationStatus
@@ -113,6 +114,8 @@ def scan_fields(scan: ScanSummary | None) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "from_block": scan.from_block,
         "to_block": scan.to_block,
+        # How many blocks were observed: 0 when there was none new (from_block is then to_block + 1).
+        "new_blocks": max(0, scan.to_block - scan.from_block + 1),
         "observed": scan.observed,
         "reorged": scan.reorged,
         "executions": scan.executions,
@@ -303,3 +306,39 @@ def stored_run_doc(stored: StoredRun) -> dict[str, Any]:
 
 def breaks_doc(breaks: Sequence[BreakRecord], settings: Settings | None) -> dict[str, Any]:
     return {"breaks": [break_doc(b, settings) for b in breaks]}
+
+
+def entry_doc(e: StoredEntry, settings: Settings) -> dict[str, Any]:
+    """`books list --json`: one entry, with the books CSV's field names."""
+    asset = settings.assets.get(e.asset)
+    return {
+        "entry_id": e.entry_id,
+        "date": e.date.isoformat(),
+        "account": e.account,
+        "wallet": e.wallet,
+        "asset": e.asset,
+        **amount_fields("amount", e.amount, asset.decimals if asset is not None else None),
+        "kind": e.kind,
+        "memo": e.memo,
+        "tx_hash": e.tx_hash,
+    }
+
+
+def book_balance_doc(wallet: str, asset: str, book: int, settings: Settings) -> dict[str, Any]:
+    """`books balances --json`: one wallet x asset's book balance (the sum of its entries), as
+    a run compares it; ``reconciled``: whether a run compares it (wallet and asset configured,
+    on the same chain)."""
+    configured = settings.assets.get(asset)
+    holder = settings.wallets.get(wallet)
+    return {
+        "wallet": wallet,
+        "chain": holder.chain if holder is not None else None,
+        "asset": asset,
+        **amount_fields("book", book, configured.decimals if configured is not None else None),
+        "reconciled": holder is not None and configured is not None and configured.chain == holder.chain,
+    }
+
+
+def account_doc(a: StoredAccount) -> dict[str, Any]:
+    """`accounts list --json`: one account, with the accounts CSV's field names."""
+    return {"account": a.account, "class": a.seg_class, "name": a.name}

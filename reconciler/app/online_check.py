@@ -2,9 +2,11 @@
 
 Invariant: a chain is checked exactly as a run reads it (`reconciler.app.run.read_chain`: the
 node's chain id, a pinned block, every token's decimals(), every balance through the read path
-in effect, the issuer controls), and the document lists only what that read proved; each
-ERC-3643 token must also answer getFrozenTokens, isFrozen and paused() (asked about the zero
-address); endpoints appear as scheme://host[:port].
+in effect, every configured freeze_check and pause_check view), and the document lists only
+what that read proved; a freeze or pause view that does not answer a bool fails the check (a run
+would open an asset_frozen warning "could not tell" every time), and so does an ERC-3643 token
+that does not answer getFrozenTokens, isFrozen and paused() (asked about the zero address);
+endpoints appear as scheme://host[:port].
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from reconciler.errors import ChainError, ReconcilerError
 from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
 from reconciler.redaction import redact_rpc_url
 from reconciler.transfers import ZERO_ADDRESS
-from reconciler.walletconfig import ControlState
+from reconciler.walletconfig import ControlState, FreezeQuery, IssuerControls
 
 CHECK = "✓"
 # The holder the ERC-3643 views are asked about: any address answers, and this one is nobody's.
@@ -33,8 +35,9 @@ def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
     doc: dict[str, Any] = {"endpoints": [redact_rpc_url(u) for u in chain.rpc_urls]}
     adapter = adapter_for(chain)
     try:
-        result, _observed = read_chain(chain, settings, adapter)
+        result, observed = read_chain(chain, settings, adapter)
         assert result.block is not None
+        controls = _controls(chain, settings, adapter, observed.controls, result.block)
         silent = erc3643_views_unanswered(chain, settings, adapter, result.block)
     except ChainError as exc:
         return {"ok": False, "error": chain_failure(chain.name, exc), **doc}
@@ -42,20 +45,38 @@ def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), **doc}
     finally:
         adapter.close()
-    if silent:
-        return {"ok": False, "error": "; ".join(silent), **doc}
-    tokens = [
-        {
-            "asset": a.name,
-            "address": a.address,
-            "decimals": a.decimals,
-            "decimals_matched": True,
-            # An ERC-3643 token answered getFrozenTokens, isFrozen and paused().
-            **({"issuer_standard": a.issuer_standard, "erc3643_views": True} if a.erc3643 else {}),
-        }
-        for a in settings.assets_on(chain.name)
-        if a.address is not None
-    ]
+    tokens = []
+    problems = []
+    for a in settings.assets_on(chain.name):
+        if a.address is None:
+            continue
+        token: dict[str, Any] = {"asset": a.name, "address": a.address, "decimals": a.decimals}
+        token["decimals_matched"] = True
+        if a.erc3643:  # it answered getFrozenTokens, isFrozen and paused() (else: a problem below)
+            token |= {"issuer_standard": a.issuer_standard, "erc3643_views": not silent}
+        if a.freeze_check:
+            why = controls.get((a.name, "freeze"))
+            token |= {"freeze_check": a.freeze_check, "freeze_check_answered": why is None}
+            if why is not None:
+                problems.append(
+                    f"assets.{a.name}.freeze_check = {a.freeze_check!r}: the token at {a.address} did not answer "
+                    f"{a.freeze_check}(address) with a bool at block {result.block.number} ({why}); name the "
+                    "token's (address) returns (bool) view (isBlacklisted for USDC's FiatToken) or remove "
+                    "freeze_check — every run would open an asset_frozen warning that it could not tell"
+                )
+        if a.pause_check:
+            why = controls.get((a.name, "pause"))
+            token |= {"pause_check": True, "pause_check_answered": why is None}
+            if why is not None:
+                problems.append(
+                    f"assets.{a.name}.pause_check = true: the token at {a.address} did not answer paused() with a "
+                    f"bool at block {result.block.number} ({why}); set pause_check = false if the token cannot "
+                    "be paused — every run would open an asset_frozen warning that it could not tell"
+                )
+        tokens.append(token)
+    problems += silent
+    if problems:
+        return {"ok": False, "error": "; ".join(problems), "block_number": result.block.number, **doc, "tokens": tokens}
     return {
         "ok": True,
         "block_number": result.block.number,
@@ -70,6 +91,35 @@ def check_chain(chain: ChainSettings, settings: Settings) -> dict[str, Any]:
         "tokens": tokens,
         "native": [a.name for a in settings.assets_on(chain.name) if a.native],
     }
+
+
+_NOBODY = "0x0000000000000000000000000000000000000000"
+
+
+def _controls(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    read: IssuerControls | None,
+    block: BlockRef,
+) -> dict[tuple[str, str], str]:
+    """Why each configured freeze_check or pause_check could not be answered, by (asset,
+    "freeze" | "pause"): what the run read for the chain's wallets; for a chain without wallets,
+    the freeze view asked about the zero address."""
+    tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
+    if read is None or (not settings.wallets_on(chain.name) and any(a.freeze_check for a in tokens)):
+        freezes = [FreezeQuery(a.address, _NOBODY, a.freeze_check) for a in tokens if a.address and a.freeze_check]
+        pauses = [a.address for a in tokens if a.address and a.pause_check]
+        read = adapter.issuer_controls(freezes, pauses, [], block)
+    unanswered: dict[tuple[str, str], str] = {}
+    for a in tokens:
+        for f in read.freezes:
+            if f.token == a.address and f.state is ControlState.UNKNOWN:
+                unanswered.setdefault((a.name, "freeze"), f.note or "no answer")
+        for pause in read.pauses:
+            if pause.token == a.address and pause.state is ControlState.UNKNOWN:
+                unanswered.setdefault((a.name, "pause"), pause.note or "no answer")
+    return unanswered
 
 
 def erc3643_views_unanswered(
@@ -120,8 +170,13 @@ def describe(name: str, doc: dict[str, Any]) -> list[str]:
     else:
         lines.append("  read path: none needed (no wallet on this chain)")
     for t in doc["tokens"]:
-        lines.append(f"  {t['asset']} at {t['address']}: decimals {t['decimals']} {CHECK}")
+        checks = [f"decimals {t['decimals']} {CHECK}"]
+        if "freeze_check" in t:
+            checks.append(f"{t['freeze_check']}(address) {CHECK}")
+        if "pause_check" in t:
+            checks.append(f"paused() {CHECK}")
         if t.get("erc3643_views"):
-            lines.append(f"  {t['asset']}: ERC-3643 views getFrozenTokens, isFrozen, paused answer {CHECK}")
+            checks.append(f"ERC-3643 views getFrozenTokens, isFrozen, paused {CHECK}")
+        lines.append(f"  {t['asset']} at {t['address']}: {', '.join(checks)}")
     lines += [f"  {n}: the chain's native coin (18 decimals)" for n in doc["native"]]
     return lines

@@ -205,6 +205,17 @@ def _header(run: Mapping[str, Any], ctx: PageContext) -> str:
     return f'<header><h1>Reconciliation run report</h1>{banner}<dl class="facts">{dl}</dl></header>'
 
 
+def _scanned(scan: Mapping[str, Any]) -> str:
+    """The blocks a run's scan observed, ``101–123``; ``none new (up to 15)`` when it observed
+    none (its document says from_block 16, to_block 15)."""
+    first, last = scan.get("from_block"), scan.get("to_block")
+    if not isinstance(first, int) or not isinstance(last, int):
+        return "—"
+    if first > last:
+        return f"none new (up to {last})"
+    return f"{first}–{last}"
+
+
 def _chains(links: _Links, run: Mapping[str, Any]) -> str:
     chains: Mapping[str, Any] = run.get("chains") or {}
     if not chains:
@@ -217,11 +228,7 @@ def _chains(links: _Links, run: Mapping[str, Any]) -> str:
             for s in c.get("sources") or []
         )
         scan = c.get("scan") or {}
-        scanned = (
-            f"{scan['from_block']}–{scan['to_block']}"
-            if isinstance(scan.get("from_block"), int) and isinstance(scan.get("to_block"), int)
-            else "—"
-        )
+        scanned = _scanned(scan)
         error = f'<div class="bad-text">not read: {_e(c["error"])}</div>' if c.get("error") else ""
         rows.append(
             "<tr>"

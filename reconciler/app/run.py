@@ -31,7 +31,7 @@ from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Cov
 from reconciler.engine.passes import positions as all_positions
 from reconciler.engine.surveillance import Movement
 from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
-from reconciler.errors import ChainError, LedgerError, RpcUnavailable
+from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import executions_store
@@ -455,7 +455,7 @@ def _reconcile(
         )
     failed = [c for c in chain_results if c.error]
     status = "incomplete" if failed else "complete"
-    reason: str | None = "; ".join(f"chain {c.chain}: {c.error}" for c in failed) or None
+    reason: str | None = "; ".join(chain_message(c.chain, c.error or "") for c in failed) or None
     writes = {name: cs.with_matches() for name, cs in surveilled.items()}
     scans = tuple(
         ScanSummary(

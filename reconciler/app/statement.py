@@ -42,7 +42,7 @@ from reconciler.engine.segregation.values import (
     to_cent_units,
 )
 from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
-from reconciler.errors import ChainError, LedgerError
+from reconciler.errors import ChainError, LedgerError, chain_message
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import segregation_store as store
@@ -386,7 +386,7 @@ def _statement(
         inputs = build_inputs(settings, base.as_of, base.business_date, results, read, base.classes, ledger)
         statements = compute_statements(inputs)
         checked = statement_findings(inputs, statements)
-        problems = [f"chain {c.chain}: {c.error}" for c in results if c.error]
+        problems = [chain_message(c.chain, c.error) for c in results if c.error]
         problems += [f"{st.seg_class.value}: {p}" for st in statements for p in st.problems]
         problems = list(dict.fromkeys(problems))
         status = "incomplete" if problems else "complete"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from reconciler.app.run import AdapterFactory, read_chain, wallet_probes
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
-from reconciler.errors import ChainError, ConfigError
+from reconciler.errors import ChainError, ConfigError, chain_message
 from reconciler.inputs.settings import Settings
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.runs import Baselines, NewBaselines
@@ -87,7 +87,7 @@ def record_reviewed(ledger: Ledger, readings: Readings, settings: Settings | Non
     if readings.errors:
         raise ChainError(
             "nothing was baselined: "
-            + "; ".join(f"chain {chain}: {why}" for chain, why in readings.errors.items())
+            + "; ".join(chain_message(chain, why) for chain, why in readings.errors.items())
         )
     ledger.record_baselines(
         NewBaselines(

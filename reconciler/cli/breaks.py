@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import RenderableType
 
-from reconciler.app.documents import break_doc, breaks_doc, event_doc
-from reconciler.bootstrap import open_ledger
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, out
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, open_ledger, out
 from reconciler.cli.tables import (
     NONE,
     Col,
@@ -26,31 +23,47 @@ from reconciler.cli.tables import (
     human_instant,
     human_number,
     run_ids_in,
+    say,
 )
 from reconciler.domain import BreakRecord, BreakStatus, abbreviate_ids
-from reconciler.inputs.settings import Settings
-from reconciler.ledger import daemon_store, trail
-from reconciler.ledger.store import Ledger
+
+if TYPE_CHECKING:  # the documents and the ledger are imported when a command runs
+    from rich.console import RenderableType
+
+    from reconciler.inputs.settings import Settings
+    from reconciler.ledger import trail
+    from reconciler.ledger.store import Ledger
 
 breaks_app = typer.Typer(help="Breaks and their lifecycle.", no_args_is_help=True)
 
 
 def _breaks_table(breaks: Sequence[BreakRecord], settings: Settings, title: str | None = None) -> RenderableType:
+    from reconciler.app.documents import break_doc
+
     return _break_docs_table([break_doc(b, settings) for b in breaks], title)
 
 
 def _break_docs_table(docs: Sequence[dict[str, Any]], title: str | None = None) -> RenderableType:
     """Breaks (their JSON documents) for a person: short ids, the form every command accepts;
-    whole amounts with separators; the columns that matter least left out when narrow."""
+    whole amounts with separators, each followed by its asset (``-250,000.000000 USDC``). When
+    the terminal is narrow the columns that matter least for triage go first — times seen, then
+    chain, then status — never the severity."""
     short = abbreviate_ids(d["id"] for d in docs)
+    units = max((len(d["asset"]) for d in docs if d["asset"] and d["amount"] is not None), default=0)
+
+    def amount(d: dict[str, Any]) -> str:
+        if d["amount"] is None:
+            return NONE
+        shown = human_display(d["amount"], d["amount_display"])
+        return f"{shown} {d['asset'] or '':<{units}}" if units else shown
+
     columns = (
         Col("id", whole=True),
+        Col("severity"),
         Col("kind"),
-        Col("severity", drop=3),
-        Col("status"),
+        Col("status", drop=3),
         Col("chain", drop=2),
         Col("wallet"),
-        Col("asset"),
         Col("amount", justify="right", whole=True),
         Col("seen", justify="right", drop=1),
     )
@@ -58,13 +71,12 @@ def _break_docs_table(docs: Sequence[dict[str, Any]], title: str | None = None) 
         Row(
             (
                 short[d["id"]],
-                d["kind"],
                 d["severity"],
+                d["kind"],
                 d["status"],
                 d["chain"],
                 d["wallet"],
-                d["asset"] or NONE,
-                human_display(d["amount"], d["amount_display"]),
+                amount(d),
                 f"{d['times_seen']:,}",
             ),
             style="dim" if d["status"] == "resolved" else None,
@@ -88,6 +100,8 @@ def breaks_list(
     json_out: JsonFlag = False,
 ) -> None:
     """List breaks."""
+    from reconciler.app.documents import breaks_doc
+
     settings = _settings(ctx)
     for s in status or []:
         if s not in _STATUSES:
@@ -112,7 +126,9 @@ def breaks_list(
 
 @breaks_app.command("show")
 def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -> None:
-    """One break with its evidence and history (BREAK_ID: the id or any unique prefix of it)."""
+    """One break with its evidence and history (BREAK_ID: the id or any unique prefix of it, 4 characters or more)."""
+    from reconciler.app.documents import break_doc, event_doc
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -163,7 +179,7 @@ def breaks_ack(
     json_out: JsonFlag = False,
 ) -> None:
     """Acknowledge an open break (it stays until a run no longer finds it)."""
-    _change_break(ctx, break_id, note, json_out, Ledger.acknowledge, "acknowledged")
+    _change_break(ctx, break_id, note, json_out, lambda ledger, b, n: ledger.acknowledge(b, n), "acknowledged")
 
 
 def _change_break(
@@ -175,6 +191,8 @@ def _change_break(
     done: str,
 ) -> None:
     """A person's change to a break, with the note that explains it kept in the audit trail."""
+    from reconciler.app.documents import break_doc
+
     settings = _settings(ctx)
     if not note.strip():
         raise typer.BadParameter("say why, for the audit trail", param_hint="--note")
@@ -199,7 +217,7 @@ def breaks_resolve(
     """Resolve a break by hand, with the reason kept in its audit trail: typically one no run can
     check any more (its wallet or asset left the configuration), or an event-like break (an
     unauthorized transfer) after review. A run that finds the condition again opens a new break."""
-    _change_break(ctx, break_id, note, json_out, Ledger.resolve, "resolved")
+    _change_break(ctx, break_id, note, json_out, lambda ledger, b, n: ledger.resolve(b, n), "resolved")
 
 
 _HEAD_RE = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
@@ -207,6 +225,8 @@ _HEAD_RE = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
 
 def parse_head(text: str) -> trail.Head:
     """``SEQ:HASH``, as `runs show`, `verify-audit` and the run.finished webhook give a head."""
+    from reconciler.ledger import trail
+
     found = _HEAD_RE.fullmatch(text.strip())
     if found is None or int(found.group(1)) < 1:
         raise typer.BadParameter(
@@ -235,6 +255,8 @@ def breaks_verify_audit(
     HMAC when [audit] key_env is set, the given --head, then the breaks, their events and the
     runs replayed from the trail against the tables as stored. Exit 0 when all hold, 1 naming the
     first record or row that does not (a record or a row changed behind the product's back)."""
+    from reconciler.ledger import daemon_store
+
     pinned = parse_head(head) if head is not None else None
     settings = _settings(ctx)
     ledger = open_ledger(settings)
@@ -260,20 +282,16 @@ def breaks_verify_audit(
     elif result.ok:
         keyed = "HMACs verified" if result.keyed else "no key configured: hashes only"
         pinned_text = f"; contains the given head {pinned}" if pinned is not None else ""
-        out.print(
+        say(
+            out,
             f"audit trail intact: {result.records:,} record(s), {keyed}{pinned_text}; the breaks, their events and "
-            f"the runs are as it says\nhead {result.head or 'none (empty trail)'}",
-            markup=False,
-            soft_wrap=True,
+            "the runs are as it says",
         )
+        say(out, f"head {result.head or 'none (empty trail)'}")
     elif result.first_bad is not None:
         where = (result.bad_record or {}).get("seq") or result.first_bad
-        err.print(f"audit trail BROKEN at record {where}: {result.problem}", markup=False, soft_wrap=True)
+        say(err, f"audit trail BROKEN at record {where}: {result.problem}")
     else:
-        err.print(
-            f"audit trail does NOT match the tables: {result.problem}\n(the trail itself verifies: "
-            f"{result.records:,} record(s), head {result.head})",
-            markup=False,
-            soft_wrap=True,
-        )
+        say(err, f"audit trail does NOT match the tables: {result.problem}")
+        say(err, f"(the trail itself verifies: {result.records:,} record(s), head {result.head})")
     raise typer.Exit(0 if result.ok else 1)

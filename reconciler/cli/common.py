@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from reconciler import __version__
-from reconciler.app import jsonout
 from reconciler.cli.conventions import quiet_noisy_loggers
-from reconciler.cli.tables import StdoutConsole
-from reconciler.daemon.logformat import JsonLogFormatter
+from reconciler.cli.tables import SafeConsole
 from reconciler.errors import InputError
-from reconciler.inputs.config import load_settings
-from reconciler.inputs.settings import Settings
 from reconciler.redaction import RedactingFilter
 
-# Sized when printing: COLUMNS, else the terminal, else (a pipe, a log) wide enough for whole rows.
-out = StdoutConsole(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:  # imported where used: a command loads what it needs when it runs
+    from reconciler.inputs.settings import Settings
+    from reconciler.ledger.store import Ledger
+
+# Each sized when printing: COLUMNS, else the terminal, else (a pipe, a log) wide enough for whole rows.
+out = SafeConsole()
+err = SafeConsole(stderr=True, soft_wrap=True)
 # Informational lines (progress, "waiting", "imported …"): stderr, silenced by --quiet. Errors and
 # warnings go to `err`, which --quiet never silences.
-info = Console(stderr=True, highlight=False, soft_wrap=True)
+info = SafeConsole(stderr=True, soft_wrap=True)
 # Whether a one-shot run's log lines that repeat its reason are held back (text logs, no --debug).
 _said_once = True
 
@@ -87,6 +88,8 @@ def _root(
         stream=sys.stderr,
     )
     if log_format == "json":
+        from reconciler.daemon.logformat import JsonLogFormatter
+
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
     # urllib3 logs each request line ("POST /v3/<api key> HTTP/1.1") at DEBUG: hosted RPC URLs
@@ -94,9 +97,13 @@ def _root(
     # web3 and alembic log at DEBUG too: --debug is the reconciler's own debug, not theirs.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     quiet_noisy_loggers()
+    from reconciler.daemon.logformat import TidyFilter
+
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+        if not any(isinstance(f, TidyFilter) for f in handler.filters):
+            handler.addFilter(TidyFilter())
     info.quiet = quiet
     _said_once = log_format == "text" and not debug
     ctx.obj = State(config=config, debug=debug, quiet=quiet)
@@ -109,21 +116,43 @@ def _state(ctx: typer.Context) -> State:
 
 
 def _settings(ctx: typer.Context) -> Settings:
+    from reconciler.inputs.config import load_settings
+
     return load_settings(_state(ctx).config)
 
 
+def open_ledger(settings: Settings) -> Ledger:
+    """The ledger for a command (reconciler.bootstrap.open_ledger): its alerts are queued for
+    the webhooks as the daemon's are, but not logged — the command prints what it found."""
+    from reconciler.bootstrap import open_ledger as open_ready
+
+    return open_ready(settings, alert_log=False)
+
+
 def _emit_json(doc: Any) -> None:
+    from reconciler.app import jsonout
+
     jsonout.dump(doc, sys.stdout)
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
-def report_import(json_out: bool, file: Path, digest: str, count: int, what: str) -> None:
-    """What an accepted import prints: its --json document, or one line on stderr."""
+def report_import(
+    json_out: bool, file: Path, digest: str, count: int, what: str, earlier: datetime | None = None
+) -> None:
+    """What an accepted import prints: its --json document, or one line on stderr; ``earlier``:
+    when the same bytes were imported before (this import was a no-op)."""
     if json_out:
-        _emit_json({"file": str(file), "sha256": digest, "imported": count})
+        _emit_json({"file": str(file), "sha256": digest, "imported": count, "already_imported": earlier is not None})
+    elif earlier is not None:
+        info.print(already_imported(file, digest, earlier))
     else:
         info.print(f"{file}: {count} {what} imported")
+
+
+def already_imported(file: Path, digest: str, earlier: datetime) -> str:
+    """The line an import of a file already imported byte for byte prints (exit 0)."""
+    return f"{file}: already imported on {earlier:%Y-%m-%d %H:%M:%S} UTC (sha256 {digest[:8]}…), nothing to do"
 
 
 def _read_file(path: Path) -> tuple[str, str]:
@@ -136,3 +165,19 @@ def _read_file(path: Path) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise InputError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """The whole file or nothing: a reader never opens a half-written file."""
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

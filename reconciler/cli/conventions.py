@@ -160,6 +160,9 @@ _METAVARS = {
     "--out": "FILE",
     "--class": "CLASS",
     "--as-of": "DATE",
+    "--since": "DATE",
+    "--account": "ACCOUNT",
+    "--asset": "ASSET",
     "--tz": "ZONE",
     "--week": "WEEK",
 }

@@ -1,8 +1,8 @@
 """`daemon`, `alerts deliver` and `health`: the scheduled jobs around the clock, queued webhook
 alerts, and a supervisor's check.
 
-The scheduler (and APScheduler with it) is imported when `daemon` runs, not when the command
-line starts.
+The scheduler (and APScheduler with it), the metrics and the ledger are imported when a command
+runs, not when the command line starts.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 
-from reconciler.bootstrap import open_ledger
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
-from reconciler.daemon.metrics import Metrics
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
+from reconciler.cli.tables import say, shown
 from reconciler.errors import ReconcilerError
-from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
-from reconciler.ledger import daemon_store
+
+if TYPE_CHECKING:  # the scheduler, metrics and the ledger are imported when a command runs
+    from reconciler.inputs.settings import Settings
 
 alerts_app = typer.Typer(help="Alerts queued for webhooks.", no_args_is_help=True)
 
@@ -30,7 +31,9 @@ def daemon(ctx: typer.Context) -> None:
     """Run the jobs of [schedule] (run, scan, segregation_statement) around the clock until
     SIGTERM or SIGINT, which stop it cleanly (the job in progress is recorded incomplete) with
     exit 0. Several instances may share one PostgreSQL ledger: each firing runs exactly once."""
+    from reconciler.daemon.metrics import Metrics
     from reconciler.daemon.scheduler import Daemon, JobOutcome
+    from reconciler.ledger import daemon_store
 
     settings = _settings(ctx)
     jobs = [j for j in ("run", "scan", "segregation_statement") if getattr(settings.schedule, j)]
@@ -129,6 +132,7 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
     job finished complete within twice its interval, 1 otherwise, saying why."""
     from reconciler.daemon.health import assess
+    from reconciler.ledger import daemon_store
 
     settings = _settings(ctx)
     ledger = open_ledger(settings)
@@ -141,6 +145,6 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         _emit_json({"ok": report.ok, "problems": report.problems})
     else:
         for problem in report.problems:
-            err.print(problem)
+            say(err, shown(problem))
         out.print("healthy" if report.ok else "UNHEALTHY")
     raise typer.Exit(0 if report.ok else 1)

@@ -7,27 +7,20 @@ a chain or a price could not be read, the run is unknown, or the file cannot be 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
-from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc
-from reconciler.app.report_html import PageContext, render_run_report
-from reconciler.app.statement import pilot
-from reconciler.bootstrap import open_ledger, valuation_reader_for
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
-from reconciler.cli.tables import _money
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out, write_atomically
+from reconciler.cli.tables import _money, say, shown
 from reconciler.domain import BreakStatus
-from reconciler.engine.segregation.pilot import pilot_week_close
 from reconciler.errors import LedgerError, ReconcilerError
-from reconciler.ledger import daemon_store
-from reconciler.ledger.store import Ledger
+
+if TYPE_CHECKING:  # the use cases and the ledger are imported when a command runs
+    from reconciler.ledger.store import Ledger
 
 report_app = typer.Typer(help="Regulatory reports.", no_args_is_help=True)
 
@@ -41,6 +34,10 @@ def report_pilot(
     """The weekly report of digital assets held for customers, by account class and asset (units
     and USD at market), as of the week's last close of business (Friday 17:00 in [segregation]
     timezone). Exit 2 when a chain or a price could not be read."""
+    from reconciler.app.statement import pilot
+    from reconciler.bootstrap import valuation_reader_for
+    from reconciler.engine.segregation.pilot import pilot_week_close
+
     settings = _settings(ctx)
     zone = ZoneInfo(settings.segregation.timezone)
     try:
@@ -53,11 +50,13 @@ def report_pilot(
     else:
         _print_pilot(doc)
     for problem in doc["problems"]:
-        err.print(f"incomplete: {problem}")
+        say(err, f"incomplete: {shown(problem)}")
     raise typer.Exit(code)
 
 
 def _print_pilot(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Digital assets held for customers, week {doc['week']}, as of {doc['as_of']}")
     # The units the issuers froze (ERC-3643), shown only where a row has any.
     encumbered = any(r["encumbered_units"] != "0" for r in doc["rows"])
@@ -92,20 +91,6 @@ def _latest_run_id(ledger: Ledger) -> str:
     )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """The whole page or nothing: a reader never opens a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @report_app.command("html")
 def report_html(
     ctx: typer.Context,
@@ -119,6 +104,10 @@ def report_html(
     differ, and the audit trail's head. Read-only toward the ledger; links to each chain's
     explorer_url where set. Prints `wrote FILE` on stderr; exit 2 when the run is unknown or
     the file cannot be written."""
+    from reconciler.app.documents import break_doc, run_summary_doc, stored_run_doc
+    from reconciler.app.report_html import PageContext, render_run_report
+    from reconciler.ledger import daemon_store
+
     settings = _settings(ctx)
     folder = out_file.parent if str(out_file.parent) else Path(".")
     if out_file.is_dir() or not folder.is_dir():
@@ -148,7 +137,7 @@ def report_html(
     )
     page = render_run_report(stored_run_doc(stored), [break_doc(b, settings) for b in open_now], context)
     try:
-        _write_atomically(out_file, page)
+        write_atomically(out_file, page)
     except OSError as exc:
         err.print(f"error: cannot write {out_file}: {exc.strerror or exc}")
         raise typer.Exit(2) from None

@@ -7,18 +7,16 @@ before the command exits 2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import RenderableType
 
-from reconciler.app.documents import run_doc, run_summary_doc, scan_doc, stored_run_doc
-from reconciler.app.run import RunOptions, RunReport, run_reconciliation
-from reconciler.bootstrap import adapter_for, open_ledger
 from reconciler.cli import common
 from reconciler.cli.breaks import _break_docs_table, _breaks_table
-from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
+from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
 from reconciler.cli.conventions import said_once
 from reconciler.cli.tables import (
     NONE,
@@ -33,10 +31,16 @@ from reconciler.cli.tables import (
     human_duration,
     human_instant,
     human_value,
+    say,
 )
 from reconciler.domain import abbreviate_ids
-from reconciler.inputs.settings import Settings
-from reconciler.interrupt import interruptible
+from reconciler.interrupt import Interrupted, interruptible
+
+if TYPE_CHECKING:  # the use cases and the ledger are imported when a command runs
+    from rich.console import RenderableType
+
+    from reconciler.app.run import RunReport
+    from reconciler.inputs.settings import Settings
 
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
 
@@ -102,25 +106,26 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
         out.print(line, soft_wrap=True)
     for scan in report.scans:
         for note in scan.unchecked:
-            err.print(f"{scan.chain}: not checked: {note}", soft_wrap=True, markup=False)
+            say(err, f"{scan.chain}: not checked: {note}")
     if report.run.job == "run":
         differ = sum(1 for p in report.positions if p.difference)
         hint = " (--positions lists them)" if differ and not positions else ""
         unread = [c.chain for c in report.chains if c.block is None]
         if unread:
             hint += f"; none of {', '.join(unread)}: not read"
-        out.print(f"positions: {len(report.positions) - differ:,} agree, {differ:,} differ{hint}", soft_wrap=True)
+        say(out, f"positions: {len(report.positions) - differ:,} agree, {differ:,} differ{hint}")
     seen = [(b.status.value, b.first_run_id, b.last_run_id) for b in report.breaks]
-    out.print(breaks_summary(report.run.id, seen), soft_wrap=True)
+    say(out, breaks_summary(report.run.id, seen))
     if positions and report.positions:
         out.print(_positions_table(report))
-    if report.breaks:
-        out.print(_breaks_table(report.breaks, settings, title="Breaks"))
-    verdict = {
-        0: "[green]complete: no open breaks[/green]",
-        1: "[red]complete: breaks open[/red]",
-        2: "[red]INCOMPLETE: no all-clear for what could not be read[/red]",
-    }[report.exit_code]
+    # Those still open first; those this run resolved apart (a narrow table may not show status).
+    still = [b for b in report.breaks if b.status.value != "resolved"]
+    gone = [b for b in report.breaks if b.status.value == "resolved"]
+    if still:
+        out.print(_breaks_table(still, settings, title="Breaks"))
+    if gone:
+        out.print(_breaks_table(gone, settings, title="Resolved by this run"))
+    verdict = run_verdict(report.exit_code, [(b.status.value, b.severity.value) for b in report.breaks])
     if report.unreconciled:
         rows = [
             Row((u.wallet, u.asset, human_amount(u.amount, u.decimals)), style="yellow") for u in report.unreconciled
@@ -128,14 +133,36 @@ def print_run(report: RunReport, settings: Settings, positions: bool = False) ->
         title = "Book balances no configured wallet x asset covers (not reconciled)"
         columns = (Col("wallet"), Col("asset"), Col("book", justify="right", whole=True))
         out.print(fit_table(out.width, columns, rows, title))
-        err.print(
+        say(
+            err,
             f"warning: {len(report.unreconciled)} book balance(s) are not reconciled: their wallet or asset "
-            "is not in the configuration"
+            "is not in the configuration",
         )
     what = "scan" if report.run.job == "scan" else "run"
-    out.print(f"{what} {abbreviate_ids([report.run.id])[report.run.id]}: {verdict}")
+    say(out, f"{what} {abbreviate_ids([report.run.id])[report.run.id]}: {verdict}", _VERDICT_STYLE[report.exit_code])
     if report.run.reason:
-        err.print(f"reason: {report.run.reason}", markup=False)
+        say(err, f"reason: {report.run.reason}")
+
+
+_VERDICT_STYLE = {0: "green", 1: "red", 2: "red"}
+
+
+def run_verdict(exit_code: int, breaks: Sequence[tuple[str, str]]) -> str:
+    """A run's last word from its exit code and its breaks' (status, severity): a complete run
+    with warnings open says so, rather than "no open breaks"."""
+    if exit_code == 2:
+        return "INCOMPLETE: no all-clear for what could not be read"
+    if exit_code == 1:
+        return "complete: breaks open"
+    below = Counter(severity for status, severity in breaks if status in ("open", "acknowledged"))
+    if not below:
+        return "complete: no open breaks"
+    said = [
+        f"{below[sev]:,} {sev}" + ("s" if below[sev] != 1 and sev == "warning" else "")
+        for sev in ("warning", "info")
+        if below[sev]
+    ]
+    return f"complete: {' and '.join(said)} open, none of severity error or critical"
 
 
 def _execute(
@@ -146,6 +173,9 @@ def _execute(
     caller still reports it before leaving the block raises Interrupted (exit 2). The log lines
     that repeat the run's reason (the chain that failed, the alert) are held back: the caller
     prints the reason itself, once."""
+    from reconciler.app.run import RunOptions, run_reconciliation
+    from reconciler.bootstrap import adapter_for
+
     ledger = open_ledger(settings)
 
     def waiting() -> None:
@@ -176,26 +206,42 @@ def run(
     """Reconcile every wallet x asset against the books at one pinned block per chain, after
     observing every movement since the last scan (transfers, approvals, native value). Prints
     per chain the pinned block, a summary and the breaks (`--positions`: every position too)."""
+    from reconciler.app.documents import run_doc
+
     settings = _settings(ctx)
-    with interruptible() as guard:
+    with _interruption_said_by(reported := []), interruptible() as guard:
         report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check)
+        reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))
             if report.run.reason:
-                err.print(f"run incomplete: {report.run.reason}", markup=False)
+                say(err, f"run incomplete: {report.run.reason}")
         else:
             print_run(report, settings, positions=positions)
         _warn_if_no_books(report)
     raise typer.Exit(report.exit_code)
 
 
+@contextmanager
+def _interruption_said_by(reported: list[RunReport]) -> Iterator[None]:
+    """SIGINT or SIGTERM during a run: the run is recorded incomplete and printed with its
+    reason ("interrupted by SIGINT"); it exits 2 without saying it a second time as an error."""
+    try:
+        yield
+    except Interrupted as exc:
+        if reported and str(exc) in (reported[-1].run.reason or ""):
+            raise typer.Exit(2) from None
+        raise
+
+
 def _warn_if_no_books(report: RunReport) -> None:
     """A run against a ledger without a single book entry compares every balance with zero: say
     so (stderr, also under --json), since it is almost always a forgotten import."""
     if report.no_books:
-        err.print(
+        say(
+            err,
             "warning: the ledger has no book entries; every on-chain balance will show as a difference — "
-            "import books with: reconciler books import FILE"
+            "import books with: reconciler books import FILE",
         )
 
 
@@ -203,13 +249,16 @@ def scan(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Observe every movement of the custody wallets since the last scan, up to the pinned block
     of each chain, and judge it: outflows against signed instructions, inflows against the books,
     approvals against allowed spenders. No balances are compared (that is `run`)."""
+    from reconciler.app.documents import scan_doc
+
     settings = _settings(ctx)
-    with interruptible() as guard:
+    with _interruption_said_by(reported := []), interruptible() as guard:
         report = _execute(settings, "scan", lambda r: scan_doc(r, settings), guard.check)
+        reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else scan_doc(report, settings))
             if report.run.reason:
-                err.print(f"scan incomplete: {report.run.reason}", markup=False)
+                say(err, f"scan incomplete: {report.run.reason}")
         else:
             print_run(report, settings)
     raise typer.Exit(report.exit_code)
@@ -222,6 +271,8 @@ def runs_list(
     json_out: JsonFlag = False,
 ) -> None:
     """Past runs, newest first, with their outcome and who ran them."""
+    from reconciler.app.documents import run_summary_doc
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -269,7 +320,9 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> None:
     """One run's document as `run --json` printed it (positions and breaks as they were).
-    RUN_ID: the id or any unique prefix of it."""
+    RUN_ID: the id or any unique prefix of it (4 characters or more)."""
+    from reconciler.app.documents import stored_run_doc
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -301,7 +354,7 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
         out.width,
     )
     for line in header:
-        out.print(line, soft_wrap=True, markup=False)
+        out.print(line, soft_wrap=True)
     views = [
         ChainView(
             name,
@@ -322,12 +375,16 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
     for name, c in doc.get("chains", {}).items():
         scanned = c.get("scan", c) if isinstance(c.get("scan", c), dict) else {}
         for note in scanned.get("unchecked", []):
-            out.print(f"{name}: not checked: {note}", soft_wrap=True, markup=False)
+            say(out, f"{name}: not checked: {note}")
     if run.job == "run":
         differing = sum(1 for p in doc["positions"] if p["difference"] != "0")
-        out.print(f"positions: {len(doc['positions']) - differing:,} agree, {differing:,} differ", soft_wrap=True)
+        say(out, f"positions: {len(doc['positions']) - differing:,} agree, {differing:,} differ")
     breaks = doc.get("breaks", [])
     seen = [(b["status"], b.get("first_run_id"), b.get("last_run_id")) for b in breaks]
-    out.print(breaks_summary(run.id, seen), soft_wrap=True)
-    if breaks:
-        out.print(_break_docs_table(breaks, title="Breaks"))
+    say(out, breaks_summary(run.id, seen))
+    still = [b for b in breaks if b["status"] != "resolved"]
+    gone = [b for b in breaks if b["status"] == "resolved"]
+    if still:
+        out.print(_break_docs_table(still, title="Breaks"))
+    if gone:
+        out.print(_break_docs_table(gone, title="Resolved by this run"))

@@ -10,23 +10,29 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
-from rich.table import Table
 
-from reconciler.app.documents import break_doc
-from reconciler.app.segregation_documents import statements_csv
-from reconciler.app.statement import run_statement, statement_document
-from reconciler.bootstrap import open_ledger, valuation_reader_for
-from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, err, info, out, report_import
-from reconciler.cli.tables import _money
+from reconciler.cli.common import (
+    JsonFlag,
+    _emit_json,
+    _read_file,
+    _settings,
+    err,
+    info,
+    open_ledger,
+    out,
+    report_import,
+)
+from reconciler.cli.tables import _money, say, shown
 from reconciler.domain import SegClass
-from reconciler.engine.segregation.values import ALL_CLASSES, Statement
-from reconciler.inputs.segregation import parse_equity_csv, parse_offchain_csv
+from reconciler.engine.segregation.values import ALL_CLASSES
 from reconciler.interrupt import interruptible
-from reconciler.ledger import segregation_store as store
+
+if TYPE_CHECKING:  # the use cases, file formats and the ledger are imported when a command runs
+    from reconciler.engine.segregation.values import Statement
 
 segregation_app = typer.Typer(help="Segregation statements per account class.", no_args_is_help=True)
 equity_app = typer.Typer(help="Customer equity from the back office (cash, open trade equity).", no_args_is_help=True)
@@ -65,35 +71,47 @@ def parse_as_of(text: str, tz: ZoneInfo) -> datetime:
 @equity_app.command("import")
 def equity_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
     """Import customer equity from CSV (date,account,cash_usd,open_trade_equity_usd); all rows or none."""
+    from reconciler.inputs.segregation import parse_equity_csv
+    from reconciler.ledger import segregation_store as store
+
     settings = _settings(ctx)
     text, digest = _read_file(file)
     ledger = open_ledger(settings)
     try:
-        rows = parse_equity_csv(text, str(file), store.account_classes(ledger))
-        stored = store.stored_equity_keys(ledger, [(r.business_date, r.account) for r in rows])
-        if stored:
-            rows = parse_equity_csv(text, str(file), store.account_classes(ledger), stored)
-        count = store.import_equity(ledger, rows, str(file), digest)
+        earlier = ledger.import_of("equity", digest)
+        count = 0
+        if earlier is None:  # the same bytes again: a no-op (a different file repeating a day is refused)
+            rows = parse_equity_csv(text, str(file), store.account_classes(ledger))
+            stored = store.stored_equity_keys(ledger, [(r.business_date, r.account) for r in rows])
+            if stored:
+                rows = parse_equity_csv(text, str(file), store.account_classes(ledger), stored)
+            count = store.import_equity(ledger, rows, str(file), digest)
     finally:
         ledger.close()
-    report_import(json_out, file, digest, count, "equity row(s)")
+    report_import(json_out, file, digest, count, "equity row(s)", earlier)
 
 
 @offchain_app.command("import")
 def offchain_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
     """Import off-chain funds from CSV (date,class,depository,amount_usd); all rows or none."""
+    from reconciler.inputs.segregation import parse_offchain_csv
+    from reconciler.ledger import segregation_store as store
+
     settings = _settings(ctx)
     text, digest = _read_file(file)
     rows = parse_offchain_csv(text, str(file))
     ledger = open_ledger(settings)
     try:
-        stored = store.stored_offchain_keys(ledger, [(r.business_date, r.seg_class, r.depository) for r in rows])
-        if stored:
-            rows = parse_offchain_csv(text, str(file), stored)
-        count = store.import_offchain(ledger, rows, str(file), digest)
+        earlier = ledger.import_of("offchain", digest)
+        count = 0
+        if earlier is None:  # the same bytes again: a no-op (a different file repeating a day is refused)
+            stored = store.stored_offchain_keys(ledger, [(r.business_date, r.seg_class, r.depository) for r in rows])
+            if stored:
+                rows = parse_offchain_csv(text, str(file), stored)
+            count = store.import_offchain(ledger, rows, str(file), digest)
     finally:
         ledger.close()
-    report_import(json_out, file, digest, count, "off-chain row(s)")
+    report_import(json_out, file, digest, count, "off-chain row(s)", earlier)
 
 
 # ---------------------------------------------------------------------- statement
@@ -123,6 +141,11 @@ def statement(
     """Compute the segregation statement of each account class (amount required, funds in
     segregation at market less haircut, excess or deficiency, target residual interest) and the
     segregation breaks. Exit 1 when such a break of severity error or critical is open."""
+    from reconciler.app.documents import break_doc
+    from reconciler.app.segregation_documents import statements_csv
+    from reconciler.app.statement import run_statement, statement_document
+    from reconciler.bootstrap import valuation_reader_for
+
     if json_out and csv_out:
         raise typer.BadParameter("give --json or --csv, not both", param_hint="--csv")
     if klass is not None and klass not in _CLASSES:
@@ -151,7 +174,7 @@ def statement(
             try:
                 ledger.save_document(report.run.id, doc)
             except Exception as exc:  # noqa: BLE001 - the statement itself is recorded; say so and go on
-                err.print(f"warning: the statement's document was not kept with run {report.run.id}: {exc}")
+                say(err, f"warning: the statement's document was not kept with run {report.run.id}: {exc}")
         finally:
             ledger.close()
         if json_out:
@@ -162,11 +185,13 @@ def statement(
         else:
             _print_statements(doc, report.statements)
         if report.run.reason:
-            err.print(f"statement incomplete: {report.run.reason}")
+            say(err, f"statement incomplete: {report.run.reason}")
     raise typer.Exit(report.exit_code)
 
 
 def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) -> None:
+    from rich.table import Table
+
     pins = ", ".join(
         f"{name} block {c['block_number']}" if c["block_number"] is not None else f"{name} not read"
         for name, c in doc["chains"].items()
@@ -206,10 +231,9 @@ def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) ->
                 _money(h["value"]),
             )
         for o in sdoc["offchain"]:
+            amount = _money(o["amount"])
             blank = [""] if encumbered else []
-            holdings.add_row(
-                o["depository"], "USD (off chain)", "", *blank, "", _money(o["amount"]), "", _money(o["amount"])
-            )
+            holdings.add_row(shown(o["depository"]), "USD (off chain)", "", *blank, "", amount, "", amount)
         if holdings.row_count:
             out.print(holdings)
         else:
@@ -232,7 +256,7 @@ def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) ->
                 style = "red" if value is not None and value.startswith("-") else None
                 out.print(f"  {label:<48} {_money(value):>24}", style=style)
         for problem in sdoc["problems"]:
-            out.print(f"  [yellow]incomplete:[/yellow] {problem}")
+            say(out, f"  incomplete: {shown(problem)}", style="yellow", hang=4)
     if doc["breaks"]:
         table = Table(title="Segregation breaks", title_justify="left")
         for col in ("id", "kind", "severity", "status", "chain", "wallet", "asset", "detail"):
@@ -246,12 +270,14 @@ def _print_statements(doc: dict[str, Any], statements: tuple[Statement, ...]) ->
                 b["chain"],
                 b["wallet"],
                 b["asset"] or "",
-                b["detail"],
+                shown(b["detail"]),
             )
         out.print(table)
     verdict = {
-        0: "[green]complete: no open segregation breaks[/green]",
-        1: "[red]complete: segregation breaks open[/red]",
-        2: "[red]INCOMPLETE: no all-clear for what could not be valued or read[/red]",
+        0: "complete: no open segregation breaks",
+        1: "complete: segregation breaks open",
+        2: "INCOMPLETE: no all-clear for what could not be valued or read",
     }[doc["exit_code"]]
-    out.print(f"statement {doc['run_id']}: {verdict}")
+    if doc["exit_code"] == 0 and any(b["status"] != "resolved" for b in doc["breaks"]):
+        verdict = "complete: segregation breaks open, none of severity error or critical"
+    say(out, f"statement {doc['run_id']}: {verdict}", style="green" if doc["exit_code"] == 0 else "red")

@@ -10,18 +10,22 @@ from typing import Annotated, Any
 
 import typer
 
-from reconciler.bootstrap import audit_key
+from reconciler.cli import common
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, out
-from reconciler.errors import ReconcilerError
-from reconciler.ledger import daemon_store
-from reconciler.ledger.base import redact_url
-from reconciler.ledger.store import Ledger
+from reconciler.cli.conventions import said_once
+from reconciler.cli.tables import say
+from reconciler.errors import ReconcilerError, chain_message
+from reconciler.redaction import redact_db_url as redact_url
 
 config_app = typer.Typer(help="Write a starter configuration, and check one.", no_args_is_help=True)
 
 
 def init(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Create or migrate the database schema (idempotent; never writes the config)."""
+    from reconciler.bootstrap import audit_key
+    from reconciler.ledger import daemon_store
+    from reconciler.ledger.store import Ledger
+
     settings = _settings(ctx)
     key = audit_key(settings)
     ledger = Ledger(settings.database_url)
@@ -70,13 +74,18 @@ def config_check(
         from reconciler.app.online_check import check_chain, describe
 
         for chain in settings.chains.values():
-            chains[chain.name] = check_chain(chain, settings)
-            failed = failed or not chains[chain.name]["ok"]
-            if not chains[chain.name]["ok"]:
-                err.print(f"chain {chain.name}: {chains[chain.name]['error']}", markup=False)
-            if not json_out:
-                for line in describe(chain.name, chains[chain.name]):
-                    out.print(line, markup=False, soft_wrap=True)
+            # The endpoint's own log lines would say the same failure again: said once, below.
+            with said_once(common._said_once) as printed:
+                chains[chain.name] = check_chain(chain, settings)
+                doc = chains[chain.name]
+                failed = failed or not doc["ok"]
+                if json_out:
+                    if not doc["ok"]:
+                        say(err, chain_message(chain.name, doc["error"]))
+                else:
+                    for line in describe(chain.name, doc):
+                        say(out, line, hang=4)
+                printed.append(str(doc.get("error") or ""))
     doc = {
         "ok": not failed,
         "config": str(settings.path),
@@ -88,9 +97,10 @@ def config_check(
     if json_out:
         _emit_json(doc)
     else:
-        err.print(
+        say(
+            err,
             f"{settings.path}: {'ok' if not failed else 'FAILED'} — {len(settings.chains)} chain(s), "
-            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)"
+            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)",
         )
     if failed:
         raise typer.Exit(2)

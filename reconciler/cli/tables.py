@@ -5,6 +5,12 @@ Invariant: an amount, an id or a hash printed for a person is printed whole, nev
 or folded: when a table is too wide, less important columns are left out (its caption says
 which; `--json` has every field), and when even the essential ones do not fit, each row is
 printed one field per line. JSON documents never go through here (no separators there).
+
+Invariant: text from outside (a node's message, a note, a name in a CSV file) is never read as
+Rich markup or emoji codes and never reaches the terminal with a control character: every
+console here is a `SafeConsole` (no markup, no emoji, control characters shown as escapes), and
+every table cell and field value goes through `shown`, which also shows a newline inside a
+value as ``\\n`` (a cell of several lines is a tuple of lines, each shown).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reconciler.domain import abbreviate_ids, format_amount
+from reconciler.redaction import neutralise
 
 PIPE_WIDTH = 200  # off a terminal (a pipe, a log) with no COLUMNS: room for whole rows
 COLUMN_GAP = 2  # the table style below puts two spaces between columns and none at the edges
@@ -35,9 +42,43 @@ NONE = "—"  # what a missing value looks like to a person (never Python's None
 _DECIMAL = re.compile(r"(-?)([0-9]+)(\.[0-9]+)?")
 
 
-class StdoutConsole(Console):
-    """Rich's console for stdout, sized when it prints (not when it is built): COLUMNS when set,
-    else the terminal's width, else PIPE_WIDTH."""
+def shown(value: object) -> str:
+    """Text from outside as a person sees it: every control character a visible escape (ESC as
+    ``\\x1b``, a newline as ``\\n``); brackets are kept as written (no console here reads markup)."""
+    return neutralise(str(value))
+
+
+Cell = str | tuple[str, ...]  # a tuple: a cell of several lines (a wallet's owners), one per entry
+
+
+def cell_text(cell: Cell) -> str:
+    """A cell as it is printed: each of its lines `shown`, joined by newlines."""
+    return "\n".join(shown(line) for line in cell) if isinstance(cell, tuple) else shown(cell)
+
+
+class SafeConsole(Console):
+    """Rich's console that never reads markup or emoji codes in what it prints (``[/v1]`` and
+    ``:warning:`` print as written) and shows control characters as escapes, newlines kept:
+    what it is asked to print is composed here, but may quote text from outside. Colours are
+    given as ``style=``. Sized when it prints (not when it is built): COLUMNS when set, else the
+    terminal's width, else (a pipe, a log) PIPE_WIDTH, wide enough for whole rows."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)
+        kwargs.setdefault("highlight", False)
+        super().__init__(**kwargs)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        # Never crop: a table's layout already fits the width, and what does not (an id longer
+        # than the terminal, in the one-field-per-line layout) is printed whole, not cut.
+        kwargs.setdefault("crop", False)
+        super().print(*objects, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        kwargs["markup"] = False
+        kwargs["emoji"] = False
+        return super().render_str(neutralise(text, keep_newlines=True), **kwargs)
 
     @property
     def size(self) -> ConsoleDimensions:
@@ -113,8 +154,8 @@ def human_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def human_value(value: Any) -> str:
-    """A JSON value for a person: no Python None, lists one per line."""
+def human_value(value: Any) -> Cell:
+    """A JSON value for a person: no Python None, lists one per line (a tuple of lines)."""
     if value is None or value == "":
         return NONE
     if isinstance(value, bool):
@@ -122,7 +163,7 @@ def human_value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list):
-        return "\n".join(human_value(v) for v in value) or "[]"
+        return tuple(str(human_value(v)) for v in value) or "[]"
     return str(value)
 
 
@@ -224,8 +265,20 @@ class Col:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    cells: Sequence[str]
+    cells: Sequence[Cell]
     style: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Printed:
+    """A row as printed: each cell `cell_text`, a newline only between the lines of a tuple."""
+
+    cells: Sequence[str]
+    style: str | None
+
+
+def _printable(rows: Sequence[Row]) -> list[_Printed]:
+    return [_Printed(tuple(cell_text(c) for c in row.cells), row.style) for row in rows]
 
 
 def _text_width(text: str) -> int:
@@ -237,8 +290,10 @@ def fit_table(
 ) -> RenderableType:
     """``rows`` as a table no wider than ``width``: every column if it fits; else without the
     columns that matter least (the caption names them); else one field per line."""
+    printed = _printable(rows)
+    title = shown(title) if title is not None else None
     natural = [_text_width(c.header) for c in columns]
-    for row in rows:
+    for row in printed:
         for i, cell in enumerate(row.cells):
             natural[i] = max(natural[i], _text_width(cell))
     floor = [min(n, WRAP_FLOOR) if c.wrap else n for c, n in zip(columns, natural, strict=True)]
@@ -248,7 +303,7 @@ def fit_table(
 
     kept = list(range(len(columns)))
     if total(kept, natural) <= width:
-        return _table(columns, rows, kept, natural, title, ())
+        return _table(columns, printed, kept, natural, title, ())
     droppable = sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: (columns[i].drop, -i))
     dropped: list[int] = []
     while total(kept, floor) > width and droppable:
@@ -256,7 +311,7 @@ def fit_table(
         kept.remove(gone)
         dropped.append(gone)
     if total(kept, floor) > width or not kept:
-        return vertical(columns, rows, title)
+        return _vertical(columns, printed, title, width)
     # Free-text columns share what is left, each at least its floor and at most its natural width.
     widths = list(natural)
     slack = width - total(kept, floor)
@@ -264,7 +319,7 @@ def fit_table(
         if columns[i].wrap:
             widths[i] = min(natural[i], floor[i] + slack)
             slack -= widths[i] - floor[i]
-    return _table(columns, rows, kept, widths, title, [columns[i].header for i in dropped])
+    return _table(columns, printed, kept, widths, title, [columns[i].header for i in dropped])
 
 
 class Lines:
@@ -288,7 +343,7 @@ class Lines:
 
 def _plain_table(
     columns: Sequence[Col],
-    rows: Sequence[Row],
+    rows: Sequence[_Printed],
     kept: Sequence[int],
     widths: Sequence[int],
     title: str | None,
@@ -323,7 +378,7 @@ def _plain_table(
 
 def _table(
     columns: Sequence[Col],
-    rows: Sequence[Row],
+    rows: Sequence[_Printed],
     kept: Sequence[int],
     widths: Sequence[int],
     title: str | None,
@@ -363,6 +418,14 @@ def _table(
 def vertical(columns: Sequence[Col], rows: Sequence[Row], title: str | None = None) -> RenderableType:
     """One field per line (``header  value``), a blank line between rows: for terminals too
     narrow for the table. Lines are never wrapped, so a value stays whole for copying."""
+    return _vertical(columns, _printable(rows), shown(title) if title is not None else None)
+
+
+def _vertical(
+    columns: Sequence[Col], rows: Sequence[_Printed], title: str | None, width: int | None = None
+) -> RenderableType:
+    """Free text (a ``wrap`` column) wrapped at spaces to ``width`` under its own column; a
+    value that is one word (an id, a hash) is printed whole even when longer than the width."""
     label = max((_text_width(c.header) for c in columns), default=0)
     lines: list[tuple[str, str | None]] = []
     if title:
@@ -371,22 +434,52 @@ def vertical(columns: Sequence[Col], rows: Sequence[Row], title: str | None = No
         if n or title:
             lines.append(("", None))
         for c, cell in zip(columns, row.cells, strict=True):
+            lead = f"{c.header:<{label}}  "
+            if c.wrap and width is not None:
+                lines += [(line, row.style) for line in hanging(lead, cell or NONE, width)]
+                continue
             first, *rest = (cell or NONE).split("\n")
-            lines.append((f"{c.header:<{label}}  {first}".rstrip(), row.style))
+            lines.append((f"{lead}{first}".rstrip(), row.style))
             lines += [(f"{'':<{label}}  {more}".rstrip(), row.style) for more in rest]
     return Lines(lines)
 
 
-def fields(pairs: Sequence[tuple[str, str | None]], width: int) -> list[str]:
+def fields(pairs: Sequence[tuple[str, Cell | None]], width: int) -> list[str]:
     """``label  value`` lines for one record, free text wrapped at spaces under its own column
     (a token longer than the room left, a hash, is never broken); a value of None is left out
-    (never "None")."""
-    shown = [(label, value) for label, value in pairs if value is not None]
-    label_width = max((len(label) for label, _ in shown), default=0)
+    (never "None"); a value is `shown` (a tuple: one line each)."""
+    given = [(label, value) for label, value in pairs if value is not None]
+    label_width = max((len(label) for label, _ in given), default=0)
     lines: list[str] = []
-    for label, value in shown:
-        lines += hanging(f"{label:<{label_width}}  ", value, width)
+    for label, value in given:
+        lines += hanging(f"{label:<{label_width}}  ", cell_text(value), width)
     return lines
+
+
+def wrap_lines(text: str, width: int, hang: int = 2) -> list[str]:
+    """Each line of ``text`` wrapped at spaces to ``width``, its later lines indented ``hang``
+    more than its own indent; a word (an id, a hash, a URL) is never broken, and one longer than
+    the width stands alone on its line rather than being cut."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        body = line.lstrip(" ")
+        indent = " " * (len(line) - len(body))
+        out += textwrap.wrap(
+            body,
+            max(width, WRAP_FLOOR),
+            initial_indent=indent,
+            subsequent_indent=indent + " " * hang,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [indent.rstrip()]
+    return out
+
+
+def say(console: Console, text: str, style: str | None = None, hang: int = 2) -> None:
+    """Print a line of prose (a summary, a reason) wrapped at spaces to the console's width, so a
+    terminal never wraps it in the middle of a word."""
+    for line in wrap_lines(text, console.width, hang):
+        console.print(line, style=style, soft_wrap=True)
 
 
 def hanging(lead: str, text: str, width: int) -> list[str]:
@@ -409,7 +502,7 @@ def history_lines(lines: Sequence[HistoryLine], width: int, indent: str = "  ") 
     event_width = max((len(line.event) for line in lines), default=0)
     out: list[str] = []
     for line in lines:
-        out += hanging(f"{indent}{line.at}  {line.event:<{event_width}}  ", line.text, width)
+        out += hanging(f"{indent}{line.at}  {line.event:<{event_width}}  ", shown(line.text), width)
     return out
 
 

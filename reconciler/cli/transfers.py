@@ -11,12 +11,9 @@ from typing import Annotated
 
 import typer
 
-from reconciler.app.documents import instruction_doc, transfer_doc
-from reconciler.bootstrap import open_ledger
-from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, out, report_import
-from reconciler.cli.tables import NONE, Col, Row, fit_table, human_display, human_instant, human_number
-from reconciler.inputs.instructions import load_instructions, load_key, sign_file
-from reconciler.ledger import surveillance_store
+from reconciler.cli.common import JsonFlag, _emit_json, _read_file, _settings, info, open_ledger, out, report_import
+from reconciler.cli.tables import NONE, Col, Row, fit_table, human_display, human_instant, human_number, say
+from reconciler.errors import InputError
 
 transfers_app = typer.Typer(help="Observed movements of custody wallets.", no_args_is_help=True)
 instructions_app = typer.Typer(help="Signed transfer instructions that authorize outflows.", no_args_is_help=True)
@@ -32,6 +29,9 @@ def transfers_list(
 ) -> None:
     """Observed movements into and out of custody wallets, with the instruction that
     authorized each outflow."""
+    from reconciler.app.documents import transfer_doc
+    from reconciler.ledger import surveillance_store
+
     settings = _settings(ctx)
     if status is not None and status not in ("observed", "reorged"):
         raise typer.BadParameter(f"{status!r} is not observed or reorged", param_hint="--status")
@@ -96,16 +96,22 @@ def _moved_by(initiator: str | None, function: str | None) -> str:
 @instructions_app.command("import")
 def instructions_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
     """Import signed transfer instructions (JSON lines); the whole file or nothing."""
+    from reconciler.inputs.instructions import load_instructions
+    from reconciler.ledger import surveillance_store
+
     settings = _settings(ctx)
     text, digest = _read_file(file)
     ledger = open_ledger(settings)
     try:
-        parsed = load_instructions(text, str(file), settings, surveillance_store.stored_instruction_ids(ledger))
-        lines = dict(enumerate(text.splitlines(), start=1))
-        count = surveillance_store.import_instructions(ledger, parsed, lines, str(file), digest)
+        earlier = ledger.import_of("instructions", digest)
+        count = 0
+        if earlier is None:  # the same bytes again: a no-op (a different file reusing an id is refused)
+            parsed = load_instructions(text, str(file), settings, surveillance_store.stored_instruction_ids(ledger))
+            lines = dict(enumerate(text.splitlines(), start=1))
+            count = surveillance_store.import_instructions(ledger, parsed, lines, str(file), digest)
     finally:
         ledger.close()
-    report_import(json_out, file, digest, count, "instruction(s)")
+    report_import(json_out, file, digest, count, "instruction(s)", earlier)
 
 
 @instructions_app.command("sign")
@@ -122,19 +128,34 @@ def instructions_sign(
 ) -> None:
     """Add a signature to every instruction of FILE and print the result (JSON lines) on stdout.
     The key comes only from the environment or an encrypted keystore, never the command line."""
+    from reconciler.inputs.instructions import load_key, sign_lines
+
     settings = _settings(ctx)
     if (key_env is None) == (keystore is None):
         raise typer.BadParameter("give either --key-env VAR or --keystore PATH (with --password-env VAR)")
-    text, _digest = _read_file(file)
+    try:
+        text, _digest = _read_file(file)
+    except InputError as exc:
+        raise InputError(exc.source, exc.problems, undone="signed") from None
     key = load_key(key_env=key_env, keystore=keystore, password_env=password_env)
-    signed = sign_file(text, str(file), settings, key)
-    sys.stdout.write(signed if signed.endswith("\n") or not signed else signed + "\n")
+    done = sign_lines(text, str(file), settings, key)
+    sys.stdout.write(done.text if done.text.endswith("\n") or not done.text else done.text + "\n")
+    sys.stdout.flush()
+    already = f"; {done.already} already carried its signature" if done.already else ""
+    say(
+        info,
+        f"{file}: signed {done.signed} instruction(s) as {done.address} (an approver of "
+        f"{', '.join(done.wallets) or 'no wallet'}){already}",
+    )
 
 
 @instructions_app.command("list")
 def instructions_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Every imported instruction with its status: open, consumed (by a tx hash) or expired;
     signatures are verified again, and an instruction that no longer verifies says why."""
+    from reconciler.app.documents import instruction_doc
+    from reconciler.ledger import surveillance_store
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:

@@ -8,28 +8,9 @@ from typing import Any
 
 import typer
 
-from reconciler.app import wallet_review
-from reconciler.bootstrap import adapter_for, open_ledger
-from reconciler.cli.common import JsonFlag, WalletOption, _emit_json, _settings, err, out
-from reconciler.cli.tables import NONE, Col, Row, fit_table
-
-SHOWN_FIELDS = (
-    "code_hash",
-    "implementation",
-    "admin",
-    "beacon",
-    "beacon_implementation",
-    "singleton",
-    "owners",
-    "threshold",
-    "modules",
-    "hidden_owners",
-    "hidden_modules",
-    "guard",
-    "fallback_handler",
-    "delegation",
-    "problems",
-)
+from reconciler.cli.common import JsonFlag, WalletOption, _emit_json, _settings, err, open_ledger, out
+from reconciler.cli.tables import NONE, hanging, say, shown, wrap_lines
+from reconciler.errors import chain_message
 
 wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baseline and now.", no_args_is_help=True)
 
@@ -38,6 +19,9 @@ wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baselin
 def wallets_baseline(ctx: typer.Context, wallet: WalletOption = None, json_out: JsonFlag = False) -> None:
     """Record each wallet's on-chain configuration at the pinned block as reviewed. Every run
     compares with the newest baseline; re-baselining after a review resolves the change."""
+    from reconciler.app import wallet_review
+    from reconciler.bootstrap import adapter_for
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -59,6 +43,9 @@ def wallets_baseline(ctx: typer.Context, wallet: WalletOption = None, json_out: 
 def wallets_show(ctx: typer.Context, wallet: WalletOption = None, json_out: JsonFlag = False) -> None:
     """Each wallet's configuration now, beside its baseline. Exit 1 when one differs from its
     baseline, 2 when a chain could not be read."""
+    from reconciler.app import wallet_review
+    from reconciler.bootstrap import adapter_for
+
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
@@ -81,29 +68,81 @@ def wallets_show(ctx: typer.Context, wallet: WalletOption = None, json_out: Json
             }
         )
     for chain, why in readings.errors.items():
-        err.print(f"chain {chain}: {why}")
+        say(err, chain_message(chain, why))
     if json_out:
         _emit_json({"wallets": docs, "errors": readings.errors})
     else:
-        columns = (Col("field", whole=True), Col("baseline", whole=True), Col("now", whole=True))
-        for doc in docs:
-            base = doc["baseline"] or {}
-            rows = [
-                Row(
-                    (field, _shown(base.get(field)), _shown(doc[field])),
-                    style="red" if base and base.get(field) != doc[field] else None,
-                )
-                for field in SHOWN_FIELDS
-            ]
-            out.print(fit_table(out.width, columns, rows, f"{doc['wallet']} on {doc['chain']} ({doc['kind']})"))
+        for n, doc in enumerate(docs):
+            if n:
+                out.print()
+            for line, style in _wallet_lines(doc, out.width):
+                out.print(line, style=style, soft_wrap=True)
     if readings.errors:
         raise typer.Exit(2)
     raise typer.Exit(1 if changed else 0)
 
 
+_FIELDS = (
+    "code_hash",
+    "implementation",
+    "admin",
+    "beacon",
+    "beacon_implementation",
+    "singleton",
+    "owners",
+    "threshold",
+    "modules",
+    "hidden_owners",
+    "hidden_modules",
+    "guard",
+    "fallback_handler",
+    "delegation",
+    "problems",
+)
+
+
+def _wallet_lines(doc: dict[str, Any], width: int) -> list[tuple[str, str | None]]:
+    """One wallet for a person: a line saying where it was read and how it compares with its
+    baseline, then only the fields that hold something (an EOA: its code hash), each value
+    whole; a field that differs shows baseline and now, in red."""
+    base = doc["baseline"]
+    changes = {c["field"] for c in doc["changes"]}
+    if base is None:
+        verdict = "no baseline yet (`reconciler wallets baseline` records one)"
+    elif changes:
+        verdict = f"{len(changes)} field(s) differ from the baseline"
+    else:
+        verdict = "as in its baseline"
+    reviewed = doc.get("baseline_reviewed")
+    since = (
+        f", baseline of block {base['block_number']:,}" + ("" if reviewed else " (first seen, not reviewed)")
+        if base is not None
+        else ""
+    )
+    head = f"{doc['wallet']} on {doc['chain']}: {doc['kind']} at block {doc['block_number']:,}{since}; {verdict}"
+    style = "red" if changes else None
+    lines: list[tuple[str, str | None]] = [(line, style) for line in wrap_lines(shown(head), width)]
+    shown_fields = [f for f in _FIELDS if _has(doc.get(f)) or (base is not None and _has(base.get(f)))]
+    label = max((len(f) for f in shown_fields), default=0)
+    for field in shown_fields:
+        if field in changes and base is not None:
+            pairs = [(f"{field:<{label}}  baseline  ", base.get(field)), (f"{'':<{label}}  now       ", doc[field])]
+        else:
+            pairs = [(f"{field:<{label}}  ", doc[field])]
+        for lead, value in pairs:
+            for text in hanging("  " + lead, _shown(value), width):
+                lines.append((text, "red" if field in changes else None))
+    return lines
+
+
+def _has(value: Any) -> bool:
+    return value not in (None, [], "")
+
+
 def _shown(value: Any) -> str:
+    """A field's value: a list one entry per line, each `shown` (no None, no brackets)."""
     if value is None:
         return NONE
     if isinstance(value, list):
-        return "\n".join(str(v) for v in value) or "[]"
-    return str(value)
+        return "\n".join(shown(v) for v in value) or "none"
+    return shown(value)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.redaction import redact_urls
+from reconciler.redaction import neutralise, redact_urls
 
 _PAIR = re.compile(r"""(?:(?<=\s)|^)([A-Za-z_][\w.\-]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)""")
 _RESERVED = frozenset({"ts", "level", "logger", "message", "alert", "exc", "stack"})
@@ -77,3 +77,25 @@ class JsonLogFormatter(logging.Formatter):
         if record.stack_info:
             doc["stack"] = redact_urls(record.stack_info)
         return json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+_NONE_PAIR = re.compile(r"(?:^|(?<=\s))[A-Za-z_][\w.\-]*=None(?=\s|$)\s?")
+
+
+def tidy_message(message: str) -> str:
+    """A log message as it is printed: without its ``key=None`` pairs (a scan has no read path,
+    a clean firing no reason: saying so adds nothing) and on one line, control characters from
+    outside shown as escapes (a node's message never drives the terminal a log is read on)."""
+    return neutralise(_NONE_PAIR.sub("", message)).rstrip()
+
+
+class TidyFilter(logging.Filter):
+    """A handler filter applying `tidy_message` to each record's message (tracebacks keep their
+    lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        tidy = tidy_message(message)
+        if tidy != message:
+            record.msg, record.args = tidy, None
+        return True

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -35,6 +36,15 @@ from reconciler.interrupt import Interrupted
 from reconciler.ledger.runs import FiringTaken
 
 log = logging.getLogger(__name__)
+_APSCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+
+
+class _SkippedSaidByUs(logging.Filter):
+    """Drops APScheduler's own line for a skipped firing: `Daemon._skipped` says it as
+    ``event=job_skipped job=… reason=still_running``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
 
 JOBS = ("run", "scan", "segregation_statement")
 EPOCH = datetime(2000, 1, 1)
@@ -133,6 +143,21 @@ class Daemon:
             timezone=self.tz,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        # A firing due while the job's previous one still runs is skipped (max_instances 1):
+        # said in our own words, once, instead of APScheduler's "maximum number of running
+        # instances reached".
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        if not any(isinstance(f, _SkippedSaidByUs) for f in _APSCHEDULER_LOG.filters):
+            _APSCHEDULER_LOG.addFilter(_SkippedSaidByUs())
+
+    def _skipped(self, event: Any) -> None:
+        job = str(event.job_id).removesuffix("-catch-up")
+        for at in getattr(event, "scheduled_run_times", None) or [None]:
+            log.warning(
+                "event=job_skipped job=%s scheduled_for=%s reason=still_running",
+                job,
+                at.astimezone(UTC).isoformat() if isinstance(at, datetime) else None,
+            )
 
     def checkpoint(self) -> None:
         if self._stop.is_set():

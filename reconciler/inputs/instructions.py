@@ -24,6 +24,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -519,17 +520,35 @@ def partition_valid(
 # --------------------------------------------------------------------------- signing files
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """What `sign_lines` did: the file with the signature added (JSON lines), whose key signed,
+    how many instructions it signed now, and how many already carried its signature."""
+
+    text: str
+    address: str
+    signed: int
+    already: int
+    wallets: tuple[str, ...]
+
+
 def sign_file(text: str, source: str, settings: Settings, key: bytes) -> str:
+    """The file with the key's signature added to every instruction, as JSON lines (`sign_lines`)."""
+    return sign_lines(text, source, settings, key).text
+
+
+def sign_lines(text: str, source: str, settings: Settings, key: bytes) -> Signed:
     """The file with the key's signature added to every instruction, as JSON lines.
 
     Lines keep their order, fields and blank lines (so line numbers stay the same); a line
-    already signed by this key is left as it is. Refuses (InputError) a file that does not
-    parse, and a line whose wallet does not list the key's address among its approvers.
+    already signed by this key is left as it is. Refuses (InputError, "nothing was signed") a
+    file that does not parse, and a line whose wallet does not list the key's address among its
+    approvers.
     """
     address = _address_of(key)
     parsed, problems = _parse_lines(text, settings, frozenset())
     if problems:
-        raise InputError(source, _lines(problems))
+        raise InputError(source, _lines(problems), undone="signed")
     by_line = {instruction.line: (instruction, obj) for instruction, obj in parsed}
     for instruction, _ in parsed:
         approvers = {a.lower() for a in settings.wallets[instruction.wallet].approvers}
@@ -537,8 +556,9 @@ def sign_file(text: str, source: str, settings: Settings, key: bytes) -> str:
             reason = f"the signing key's address {address} is not an approver of wallets.{instruction.wallet}"
             problems.append((instruction.line, reason))
     if problems:
-        raise InputError(source, _lines(problems))
+        raise InputError(source, _lines(problems), undone="signed")
     out: list[str] = []
+    signed = already = 0
     for line, raw in enumerate(_split_lines(text), start=1):
         if line not in by_line:
             out.append("")
@@ -547,11 +567,14 @@ def sign_file(text: str, source: str, settings: Settings, key: bytes) -> str:
         signers = {s.lower() for s in recover_signers(instruction, settings) if s is not None}
         if address.lower() in signers:
             out.append(raw)  # already signed by this key: the line as it was
+            already += 1
             continue
         obj = dict(obj)
         obj["signatures"] = [*instruction.signatures, sign(instruction, settings, key)]
         out.append(json.dumps(obj))
-    return "".join(f"{line}\n" for line in out)
+        signed += 1
+    wallets = tuple(sorted({instruction.wallet for instruction, _ in parsed}))
+    return Signed("".join(f"{line}\n" for line in out), address, signed, already, wallets)
 
 
 def _address_of(key: bytes) -> str:

@@ -174,15 +174,22 @@ def _newer_message(revision: str | None) -> str:
 
 
 _SHOWN_MATCHES = 5
+MIN_PREFIX = 4  # the shortest id prefix accepted, as git's abbreviated hashes
 
 
 def _resolve_prefix(s: Session, table: Any, column: Any, given: str, what: str, lister: str) -> str:
-    """A full id, or any unique prefix of one (like git; ids are lowercase hex, so case does not
-    matter). A prefix that several ids start with is refused, naming them in the short form
-    tables print."""
+    """A full id, or any unique prefix of one of at least MIN_PREFIX characters (like git; ids
+    are lowercase hex, so case does not matter). A prefix that several ids start with is
+    refused, naming them in the short form tables print."""
     if given and s.get(table, given) is not None:
         return given
     wanted = given.strip().lower()
+    if 0 < len(wanted) < MIN_PREFIX:
+        # "6" would pick one break in sixteen: acknowledging a critical break by a slip of the key.
+        raise LedgerError(
+            f"{what} id prefix {given!r} is too short: give at least {MIN_PREFIX} characters of the id "
+            f"({lister} shows them)"
+        )
     if wanted:
         escaped = wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         starts = column.like(escaped + "%", escape="\\")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence, Set
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Protocol
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, func, insert, select, text, update
@@ -44,9 +45,13 @@ class BooksMixin(LedgerBase):
         with self._session() as s:
             return set(s.scalars(select(col(Account.account))))
 
-    def import_accounts(self, rows: Sequence[AccountRow], source: str, sha256: str) -> tuple[int, int]:
+    def import_accounts(
+        self, rows: Sequence[AccountRow], source: str, sha256: str, skip_unchanged: bool = False
+    ) -> tuple[int, int]:
         """Insert new accounts; re-importing an identical account is a no-op. Changing an
-        account's class is refused (it would move the customer between segregation pools)."""
+        account's class is refused (it would move the customer between segregation pools).
+        ``skip_unchanged``: a file that adds and renames nothing is not recorded as an import
+        (the same file again)."""
         with self._session() as s:
             existing = {
                 a.account: a
@@ -61,6 +66,8 @@ class BooksMixin(LedgerBase):
             ]
             if problems:
                 raise InputError(source, problems)
+            if skip_unchanged and all(r.account in existing and existing[r.account].name == r.name for r in rows):
+                return 0, 0
             batch_id = str(uuid.uuid4())
             s.add(
                 ImportBatch(
@@ -78,15 +85,20 @@ class BooksMixin(LedgerBase):
                     updated += 1
             return added, updated
 
-    def books_import_of(self, sha256: str) -> datetime | None:
-        """When a books file with exactly these bytes was first accepted, or None."""
+    def import_of(self, kind: str, sha256: str) -> datetime | None:
+        """When a file of this kind (accounts, books, instructions, equity, offchain) with
+        exactly these bytes was first accepted, or None."""
         with self._session() as s:
             at = s.scalar(
                 select(func.min(col(ImportBatch.imported_at))).where(
-                    col(ImportBatch.kind) == "books", col(ImportBatch.sha256) == sha256
+                    col(ImportBatch.kind) == kind, col(ImportBatch.sha256) == sha256
                 )
             )
         return None if at is None else _utc(at)
+
+    def books_import_of(self, sha256: str) -> datetime | None:
+        """When a books file with exactly these bytes was first accepted, or None."""
+        return self.import_of("books", sha256)
 
     def import_books(self, rows: Sequence[BookRow], source: str, sha256: str) -> int:
         """Rows parsed whole (reconciler.inputs.books.parse_books_csv): checked against the
@@ -155,6 +167,110 @@ class BooksMixin(LedgerBase):
         """The book balance of every wallet x asset with entries: the sum of its entries."""
         with self._session() as s:
             return _book_sums(s)
+
+    def accounts(self) -> list[StoredAccount]:
+        """Every account, by name."""
+        with self._session() as s:
+            rows = s.execute(
+                select(col(Account.account), col(Account.seg_class), col(Account.name)).order_by(col(Account.account))
+            ).all()
+        return [StoredAccount(str(a), str(c), str(n)) for a, c, n in rows]
+
+    def book_entries(
+        self,
+        wallet: str | None = None,
+        asset: str | None = None,
+        account: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[StoredEntry], int]:
+        """Book entries, newest first (by date, then entry id), at most ``limit``; and how many
+        match in all."""
+        where = [
+            c == v
+            for c, v in (
+                (col(BookEntry.wallet), wallet),
+                (col(BookEntry.asset), asset),
+                (col(BookEntry.account), account),
+            )
+            if v is not None
+        ]
+        with self._session() as s:
+            total = int(s.scalar(select(func.count()).select_from(BookEntry).where(*where)) or 0)
+            query = (
+                select(BookEntry)
+                .where(*where)
+                .order_by(col(BookEntry.entry_date).desc(), col(BookEntry.entry_id).desc())
+            )
+            if limit is not None:
+                query = query.limit(limit)
+            entries = [
+                StoredEntry(
+                    e.entry_id, e.entry_date, e.account, e.wallet, e.asset, int(e.amount), e.kind, e.memo, e.tx_hash
+                )
+                for e in s.scalars(query)
+            ]
+        return entries, total
+
+    def wallet_accounts(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(wallet, asset) -> {account: class} of the accounts whose entries book into it."""
+        with self._session() as s:
+            rows = s.execute(
+                select(col(BookEntry.wallet), col(BookEntry.asset), col(Account.account), col(Account.seg_class))
+                .join(Account, col(Account.account) == col(BookEntry.account))
+                .distinct()
+            ).all()
+        out: dict[tuple[str, str], dict[str, str]] = {}
+        for wallet, asset, account, seg_class in rows:
+            out.setdefault((str(wallet), str(asset)), {})[str(account)] = str(seg_class)
+        return out
+
+    def booked_transactions(self) -> dict[tuple[str, str, str], dict[str, str]]:
+        """(wallet, asset, tx hash in lower case) -> {entry id: kind} of the entries carrying it."""
+        with self._session() as s:
+            rows = s.execute(
+                select(
+                    col(BookEntry.wallet),
+                    col(BookEntry.asset),
+                    col(BookEntry.tx_hash),
+                    col(BookEntry.entry_id),
+                    col(BookEntry.kind),
+                ).where(col(BookEntry.tx_hash).is_not(None))
+            ).all()
+        out: dict[tuple[str, str, str], dict[str, str]] = {}
+        for wallet, asset, tx_hash, entry_id, kind in rows:
+            out.setdefault((str(wallet), str(asset), str(tx_hash).lower()), {})[str(entry_id)] = str(kind)
+        return out
+
+    def stored_entry_ids(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` that are already in the ledger."""
+        with self._session() as s:
+            return {
+                str(e)
+                for chunk in _chunks(sorted(set(ids)))
+                for e in s.scalars(select(col(BookEntry.entry_id)).where(col(BookEntry.entry_id).in_(chunk)))
+            }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    account: str
+    seg_class: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A book entry as the ledger holds it (the books CSV's columns)."""
+
+    entry_id: str
+    date: date
+    account: str
+    wallet: str
+    asset: str
+    amount: int
+    kind: str
+    memo: str
+    tx_hash: str | None
 
 
 _BOOKS_INSERT = 10_000  # rows per executemany of a books import

@@ -434,6 +434,8 @@ class StoredMovement:
     instruction_id: str | None
     initiator: str | None = None
     function: str | None = None
+    position: str = ""  # its place in the transaction: log:N, trace:PATH, or fee
+    block_time: int = 0  # Unix seconds
 
 
 def list_movements(
@@ -469,6 +471,8 @@ def list_movements(
                 r.instruction_id,
                 r.initiator,
                 r.function,
+                r.position,
+                int(r.block_time),
             )
             for r in s.scalars(query)
         ]

@@ -182,7 +182,7 @@ def test_the_console_script_honours_columns_through_a_pipe(devnet: Devnet, scena
     )
     assert listed.returncode == 0, listed.stderr
     assert max(cell_len(line) for line in listed.stdout.splitlines()) > 80, "off a terminal, rows keep their width"
-    row = r"balance_mismatch +error +open +eth +seg-1 +TMMF +-1,234\.567000000000000000 +1$"
+    row = r"error +balance_mismatch +open +eth +seg-1 +-1,234\.567000000000000000 TMMF +1$"
     assert re.search(row, listed.stdout, re.M), listed.stdout
 
 
@@ -246,10 +246,11 @@ def test_breaks_show_takes_a_short_id_and_prints_a_readable_history(
     assert as_json["break"]["amount_display"] == "-750000.000000", "JSON keeps plain decimals"
 
 
-def test_an_ambiguous_prefix_is_refused_naming_the_breaks_it_matches(
+def test_a_prefix_shorter_than_4_characters_is_refused_and_an_ambiguous_one_names_the_matches(
     cli: Any, devnet: Devnet, scenario: Scenario, narrow: None
 ) -> None:
-    """17 breaks: two of them always share a first hex digit."""
+    """17 breaks: two of them always share a first hex digit, so one digit was once a way to
+    acknowledge the wrong (critical) break. At least 4 characters, as git asks."""
     usdc = devnet.deploy_token("Test USD", "USDC", 6)
     scenario.add_chain("eth", devnet.url, 31337)
     scenario.add_token("USDC", "eth", usdc.address, 6)
@@ -269,13 +270,20 @@ def test_an_ambiguous_prefix_is_refused_naming_the_breaks_it_matches(
     assert count >= 2
     matching = [i for i in ids if i.startswith(first)]
 
+    unique = next((i for i in ids if sum(j.startswith(i[0]) for j in ids) == 1), ids[0])
+
     refused = _cli(cli, config, "breaks", "show", first)
 
     assert refused.code == 2 and refused.stdout == ""
-    listed = ", ".join(i[:8] for i in matching[:5]) + (", …" if count > 5 else "")
-    assert f"break id prefix {first} matches {count} breaks ({listed}); give more characters" in refused.stderr
-    for command in (("breaks", "ack", first, "--note", "x"), ("breaks", "resolve", first, "--note", "x")):
-        assert "give more characters" in _cli(cli, config, *command).stderr
+    too_short = f"break id prefix '{first}' is too short: give at least 4 characters of the id"
+    assert too_short in refused.stderr
+    for prefix in (first, unique[0], unique[:3]):  # even a prefix only one break starts with
+        for command in (("breaks", "ack", prefix, "--note", "x"), ("breaks", "resolve", prefix, "--note", "x")):
+            said = _cli(cli, config, *command)
+            assert said.code == 2 and "is too short: give at least 4 characters" in said.stderr
+    still = json.loads(_cli(cli, config, "breaks", "list", "--json").stdout)["breaks"]
+    assert len(still) == 17 and {b["status"] for b in still} == {"open"}, "nothing was acknowledged or resolved"
+    assert _cli(cli, config, "breaks", "show", unique[:4]).code == 0
     # Any unique prefix works, upper case too, and the listing prints the same short form.
     upper = _cli(cli, config, "breaks", "show", matching[0][:8].upper(), "--json")
     assert json.loads(upper.stdout)["break"]["id"] == matching[0]
@@ -326,7 +334,7 @@ def test_ids_sharing_eight_characters_print_longer_everywhere(
     assert json.loads(shown.stdout)["break"]["id"] == twins[1]
 
 
-def test_runs_list_and_show_use_the_short_id_and_refuse_an_ambiguous_prefix(
+def test_runs_list_and_show_use_the_short_id_and_refuse_a_too_short_prefix(
     cli: Any, scenario: Scenario, narrow: None
 ) -> None:
     scenario.add_chain("eth", "http://127.0.0.1:9", 31337)  # never read: the runs are recorded directly
@@ -342,7 +350,7 @@ def test_runs_list_and_show_use_the_short_id_and_refuse_an_ambiguous_prefix(
             ids.append(run.id)
     finally:
         ledger.close()
-    first, count = Counter(i[0] for i in ids).most_common(1)[0]
+    first, _count = Counter(i[0] for i in ids).most_common(1)[0]
 
     listed = _cli(cli, config, "runs", "list", "--limit", "50")
 
@@ -352,7 +360,7 @@ def test_runs_list_and_show_use_the_short_id_and_refuse_an_ambiguous_prefix(
     assert all(_whole(short[i], listed.stdout) for i in ids)
     assert "None" not in listed.stdout
     refused = _cli(cli, config, "runs", "show", first)
-    assert refused.code == 2 and f"run id prefix {first} matches {count} runs (" in refused.stderr
+    assert refused.code == 2 and f"run id prefix '{first}' is too short: give at least 4" in refused.stderr
     shown = _cli(cli, config, "runs", "show", ids[0][:8])
     assert shown.code == 0, shown.stderr
     assert re.search(rf"^run +{ids[0]}$", shown.stdout, re.M) and "None" not in shown.stdout

@@ -31,7 +31,7 @@ def test_bench_reports_every_figure_at_tiny_n() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     doc = json.loads(last)  # the last line is the one JSON document
-    assert set(doc) == {"by_n", "executions", "children_peak_rss_mb", "targets"}
+    assert set(doc) == {"by_n", "executions", "startup", "children_peak_rss_mb", "targets"}
     executions = doc["executions"]
     assert executions["exec_n"] == 3 and executions["exec_sparse_blocks_per_s"] > 0
     assert 0 < executions["presign_in_process_s"] <= executions["presign_online_s"]
@@ -42,6 +42,9 @@ def test_bench_reports_every_figure_at_tiny_n() -> None:
     bad = {k: v for k, v in figures.items()
            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or k.startswith("ledger_rows_")))}
     assert not bad, bad
+    started = doc["startup"]
+    for key in ("python_pass_s", "version_s", "complete_s", "help_s", "version_vs_pass", "complete_vs_pass"):
+        assert isinstance(started[key], float) and started[key] > 0, (key, started)
     # an unchanged run adds the run and its pins, never a row per position (80 at N=20)
     assert figures["ledger_rows_per_unchanged_run"] < 20, figures
 

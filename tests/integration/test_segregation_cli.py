@@ -265,7 +265,10 @@ def test_equity_and_offchain_imports_reject_bad_files_whole(cli: Any, scenario: 
 
     good = scenario.write_csv("equity-ok.csv", EQUITY_HEADER, ["2026-11-24,C1,-1250000.5,300.25"])
     assert cli("--config", str(config), "equity", "import", str(good)).code == 0
-    again = cli("--config", str(config), "equity", "import", str(good))
+    same = cli("--config", str(config), "equity", "import", str(good))  # the same bytes: a no-op
+    assert same.code == 0 and "already imported on" in same.stderr and "nothing to do" in same.stderr
+    other = scenario.write_csv("equity-again.csv", EQUITY_HEADER, ["2026-11-24,C1,-1250000.50,300.25"])
+    again = cli("--config", str(config), "equity", "import", str(other))
     assert again.code == 2 and "line 2, column account: 'C1' on 2026-11-24 is already in the ledger" in again.stderr
 
     offchain = scenario.write_csv(
