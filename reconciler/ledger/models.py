@@ -68,6 +68,11 @@ class Run(SQLModel, table=True):
     scheduled_for: datetime | None = None
     # The `--json` document as printed, without its positions (those live in balance_snapshot).
     document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Refreshed by the run's process while it runs (reconciler.ledger.liveness): from another host,
+    # a run is judged gone only when this is older than the lease.
+    heartbeat_at: datetime | None = None
+    # A scheduled firing run again after its first run's process died: that first run's id.
+    rerun_of: str | None = Field(default=None, max_length=36)
 
 
 class RunChain(SQLModel, table=True):
