@@ -24,6 +24,8 @@ DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)  # how long a run waits for another 
 DEFAULT_MAX_FEE = 5 * 10**16
 DEFAULT_WATCH_POLL = timedelta(seconds=1)
 DEFAULT_WATCH_MAX_LAG = timedelta(minutes=2)
+# `health` fails when an alert has waited longer than this for delivery ([alerts] max_pending_age).
+DEFAULT_ALERT_MAX_PENDING_AGE = timedelta(minutes=5)
 ISSUER_STANDARDS = ("none", "erc3643")
 
 
@@ -148,6 +150,7 @@ class Settings:
     surveillance: SurveillanceSettings = field(default_factory=SurveillanceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     webhooks: tuple[WebhookSettings, ...] = ()
+    alert_max_pending_age: timedelta = DEFAULT_ALERT_MAX_PENDING_AGE  # [alerts] max_pending_age
     metrics_listen: str | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT.total_seconds()  # [database] lock_timeout, in seconds
     presign: PresignSettings = field(default_factory=PresignSettings)
