@@ -40,10 +40,10 @@ HEARTBEAT_LEASE = timedelta(minutes=2)
 
 def now_expression(dialect: str) -> Any:
     """The value a heartbeat is written with: the database's UTC time on PostgreSQL, this
-    host's on SQLite. Naive UTC, as every stored time."""
+    host's on SQLite (stored, as every time, in UTC)."""
     if dialect == "postgresql":
         return func.timezone("UTC", func.now())
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def database_now(conn: Connection) -> datetime:
