@@ -46,7 +46,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.app.documents import run_doc, scan_doc
+from reconciler.app.documents import break_doc, run_doc, scan_doc
 from reconciler.app.run import RunOptions, run_reconciliation
 from reconciler.bootstrap import adapter_for, open_ledger, valuation_reader_for
 from reconciler.daemon.workers import Worker
@@ -111,7 +111,7 @@ def execute_job(
     another instance claimed is skipped. With ``rerun_of`` (the firing's run whose process
     died) the lost firing is claimed and run again; a segregation statement then is as of the
     firing's scheduled time."""
-    from reconciler.app.statement import run_statement  # the statement pulls in valuation code
+    from reconciler.app.statement import run_statement, statement_document  # pulls in valuation code
 
     ledger = open_ledger(settings)
     try:
@@ -128,6 +128,13 @@ def execute_job(
                 rerun_of=rerun_of,
             )
             run, code = report.run, report.exit_code
+            # Kept with the run as `segregation statement --json` prints it: `runs show` gives
+            # each day's scheduled statement back as it was.
+            document = statement_document(report, settings, [break_doc(b, settings) for b in report.breaks])
+            try:
+                ledger.save_document(run.id, document)
+            except ReconcilerError as exc:
+                log.error("event=run_document_unsaved run_id=%s reason=%r", run.id, str(exc))
         else:
             render: Callable[[Any], dict[str, Any]] = (
                 (lambda r: run_doc(r, settings)) if job == "run" else (lambda r: scan_doc(r, settings))
@@ -197,6 +204,7 @@ class Daemon:
         self._active = 0  # firings and re-runs in progress
         self._idle = threading.Condition()
         self._rerunning: set[str] = set()  # runs whose lost firing this instance is re-running
+        self._recovered_once = False
         self.scheduler = BackgroundScheduler(
             timezone=self.tz,
             executors={"default": DaemonThreadExecutor()},
@@ -305,6 +313,10 @@ class Daemon:
         except ReconcilerError as exc:
             log.error("event=recover_failed reason=%r", str(exc))
             return []
+        # Said at start and whenever something was lost; quietly (debug) otherwise.
+        level = logging.INFO if lost or not self._recovered_once else logging.DEBUG
+        log.log(level, "event=lost_firings_checked lost=%d", len(lost))
+        self._recovered_once = True
         outcomes: list[JobOutcome] = []
         for firing in lost:
             if self._stop.is_set():

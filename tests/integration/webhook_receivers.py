@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 ANSWER_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -35,6 +36,8 @@ class Connection:
     body: bytes = b""
     closed_by_client_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    opened_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended_wall: datetime | None = None  # when this side saw the connection end, however it ended
 
     @property
     def headers(self) -> dict[str, str]:
@@ -110,6 +113,7 @@ class TricklingReceiver:
         except OSError:
             conn.closed_by_client_at = time.monotonic()
         finally:
+            conn.ended_wall = datetime.now(UTC)
             conn.done.set()
             try:
                 sock.close()
