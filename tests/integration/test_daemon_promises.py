@@ -293,3 +293,31 @@ def test_another_instance_runs_again_the_firing_of_a_daemon_that_died(
     assert rerun["pid"] in {o.pid for o in others} and rerun["scheduled_for"] == first["scheduled_for"]
     same_firing = [r for r in scheduled_runs(pg_url) if r["scheduled_for"] == first["scheduled_for"]]
     assert [r["id"] for r in same_firing] == [first["id"], rerun["id"]], "exactly one instance ran it again"
+
+
+def test_sigterm_stops_the_daemon_within_10s_even_with_a_job_stuck_in_a_call(
+    cli: Any, devnet: Devnet, tmp_path: Path
+) -> None:
+    """A segregation statement blocked in an RPC call never reaches a safe point before the call
+    returns (rpc_timeout, here 300 s): the stopping daemon records its run itself and exits."""
+    scenario = Scenario(folder=tmp_path, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    with RpcProxy(devnet.url) as proxy:
+        make_custody(devnet, scenario, proxy.url, rpc_timeout=300)
+        _schedule(scenario, 'segregation_statement = "1h"')
+        config = scenario.write()
+        load(cli, config)
+        proxy.delay(300)
+        daemon = DaemonProcess(config)
+        try:
+            stuck = wait_for(lambda: _running_firing(scenario.db_url), "the statement to block on the node", 90)
+            wait_for(lambda: bool(proxy.seen()), "the statement's call to the node")
+            took = daemon.stop()
+        finally:
+            daemon.ensure_gone()
+    assert daemon.proc.returncode == 0, daemon.log
+    assert took < STOP_WITHIN, f"SIGTERM took {took:.1f}s"
+    [row] = [r for r in scheduled_runs(scenario.db_url) if r["id"] == stuck["id"]]
+    assert row["status"] == "incomplete"
+    assert row["reason"].startswith("interrupted by SIGTERM: the daemon stopped before the job reached a safe point")
+    assert f"event=run_interrupted run_id={stuck['id']}" in daemon.log
+    assert "event=daemon_stopped signal=SIGTERM" in daemon.log
