@@ -90,22 +90,26 @@ def daemon(ctx: typer.Context) -> None:
 
 
 def _exit_by(deadline: float) -> None:
-    """The last resort of the promise to stop in time: the interpreter joins non-daemon threads
-    at exit (concurrent.futures' workers among them), and one stuck in a call would hold the
-    process up. A daemon timer ends the process at ``deadline`` if it is still there; normally
-    the exit comes first and the timer dies with it."""
-
-    def force() -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(0)
-
-    timer = threading.Timer(max(deadline - time.monotonic(), 0.1), force)
-    timer.daemon = True
-    timer.start()
+    """The last resort of the promise to stop in time: the interpreter joins every non-daemon
+    thread at exit (concurrent.futures' workers, reading chains for a run, among them), and one
+    stuck in a call would hold the process up. Jobs and workers run in daemon threads, so such a
+    thread is one a job left behind: it gets until ``deadline``, then the process ends anyway
+    (its run was recorded when the daemon stopped)."""
+    stuck = [t for t in threading.enumerate() if not t.daemon and t is not threading.current_thread()]
+    for thread in stuck:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    left = [t.name for t in stuck if t.is_alive()]
+    if not left:
+        return
+    logging.getLogger("reconciler.daemon").warning("event=daemon_exit_forced threads=%s", ",".join(left))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 @alerts_app.command("deliver")

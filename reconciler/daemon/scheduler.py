@@ -238,8 +238,10 @@ class Daemon:
         finally:
             busy.release()
 
-    def _execute(self, job: str, scheduled_for: datetime, rerun_of: str | None = None) -> JobOutcome:
-        with self._activity():
+    def _execute(self, job: str, scheduled_for: datetime, rerun_of: str | None = None) -> JobOutcome | None:
+        with self._activity() as started:
+            if not started:
+                return None  # the daemon is stopping: no run begins any more
             try:
                 outcome = execute_job(self.settings, job, scheduled_for, self.checkpoint, rerun_of)
             except Exception as exc:  # noqa: BLE001 - one failed firing never stops the daemon
@@ -286,15 +288,23 @@ class Daemon:
             log.exception("event=after_job_failed job=%s", outcome.job)
 
     @contextmanager
-    def _activity(self) -> Iterator[None]:
+    def _activity(self) -> Iterator[bool]:
+        """Count a firing in progress, so that `stop` knows what to wait for; False (and not
+        counted) once the daemon is stopping. The check and the count are one step under the
+        lock `stop` takes to set the flag: no firing slips in after `stop` looked."""
         with self._idle:
-            self._active += 1
+            if self._stop.is_set():
+                started = False
+            else:
+                started = True
+                self._active += 1
         try:
-            yield
+            yield started
         finally:
-            with self._idle:
-                self._active -= 1
-                self._idle.notify_all()
+            if started:
+                with self._idle:
+                    self._active -= 1
+                    self._idle.notify_all()
 
     # -------------------------------------------------------------- lost firings
 
@@ -331,7 +341,9 @@ class Daemon:
             )
             self._rerunning.add(firing.run_id)
             try:
-                outcomes.append(self._execute(firing.job, firing.scheduled_for, rerun_of=firing.run_id))
+                outcome = self._execute(firing.job, firing.scheduled_for, rerun_of=firing.run_id)
+                if outcome is not None:
+                    outcomes.append(outcome)
             finally:
                 self._rerunning.discard(firing.run_id)
         return outcomes
@@ -366,8 +378,9 @@ class Daemon:
         job that has not got there in time has its run recorded incomplete here instead;
         workers are asked to stop, and those that do not end in time are abandoned."""
         deadline = time.monotonic() + within
-        self._stop_signal = signum
-        self._stop.set()
+        with self._idle:
+            self._stop_signal = signum
+            self._stop.set()
         for worker in self.workers:
             worker.request_stop()
         if self.scheduler.running:
