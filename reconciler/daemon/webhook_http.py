@@ -187,7 +187,7 @@ def bounded_post(
             ) as answer:
                 _read_body(answer, started, deadline)
                 return HttpAnswer(answer.status_code, answer.reason or "", dict(answer.headers))
-    except (requests.RequestException, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a shut-down socket made the libraries raise
         elapsed = time.monotonic() - started
         if watch.expired or elapsed >= deadline or isinstance(exc, requests.Timeout):
             raise AttemptTimedOut(
@@ -195,7 +195,9 @@ def bounded_post(
             ) from exc
         if isinstance(exc, requests.ConnectionError):
             raise DeliveryFailed(f"cannot connect to {shown}: {_cause(exc, url)}") from exc
-        raise DeliveryFailed(f"{type(exc).__name__} from {shown}: {scrubbed(exc, url)}") from exc
+        if isinstance(exc, requests.RequestException | OSError):
+            raise DeliveryFailed(f"{type(exc).__name__} from {shown}: {scrubbed(exc, url)}") from exc
+        raise
     finally:
         timer.cancel()
         _current.watch = None
