@@ -298,7 +298,7 @@ def _attempt(
     elapsed = time.monotonic() - started
     if outcome == "timeout":
         log.warning(
-            "event=webhook_timeout destination=%s elapsed=%.1fs deadline=%gs alert=%s event_id=%s attempt=%d",
+            "event=webhook_timeout destination=%s elapsed=%.2f deadline=%g alert=%s event_id=%s attempt=%d",
             alert.destination[:12],
             elapsed,
             timeout,

@@ -155,9 +155,10 @@ def assess_alerts(backlog: AlertBacklog, max_age: timedelta, now: datetime) -> l
         return []
     last = f"; its last attempt: {backlog.oldest_error}" if backlog.oldest_error else ""
     return [
-        f"alerts: {backlog.pending} alert(s) waiting for delivery, the oldest ({backlog.oldest_event} to the "
-        f"webhook with destination {backlog.oldest_destination}…, {backlog.oldest_attempts} attempt(s)) for "
-        f"{_span(waited)}, more than [alerts] max_pending_age {_span(max_age)}{last}"
+        f"alerts: a backlog of {backlog.pending} alert(s) waiting for delivery, the oldest "
+        f"({backlog.oldest_event} to the webhook with destination {backlog.oldest_destination}…, "
+        f"{backlog.oldest_attempts} attempt(s)) for {_span(waited)}, more than [alerts] max_pending_age "
+        f"{_span(max_age)}{last}"
     ]
 
 

@@ -106,7 +106,8 @@ def test_a_trickling_receiver_holds_up_no_firing_is_seen_everywhere_and_sigterm_
             assert "max_pending_age" in late and "within 10s" in late and "PATHKEY" not in late
             assert health["alerts"]["backlog"] >= 1 and health["alerts"]["oldest_pending_seconds"] > 3
             destination = destination_of(url)[:12]
-            assert re.search(rf"event=webhook_timeout destination={destination} elapsed=\d+\.\ds", daemon.log)
+            timeout_line = rf"event=webhook_timeout destination={destination} elapsed=(\d+\.\d+) deadline=10 "
+            assert re.search(timeout_line, daemon.log)
 
             # SIGTERM while an attempt hangs: the daemon is gone within 10 s.
             wait_for(lambda: [c for c in receiver.in_flight() if c is not first], "another hanging attempt", 60)

@@ -153,7 +153,7 @@ def test_an_alert_waiting_longer_than_max_pending_age_is_a_problem_naming_the_ba
         oldest_error="attempt 4: no complete answer from https://hooks.example within 10s (timed out after 10.0s)",
     )
     [problem] = assess_alerts(backlog, timedelta(minutes=5), NOW)
-    assert problem.startswith("alerts: 3 alert(s) waiting for delivery, the oldest (break.opened to the webhook")
+    assert problem.startswith("alerts: a backlog of 3 alert(s) waiting for delivery, the oldest (break.opened to")
     assert "3fa2c1d0e9b8…, 4 attempt(s)) for 7m12s, more than [alerts] max_pending_age 5m" in problem
     assert problem.endswith("its last attempt: attempt 4: no complete answer from https://hooks.example within 10s "
                             "(timed out after 10.0s)")
