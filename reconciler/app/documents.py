@@ -269,6 +269,7 @@ def run_summary_doc(r: RunSummary) -> dict[str, Any]:
         "job": r.job,
         "scheduled_for": r.scheduled_for.isoformat() if r.scheduled_for else None,
         "instance": r.instance,
+        "rerun_of": r.rerun_of,
     }
 
 

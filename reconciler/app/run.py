@@ -67,6 +67,7 @@ class RunOptions:
     trigger: str = "cli"
     job: str = "run"
     scheduled_for: datetime | None = None
+    rerun_of: str | None = None  # a lost firing run again: the run of it whose process died
     render: Render | None = None  # builds the document kept with the run (`runs show`)
     # Called at safe points (while chains are read — also from their threads — and before
     # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
@@ -231,7 +232,7 @@ def run_reconciliation(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
 ) -> RunReport:
     opts = options or RunOptions()
-    run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for)
+    run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for, opts.rerun_of)
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:

@@ -342,13 +342,15 @@ def run_statement(
     checkpoint: Callable[[], None] = lambda: None,
     trigger: str = "cli",
     scheduled_for: datetime | None = None,
+    rerun_of: str | None = None,
 ) -> StatementReport:
-    """``as_of`` None: at each chain's current pin, as of now. Otherwise as of that instant."""
+    """``as_of`` None: at each chain's current pin, as of now. Otherwise as of that instant.
+    ``rerun_of``: a lost scheduled firing run again (see `Ledger.begin_run`)."""
     tz = ZoneInfo(settings.segregation.timezone)
     instant = None if as_of is None else int(as_of.timestamp())
     when = (as_of or datetime.now(tz).replace(microsecond=0)).astimezone(as_of.tzinfo if as_of else tz)
     business_date = business_date_of(when, settings)
-    run, lock = ledger.begin_run(trigger, JOB, scheduled_for)
+    run, lock = ledger.begin_run(trigger, JOB, scheduled_for, rerun_of)
     log.info("event=run_started run_id=%s trigger=%s job=%s as_of=%s", run.id, trigger, JOB, when.isoformat())
     base = StatementReport(run, when, business_date, tuple(classes), ())
     try:

@@ -8,9 +8,11 @@ runs, not when the command line starts.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -22,17 +24,20 @@ from reconciler.errors import ReconcilerError
 from reconciler.interrupt import Interrupted, interruptible
 
 if TYPE_CHECKING:  # the scheduler, metrics and the ledger are imported when a command runs
-    from reconciler.inputs.settings import Settings
+    pass
 
 alerts_app = typer.Typer(help="Alerts queued for webhooks.", no_args_is_help=True)
 
 
 def daemon(ctx: typer.Context) -> None:
     """Run the jobs of [schedule] (run, scan, segregation_statement) around the clock until
-    SIGTERM or SIGINT, which stop it cleanly (the job in progress is recorded incomplete) with
-    exit 0. Several instances may share one PostgreSQL ledger: each firing runs exactly once."""
+    SIGTERM or SIGINT, which stop it within 10 seconds (the job in progress is recorded
+    incomplete) with exit 0. Alerts are delivered beside the jobs, never in their way. Several
+    instances may share one PostgreSQL ledger: each firing runs exactly once, and a firing whose
+    process died is run again, once."""
     from reconciler.daemon.metrics import Metrics
-    from reconciler.daemon.scheduler import Daemon, JobOutcome
+    from reconciler.daemon.scheduler import STOP_WITHIN, Daemon, JobOutcome
+    from reconciler.daemon.workers import DeliveryWorker
     from reconciler.ledger import daemon_store
 
     settings = _settings(ctx)
@@ -50,30 +55,33 @@ def daemon(ctx: typer.Context) -> None:
     server = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     if server is not None:
         info.print(f"metrics at {server.url}")
+    delivery = DeliveryWorker(settings, metrics)
 
     def after(outcome: JobOutcome) -> None:
+        if outcome.run_id is None:
+            metrics.observe_job(outcome.job, outcome.outcome)
+            return
         observed = open_ledger(settings)
         try:
-            if outcome.run_id is None:
-                metrics.observe_job(outcome.job, outcome.outcome)
-            else:
-                metrics.observe_stored_run(observed.get_run(outcome.run_id), outcome=outcome.outcome)
+            metrics.observe_stored_run(observed.get_run(outcome.run_id), outcome=outcome.outcome)
             metrics.refresh_from_ledger(observed)
         finally:
             observed.close()
-        _deliver_alerts(settings)
+        delivery.wake()  # what the job queued goes out now, from the worker's thread
 
-    runner = Daemon(settings, after_job=after)
+    runner = Daemon(settings, after_job=after, workers=[delivery])
     info.print(f"daemon: {', '.join(jobs)} on schedule ({settings.schedule.timezone}); SIGTERM or Ctrl-C stops it")
     stopped_by = int(signal.SIGTERM)
+    told = time.monotonic()
     try:
         with interruptible() as guard:
-            runner.start(extra=lambda: _deliver_alerts(settings))
+            runner.start()
             while True:
                 guard.check()
                 time.sleep(0.2)
     except Interrupted as exc:
         stopped_by = exc.signum
+        told = time.monotonic()
     finally:
         runner.stop(stopped_by)
         if server is not None:
@@ -81,36 +89,38 @@ def daemon(ctx: typer.Context) -> None:
         guard_file.release()
         ledger.close()
     err.print(f"daemon stopped ({signal.Signals(stopped_by).name})")
+    _exit_by(told + STOP_WITHIN - 0.5)
     raise typer.Exit(0)
 
 
-def _deliver_alerts(settings: Settings, checkpoint: Callable[[], None] = lambda: None) -> None:
-    """Deliver queued alerts, if webhooks are configured (the daemon's delivery job; what fails
-    is retried later with the same event id)."""
-    if not settings.webhooks:
+def _exit_by(deadline: float) -> None:
+    """The last resort of the promise to stop in time: the interpreter joins every non-daemon
+    thread at exit (concurrent.futures' workers, reading chains for a run, among them), and one
+    stuck in a call would hold the process up. Jobs and workers run in daemon threads, so such a
+    thread is one a job left behind: it gets until ``deadline``, then the process ends anyway
+    (its run was recorded when the daemon stopped)."""
+    stuck = [t for t in threading.enumerate() if not t.daemon and t is not threading.current_thread()]
+    for thread in stuck:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    left = [t.name for t in stuck if t.is_alive()]
+    if not left:
         return
-    from reconciler.daemon.alerts import deliver_pending
-
-    def stopping() -> bool:
+    logging.getLogger("reconciler.daemon").warning("event=daemon_exit_forced threads=%s", ",".join(left))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for stream in (sys.stdout, sys.stderr):
         try:
-            checkpoint()
-        except Interrupted:
-            return True
-        return False
-
-    ledger = open_ledger(settings)
-    try:
-        deliver_pending(ledger, settings, should_stop=stopping)
-    except ReconcilerError as exc:
-        logging.getLogger("reconciler.alerts").error("event=alert_delivery_failed reason=%r", str(exc))
-    finally:
-        ledger.close()
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 @alerts_app.command("deliver")
 def alerts_deliver(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Deliver the queued alerts that are due now (the daemon does this every few seconds; use
-    this where no daemon runs). Exit 0 when nothing due is left undelivered, 1 otherwise."""
+    this where no daemon runs). Each attempt takes at most 10 seconds, whatever the receiver
+    does. Exit 0 when nothing due is left undelivered, 1 otherwise."""
     from reconciler.daemon.alerts import deliver_pending
 
     settings = _settings(ctx)
@@ -120,29 +130,55 @@ def alerts_deliver(ctx: typer.Context, json_out: JsonFlag = False) -> None:
             done = deliver_pending(ledger, settings, should_stop=lambda: guard.interrupted)
     finally:
         ledger.close()
-    doc = {"delivered": len(done.delivered), "failed": len(done.failed), "pending": done.pending}
+    doc = {
+        "delivered": len(done.delivered),
+        "failed": len(done.failed),
+        "pending": done.pending,
+        "timed_out": len(done.timed_out),
+    }
     if json_out:
         _emit_json(doc)
     else:
-        err.print(f"{doc['delivered']} delivered, {doc['failed']} failed (retried later), {doc['pending']} pending")
+        timed = f" ({doc['timed_out']} timed out)" if doc["timed_out"] else ""
+        err.print(
+            f"{doc['delivered']} delivered, {doc['failed']} failed{timed} (retried later), {doc['pending']} pending"
+        )
     raise typer.Exit(1 if done.failed else 0)
 
 
 def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
-    job finished complete within twice its interval, 1 otherwise, saying why."""
-    from reconciler.daemon.health import assess
+    job finished complete within twice its interval and no alert has waited for delivery longer
+    than [alerts] max_pending_age (5 minutes), 1 otherwise, saying why."""
+    from reconciler.daemon.health import HealthReport, assess, assess_alerts
     from reconciler.ledger import daemon_store
+    from reconciler.ledger.trail import destination_of
 
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     try:
         last = daemon_store.last_finished_runs(ledger)
+        # Alerts of the webhooks configured now (a removed webhook's alerts wait for its return).
+        backlog = daemon_store.alert_backlog(ledger, {destination_of(w.url) for w in settings.webhooks})
     finally:
         ledger.close()
-    report = assess(settings.schedule, last, datetime.now(UTC))
+    now = datetime.now(UTC)
+    report = assess(settings.schedule, last, now)
+    late = assess_alerts(backlog, settings.alert_max_pending_age, now)
+    if late:
+        report = HealthReport(False, [*report.problems, *late])
+    oldest = backlog.oldest_created_at
     if json_out:
-        _emit_json({"ok": report.ok, "problems": report.problems})
+        _emit_json(
+            {
+                "ok": report.ok,
+                "problems": report.problems,
+                "alerts": {
+                    "backlog": backlog.pending,
+                    "oldest_pending_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+                },
+            }
+        )
     else:
         for problem in report.problems:
             say(err, shown(problem))

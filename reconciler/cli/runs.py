@@ -339,6 +339,10 @@ def runs_show(ctx: typer.Context, run_id: str, json_out: JsonFlag = False) -> No
         return
     run = stored.summary  # the ledger's record of the run; the document shows what it printed
     by = [f"trigger {run.trigger}", f"job {run.job}"] + ([f"instance {run.instance}"] if run.instance else [])
+    if run.scheduled_for is not None:
+        by.append(f"firing {human_instant(run.scheduled_for)} UTC")
+    if run.rerun_of is not None:
+        by.append(f"re-run of {run.rerun_of} (its process died)")
     header = fields(
         [
             ("run", run.id),

@@ -9,7 +9,9 @@ Invariants:
   empty every attempt fails with an error naming the variable (never its value).
 - Failures are retried with exponential backoff and jitter (1 s doubling, at most 10 min), a
   ``Retry-After`` of a 429 or 503 answer is honoured within that cap, and each HTTP attempt is
-  bounded by a timeout; nothing is dropped: with ``max_attempts`` unset a row is retried until
+  bounded by wall-clock time (10 s, whatever the receiver does: reconciler.daemon.webhook_http);
+  an attempt that timed out is a failed attempt, logged ``event=webhook_timeout``; nothing is
+  dropped: with ``max_attempts`` unset a row is retried until
   delivered, with it a row that used them all stays undelivered (logged, counted as pending).
 - A row whose webhook is no longer configured (its URL's SHA-256 matches no
   ``[[alerts.webhooks]]``) is logged and kept, looked at again every 10 min, and delivered if that
@@ -25,73 +27,49 @@ import hmac
 import logging
 import os
 import random
-import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import requests
-
 from reconciler import __version__
+from reconciler.daemon.webhook_http import ATTEMPT_DEADLINE, DeliveryFailed, HttpAnswer, bounded_post, scrubbed
 from reconciler.inputs.settings import Settings, WebhookSettings
 from reconciler.ledger import outbox_store
 from reconciler.ledger.outbox_store import PendingAlert
 from reconciler.ledger.store import Ledger
 from reconciler.ledger.trail import destination_of
-from reconciler.redaction import redact_rpc_url, redact_urls, scrub
+from reconciler.redaction import redact_rpc_url, scrub
 
 log = logging.getLogger("reconciler.alerts")  # the name alert lines have always been logged under
 
 BACKOFF_BASE = timedelta(seconds=1)
 BACKOFF_CAP = timedelta(minutes=10)
 UNROUTED_RETRY = BACKOFF_CAP  # how often a row whose webhook left the configuration is looked at
-TIMEOUT = 5.0  # seconds, to connect and between bytes of the answer
+TIMEOUT = ATTEMPT_DEADLINE  # seconds of wall-clock time for a whole attempt (webhook_http)
 BATCH = 50
 
 _RETRY_AFTER_STATUSES = (429, 503)
 
+Post = Callable[[str, bytes, Mapping[str, str], float], HttpAnswer]
+http_post: Post = bounded_post  # the real transport: one POST bounded by wall-clock time
+
+# What became of one attempt (reconciler_webhook_attempts_total{outcome}): a 2xx answer, any
+# other answer, no complete answer within the deadline, no answer at all (refused, reset, TLS),
+# or nothing sent (the webhook's secret_env is not set).
+OUTCOMES = ("ok", "http_error", "timeout", "connection_error", "not_sent")
+
 
 @dataclass(frozen=True, slots=True)
-class HttpAnswer:
-    status: int
-    reason: str
-    headers: Mapping[str, str]
+class Attempt:
+    """One attempt as the metrics see it: its outcome, the webhook's destination (SHA-256 of
+    its URL) and how long it took."""
 
-
-class DeliveryFailed(Exception):
-    """The request got no HTTP answer (refused, timed out, TLS…); the message is already
-    scrubbed of the URL."""
-
-
-Post = Callable[[str, bytes, Mapping[str, str], float], HttpAnswer]
-
-
-def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpAnswer:
-    """POST with requests, redirects not followed; failures without an answer become
-    DeliveryFailed, naming the webhook as scheme://host[:port] only."""
-    shown = show_webhook(url)
-    try:
-        with requests.post(url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False) as answer:
-            return HttpAnswer(answer.status_code, answer.reason or "", dict(answer.headers))
-    except requests.Timeout as exc:
-        raise DeliveryFailed(f"no answer from {shown} within {timeout:g}s") from exc
-    except requests.ConnectionError as exc:
-        raise DeliveryFailed(f"cannot connect to {shown}: {_cause(exc, url)}") from exc
-    except requests.RequestException as exc:
-        raise DeliveryFailed(f"{type(exc).__name__} from {shown}: {_scrubbed(exc, url)}") from exc
-
-
-_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
-
-
-def _cause(exc: BaseException, url: str) -> str:
-    """The operating system's reason ("[Errno 111] Connection refused") when requests' text
-    carries one, else that text, scrubbed."""
-    text = _scrubbed(exc, url)
-    found = _OS_ERROR.search(text)
-    return found.group(0).strip() if found else text
+    outcome: str
+    destination: str
+    elapsed: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +79,7 @@ class DeliveryReport:
     delivered: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()  # attempted, refused or unanswered; retried later
     given_up: tuple[str, ...] = ()  # failed and out of attempts (max_attempts)
+    timed_out: tuple[str, ...] = ()  # of failed and given_up: no complete answer within the deadline
     unrouted: tuple[str, ...] = ()  # no webhook with the row's destination: kept, not attempted
     released: int = 0  # claimed but not attempted (stopping, or their webhook just failed)
     pending: int = 0  # undelivered rows left in the outbox after this call
@@ -157,68 +136,94 @@ def deliver_pending(
     timeout: float = TIMEOUT,
     batch: int = BATCH,
     should_stop: Callable[[], bool] = lambda: False,
+    on_attempt: Callable[[Attempt], None] = lambda attempt: None,
+    holding: set[int] | None = None,
 ) -> DeliveryReport:
     """Attempt every alert of the outbox that is due, once each, and record the outcomes.
 
     ``now`` fixes the clock (tests advance it instead of sleeping); by default the real UTC time
     is read at each step. ``should_stop`` is asked before each attempt: the claimed rows not yet
-    attempted are handed back at once, so a stopping daemon waits for one request at most.
+    attempted are handed back at once, so a stopping daemon waits for one attempt at most (and
+    not even that: ``holding`` is kept equal to the ids this call has claimed and not finished
+    with, so a caller that gives up on this call can hand them back itself). Rows claimed when
+    the call ends by an exception (a signal included) are handed back too. ``on_attempt`` hears
+    of every attempt (the metrics).
     """
     webhooks: Sequence[WebhookSettings] = settings.webhooks if isinstance(settings, Settings) else settings
     routes = {destination_of(w.url): w for w in webhooks}
     env = os.environ if environ is None else environ
+    held: set[int] = holding if holding is not None else set()
 
     def clock() -> datetime:
         return now if now is not None else datetime.now(UTC)
 
+    def hand_back(ids: Sequence[int], at: datetime) -> None:
+        outbox_store.release(ledger, ids, at)
+        held.difference_update(ids)
+
     delivered: list[str] = []
     failed: list[str] = []
     given_up: list[str] = []
+    timed_out: list[str] = []
     unrouted: list[str] = []
     released = 0
     seen: set[int] = set()
     # Long enough that no other deliverer takes a row while this call may still attempt it.
     lease = timedelta(seconds=timeout * batch + 60)
     stopping = False
-    while not stopping:
-        claimed = outbox_store.due(ledger, clock(), batch, lease=lease, max_attempts=max_attempts)
-        fresh = [a for a in claimed if a.id not in seen]
-        outbox_store.release(ledger, [a.id for a in claimed if a.id in seen], clock())
-        if not fresh:
-            break
-        seen.update(a.id for a in fresh)
-        # A webhook that just failed is not tried again in this call: its other rows wait for
-        # that row's retry time (a dead receiver costs one timeout per call, not one per row).
-        held_until: dict[str, datetime] = {}
-        for position, alert in enumerate(fresh):
-            if should_stop():
-                rest = [a.id for a in fresh[position:]]
-                outbox_store.release(ledger, rest, clock())
-                released += len(rest)
-                stopping = True
+    try:
+        while not stopping:
+            claimed = outbox_store.due(ledger, clock(), batch, lease=lease, max_attempts=max_attempts)
+            held.update(a.id for a in claimed)
+            fresh = [a for a in claimed if a.id not in seen]
+            hand_back([a.id for a in claimed if a.id in seen], clock())
+            if not fresh:
                 break
-            if alert.destination in held_until:
-                outbox_store.release(ledger, [alert.id], held_until[alert.destination])
-                released += 1
-                continue
-            webhook = routes.get(alert.destination)
-            if webhook is None:
-                _unrouted(ledger, alert, clock())
-                unrouted.append(alert.event_id)
-                continue
-            outcome = _attempt(ledger, alert, webhook, post, env, timeout, clock, rng, max_attempts)
-            if outcome is None:
-                delivered.append(alert.event_id)
-                continue
-            retry_at, gave_up = outcome
-            (given_up if gave_up else failed).append(alert.event_id)
-            held_until[alert.destination] = retry_at
-        if len(claimed) < batch:
-            break
+            seen.update(a.id for a in fresh)
+            # A webhook that just failed is not tried again in this call: its other rows wait for
+            # that row's retry time (a dead receiver costs one timeout per call, not one per row).
+            held_until: dict[str, datetime] = {}
+            for position, alert in enumerate(fresh):
+                if should_stop():
+                    rest = [a.id for a in fresh[position:]]
+                    hand_back(rest, clock())
+                    released += len(rest)
+                    stopping = True
+                    break
+                if alert.destination in held_until:
+                    hand_back([alert.id], held_until[alert.destination])
+                    released += 1
+                    continue
+                webhook = routes.get(alert.destination)
+                if webhook is None:
+                    _unrouted(ledger, alert, clock())
+                    held.discard(alert.id)
+                    unrouted.append(alert.event_id)
+                    continue
+                outcome = _attempt(ledger, alert, webhook, post, env, timeout, clock, rng, max_attempts, on_attempt)
+                held.discard(alert.id)
+                if outcome is None:
+                    delivered.append(alert.event_id)
+                    continue
+                retry_at, gave_up, timed = outcome
+                (given_up if gave_up else failed).append(alert.event_id)
+                if timed:
+                    timed_out.append(alert.event_id)
+                held_until[alert.destination] = retry_at
+            if len(claimed) < batch:
+                break
+    except BaseException:
+        if held:
+            try:
+                hand_back(list(held), clock())
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                log.exception("event=alert_release_failed rows=%d", len(held))
+        raise
     return DeliveryReport(
         delivered=tuple(delivered),
         failed=tuple(failed),
         given_up=tuple(given_up),
+        timed_out=tuple(timed_out),
         unrouted=tuple(unrouted),
         released=released,
         pending=outbox_store.pending_count(ledger),
@@ -235,14 +240,18 @@ def _attempt(
     clock: Callable[[], datetime],
     rng: random.Random | None,
     max_attempts: int | None,
-) -> tuple[datetime, bool] | None:
-    """One attempt: None when delivered, else (when to retry, whether it was the last)."""
+    on_attempt: Callable[[Attempt], None],
+) -> tuple[datetime, bool, bool] | None:
+    """One attempt: None when delivered, else (when to retry, whether it was the last, whether
+    it timed out)."""
     attempt = alert.attempts + 1
     shown = show_webhook(webhook.url)
     secret: str | None = None
     wait: timedelta | None = None
     error: str
+    outcome = "not_sent"
     body = alert.body.encode("utf-8")
+    started = time.monotonic()
     if webhook.secret_env is not None:
         secret = env.get(webhook.secret_env) or None
     if webhook.secret_env is not None and secret is None:
@@ -263,11 +272,14 @@ def _attempt(
             answer = post(webhook.url, body, headers, timeout)
         except DeliveryFailed as exc:
             error = str(exc)
+            outcome = exc.outcome
         except Exception as exc:  # noqa: BLE001 - an injected or unexpected transport error is one failed attempt
-            error = f"{type(exc).__name__}: {_scrubbed(exc, webhook.url)}"
+            error = f"{type(exc).__name__}: {scrubbed(exc, webhook.url)}"
+            outcome = "connection_error"
         else:
             if 200 <= answer.status < 300:
                 outbox_store.mark_delivered(ledger, alert.id, clock())
+                on_attempt(Attempt("ok", alert.destination, time.monotonic() - started))
                 log.info(
                     "event=alert_delivered alert=%s event_id=%s webhook=%s attempt=%d status=%d",
                     alert.event,
@@ -277,17 +289,30 @@ def _attempt(
                     answer.status,
                 )
                 return None
+            outcome = "http_error"
             error = f"HTTP {answer.status} {answer.reason}".strip()
             if 300 <= answer.status < 400:
                 error += ": the webhook redirects; configure the URL it redirects to (redirects are not followed)"
             if answer.status in _RETRY_AFTER_STATUSES:
                 wait = retry_after(_header(answer.headers, "Retry-After"), clock())
+    elapsed = time.monotonic() - started
+    if outcome == "timeout":
+        log.warning(
+            "event=webhook_timeout destination=%s elapsed=%.2f deadline=%g alert=%s event_id=%s attempt=%d",
+            alert.destination[:12],
+            elapsed,
+            timeout,
+            alert.event,
+            alert.event_id,
+            attempt,
+        )
     if secret is not None:
         error = error.replace(secret, "***")  # no receiver or library should echo it; never store it
     error = scrub(error, [webhook.url])
     at = clock()
     retry_at = at + (wait if wait is not None else backoff(attempt, rng))
     attempts = outbox_store.mark_failed(ledger, alert.id, f"attempt {attempt}: {error}", retry_at)
+    on_attempt(Attempt(outcome, alert.destination, elapsed))
     gave_up = max_attempts is not None and attempts >= max_attempts
     if gave_up:
         log.error(
@@ -308,7 +333,7 @@ def _attempt(
             retry_at.isoformat(),
             error,
         )
-    return retry_at, gave_up
+    return retry_at, gave_up, outcome == "timeout"
 
 
 def _unrouted(ledger: Ledger, alert: PendingAlert, at: datetime) -> None:
@@ -329,10 +354,6 @@ def _unrouted(ledger: Ledger, alert: PendingAlert, at: datetime) -> None:
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     wanted = name.lower()
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
-def _scrubbed(exc: BaseException, url: str) -> str:
-    return redact_urls(scrub(str(exc), [url]))
 
 
 # ------------------------------------------------------------------------------- log sink

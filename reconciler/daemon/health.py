@@ -3,7 +3,9 @@
 Invariant: healthy only when every job named in ``[schedule]`` has a last run that is complete
 and finished no longer ago than twice the job's interval — never "all clear" for a job that never
 ran, ran incomplete, or fell behind; a schedule that names no job is not healthy either (nothing
-would be watched). Pure: the caller reads the last runs, this module judges them at ``now``.
+would be watched); and no alert has waited for delivery longer than ``[alerts]
+max_pending_age``. Pure: the caller reads the last runs and the alert backlog, this module
+judges them at ``now``.
 
 The interval of "30s", "10m", "1h" is that duration. The interval of a cron expression is the
 gap between its fire times around ``now`` (the last one at or before ``now`` and the next one),
@@ -25,6 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from reconciler.inputs.config import schedule_interval
 from reconciler.inputs.settings import ScheduleSettings
+from reconciler.ledger.daemon_store import AlertBacklog
 from reconciler.ledger.runs import RunSummary
 
 JOBS = ("run", "scan", "segregation_statement")
@@ -138,6 +141,25 @@ def assess(schedule: ScheduleSettings, last_runs: Mapping[str, RunSummary | None
                 f"more than twice its {_span(interval)} interval"
             )
     return HealthReport(not problems, problems)
+
+
+def assess_alerts(backlog: AlertBacklog, max_age: timedelta, now: datetime) -> list[str]:
+    """The problem, if any, with alert delivery at ``now``: an alert has waited for delivery
+    longer than ``max_age`` ([alerts] max_pending_age) — a receiver down, refusing, or too
+    slow to answer within an attempt's deadline."""
+    oldest = backlog.oldest_created_at
+    if backlog.pending == 0 or oldest is None:
+        return []
+    waited = max(now - oldest, timedelta(0))
+    if waited <= max_age:
+        return []
+    last = f"; its last attempt: {backlog.oldest_error}" if backlog.oldest_error else ""
+    return [
+        f"alerts: a backlog of {backlog.pending} alert(s) waiting for delivery, the oldest "
+        f"({backlog.oldest_event} to the webhook with destination {backlog.oldest_destination}…, "
+        f"{backlog.oldest_attempts} attempt(s)) for {_span(waited)}, more than [alerts] max_pending_age "
+        f"{_span(max_age)}{last}"
+    ]
 
 
 def _when(at: datetime) -> str:

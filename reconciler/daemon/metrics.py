@@ -12,14 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from reconciler.domain import BreakStatus
 from reconciler.errors import ConfigError
-from reconciler.ledger import outbox_store
+from reconciler.ledger import daemon_store
+from reconciler.ledger.daemon_store import AlertBacklog
 from reconciler.ledger.runs import StoredRun
 from reconciler.ledger.store import Ledger
 from reconciler.redaction import redact_rpc_url
@@ -98,6 +99,22 @@ class Metrics:
         self.alerts_pending = Gauge(
             "reconciler_alerts_pending", "Webhook alerts in the outbox not delivered yet.", registry=r
         )
+        self.webhook_attempts = Counter(
+            "reconciler_webhook_attempts_total",
+            "Webhook delivery attempts by outcome (ok, http_error, timeout, connection_error, not_sent).",
+            ["outcome"],
+            registry=r,
+        )
+        self.alert_backlog = Gauge(
+            "reconciler_alert_backlog",
+            "Alerts in the outbox not delivered yet (all webhooks, all instances).",
+            registry=r,
+        )
+        self.alert_oldest_pending = Gauge(
+            "reconciler_alert_oldest_pending_seconds",
+            "How long the oldest undelivered alert has waited (0 when none waits).",
+            registry=r,
+        )
         self._break_labels: set[tuple[str, str]] = set()
 
     # -------------------------------------------------------------- recording
@@ -147,6 +164,17 @@ class Metrics:
         """A firing that made no run of its own (``skipped``: another instance claimed it)."""
         self.job_runs.labels(job=job, outcome=outcome).inc()
 
+    def webhook_attempt(self, outcome: str) -> None:
+        """One webhook delivery attempt and what became of it."""
+        self.webhook_attempts.labels(outcome=outcome).inc()
+
+    def set_backlog(self, backlog: AlertBacklog, now: datetime) -> None:
+        """The outbox as it stands: undelivered alerts and the age of the oldest."""
+        self.alerts_pending.set(backlog.pending)
+        self.alert_backlog.set(backlog.pending)
+        oldest = backlog.oldest_created_at
+        self.alert_oldest_pending.set(max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+
     def set_blocks_behind(self, chain: str, blocks: int) -> None:
         self.chain_blocks_behind_head.labels(chain=chain).set(max(blocks, 0))
 
@@ -163,13 +191,13 @@ class Metrics:
         self._break_labels |= set(counts)
 
     def refresh_from_ledger(self, ledger: Ledger) -> None:
-        """Recompute what the ledger knows: open breaks by kind and severity, pending alerts."""
+        """Recompute what the ledger knows: open breaks by kind and severity, the alert backlog."""
         counts: dict[tuple[str, str], int] = {}
         for brk in ledger.list_breaks([BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED]):
             key = (brk.key.kind.value, brk.severity.value)
             counts[key] = counts.get(key, 0) + 1
         self.set_open_breaks(counts)
-        self.alerts_pending.set(outbox_store.pending_count(ledger))
+        self.set_backlog(daemon_store.alert_backlog(ledger), datetime.now(UTC))
 
     # -------------------------------------------------------------- serving
 

@@ -34,6 +34,7 @@ from reconciler.domain import (
 from reconciler.errors import ConfigError
 from reconciler.inputs.settings import (
     CANONICAL_MULTICALL3,
+    DEFAULT_ALERT_MAX_PENDING_AGE,
     DEFAULT_INFLOW_GRACE,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FEE,
@@ -554,7 +555,15 @@ _TOP_KEYS: dict[str, _Key] = {
             }
         )
     ),
-    "alerts": _Key(_section({"webhooks": _Key(_webhooks)})),
+    "alerts": _Key(
+        _section(
+            {
+                "webhooks": _Key(_webhooks),
+                # Extension beyond the design: how long an alert may wait before `health` fails.
+                "max_pending_age": _Key(_duration(timedelta(seconds=1))),
+            }
+        )
+    ),
     "metrics": _Key(_section({"listen": _Key(_listen)})),
 }
 
@@ -735,6 +744,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             shards=schedule.get("shards", 1),
         ),
         webhooks=top.get("alerts", {}).get("webhooks", ()),
+        alert_max_pending_age=top.get("alerts", {}).get("max_pending_age", DEFAULT_ALERT_MAX_PENDING_AGE),
         metrics_listen=top.get("metrics", {}).get("listen"),
         lock_timeout=database.get("lock_timeout", DEFAULT_LOCK_TIMEOUT).total_seconds(),
         presign=PresignSettings(delegatecall_allowlist=top.get("presign", {}).get("delegatecall_allowlist", ())),

@@ -26,6 +26,8 @@ DEFAULT_WATCH_POLL = timedelta(seconds=1)
 DEFAULT_WATCH_MAX_LAG = timedelta(minutes=2)
 ERC3643 = "erc3643"  # a permissioned fund token (T-REX): its issuer can freeze, pause and force transfers
 ISSUER_STANDARDS = ("none", ERC3643)
+# `health` fails when an alert has waited longer than this for delivery ([alerts] max_pending_age).
+DEFAULT_ALERT_MAX_PENDING_AGE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,7 @@ class Settings:
     surveillance: SurveillanceSettings = field(default_factory=SurveillanceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     webhooks: tuple[WebhookSettings, ...] = ()
+    alert_max_pending_age: timedelta = DEFAULT_ALERT_MAX_PENDING_AGE  # [alerts] max_pending_age
     metrics_listen: str | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT.total_seconds()  # [database] lock_timeout, in seconds
     presign: PresignSettings = field(default_factory=PresignSettings)

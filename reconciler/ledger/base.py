@@ -10,27 +10,30 @@ process that is gone.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from reconciler.domain import abbreviate_ids
 from reconciler.errors import LedgerError
-from reconciler.ledger import schema, trail
-from reconciler.ledger.locks import host_name, postgres_run_alive, process_alive
+from reconciler.ledger import liveness, schema, trail
+from reconciler.ledger.daemon_models import JobFiring
+from reconciler.ledger.locks import host_name
 from reconciler.ledger.models import Run
 from reconciler.redaction import redact_db_url, redact_urls, scrub
 
 log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500
+MAX_FIRING_ATTEMPTS = 2  # a scheduled firing runs once, and once more if its process died
 
 
 class LedgerBase:
@@ -40,7 +43,7 @@ class LedgerBase:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise LedgerError(f"cannot use database URL {redact_url(url)!r}: {_first_line(exc, url)}") from exc
         self.alerts: trail.AlertSetup | None = None  # set by the composition root
@@ -117,36 +120,55 @@ class LedgerBase:
         if reap:
             self.reap_abandoned_runs()
 
-    def reap_abandoned_runs(self) -> list[str]:
-        """Close as incomplete every run left ``running`` by a process that is gone (SIGKILL,
-        power loss). A run whose process cannot be judged from here (another host, on SQLite)
-        is left alone."""
-        reaped: list[str] = []
+    def reap_abandoned_runs(self, this_host: str | None = None) -> list[str]:
+        """Close as incomplete every run left ``running`` by a process that is provably gone
+        (SIGKILL, power loss: see reconciler.ledger.liveness; ``this_host`` defaults to this
+        machine's name). A run that may still live is left alone, however long its database
+        session has been gone. A scheduled firing whose run is closed here is marked lost, so a
+        daemon runs it again, once (a re-run that dies too is not run again)."""
+        host = this_host if this_host is not None else host_name()
+        reaped: list[tuple[str, str]] = []
         with self._session() as s:
-            running = list(s.scalars(select(Run).where(col(Run.status) == "running")))
+            query = select(Run).where(col(Run.status) == "running")
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)  # a run writing its outcome lives
+            running = list(s.scalars(query))
             if not running:
-                return reaped
+                return []
             conn = s.connection()
+            now = liveness.database_now(conn)
             for run in running:
-                if self.engine.dialect.name == "postgresql":
-                    gone = not postgres_run_alive(conn, run.id)
-                elif run.host == host_name() and run.pid is not None:
-                    gone = not process_alive(run.pid, run.proc_start)
-                else:
-                    gone = False
-                if gone:
-                    run.status = "incomplete"
-                    run.exit_code = 2
-                    run.finished_at = _now()
-                    run.reason = (
-                        f"the process running it ({run.host}:{run.pid}) ended without recording an outcome "
-                        "(killed or lost power); nothing it saw was saved"
-                    )
-                    reaped.append(run.id)
-                    trail.record_run_outcome(s, self.alerts, run, self.audit_key)
-        for run_id in reaped:
-            log.warning("event=run_reaped run_id=%s reason=process_gone", run_id)
-        return reaped
+                verdict = liveness.judge(conn, run, host, now)
+                if verdict is None:
+                    continue
+                firing = s.scalars(select(JobFiring).where(col(JobFiring.run_id) == run.id)).first()
+                run.status = "incomplete"
+                run.exit_code = 2
+                run.finished_at = _now()
+                run.reason = (
+                    f"the process running it ({run.host}:{run.pid}) ended without recording an outcome "
+                    f"(killed or lost power: {verdict.detail}); nothing it saw was saved"
+                )
+                if firing is not None:
+                    firing.lost_at = _now()
+                    if firing.attempts >= MAX_FIRING_ATTEMPTS:
+                        run.reason += "; it was the firing's re-run, so the firing is not run again"
+                    else:
+                        run.reason += "; a daemon runs its firing again, once"
+                reaped.append((run.id, verdict.how))
+                trail.record_run_outcome(s, self.alerts, run, self.audit_key)
+        for run_id, how in reaped:
+            log.warning("event=run_reaped run_id=%s reason=process_gone proof=%s", run_id, how)
+        return [run_id for run_id, _ in reaped]
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """PostgreSQL sessions say which process holds them (``application_name`` =
+    ``reconciler:PID`` in pg_stat_activity), unless the URL names them itself."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or "application_name" in parsed.query:
+        return {}
+    return {"application_name": f"reconciler:{os.getpid()}"}
 
 
 def _now() -> datetime:

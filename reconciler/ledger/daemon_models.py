@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 class JobFiring(SQLModel, table=True):
     """One scheduled firing of a job, claimed by exactly one daemon instance (the unique key is
-    the claim: a second instance's insert fails and it skips the firing)."""
+    the claim: a second instance's insert fails and it skips the firing). ``run_id`` is the
+    firing's latest run; when that run's process died (``lost_at``) the firing is claimed once
+    more (``attempts`` 1 -> 2, a conditional update only one instance wins) and run again."""
 
     __tablename__ = "job_firing"
     id: int | None = Field(default=None, primary_key=True)
@@ -20,6 +22,8 @@ class JobFiring(SQLModel, table=True):
     run_id: str | None = Field(default=None, foreign_key="run.id", max_length=36)
     instance: str = Field(max_length=300)
     claimed_at: datetime
+    attempts: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    lost_at: datetime | None = None  # when its latest run was found dead (process gone)
 
     __table_args__ = (UniqueConstraint("job", "scheduled_for", name="ux_job_firing"),)
 

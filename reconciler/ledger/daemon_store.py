@@ -1,10 +1,13 @@
-"""Ledger queries of the operating side: the last run of each job, the audit trail's state,
-and the single-daemon guard of a SQLite ledger."""
+"""Ledger queries of the operating side: the last run of each job, firings lost with their run,
+the alert backlog, the audit trail's state, and the single-daemon guard of a SQLite ledger."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -13,6 +16,8 @@ from sqlmodel import col
 
 from reconciler.errors import LedgerError
 from reconciler.ledger import audit, trail
+from reconciler.ledger.base import MAX_FIRING_ATTEMPTS, _utc
+from reconciler.ledger.daemon_models import JobFiring, OutboxRow
 from reconciler.ledger.models import Run
 from reconciler.ledger.runs import RunSummary, _run_summary
 from reconciler.ledger.store import Ledger
@@ -31,6 +36,78 @@ def last_finished_runs(ledger: Ledger) -> dict[str, RunSummary]:
             select(Run).join(newest, (col(Run.job) == newest.c.job) & (col(Run.started_at) == newest.c.at))
         )
         return {r.job: _run_summary(r) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class LostFiring:
+    """A scheduled firing whose run's process died (reaped), not run again yet."""
+
+    job: str
+    scheduled_for: datetime  # UTC
+    run_id: str  # the run that died
+    lost_at: datetime
+
+
+def lost_firings(ledger: Ledger, jobs: Collection[str]) -> list[LostFiring]:
+    """Firings of ``jobs`` whose run was found dead and that may still be run again (one
+    attempt so far), oldest first. Reading them claims nothing: `Ledger.begin_run` with
+    ``rerun_of`` does."""
+    if not jobs:
+        return []
+    with ledger._session() as s:
+        rows = s.scalars(
+            select(JobFiring)
+            .where(
+                col(JobFiring.job).in_(list(jobs)),
+                col(JobFiring.lost_at).is_not(None),
+                col(JobFiring.attempts) < MAX_FIRING_ATTEMPTS,
+                col(JobFiring.run_id).is_not(None),
+            )
+            .order_by(col(JobFiring.scheduled_for))
+        )
+        return [
+            LostFiring(r.job, _utc(r.scheduled_for), str(r.run_id), _utc(r.lost_at))
+            for r in rows
+            if r.lost_at is not None
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertBacklog:
+    """Undelivered alerts: how many, and the oldest one (its age, event, destination prefix and
+    last error) — what `health` and the metrics show of a slow or dead receiver."""
+
+    pending: int
+    oldest_created_at: datetime | None = None
+    oldest_event: str | None = None
+    oldest_destination: str | None = None
+    oldest_attempts: int = 0
+    oldest_error: str | None = None
+
+
+def alert_backlog(ledger: Ledger, destinations: Collection[str] | None = None) -> AlertBacklog:
+    """The undelivered alerts, for the webhooks with these destinations (SHA-256 of the URL)
+    or, with None, for all."""
+    with ledger._session() as s:
+        where = [col(OutboxRow.delivered_at).is_(None)]
+        if destinations is not None:
+            if not destinations:
+                return AlertBacklog(0)
+            where.append(col(OutboxRow.destination).in_(list(destinations)))
+        count = int(s.scalar(select(func.count()).select_from(OutboxRow).where(*where)) or 0)
+        oldest = s.scalars(
+            select(OutboxRow).where(*where).order_by(col(OutboxRow.created_at), col(OutboxRow.id)).limit(1)
+        ).first()
+        if oldest is None:
+            return AlertBacklog(count)
+        return AlertBacklog(
+            count,
+            _utc(oldest.created_at),
+            oldest.event,
+            oldest.destination[:12],
+            oldest.attempts,
+            oldest.last_error,
+        )
 
 
 def verify_audit(ledger: Ledger, pinned: trail.Head | None = None) -> audit.Verification:

@@ -72,6 +72,12 @@ class RunLock:
         self.sqlite_path = sqlite_path
         self._conn: Connection | None = None
         self._file: IO[bytes] | None = None
+        self._on_release: list[Callable[[], None]] = []
+
+    def on_release(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the run ends (`release`): what else lives as long as the run (its
+        heartbeat)."""
+        self._on_release.append(fn)
 
     # --------------------------------------------------------------- liveness (PostgreSQL)
 
@@ -120,6 +126,8 @@ class RunLock:
 
     def release(self) -> None:
         """Ending the session or closing the file releases every lock it holds."""
+        while self._on_release:
+            self._on_release.pop()()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:

@@ -72,6 +72,11 @@ class Run(SQLModel, table=True):
     # `runs show` prints for an examiner to keep outside the database.
     audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     audit_hash: str | None = Field(default=None, max_length=64)
+    # Refreshed by the run's process while it runs (reconciler.ledger.liveness): from another host,
+    # a run is judged gone only when this is older than the lease.
+    heartbeat_at: datetime | None = None
+    # A scheduled firing run again after its first run's process died: that first run's id.
+    rerun_of: str | None = Field(default=None, max_length=36)
 
 
 class RunChain(SQLModel, table=True):

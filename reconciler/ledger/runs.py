@@ -25,9 +25,10 @@ from reconciler.domain import BlockRef, BreakKey, BreakRecord, BreakStatus, Find
 from reconciler.engine.lifecycle import plan_breaks
 from reconciler.errors import LedgerError
 from reconciler.ledger import snapshots, trail
-from reconciler.ledger.base import LedgerBase, _first_line, _now, _resolve_prefix, _utc, redact_url
+from reconciler.ledger.base import MAX_FIRING_ATTEMPTS, LedgerBase, _first_line, _now, _resolve_prefix, _utc, redact_url
 from reconciler.ledger.breaks import _active, _event, _order, _record, change, key_text
 from reconciler.ledger.daemon_models import JobFiring
+from reconciler.ledger.liveness import Heartbeat
 from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name, process_start
 from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
 from reconciler.walletconfig import TokenImplementation, WalletConfig
@@ -65,6 +66,7 @@ class RunSummary:
     job: str = "run"
     scheduled_for: datetime | None = None
     instance: str | None = None
+    rerun_of: str | None = None  # the run of the same firing whose process died
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +128,22 @@ class RunsMixin(LedgerBase):
     """Runs, their outcomes and documents, and wallet baselines."""
 
     def begin_run(
-        self, trigger: str = "cli", job: str = "run", scheduled_for: datetime | None = None
+        self,
+        trigger: str = "cli",
+        job: str = "run",
+        scheduled_for: datetime | None = None,
+        rerun_of: str | None = None,
     ) -> tuple[RunSummary, RunLock]:
         """Record a run as ``running``, with host, pid and process start, marked alive (on
         PostgreSQL by a session lock) before its row exists, so it is never mistaken for
-        abandoned. The caller releases the returned lock when the run ends.
+        abandoned, and kept alive by a heartbeat until the run ends. The caller releases the
+        returned lock when the run ends.
 
         A scheduled run (trigger "schedule" with its ``scheduled_for``) also claims that firing
         of its job, in the same transaction: when another daemon instance claimed it first,
-        FiringTaken is raised and nothing is recorded."""
+        FiringTaken is raised and nothing is recorded. A re-run (``rerun_of``: the firing's run
+        whose process died) claims the lost firing once more, by a conditional update that one
+        instance wins; FiringTaken when another instance re-ran it, or it was re-run already."""
         lock = RunLock(self.engine, self.sqlite_path)
         run_id = str(uuid.uuid4())
         try:
@@ -143,9 +152,10 @@ class RunsMixin(LedgerBase):
             lock.release()
             raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
         pid = os.getpid()
+        started = _now()
         run = Run(
             id=run_id,
-            started_at=_now(),
+            started_at=started,
             status="running",
             host=host_name(),
             pid=pid,
@@ -153,6 +163,8 @@ class RunsMixin(LedgerBase):
             trigger=trigger,
             job=job,
             scheduled_for=scheduled_for.astimezone(UTC) if scheduled_for is not None else None,
+            heartbeat_at=started,
+            rerun_of=rerun_of,
         )
         claim = trigger == "schedule" and scheduled_for is not None
         try:
@@ -161,15 +173,22 @@ class RunsMixin(LedgerBase):
                 s.flush()
                 trail.record_run_started(s, run, self.audit_key)
                 if claim and scheduled_for is not None:
-                    s.add(
-                        JobFiring(
-                            job=job,
-                            scheduled_for=scheduled_for,
-                            run_id=run_id,
-                            instance=f"{run.host}:{pid}",
-                            claimed_at=run.started_at,
+                    s.flush()
+                    if rerun_of is not None:
+                        _claim_lost_firing(s, job, scheduled_for, rerun_of, run)
+                    else:
+                        s.add(
+                            JobFiring(
+                                job=job,
+                                scheduled_for=scheduled_for,
+                                run_id=run_id,
+                                instance=f"{run.host}:{pid}",
+                                claimed_at=run.started_at,
+                            )
                         )
-                    )
+        except FiringTaken:
+            lock.release()
+            raise
         except IntegrityError as exc:
             lock.release()
             if claim:
@@ -181,6 +200,8 @@ class RunsMixin(LedgerBase):
         except BaseException:
             lock.release()
             raise
+        heartbeat = Heartbeat(self.engine, run_id, lambda exc: _first_line(exc, self.url)).start()
+        lock.on_release(heartbeat.stop)
         return _run_summary(run), lock
 
     def hold_ledger(self, run_id: str, lock: RunLock, timeout: float, on_wait: Callable[[], None]) -> None:
@@ -347,6 +368,22 @@ class RunsMixin(LedgerBase):
             run.status, run.reason, run.finished_at, run.exit_code = "incomplete", reason, _now(), 2
             trail.record_run_outcome(s, self.alerts, run, self.audit_key)
 
+    def abandon_runs_of_this_process(self, reason: str) -> list[str]:
+        """Mark incomplete every run this process still has ``running`` (a stopping daemon whose
+        jobs did not reach a safe point in time); returns their ids."""
+        with self._session() as s:
+            runs = list(
+                s.scalars(
+                    select(Run)
+                    .where(col(Run.status) == "running", col(Run.host) == host_name(), col(Run.pid) == os.getpid())
+                    .with_for_update()
+                )
+            )
+            for run in runs:
+                run.status, run.reason, run.finished_at, run.exit_code = "incomplete", reason, _now(), 2
+                trail.record_run_outcome(s, self.alerts, run, self.audit_key)
+            return [r.id for r in runs]
+
     def baselines(self) -> Baselines:
         wallets: dict[tuple[str, str], WalletConfig] = {}
         reviewed: dict[tuple[str, str], bool] = {}
@@ -412,6 +449,32 @@ class RunsMixin(LedgerBase):
             return StoredRun(_run_summary(run), document, chains, positions, head)
 
 
+def _claim_lost_firing(s: Session, job: str, scheduled_for: datetime, lost_run: str, run: Run) -> None:
+    """Claim the firing whose run ``lost_run`` died for ``run``: one conditional update, which
+    matches only while the firing is lost, still names that run and has had one attempt (on
+    PostgreSQL a second claimant waits for the first and then matches nothing; SQLite takes its
+    write lock first)."""
+    claimed = s.execute(
+        update(JobFiring)
+        .where(
+            col(JobFiring.job) == job,
+            col(JobFiring.run_id) == lost_run,  # the firing's run: names the firing itself
+            col(JobFiring.lost_at).is_not(None),
+            col(JobFiring.attempts) < MAX_FIRING_ATTEMPTS,
+        )
+        .values(
+            run_id=run.id,
+            attempts=col(JobFiring.attempts) + 1,
+            instance=f"{run.host}:{run.pid}",
+            claimed_at=run.started_at,
+            lost_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise FiringTaken(f"{job} firing of {scheduled_for} was re-run by another instance, or already re-run")
+
+
 def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:
     now = _now()
     # Plain rows in one executemany, in order (the newest id per wallet is its baseline): a
@@ -471,4 +534,5 @@ def _run_summary(run: Run) -> RunSummary:
         job=run.job,
         scheduled_for=_utc(run.scheduled_for) if run.scheduled_for else None,
         instance=f"{run.host}:{run.pid}" if run.host else None,
+        rerun_of=run.rerun_of,
     )

@@ -54,6 +54,15 @@ def _scheduled(url: str) -> list[tuple[str, str, datetime, str, str | None]]:
     return [(r[0], r[1], _utc(r[2]), r[3], f"{r[4]}:{r[5]}") for r in rows]
 
 
+def _reruns(url: str) -> dict[str, str]:
+    """re-run id -> the id of the run of the same firing whose process died."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT id, rerun_of FROM run WHERE rerun_of IS NOT NULL")).all()
+    engine.dispose()
+    return {r[0]: r[1] for r in rows}
+
+
 def _utc(value: Any) -> datetime:
     """Stored times are UTC; SQLite hands raw rows back as text."""
     at = datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -150,9 +159,15 @@ def test_three_daemons_on_one_postgresql_ledger_run_each_firing_exactly_once(
     # the next command closes what the killed instance left running
     assert cli("--config", str(config), "runs", "list", "--json").code == 0
     rows = _scheduled(pg_url)
-    slots = [r[2] for r in rows]
-    assert len(slots) == len(set(slots)), "a firing ran twice"
     assert all(r[3] != "running" for r in rows)
+    # A firing the killed instance had in progress is run again, once, by another instance
+    # (rerun_of names the run that died); any other firing ran exactly once.
+    reruns = _reruns(pg_url)
+    by_id = {r[0]: r for r in rows}
+    for rerun_id, dead_id in reruns.items():
+        assert by_id[dead_id][3] == "incomplete" and by_id[dead_id][2] == by_id[rerun_id][2]
+    slots = [r[2] for r in rows if r[0] not in reruns]
+    assert len(slots) == len(set(slots)), "a firing ran twice"
     ordered = sorted(slots)
     gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
     assert all(g == 3 for g in gaps), f"a firing was lost: gaps {gaps}"

@@ -67,6 +67,7 @@ def test_metrics_follow_runs_and_the_ledger(cli: Any, devnet: Devnet, scenario: 
         assert got[("reconciler_job_runs_total", (("job", "run"), ("outcome", "breaks")))] == 1
         assert got[("reconciler_job_runs_total", (("job", "run"), ("outcome", "skipped")))] == 1
         assert got[("reconciler_alerts_pending", ())] == 0
+        assert got[("reconciler_alert_backlog", ())] == 0 and got[("reconciler_alert_oldest_pending_seconds", ())] == 0
         assert not any("APIKEY" in value for _, labels in got for _, value in labels), "no key in a label"
 
         # The loss is booked: the break resolves, and its gauge reads 0 rather than vanishing.
@@ -85,6 +86,27 @@ def test_metrics_follow_runs_and_the_ledger(cli: Any, devnet: Devnet, scenario: 
         ledger.close()
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url, timeout=2)
+
+
+def test_the_alert_backlog_and_webhook_attempts_are_exported() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from reconciler.ledger.daemon_store import AlertBacklog
+
+    metrics = Metrics()
+    now = datetime.now(UTC)
+    metrics.set_backlog(AlertBacklog(4, now - timedelta(seconds=90), "break.opened", "ab" * 6, 3, "x"), now)
+    for outcome in ("timeout", "timeout", "ok", "http_error"):
+        metrics.webhook_attempt(outcome)
+    server = metrics.serve("127.0.0.1:0")
+    try:
+        got = scrape(server)
+    finally:
+        server.close()
+    assert got[("reconciler_alert_backlog", ())] == 4 == got[("reconciler_alerts_pending", ())]
+    assert got[("reconciler_alert_oldest_pending_seconds", ())] == 90
+    attempts = {labels: v for (name, labels), v in got.items() if name == "reconciler_webhook_attempts_total"}
+    assert attempts == {(("outcome", "timeout"),): 2, (("outcome", "ok"),): 1, (("outcome", "http_error"),): 1}
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:

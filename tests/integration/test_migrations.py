@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -243,6 +244,81 @@ def test_a_populated_ledger_with_an_audit_trail_upgrades_and_its_rows_are_vouche
     engine.dispose()
 
 
+def _at_0008(url: str, dead_pid: int, host: str) -> None:
+    """A ledger at revision 0008 as a daemon left it: a scheduled firing that completed, one
+    whose process died mid-run (still ``running``), a run from the command line, their firings
+    and an alert waiting in the outbox."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0008")
+        insert_run = (
+            "INSERT INTO run (id, started_at, finished_at, status, reason, exit_code, host, pid, proc_start, "
+            "trigger, job, scheduled_for, document) VALUES "
+        )
+        for sql in (
+            insert_run + "('r-done', '2026-11-27 23:00:01', '2026-11-27 23:00:09', 'complete', NULL, 0, "
+            f"'{host}', 4242, '1', 'schedule', 'segregation_statement', '2026-11-27 23:00:00', NULL)",
+            insert_run + "('r-dead', '2026-11-30 23:00:01', NULL, 'running', NULL, NULL, "
+            f"'{host}', {dead_pid}, '1', 'schedule', 'segregation_statement', '2026-11-30 23:00:00', NULL)",
+            insert_run + "('r-cli', '2026-11-30 10:00:00', '2026-11-30 10:00:02', 'incomplete', 'chain eth: down', 2, "
+            f"'{host}', 4343, '1', 'cli', 'run', NULL, '{{\"run_id\": \"r-cli\"}}')",
+            "INSERT INTO job_firing (job, scheduled_for, run_id, instance, claimed_at) VALUES "
+            f"('segregation_statement', '2026-11-27 23:00:00', 'r-done', '{host}:4242', '2026-11-27 23:00:01')",
+            "INSERT INTO job_firing (job, scheduled_for, run_id, instance, claimed_at) VALUES "
+            f"('segregation_statement', '2026-11-30 23:00:00', 'r-dead', '{host}:{dead_pid}', '2026-11-30 23:00:01')",
+            "INSERT INTO alert_outbox (event_id, event, destination, body, created_at, attempts, next_attempt_at) "
+            f"VALUES ('e-1', 'run.incomplete', '{'d' * 64}', '{{}}', '2026-11-30 10:00:02', 3, '2026-11-30 10:05:00')",
+        ):
+            conn.execute(sqlalchemy.text(sql))
+    engine.dispose()
+
+
+def test_a_populated_0008_ledger_upgrades_with_its_firings_kept_and_none_rerun_that_did_not_die(
+    cli: Any, scenario: Scenario
+) -> None:
+    from reconciler.ledger import daemon_store
+    from reconciler.ledger.locks import host_name
+
+    config = _config(scenario)
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # its pid names a process that is gone: the run it left `running` died
+    _at_0008(scenario.db_url, proc.pid, host_name())
+    result = cli("--config", str(config), "init", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["previous_version"] == 8
+
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.connect() as conn:
+        firings = conn.execute(
+            sqlalchemy.text("SELECT run_id, attempts, lost_at FROM job_firing ORDER BY scheduled_for")
+        ).all()
+        runs = conn.execute(sqlalchemy.text("SELECT id, heartbeat_at, rerun_of FROM run ORDER BY id")).all()
+        outbox = conn.execute(sqlalchemy.text("SELECT event_id, attempts FROM alert_outbox")).all()
+    assert [tuple(f) for f in firings] == [("r-done", 1, None), ("r-dead", 1, None)], "one attempt each, none lost"
+    assert [tuple(r) for r in runs] == [("r-cli", None, None), ("r-dead", None, None), ("r-done", None, None)]
+    assert [tuple(o) for o in outbox] == [("e-1", 3)]
+
+    # The first command after the upgrade closes the run whose process died; its firing is lost
+    # and a daemon runs it again; the others are untouched.
+    listed = cli("--config", str(config), "runs", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    by_id = {r["id"]: r for r in json.loads(listed.stdout)["runs"]}
+    assert {i: (r["status"], r["rerun_of"]) for i, r in by_id.items()} == {
+        "r-done": ("complete", None),
+        "r-dead": ("incomplete", None),
+        "r-cli": ("incomplete", None),
+    }
+    assert "runs its firing again, once" in by_id["r-dead"]["reason"]
+    assert by_id["r-cli"]["reason"] == "chain eth: down"
+    ledger = Ledger(scenario.db_url)
+    try:
+        [lost] = daemon_store.lost_firings(ledger, ["segregation_statement"])
+    finally:
+        ledger.close()
+    assert lost.run_id == "r-dead" and lost.scheduled_for.isoformat() == "2026-11-30T23:00:00+00:00"
+    engine.dispose()
+
+
 def test_the_models_and_the_migrations_describe_the_same_schema(db_url: str) -> None:
     ledger = Ledger(db_url)
     ledger.init()
@@ -288,12 +364,12 @@ def test_the_revisions_read_from_file_names_are_alembics() -> None:
     script = schema._script()
     assert schema.known_revisions() == {rev.revision for rev in script.walk_revisions()}
     assert [schema.head()] == script.get_heads()
-    # One line of revisions in number order; a number may be skipped (branches are numbered
-    # ahead of their merge), never reordered.
-    known = sorted(schema.known_revisions())
+    # One line of revisions in increasing order, each revising the one before it (numbers may
+    # skip: a branch's revision is renumbered when it is merged).
+    ordered = sorted(schema.known_revisions())
     for rev in script.walk_revisions():
-        below = [r for r in known if r < rev.revision]
-        assert rev.down_revision == (below[-1] if below else None), rev.revision
+        previous = ordered.index(rev.revision) - 1
+        assert rev.down_revision == (ordered[previous] if previous >= 0 else None)
 
 
 def test_a_ledger_of_observed_movements_upgrades_to_initiators_with_every_movement_intact(

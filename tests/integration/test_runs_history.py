@@ -28,9 +28,10 @@ def test_runs_show_reproduces_each_run_document_as_printed(cli: Any, devnet: Dev
     for r in runs:
         assert set(r) == {
             "id", "started_at", "finished_at", "status", "reason", "exit_code",
-            "trigger", "job", "scheduled_for", "instance",
+            "trigger", "job", "scheduled_for", "instance", "rerun_of",
         }
         assert (r["trigger"], r["job"], r["scheduled_for"], r["status"]) == ("cli", "run", None, "complete")
+        assert r["rerun_of"] is None, "only a scheduled firing run again after its process died names one"
         host, _, pid = r["instance"].rpartition(":")
         assert host and pid.isdigit()
     assert [r["exit_code"] for r in runs] == [1, 0]

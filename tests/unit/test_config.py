@@ -947,3 +947,30 @@ def test_ws_url_and_issuer_standard_are_validated(tmp_path: Path) -> None:
     assert "issuer_standard" in message and "erc3643" in message
     native_std = ETH_ASSET + 'issuer_standard = "erc3643"\n'
     assert "issuer_standard" in _error(tmp_path, CHAIN + native_std + WALLET)
+
+
+def test_alerts_max_pending_age_defaults_to_five_minutes_and_is_read_with_the_webhooks(tmp_path: Path) -> None:
+    assert _load(tmp_path, MINIMAL).alert_max_pending_age == timedelta(minutes=5)
+    text = MINIMAL + '\n[alerts]\nmax_pending_age = "90s"\n\n[[alerts.webhooks]]\nurl = "https://hooks.example/a"\n'
+    settings = _load(tmp_path, text)
+    assert settings.alert_max_pending_age == timedelta(seconds=90)
+    assert [w.url for w in settings.webhooks] == ["https://hooks.example/a"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_pending_age = 300", 'alerts.max_pending_age must be a quoted duration like "30s", "10m", "24h" '
+         '(write max_pending_age = "300s")'),
+        ('max_pending_age = "5"', "alerts.max_pending_age: "),
+        ('max_pending_age = "0s"', "alerts.max_pending_age = '0s' must be at least 1s"),
+        ('max_pending_age = "-5m"', "alerts.max_pending_age: "),
+    ],
+)
+def test_a_bad_max_pending_age_names_the_key(tmp_path: Path, line: str, expected: str) -> None:
+    assert _error(tmp_path, MINIMAL + f"\n[alerts]\n{line}\n").startswith(expected)
+
+
+def test_an_unknown_alerts_key_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + '\n[alerts]\nmax_pending_ag = "5m"\n')
+    assert "alerts.max_pending_ag" in message and "max_pending_age" in message

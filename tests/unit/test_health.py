@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reconciler.daemon.health import assess, job_interval, last_finished_runs
+from reconciler.daemon.health import assess, assess_alerts, job_interval, last_finished_runs
 from reconciler.inputs.settings import ScheduleSettings
+from reconciler.ledger.daemon_store import AlertBacklog
 from reconciler.ledger.runs import RunSummary
 
 NOW = datetime(2026, 11, 18, 18, 0, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Chicago
@@ -137,3 +138,35 @@ def test_last_finished_runs_skips_runs_in_progress_and_other_jobs() -> None:
     ]
     last = last_finished_runs(runs)
     assert last["run"] is runs[2] and last["scan"] is runs[1] and last["segregation_statement"] is None
+
+
+# ----------------------------------------------------------------------------- alert backlog
+
+
+def test_an_alert_waiting_longer_than_max_pending_age_is_a_problem_naming_the_backlog() -> None:
+    backlog = AlertBacklog(
+        pending=3,
+        oldest_created_at=NOW - timedelta(minutes=7, seconds=12),
+        oldest_event="break.opened",
+        oldest_destination="3fa2c1d0e9b8",
+        oldest_attempts=4,
+        oldest_error="attempt 4: no complete answer from https://hooks.example within 10s (timed out after 10.0s)",
+    )
+    [problem] = assess_alerts(backlog, timedelta(minutes=5), NOW)
+    assert problem.startswith("alerts: a backlog of 3 alert(s) waiting for delivery, the oldest (break.opened to")
+    assert "3fa2c1d0e9b8…, 4 attempt(s)) for 7m12s, more than [alerts] max_pending_age 5m" in problem
+    assert problem.endswith("its last attempt: attempt 4: no complete answer from https://hooks.example within 10s "
+                            "(timed out after 10.0s)")
+
+
+@pytest.mark.parametrize(
+    "backlog",
+    [
+        AlertBacklog(0),
+        AlertBacklog(1, NOW - timedelta(minutes=5), "run.incomplete", "ab" * 6, 2, "HTTP 500"),  # exactly the limit
+        AlertBacklog(9, NOW - timedelta(seconds=10), "break.opened", "ab" * 6, 0, None),
+        AlertBacklog(1, NOW + timedelta(seconds=3), "break.opened", "ab" * 6, 0, None),  # a clock ahead: not late
+    ],
+)
+def test_no_alert_waiting_longer_than_max_pending_age_is_no_problem(backlog: AlertBacklog) -> None:
+    assert assess_alerts(backlog, timedelta(minutes=5), NOW) == []
