@@ -61,10 +61,16 @@ def test_the_demo_and_the_ledger_commands_fit_80_columns(tmp_path: Path) -> None
     audit = run_in_terminal(["breaks", "verify-audit"], cwd=kept)
     assert audit.code == 0, audit.text
     _fits(audit)
-    head = _json(run_in_terminal(["breaks", "verify-audit", "--json"], cwd=kept))["head"]
+    pinned = _json(run_in_terminal(["breaks", "verify-audit", "--json"], cwd=kept))["head"]
+    head = f"{pinned['seq']}:{pinned['hash']}"
     assert any(line.strip() == head or line.endswith(f" {head}") for line in audit.lines), "the head is whole"
-    replay = run_in_terminal(["runs", "show", docs[0]["last_run_id"][:8]], cwd=kept)
-    assert any(line.strip() == head for line in replay.lines), "runs show's audit head, whole on its own line"
+    run_id = docs[0]["last_run_id"][:8]
+    kept_head = _json(run_in_terminal(["runs", "show", run_id, "--json"], cwd=kept))["audit_head"]
+    run_head = f"{kept_head['seq']}:{kept_head['hash']}"
+    replay = run_in_terminal(["runs", "show", run_id], cwd=kept)
+    assert any(line.strip() == run_head or line.endswith(f" {run_head}") for line in replay.lines), (
+        "runs show's audit head (the one after that run), whole on one line"
+    )
 
 
 def _custody(devnet: Devnet, tmp_path: Path) -> tuple[Path, dict[str, str], Custody]:

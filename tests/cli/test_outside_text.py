@@ -30,6 +30,9 @@ from tests.integration.rpcproxy import RpcProxy
 PAINT = "\x1b[2J\x1b[H run 0000: complete: all positions agree"
 MARKUP = "[/v1] [chains.eth] [bold red]boom[/bold red] :warning:"
 HOSTILE = f"{PAINT} {MARKUP} \x9b31m \u202eevil <b>"
+# What a CSV file can still carry: the imports refuse C0 control characters (ESC among them),
+# not C1 ones, bidi overrides or markup.
+CSV_HOSTILE = f"{MARKUP} \x9b31m \u202eevil <b>"
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 
 
@@ -88,18 +91,18 @@ def planted(devnet: Devnet, tmp_path: Path) -> Iterator[tuple[Path, RpcProxy, di
         with (tmp_path / "accounts.csv").open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerows([ACCOUNTS_HEADER.split(","), ["C1", "futures", "One"], ["H1", "house", "House"]])
-            writer.writerow(["C9", "futures", HOSTILE])
+            writer.writerow(["C9", "futures", CSV_HOSTILE])
         with (tmp_path / "memo.csv").open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(BOOKS_HEADER.split(","))
-            writer.writerow(["M1", "2026-11-24", "C9", "seg-1", "USDC", "0", "adjustment", HOSTILE])
+            writer.writerow(["M1", "2026-11-24", "C9", "seg-1", "USDC", "0", "adjustment", CSV_HOSTILE])
         with (tmp_path / "bad.csv").open("w", newline="") as f:  # an error quotes the value
             writer = csv.writer(f)
             writer.writerow(BOOKS_HEADER.split(","))
-            short = "[/v1] [chains.eth] :warning: \x1b[2J\x1b[H \x9b31m \u202eevil"  # quoted whole in the error
+            short = "[/v1] [chains.eth] :warning: \x9b31m \u202eevil"  # quoted whole in the error
             writer.writerow(["B1", "2026-11-24", "C9", "seg-1", "USDC", short, "adjustment", ""])
         with (tmp_path / "offchain.csv").open("w", newline="") as f:
-            rows = [["date", "class", "depository", "amount_usd"], ["2026-01-02", "futures", HOSTILE, "100.00"]]
+            rows = [["date", "class", "depository", "amount_usd"], ["2026-01-02", "futures", CSV_HOSTILE, "100.00"]]
             csv.writer(f).writerows(rows)
         equity = "date,account,cash_usd,open_trade_equity_usd\n2026-01-02,C1,1000000.00,0\n"
         (tmp_path / "equity.csv").write_text(equity)
@@ -144,7 +147,8 @@ def _clean(screen: Screen, strict: bool) -> None:
 # What of the hostile text a command shows: all of it, its start (an error quotes 40 characters
 # of a bad value), or nothing (the command shows no outside text).
 ALL = ("\\x1b[2J\\x1b[H", "[/v1]", "[chains.eth]", ":warning:", "\\x9b31m", "\\u202eevil")
-START = ("[/v1]", "[chains.eth]", ":warning:", "\\x1b[2J\\x1b[H")
+START = ("[/v1]", "[chains.eth]", ":warning:", "\\x9b31m")
+CSV = ("[/v1]", "[chains.eth]", ":warning:", "\\x9b31m", "\\u202eevil")
 NOTHING: tuple[str, ...] = ()
 WALK: list[tuple[list[str], tuple[str, ...], int]] = [
     (["runs", "show", "{latest}"], ALL, 0),
@@ -154,7 +158,7 @@ WALK: list[tuple[list[str], tuple[str, ...], int]] = [
     (["health"], ALL, 1),
     (["breaks", "list"], NOTHING, 0),
     (["breaks", "show", "{theft}"], ALL, 0),
-    (["accounts", "list"], ALL, 0),
+    (["accounts", "list"], CSV, 0),
     (["books", "list", "--limit", "0"], NOTHING, 0),
     (["segregation", "statement"], ALL, 2),
     (["transfers", "list"], NOTHING, 0),
@@ -188,7 +192,7 @@ def test_json_keeps_outside_text_exact_and_the_html_report_escapes_it(
     events = json.loads(shown_break.text)["events"]
     assert [e["note"] for e in events if e["event"] == "acknowledged"] == [HOSTILE]
     accounts = json.loads(run_in_terminal(["--config", str(config), "accounts", "list", "--json"]).text)
-    assert {"account": "C9", "class": "futures", "name": HOSTILE} in accounts["accounts"]
+    assert {"account": "C9", "class": "futures", "name": CSV_HOSTILE} in accounts["accounts"]
 
     page = tmp_path / "run.html"
     wrote = run_in_terminal(["--config", str(config), "report", "html", ids["run"][:8], "--out", str(page)])
