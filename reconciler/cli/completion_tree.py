@@ -35,11 +35,12 @@ TREE: dict[str, Any] = (
                                         [['-h', '--help'], 0, 0, 'Show this message and exit.']],
                             'commands': None}],
                   'daemon': ['Run the jobs of [schedule] (run, scan, segregation_statement) around the clock until '
-                             'SIGTERM or SIGINT, which stop it cleanly (the job in progress is recorded incomplete) '
-                             'with exit 0.',
+                             'SIGTERM or SIGINT, which stop it within 10 seconds (the job in progress is recorded '
+                             'incomplete) with exit 0.',
                              {'options': [[['-h', '--help'], 0, 0, 'Show this message and exit.']], 'commands': None}],
                   'health': ['For a process supervisor or a load balancer: exit 0 when the last run of every '
-                             'scheduled job finished complete within twice its interval, 1 otherwise, saying why.',
+                             'scheduled job finished complete within twice its interval and no alert has waited for '
+                             'delivery longer than [alerts] max_pending_age (5 minutes), 1 otherwise, saying why.',
                              {'options': [[['--json'], 0, 0, 'Print one JSON document on stdout.'],
                                           [['-h', '--help'], 0, 0, 'Show this message and exit.']],
                               'commands': None}],

@@ -122,16 +122,14 @@ def test_a_firing_skipped_because_the_last_still_runs_is_logged_in_our_words(
     daemon.scheduler.start()
     try:
         deadline = time.monotonic() + 30
-        while "event=job_skipped" not in caplog.text:
+        while "outcome=skipped" not in caplog.text:
             assert time.monotonic() < deadline, caplog.text
             time.sleep(0.05)
     finally:
         release.set()
         daemon.scheduler.shutdown(wait=True)
-    skipped = [r.getMessage() for r in caplog.records if "job_skipped" in r.getMessage()]
-    assert skipped[0].startswith("event=job_skipped job=run scheduled_for=") and skipped[0].endswith(
-        "reason=still_running"
-    )
+    skipped = [r.getMessage() for r in caplog.records if "outcome=skipped" in r.getMessage()]
+    assert skipped[0].startswith("event=job_fired job=run outcome=skipped reason=still_running scheduled_for=")
     assert "maximum number of running instances" not in caplog.text
 
 
