@@ -7,6 +7,7 @@ import os
 from chains.base import ChainAdapter
 from chains.evm.crosscheck import evm_adapter
 from chains.evm.valuation import EvmValuationReader
+from reconciler.app import fleet
 from reconciler.app.documents import break_doc
 from reconciler.app.statement import ValuationReader
 from reconciler.daemon.alerts import log_alert
@@ -51,6 +52,7 @@ def open_ledger(settings: Settings, alert_log: bool = True) -> Ledger:
     ledger.alerts = alert_setup(settings, alert_log)
     ledger.audit_key = audit_key(settings)
     ledger.ensure_ready()
+    fleet.refresh(settings)  # a daemon's next job sees the wallets imported since its last
     return ledger
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
-from typing import NewType, Protocol
+from typing import NamedTuple, NewType, Protocol
 
 BaseUnits = NewType("BaseUnits", int)
 
@@ -350,3 +350,21 @@ class OffchainImportRow:
     seg_class: SegClass
     depository: str
     amount_cents: int
+
+
+WALLET_KINDS = ("safe", "eoa", "contract")  # a wallet's declared kind (walletconfig.WalletKind's values)
+
+
+class WalletRow(NamedTuple):
+    """A custody wallet imported into the ledger (`wallets import`), as stored: a plain tuple,
+    so that a million of them cost no more than their fields. ``kind`` is "" when not declared;
+    ``approvers`` and ``allowed_spenders`` are EIP-55 addresses."""
+
+    name: str
+    chain: str
+    address: str
+    seg_class: str
+    kind: str
+    approvers: tuple[str, ...]
+    threshold: int
+    allowed_spenders: tuple[str, ...]

@@ -116,9 +116,12 @@ def _state(ctx: typer.Context) -> State:
 
 
 def _settings(ctx: typer.Context) -> Settings:
+    """The configuration, its wallets joined by those imported into the ledger (read when a
+    command first needs them: reconciler.app.fleet)."""
+    from reconciler.app.fleet import with_ledger_wallets
     from reconciler.inputs.config import load_settings
 
-    return load_settings(_state(ctx).config)
+    return with_ledger_wallets(load_settings(_state(ctx).config))
 
 
 def open_ledger(settings: Settings) -> Ledger:

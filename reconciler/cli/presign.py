@@ -24,7 +24,9 @@ def _settings_or_none(explicit: str | None, offline: bool) -> Settings | None:
     a configuration that exists is always read (and its errors reported)."""
     if offline and not explicit and not os.environ.get("RECONCILER_CONFIG") and not Path("reconciler.toml").is_file():
         return None
-    return load_settings(explicit)
+    from reconciler.app.fleet import with_ledger_wallets
+
+    return with_ledger_wallets(load_settings(explicit))
 
 
 def _address(value: str | None) -> str | None:

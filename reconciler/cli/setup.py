@@ -67,6 +67,8 @@ def config_check(
 ) -> None:
     """Validate the configuration file; with --online, also read each chain as a run does and
     list what was verified: endpoint, chain id, head and pinned block, read path, decimals."""
+    from reconciler.inputs.wallets import configured_wallets
+
     settings = _settings(ctx)
     chains: dict[str, Any] = {}
     failed = False
@@ -92,7 +94,7 @@ def config_check(
         "database": redact_url(settings.database_url),
         "chains": chains or {name: {} for name in settings.chains},
         "assets": sorted(settings.assets),
-        "wallets": sorted(settings.wallets),
+        "wallets": sorted(configured_wallets(settings)),
     }
     if json_out:
         _emit_json(doc)
@@ -100,7 +102,7 @@ def config_check(
         say(
             err,
             f"{settings.path}: {'ok' if not failed else 'FAILED'} — {len(settings.chains)} chain(s), "
-            f"{len(settings.assets)} asset(s), {len(settings.wallets)} wallet(s)",
+            f"{len(settings.assets)} asset(s), {len(configured_wallets(settings))} wallet(s)",
         )
     if failed:
         raise typer.Exit(2)

@@ -1,18 +1,113 @@
-"""`wallets baseline` and `wallets show`: custody wallets' on-chain configuration, recorded as
-reviewed and compared with its baseline.
+"""`wallets import` and `wallets list`: custody wallets kept in the ledger beside those of the
+configuration; `wallets baseline` and `wallets show`: custody wallets' on-chain configuration,
+recorded as reviewed and compared with its baseline.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from reconciler.cli.common import JsonFlag, WalletOption, _emit_json, _settings, err, open_ledger, out
-from reconciler.cli.tables import NONE, hanging, say, shown, wrap_lines
+from reconciler.cli.common import (
+    JsonFlag,
+    WalletOption,
+    _emit_json,
+    _read_file,
+    _settings,
+    already_imported,
+    err,
+    info,
+    open_ledger,
+    out,
+)
+from reconciler.cli.tables import NONE, Col, Row, fit_table, hanging, say, shown, wrap_lines
 from reconciler.errors import chain_message
 
-wallets_app = typer.Typer(help="Custody wallets' on-chain configuration: baseline and now.", no_args_is_help=True)
+wallets_app = typer.Typer(
+    help="Custody wallets: imported into the ledger and listed; their on-chain configuration, baseline and now.",
+    no_args_is_help=True,
+)
+
+# Up to this many wallets `wallets list` prints a fitted table; more print one line each as
+# they are read (a fitted table measures every row first).
+_TABLE_ROWS = 1_000
+
+
+@wallets_app.command("import")
+def wallets_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -> None:
+    """Import custody wallets from CSV (name,chain,address,class[,kind,approvers,threshold,
+    allowed_spenders]; lists ';'-separated); all rows or none. The same file again is a no-op;
+    a file may repeat wallets already imported, identically, and add new ones."""
+    from reconciler.app.fleet import import_wallets
+
+    settings = _settings(ctx)
+    text, digest = _read_file(file)
+    ledger = open_ledger(settings)
+    try:
+        done = import_wallets(settings, ledger, text, str(file), digest)
+    finally:
+        ledger.close()
+    if json_out:
+        _emit_json(
+            {
+                "file": str(file),
+                "sha256": digest,
+                "rows": done.rows,
+                "imported": done.added,
+                "unchanged": done.unchanged,
+                "already_imported": done.earlier is not None,
+            }
+        )
+    elif done.earlier is not None:
+        info.print(already_imported(file, digest, done.earlier))
+    else:
+        info.print(
+            f"{file}: {done.added:,} wallet(s) imported"
+            + (f", {done.unchanged:,} already in the ledger as they are" if done.unchanged else "")
+        )
+
+
+@wallets_app.command("list")
+def wallets_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Every custody wallet: those of the configuration, then those imported into the ledger,
+    with where each is defined (config or ledger)."""
+    from reconciler.app import jsonout
+    from reconciler.app.fleet import Listed, wallet_doc
+
+    settings = _settings(ctx)
+    ledger = open_ledger(settings)  # the ledger must be there and current, as for any command
+    ledger.close()
+    wallets = Listed(settings)
+    if json_out:
+        _emit_json({"wallets": jsonout.Rows(wallets, lambda item: wallet_doc(*item))})
+        return
+    if not wallets:
+        out.print("no wallets (configure [wallets.NAME], or: reconciler wallets import FILE)")
+        return
+    cells = (
+        (w.name, w.chain, w.address, w.seg_class.value, w.kind or NONE, _approval(w.approvers, w.threshold), source)
+        for w, source in wallets
+    )
+    if len(wallets) <= _TABLE_ROWS:
+        columns = (
+            Col("name", whole=True),
+            Col("chain"),
+            Col("address", whole=True),
+            Col("class"),
+            Col("kind", drop=2),
+            Col("approvals", drop=1),
+            Col("source"),
+        )
+        out.print(fit_table(out.width, columns, [Row(c) for c in cells]))
+        return
+    for c in cells:
+        out.print("  ".join(shown(x) for x in c), soft_wrap=True, highlight=False, markup=False)
+
+
+def _approval(approvers: tuple[str, ...], threshold: int) -> str:
+    return f"{threshold} of {len(approvers)}" if approvers else NONE
 
 
 @wallets_app.command("baseline")

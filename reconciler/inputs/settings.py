@@ -7,13 +7,16 @@ its inputs, so nothing here parses, reads a file or an environment variable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from reconciler.domain import AssetKind, SegClass, Severity
+from reconciler.domain import WALLET_KINDS, AssetKind, SegClass, Severity, WalletRow
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 DEFAULT_PRICE_MAX_AGE = timedelta(hours=24)
@@ -86,6 +89,7 @@ class WalletSettings:
     approvers: tuple[str, ...] = ()
     threshold: int = 0
     allowed_spenders: tuple[str, ...] = ()
+    kind: str = ""  # declared in a wallets import: safe | eoa | contract; "" when not declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +175,218 @@ class Settings:
         return [a for a in self.assets.values() if a.chain == chain]
 
     def wallets_on(self, chain: str) -> list[WalletSettings]:
+        if isinstance(self.wallets, Fleet):
+            return self.wallets.on_chain(chain)
         return [w for w in self.wallets.values() if w.chain == chain]
 
     def wallet_by_address(self, chain: str, address: str) -> WalletSettings | None:
+        if isinstance(self.wallets, Fleet):
+            return self.wallets.by_address(chain, address)
         for wallet in self.wallets.values():
             if wallet.chain == chain and wallet.address == address:
                 return wallet
         return None
+
+
+# ----------------------------------------------------------------------------- the fleet
+
+_CLASSES = tuple(SegClass)
+_KINDS = ("", *WALLET_KINDS)
+
+
+class ImportedWallets:
+    """The wallets imported into the ledger, packed: a million of them take tens of megabytes
+    (names in one string, addresses in one byte string, chain, class and kind one byte each;
+    approvers, threshold and allowed spenders only where a wallet has them), not the gigabyte
+    that a million WalletSettings objects in a dict would. A WalletSettings is made when one is
+    asked for. ``rows`` must come in name order (codepoint order), each name once, each chain
+    one of ``chains``."""
+
+    __slots__ = (
+        "_addresses",
+        "_by_address",
+        "_chains",
+        "_chains_of",
+        "_classes",
+        "_extras",
+        "_kinds",
+        "_names",
+        "_offsets",
+    )
+
+    def __init__(self, rows: Iterable[WalletRow], chains: Sequence[str]) -> None:
+        self._chains = tuple(chains)
+        chain_index = {c: i for i, c in enumerate(self._chains)}
+        class_index = {c.value: i for i, c in enumerate(_CLASSES)}
+        kind_index = {k: i for i, k in enumerate(_KINDS)}
+        names: list[str] = []
+        self._offsets = array("Q", [0])
+        addresses = bytearray()
+        self._chains_of = bytearray()
+        self._classes = bytearray()
+        self._kinds = bytearray()
+        self._extras: dict[int, tuple[tuple[str, ...], int, tuple[str, ...]]] = {}
+        size = 0
+        pending: list[str] = []
+        for i, row in enumerate(rows):
+            pending.append(row.name)
+            size += len(row.name)
+            self._offsets.append(size)
+            addresses += row.address[2:].encode("ascii")
+            self._chains_of.append(chain_index[row.chain])
+            self._classes.append(class_index[row.seg_class])
+            self._kinds.append(kind_index[row.kind])
+            if row.approvers or row.threshold or row.allowed_spenders:
+                self._extras[i] = (row.approvers, row.threshold, row.allowed_spenders)
+            if len(pending) >= 10_000:  # joined as it goes: never a list of a million names
+                names.append("".join(pending))
+                pending.clear()
+        names.append("".join(pending))
+        self._names = "".join(names)
+        self._addresses = bytes(addresses)
+        self._by_address: dict[int, array[int]] | None = None  # per chain, row numbers by address
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def name(self, i: int) -> str:
+        return self._names[self._offsets[i] : self._offsets[i + 1]]
+
+    def index(self, name: str) -> int | None:
+        """The row number of ``name``, or None (a binary search over the packed names)."""
+        n = len(self)
+        i = bisect_left(range(n), name, key=self.name)
+        return i if i < n and self.name(i) == name else None
+
+    def address(self, i: int) -> str:
+        return "0x" + self._addresses[40 * i : 40 * i + 40].decode("ascii")
+
+    def chain(self, i: int) -> str:
+        return self._chains[self._chains_of[i]]
+
+    def wallet(self, i: int) -> WalletSettings:
+        approvers, threshold, spenders = self._extras.get(i, ((), 0, ()))
+        return WalletSettings(
+            name=self.name(i),
+            chain=self.chain(i),
+            address=self.address(i),
+            seg_class=_CLASSES[self._classes[i]],
+            approvers=approvers,
+            threshold=threshold,
+            allowed_spenders=spenders,
+            kind=_KINDS[self._kinds[i]],
+        )
+
+    def on_chain(self, chain: str) -> Iterator[int]:
+        if chain not in self._chains:
+            return iter(())
+        wanted = self._chains.index(chain)
+        return (i for i, c in enumerate(self._chains_of) if c == wanted)
+
+    def find(self, chain: str, address: str) -> int | None:
+        """The row number of the wallet at ``address`` (EIP-55) on ``chain``, or None."""
+        if chain not in self._chains:
+            return None
+        if self._by_address is None:
+            self._by_address = {}
+            for c in range(len(self._chains)):
+                rows = [i for i, x in enumerate(self._chains_of) if x == c]
+                rows.sort(key=lambda i: self._addresses[40 * i : 40 * i + 40])
+                self._by_address[c] = array("Q", rows)
+        ordered = self._by_address[self._chains.index(chain)]
+        key = address[2:].encode("ascii")
+        k = bisect_left(ordered, key, key=lambda i: self._addresses[40 * i : 40 * i + 40])
+        return ordered[k] if k < len(ordered) and self.address(ordered[k]) == address else None
+
+
+NO_IMPORTED = ImportedWallets((), ())
+
+
+class Fleet(Mapping[str, WalletSettings]):
+    """Every custody wallet, by name: the configuration's [wallets.X] (first, in file order),
+    then those imported into the ledger (by name). The imported ones are read when first asked
+    for (``load``, from the composition root) and again by ``refresh`` when ``stamp`` says the
+    ledger's set changed (a daemon's next job sees a new import). Names and (chain, address)
+    are unique across both; ``load`` refuses a ledger that breaks that."""
+
+    def __init__(
+        self,
+        configured: Mapping[str, WalletSettings],
+        load: Callable[[], ImportedWallets] | None = None,
+        stamp: Callable[[], object] | None = None,
+    ) -> None:
+        self.configured = configured
+        self._load = load
+        self._stamp = stamp
+        self._loaded: ImportedWallets | None = None if load is not None else NO_IMPORTED
+        self._loaded_stamp: object = None
+        self._lock = threading.Lock()
+
+    @property
+    def imported(self) -> ImportedWallets:
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    assert self._load is not None
+                    self._loaded_stamp = self._stamp() if self._stamp is not None else None
+                    self._loaded = self._load()
+                loaded = self._loaded
+        return loaded
+
+    def refresh(self) -> None:
+        """Read the imported wallets again if the ledger's set changed since they were read
+        (nothing to do before they were first asked for)."""
+        if self._loaded is None or self._load is None or self._stamp is None:
+            return
+        stamp = self._stamp()
+        if stamp != self._loaded_stamp:
+            with self._lock:
+                self._loaded_stamp = stamp
+                self._loaded = self._load()
+
+    def source_of(self, name: str) -> str:
+        """Where a wallet is defined: "config" or "ledger" (KeyError for neither)."""
+        if name in self.configured:
+            return "config"
+        if self.imported.index(name) is not None:
+            return "ledger"
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> WalletSettings:
+        wallet = self.configured.get(name)
+        if wallet is not None:
+            return wallet
+        imported = self.imported
+        i = imported.index(name)
+        if i is None:
+            raise KeyError(name)
+        return imported.wallet(i)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return name in self.configured or self.imported.index(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.configured
+        imported = self.imported
+        for i in range(len(imported)):
+            yield imported.name(i)
+
+    def __len__(self) -> int:
+        return len(self.configured) + len(self.imported)
+
+    def on_chain(self, chain: str) -> list[WalletSettings]:
+        imported = self.imported
+        return [w for w in self.configured.values() if w.chain == chain] + [
+            imported.wallet(i) for i in imported.on_chain(chain)
+        ]
+
+    def by_address(self, chain: str, address: str) -> WalletSettings | None:
+        for wallet in self.configured.values():
+            if wallet.chain == chain and wallet.address == address:
+                return wallet
+        imported = self.imported
+        i = imported.find(chain, address)
+        return None if i is None else imported.wallet(i)

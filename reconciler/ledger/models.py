@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from reconciler.domain import MAX_ACCOUNT_LENGTH, MAX_ASSET_LENGTH, MAX_ENTRY_ID_LENGTH, MAX_WALLET_LENGTH
+from reconciler.domain import (
+    MAX_ACCOUNT_LENGTH,
+    MAX_ASSET_LENGTH,
+    MAX_ENTRY_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_WALLET_LENGTH,
+)
 from reconciler.ledger.types import ExactInt
 
 
@@ -314,3 +320,33 @@ class InstructionRow(SQLModel, table=True):
     signatures: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of 0x-hex
     document: str = Field(sa_column=Column(Text, nullable=False))  # the JSON line as imported
     import_id: str = Field(foreign_key="import_batch.id", max_length=36)
+
+
+class ImportedWallet(SQLModel, table=True):
+    """A custody wallet imported with `wallets import` (the configuration's [wallets.X], for
+    fleets too large for a TOML file). Runs see these and the configured ones as one set.
+    Lists are ';'-joined EIP-55 addresses; ``kind`` is "" when the file did not declare one."""
+
+    __tablename__ = "imported_wallet"
+    # Byte order on PostgreSQL too ("C"), as on SQLite: names sort the same on both, and a chain
+    # read chunk by chunk (name > the last one) follows the index.
+    name: str = Field(
+        sa_column=Column(
+            String(MAX_WALLET_LENGTH).with_variant(String(MAX_WALLET_LENGTH, collation="C"), "postgresql"),
+            primary_key=True,
+        )
+    )
+    chain: str = Field(max_length=MAX_NAME_LENGTH)
+    address: str = Field(max_length=42)
+    seg_class: str = Field(max_length=32)
+    kind: str = Field(default="", max_length=16)
+    approvers: str = Field(default="", sa_column=Column(Text, nullable=False))
+    threshold: int = 0
+    allowed_spenders: str = Field(default="", sa_column=Column(Text, nullable=False))
+    import_id: str = Field(foreign_key="import_batch.id", max_length=36)
+
+    __table_args__ = (
+        UniqueConstraint("chain", "address", name="ux_imported_wallet_chain_address"),
+        # A chain's wallets read chunk by chunk in name order (Ledger.wallets).
+        Index("ix_imported_wallet_chain_name", "chain", "name"),
+    )
