@@ -15,12 +15,14 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from reconciler.domain import WalletRow
 from reconciler.errors import ConfigError
+from reconciler.inputs.csvfile import file_lines, file_sha256
 from reconciler.inputs.settings import NO_IMPORTED, Fleet, ImportedWallets, Settings, WalletSettings
-from reconciler.inputs.wallets import configured_wallets, parse_wallets_csv
+from reconciler.inputs.wallets import WalletStream, configured_wallets
 
 if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger
@@ -101,22 +103,24 @@ def _checked(rows: Iterable[WalletRow], settings: Settings) -> Iterator[WalletRo
 
 @dataclass(frozen=True, slots=True)
 class WalletsImport:
-    rows: int
+    sha256: str
     added: int
     unchanged: int
     earlier: datetime | None  # the same bytes were imported then: nothing was done
 
 
-def import_wallets(settings: Settings, ledger: Ledger, text: str, source: str, sha256: str) -> WalletsImport:
-    """A wallets file, all rows or none. The same bytes again are a no-op; another file may
-    repeat wallets the ledger holds identically (they are kept as they are) and add new ones;
-    a row that would change a stored wallet is refused, naming its line."""
+def import_wallets(settings: Settings, ledger: Ledger, path: Path) -> WalletsImport:
+    """A wallets file, all rows or none, read as it is imported (memory stays bounded however
+    many wallets it holds). The same bytes again are a no-op; another file may repeat wallets
+    the ledger holds identically (they are kept as they are) and add new ones; a row that would
+    change a stored wallet is refused, naming its line."""
+    sha256 = file_sha256(path)
     earlier = ledger.import_of("wallets", sha256)
     if earlier is not None:
-        return WalletsImport(0, 0, 0, earlier)
-    rows = parse_wallets_csv(text, source, settings)
-    added, unchanged = ledger.import_wallets(rows, source, sha256)
-    return WalletsImport(len(rows), added, unchanged, None)
+        return WalletsImport(sha256, 0, 0, earlier)
+    stream = WalletStream(file_lines(path, sha256), str(path), settings)
+    added, unchanged = ledger.import_wallets(stream, str(path), sha256)
+    return WalletsImport(sha256, added, unchanged, None)
 
 
 def wallet_doc(wallet: WalletSettings, source: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from reconciler.cli.common import (
     JsonFlag,
     WalletOption,
     _emit_json,
-    _read_file,
     _settings,
     already_imported,
     err,
@@ -43,18 +42,17 @@ def wallets_import(ctx: typer.Context, file: Path, json_out: JsonFlag = False) -
     from reconciler.app.fleet import import_wallets
 
     settings = _settings(ctx)
-    text, digest = _read_file(file)
     ledger = open_ledger(settings)
     try:
-        done = import_wallets(settings, ledger, text, str(file), digest)
+        done = import_wallets(settings, ledger, file)
     finally:
         ledger.close()
+    digest = done.sha256
     if json_out:
         _emit_json(
             {
                 "file": str(file),
                 "sha256": digest,
-                "rows": done.rows,
                 "imported": done.added,
                 "unchanged": done.unchanged,
                 "already_imported": done.earlier is not None,

@@ -12,21 +12,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import delete, func, insert, inspect, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from reconciler.domain import WalletRow
-from reconciler.errors import InputError, LedgerError
+from reconciler.errors import LedgerError
 from reconciler.ledger.base import LedgerBase, _chunks, _first_line, _now, _utc, redact_url
 from reconciler.ledger.models import ImportBatch, ImportedWallet
 
 _INSERT = 5_000  # rows per executemany
 _READ = 10_000  # rows fetched at a time when every imported wallet is read
-MAX_LISTED_PROBLEMS = 100
 WALLETS_IMPORT = "wallets"  # import_batch.kind
 
 _COLUMNS = (
@@ -73,57 +72,57 @@ def _stored(row: WalletRow, batch_id: str) -> dict[str, Any]:
     }
 
 
+class WalletChunks(Protocol):
+    """A wallets file being read (reconciler.inputs.wallets.WalletStream): its valid rows chunk
+    by chunk, each with its line; problems found here are added to it; good only once every
+    chunk was read with no problem (``check()`` raises otherwise)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def chunks(self) -> Iterator[list[tuple[int, WalletRow]]]: ...
+
+    def add(self, line: int, column: str | None, reason: str) -> None: ...
+
+    def check(self) -> None: ...
+
+
 class WalletsMixin(LedgerBase):
     """Custody wallets imported into the ledger."""
 
-    def import_wallets(self, rows: Sequence[tuple[int, WalletRow]], source: str, sha256: str) -> tuple[int, int]:
-        """Store the file's wallets (``rows``: each with its line), all or none; returns how
-        many were added and how many were already there, identical. A row whose name, or whose
-        chain and address, the ledger holds with anything different is refused, naming its line:
-        an imported wallet is never moved, reclassified or renamed by another file. A file that
-        adds nothing is not recorded as an import."""
+    def import_wallets(self, stream: WalletChunks, source: str, sha256: str) -> tuple[int, int]:
+        """A wallets file as it is read (``stream``: reconciler.inputs.wallets.WalletStream),
+        checked and inserted chunk by chunk in ONE transaction, so memory stays bounded and a
+        problem on any line, the last included, leaves the ledger as it was. Returns how many
+        wallets were added and how many the ledger already held, identical (kept as they are).
+        A name, or a chain and address, met earlier in the file or held by the ledger with
+        anything different is a problem of its line: an imported wallet is never moved,
+        reclassified or renamed by another file. A file that adds nothing is not recorded as
+        an import."""
+        table = ImportedWallet.__table__  # type: ignore[attr-defined]
         with self._session() as s:
-            known = _known(s, rows) if s.scalar(select(func.count()).select_from(ImportedWallet)) else {}
-            by_address = {(w.chain, w.address): w for w in known.values()}
-            problems: list[str] = []
-            new: list[WalletRow] = []
-            for line, row in rows:
-                stored = known.get(row.name)
-                if stored is not None:
-                    if stored != row:
-                        fields = [f for f in WalletRow._fields if getattr(stored, f) != getattr(row, f)]
-                        problems.append(
-                            f"line {line}, column {fields[0] if fields[0] != 'seg_class' else 'class'}: wallet "
-                            f"{row.name!r} is already in the ledger with {_differs(stored, row, fields)}; an imported "
-                            "wallet does not change by import (give the new one a new name)"
-                        )
-                    continue
-                other = by_address.get((row.chain, row.address))
-                if other is not None:
-                    problems.append(
-                        f"line {line}, column address: {row.address} on chain {row.chain} is already imported as "
-                        f"wallet {other.name!r}; a wallet is imported once"
-                    )
-                    continue
-                new.append(row)
-            if problems:
-                shown = problems[:MAX_LISTED_PROBLEMS]
-                if len(problems) > len(shown):
-                    shown.append(f"… and {len(problems) - len(shown)} more problem(s)")
-                raise InputError(source, shown)
-            if not new:
-                return 0, len(rows)
             batch_id = str(uuid.uuid4())
             s.add(
-                ImportBatch(
-                    id=batch_id, kind=WALLETS_IMPORT, source=source, sha256=sha256, rows=len(new), imported_at=_now()
-                )
+                ImportBatch(id=batch_id, kind=WALLETS_IMPORT, source=source, sha256=sha256, rows=0, imported_at=_now())
             )
             s.flush()
-            table = ImportedWallet.__table__  # type: ignore[attr-defined]
-            for i in range(0, len(new), _INSERT):
-                s.execute(insert(table), [_stored(r, batch_id) for r in new[i : i + _INSERT]])
-            return len(new), len(rows) - len(new)
+            added = unchanged = 0
+            for chunk in stream.chunks():
+                if not chunk:
+                    continue
+                new = _judge(s, chunk, batch_id, stream)
+                unchanged += len(chunk) - len(new)
+                if not stream.ok:
+                    continue  # checking goes on, to report every problem of the file at once
+                for i in range(0, len(new), _INSERT):
+                    s.execute(insert(table), [_stored(r, batch_id) for r in new[i : i + _INSERT]])
+                added += len(new)
+            stream.check()
+            if added:
+                s.execute(update(ImportBatch).where(col(ImportBatch.id) == batch_id).values(rows=added))
+            else:
+                s.execute(delete(ImportBatch).where(col(ImportBatch.id) == batch_id))
+            return added, unchanged
 
     def holds_imported_wallets(self) -> bool:
         """Whether this database has the imported wallets' table (a ledger at revision 0013 or
@@ -173,17 +172,68 @@ class WalletsMixin(LedgerBase):
             return int(s.scalar(query) or 0)
 
 
-def _known(s: Session, rows: Sequence[tuple[int, WalletRow]]) -> dict[str, WalletRow]:
-    """The stored wallets that share a name or an address with one of ``rows``."""
-    known: dict[str, WalletRow] = {}
-    names = [r.name for _, r in rows]
-    addresses = sorted({r.address for _, r in rows})
-    for column, values in ((col(ImportedWallet.name), names), (col(ImportedWallet.address), addresses)):
-        for chunk in _chunks(values):
-            for values_ in s.execute(select(*_COLUMNS).where(column.in_(chunk))):
-                row = _row(values_)
-                known[row.name] = row
-    return known
+def _judge(s: Session, chunk: Sequence[tuple[int, WalletRow]], batch_id: str, sink: WalletChunks) -> list[WalletRow]:
+    """The rows of ``chunk`` to insert: new by name and by (chain, address) to the ledger, to
+    the chunk and to the file so far (its earlier chunks are in the ledger under ``batch_id``).
+    A row stored identically by an earlier import is left out without a word; any other clash
+    is said to ``sink`` with the row's line."""
+    stored: dict[str, tuple[WalletRow, str]] = {}
+    names = [r.name for _, r in chunk]
+    for chain in sorted({r.chain for _, r in chunk}):
+        addresses = sorted({r.address for _, r in chunk if r.chain == chain})
+        for part in _chunks(addresses):
+            where = (col(ImportedWallet.chain) == chain) & col(ImportedWallet.address).in_(part)
+            for values in s.execute(select(*_COLUMNS, col(ImportedWallet.import_id)).where(where)):
+                stored[str(values[0])] = (_row(values[:-1]), str(values[-1]))
+    for part in _chunks(names):
+        for values in s.execute(
+            select(*_COLUMNS, col(ImportedWallet.import_id)).where(col(ImportedWallet.name).in_(part))
+        ):
+            stored[str(values[0])] = (_row(values[:-1]), str(values[-1]))
+    at_address = {(w.chain, w.address): (w, batch) for w, batch in stored.values()}
+    in_chunk: dict[str, int] = {}
+    in_chunk_at: dict[tuple[str, str], int] = {}
+    new: list[WalletRow] = []
+    for line, row in chunk:
+        earlier = stored.get(row.name)
+        if earlier is not None:
+            wallet, batch = earlier
+            if batch == batch_id:
+                sink.add(line, "name", f"{row.name!r} appears earlier in this file")
+            elif wallet != row:
+                fields = [f for f in WalletRow._fields if getattr(wallet, f) != getattr(row, f)]
+                sink.add(
+                    line,
+                    "class" if fields[0] == "seg_class" else fields[0],
+                    f"wallet {row.name!r} is already in the ledger with {_differs(wallet, row, fields)}; an "
+                    "imported wallet does not change by import (give the new one a new name)",
+                )
+            continue
+        other = at_address.get((row.chain, row.address))
+        if other is not None:
+            wallet, batch = other
+            said = "earlier in this file" if batch == batch_id else "in the ledger"
+            sink.add(
+                line,
+                "address",
+                f"{row.address} on chain {row.chain} is already wallet {wallet.name!r} {said}; a "
+                "wallet is imported once",
+            )
+            continue
+        if row.name in in_chunk:
+            sink.add(line, "name", f"{row.name!r} already appears on line {in_chunk[row.name]}")
+            continue
+        if (row.chain, row.address) in in_chunk_at:
+            sink.add(
+                line,
+                "address",
+                f"{row.address} on chain {row.chain} already appears on line {in_chunk_at[row.chain, row.address]}",
+            )
+            continue
+        in_chunk[row.name] = line
+        in_chunk_at[row.chain, row.address] = line
+        new.append(row)
+    return new
 
 
 def _differs(stored: WalletRow, row: WalletRow, fields: list[str]) -> str:
