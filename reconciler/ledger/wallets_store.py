@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, inspect, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from reconciler.domain import WalletRow
 from reconciler.errors import LedgerError
-from reconciler.ledger.base import LedgerBase, _chunks, _first_line, _now, _utc, redact_url
+from reconciler.ledger.base import LedgerBase, _chunks, _first_line, _now, redact_url
 from reconciler.ledger.models import ImportBatch, ImportedWallet
 
 _INSERT = 5_000  # rows per executemany
@@ -38,6 +37,9 @@ _COLUMNS = (
     col(ImportedWallet.threshold),
     col(ImportedWallet.allowed_spenders),
 )
+
+
+_SELECTED = "name, chain, address, seg_class, kind, approvers, threshold, allowed_spenders"
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -124,52 +126,77 @@ class WalletsMixin(LedgerBase):
                 s.execute(delete(ImportBatch).where(col(ImportBatch.id) == batch_id))
             return added, unchanged
 
+    # Reads go through a connection of their own, outside any transaction of this process: a
+    # command reads its wallets when it first needs them, which may be while its run holds
+    # SQLite's write lock (BEGIN IMMEDIATE) on another connection; an autocommit read is not
+    # blocked by that, where a session of the ledger would wait for the lock it holds itself.
+
+    def _read(self, sql: str, params: Sequence[Any] = (), stream: bool = False) -> Iterator[Sequence[Any]]:
+        """Rows of one SELECT (``%s`` placeholders), read ``_READ`` at a time; ``stream``: on
+        PostgreSQL through a server-side cursor, so memory holds one batch."""
+        postgres = self.engine.dialect.name == "postgresql"
+        try:
+            raw = self.engine.raw_connection()
+        except OperationalError as exc:
+            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        try:
+            if postgres:
+                driver = raw.driver_connection
+                assert driver is not None
+                cursor = driver.cursor(name="reconciler_wallets") if stream else driver.cursor()
+            else:
+                cursor = raw.cursor()
+                sql = sql.replace("%s", "?")
+            cursor.execute(sql, tuple(params))
+            while batch := cursor.fetchmany(_READ):
+                yield from batch
+            cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # the driver's own: this is its cursor
+            raise LedgerError(f"database error: {_first_line(exc, self.url)}") from exc
+        finally:
+            raw.rollback()
+            raw.close()
+
     def holds_imported_wallets(self) -> bool:
         """Whether this database has the imported wallets' table (a ledger at revision 0013 or
         newer). A SQLite file that does not exist has none, and is not created."""
         path = self.sqlite_path
         if path is not None and not path.exists():
             return False
-        try:
-            with self.engine.connect() as conn:
-                return inspect(conn).has_table(ImportedWallet.__tablename__)
-        except OperationalError as exc:
-            raise LedgerError(f"database {redact_url(self.url)} unreachable: {_first_line(exc, self.url)}") from exc
+        if self.engine.dialect.name == "postgresql":
+            query = "SELECT to_regclass('imported_wallet') IS NOT NULL"
+        else:
+            query = "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'imported_wallet'"
+        return any(bool(v[0]) for v in self._read(query))
 
-    def imported_wallets_stamp(self) -> tuple[int, datetime | None]:
+    def imported_wallets_stamp(self) -> tuple[Any, ...]:
         """What changes whenever the imported wallets do (they are only ever added, by an
         import): the number of wallet imports and the newest's time."""
-        with self._session() as s:
-            count, newest = s.execute(
-                select(func.count(), func.max(col(ImportBatch.imported_at))).where(
-                    col(ImportBatch.kind) == WALLETS_IMPORT
-                )
-            ).one()
-        return int(count), None if newest is None else _utc(newest)
+        [stamp] = self._read("SELECT COUNT(*), MAX(imported_at) FROM import_batch WHERE kind = %s", [WALLETS_IMPORT])
+        return tuple(stamp)
 
     def imported_wallets(self) -> Iterator[WalletRow]:
-        """Every imported wallet, by name, read a few thousand rows at a time."""
-        with self._session() as s:
-            result = s.execute(select(*_COLUMNS).order_by(col(ImportedWallet.name)).execution_options(yield_per=_READ))
-            for values in result:
-                yield _row(values)
+        """Every imported wallet, by name (byte order), read a few thousand rows at a time."""
+        for values in self._read(f"SELECT {_SELECTED} FROM imported_wallet ORDER BY name", stream=True):
+            yield _row(values)
 
     def wallets(self, chain: str, after_name: str | None = None, limit: int = 1_000) -> list[WalletRow]:
-        """The imported wallets of ``chain`` in name order: at most ``limit`` of them, those
-        named after ``after_name`` (None: from the first). Read a chain chunk by chunk by
-        passing the last name of each chunk as the next ``after_name``."""
-        query = select(*_COLUMNS).where(col(ImportedWallet.chain) == chain)
+        """The imported wallets of ``chain`` in name order (byte order): at most ``limit`` of
+        them, those named after ``after_name`` (None: from the first). Read a chain chunk by
+        chunk by passing the last name of each chunk as the next ``after_name``."""
+        where, params = "chain = %s", [chain]
         if after_name is not None:
-            query = query.where(col(ImportedWallet.name) > after_name)
-        with self._session() as s:
-            return [_row(v) for v in s.execute(query.order_by(col(ImportedWallet.name)).limit(limit))]
+            where += " AND name > %s"
+            params.append(after_name)
+        sql = f"SELECT {_SELECTED} FROM imported_wallet WHERE {where} ORDER BY name LIMIT {int(limit)}"
+        return [_row(v) for v in self._read(sql, params)]
 
     def imported_wallet_count(self, chain: str | None = None) -> int:
-        query = select(func.count()).select_from(ImportedWallet)
-        if chain is not None:
-            query = query.where(col(ImportedWallet.chain) == chain)
-        with self._session() as s:
-            return int(s.scalar(query) or 0)
+        if chain is None:
+            rows = self._read("SELECT COUNT(*) FROM imported_wallet")
+        else:
+            rows = self._read("SELECT COUNT(*) FROM imported_wallet WHERE chain = %s", [chain])
+        return int(next(iter(rows))[0])
 
 
 def _judge(s: Session, chunk: Sequence[tuple[int, WalletRow]], batch_id: str, sink: WalletChunks) -> list[WalletRow]:
