@@ -426,3 +426,41 @@ def test_a_ledger_of_observed_movements_upgrades_to_initiators_with_every_moveme
         ).scalar_one()
     engine.dispose()
     assert nulls == 2
+
+
+def test_a_populated_0012_ledger_upgrades_to_imported_wallets_with_every_row_intact(
+    cli: Any, scenario: Scenario
+) -> None:
+    """Revision 0013 adds the imported wallets: a ledger of 0012 with books, runs and breaks
+    keeps every row, has no imported wallet (its runs see the configured ones, as before), and
+    takes a wallets import at once."""
+    config = _config(scenario)
+    _at_first_release(scenario.db_url)
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0012")
+    engine.dispose()
+    before = _rows(scenario.db_url)
+    refused = cli("--config", str(config), "wallets", "list", "--json")
+    assert refused.code == 2 and "run `reconciler init` to upgrade" in refused.stderr
+
+    result = cli("--config", str(config), "init", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["previous_version"] == 12
+    assert _rows(scenario.db_url) == before
+    listed = cli("--config", str(config), "wallets", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    assert [(w["name"], w["source"]) for w in json.loads(listed.stdout)["wallets"]] == [("w1", "config")]
+
+    address = new_address()
+    path = scenario.write_csv("wallets.csv", "name,chain,address,class", [f"dep-1,eth,{address},futures"])
+    imported = cli("--config", str(config), "wallets", "import", str(path), "--json")
+    assert imported.code == 0 and json.loads(imported.stdout)["imported"] == 1, imported.stderr
+    listed = cli("--config", str(config), "wallets", "list", "--json")
+    assert [(w["name"], w["address"], w["source"]) for w in json.loads(listed.stdout)["wallets"]] == [
+        ("w1", scenario.wallets["w1"]["address"], "config"),
+        ("dep-1", address, "ledger"),
+    ]
+    assert _rows(scenario.db_url) == before
+    verified = cli("--config", str(config), "breaks", "verify-audit", "--json")
+    assert verified.code == 0, verified.stdout
