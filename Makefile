@@ -45,8 +45,8 @@ demo: setup
 	$(BIN)/reconciler demo
 
 bench: setup
-	$(BIN)/python -m benchmarks.bench
-	$(BIN)/python -m benchmarks.audit_bench
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+	if [ -z "$(BENCH_ARGS)" ]; then $(BIN)/python -m benchmarks.audit_bench; fi
 
 lint: setup
 	$(BIN)/ruff check reconciler chains tests benchmarks

@@ -568,7 +568,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time `books import` of this many rows, at the largest N (0: only the 4N book rows)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--executions", type=int, default=20, help="executions of the execution-check figures")
+    parser.add_argument("--huge", action="store_true",
+                        help="only the fleet figures: 1,000,000 wallets x 4 assets imported into the ledger "
+                             "(runs at 10k, 100k, 1M; benchmarks/huge.py)")
+    parser.add_argument("--huge-n", type=int, action="append", help="with --huge: these sizes instead (repeatable)")
     args = parser.parse_args(argv)
+    if args.huge:
+        from benchmarks import huge
+
+        return huge.main(args, lambda msg: print(msg, file=sys.stderr, flush=True))
     sizes = args.n or [1000, 10000]
     if args.large:
         sizes.append(100_000)
