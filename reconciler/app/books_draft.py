@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 
 from reconciler.domain import MAX_ENTRY_ID_LENGTH, format_amount
 from reconciler.errors import ReconcilerError
-from reconciler.inputs.settings import Settings
+from reconciler.inputs.settings import Settings, shown_names
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.store import Ledger
 
@@ -89,7 +89,7 @@ def draft(
         raise ReconcilerError(f"--account {account!r} is not an account of the ledger; accounts: {known}")
     for name in wallets:
         if name not in settings.wallets:
-            raise ReconcilerError(f"--wallet {name!r} is not a configured wallet ({', '.join(settings.wallets)})")
+            raise ReconcilerError(f"--wallet {name!r} is not a configured wallet ({shown_names(settings.wallets)})")
     directions = [d for d, wanted in (("fee", fees), ("in", unbooked), ("out", unbooked)) if wanted]
     movements = surveillance_store.list_movements(ledger, None, "observed", directions)
     by_wallet = ledger.wallet_accounts()

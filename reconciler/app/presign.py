@@ -59,7 +59,7 @@ from reconciler.engine.surveillance import match_outflows, movements_for
 from reconciler.errors import ChainError, InputError
 from reconciler.inputs.instructions import partition_valid
 from reconciler.inputs.safetx import PresignInput, check_version, parse_presign_file
-from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
+from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings, shown_names
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.store import Ledger
 from reconciler.transfers import MovementKind, Observation
@@ -123,7 +123,7 @@ def _resolve(parsed: PresignInput, options: PresignOptions, settings: Settings |
     wallet: WalletSettings | None = None
     if options.wallet is not None:
         if settings is None or options.wallet not in settings.wallets:
-            known = ", ".join(settings.wallets) if settings is not None and settings.wallets else "none configured"
+            known = shown_names(settings.wallets) if settings is not None and settings.wallets else "none configured"
             raise InputError(source, [f"--wallet {options.wallet} names no configured wallet ({known})"])
         wallet = settings.wallets[options.wallet]
         configured = settings.chains[wallet.chain].chain_id

@@ -16,7 +16,7 @@ from reconciler.app.run import AdapterFactory, read_chain, wallet_probes
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError, chain_message
-from reconciler.inputs.settings import Settings
+from reconciler.inputs.settings import Settings, shown_names
 from reconciler.ledger import surveillance_store
 from reconciler.ledger.runs import Baselines, NewBaselines
 from reconciler.ledger.store import Ledger
@@ -43,7 +43,7 @@ class Readings:
 def _selected(settings: Settings, names: Collection[str]) -> set[str]:
     unknown = sorted(set(names) - set(settings.wallets))
     if unknown:
-        known = ", ".join(settings.wallets) or "none configured"
+        known = shown_names(settings.wallets) or "none configured"
         raise ConfigError(f"unknown wallet(s) {', '.join(unknown)}; configured wallets: {known}")
     return set(names) or set(settings.wallets)
 

@@ -233,9 +233,26 @@ TREE: dict[str, Any] = (
                                                                [['-h', '--help'], 0, 0,
                                                                 'Show this message and exit.']],
                                                    'commands': None}]}}],
-                  'wallets': ["Custody wallets' on-chain configuration: baseline and now.",
+                  'wallets': ['Custody wallets: imported into the ledger and listed; their on-chain configuration, '
+                              'baseline and now.',
                               {'options': [[['-h', '--help'], 0, 0, 'Show this message and exit.']],
-                               'commands': {'baseline': ["Record each wallet's on-chain configuration at the pinned "
+                               'commands': {'import': ['Import custody wallets from CSV '
+                                                       '(name,chain,address,class[,kind,approvers,threshold, '
+                                                       "allowed_spenders]; lists ';'-separated); all rows or none.",
+                                                       {'options': [[['--json'], 0, 0,
+                                                                     'Print one JSON document on stdout.'],
+                                                                    [['-h', '--help'], 0, 0,
+                                                                     'Show this message and exit.']],
+                                                        'commands': None}],
+                                            'list': ['Every custody wallet: those of the configuration, then those '
+                                                     'imported into the ledger, with where each is defined (config or '
+                                                     'ledger).',
+                                                     {'options': [[['--json'], 0, 0,
+                                                                   'Print one JSON document on stdout.'],
+                                                                  [['-h', '--help'], 0, 0,
+                                                                   'Show this message and exit.']],
+                                                      'commands': None}],
+                                            'baseline': ["Record each wallet's on-chain configuration at the pinned "
                                                          'block as reviewed.',
                                                          {'options': [[['--wallet'], 1, 1,
                                                                        'Only this wallet (repeatable). Default: every '

@@ -30,13 +30,14 @@ def transfers_list(
     """Observed movements into and out of custody wallets, with the instruction that
     authorized each outflow."""
     from reconciler.app.documents import transfer_doc
+    from reconciler.inputs.settings import shown_names
     from reconciler.ledger import surveillance_store
 
     settings = _settings(ctx)
     if status is not None and status not in ("observed", "reorged"):
         raise typer.BadParameter(f"{status!r} is not observed or reorged", param_hint="--status")
     if wallet is not None and wallet not in settings.wallets:
-        known = ", ".join(settings.wallets)
+        known = shown_names(settings.wallets)
         raise typer.BadParameter(f"no wallet {wallet!r}; configured: {known}", param_hint="--wallet")
     directions = ["in", "out", "approval", "fee"] if all_kinds else ["in", "out"]
     ledger = open_ledger(settings)

@@ -36,7 +36,7 @@ from reconciler.domain import (
 from reconciler.engine.balances import BalanceBound
 from reconciler.errors import InputError
 from reconciler.inputs.csvfile import _DATE_RE, AMOUNT_FIELD_LIMIT, _Problems, _records
-from reconciler.inputs.settings import Settings, WalletSettings
+from reconciler.inputs.settings import Settings, WalletSettings, shown_names
 
 ACCOUNT_COLUMNS = ("account", "class", "name")
 BOOK_COLUMNS = ("entry_id", "date", "account", "wallet", "asset", "amount", "kind", "memo")
@@ -87,14 +87,14 @@ def _resolve_wallet(settings: Settings, value: str) -> WalletSettings:
         return settings.wallets[value]
     if value.lower().startswith("0x"):
         address = checksum_address(value)  # raises AddressError with the checksummed form
-        matches = [w for w in settings.wallets.values() if w.address == address]
+        matches = [w for c in settings.chains if (w := settings.wallet_by_address(c, address)) is not None]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             names = ", ".join(w.name for w in matches)
             raise LookupError(f"address {address} is configured on several chains ({names}); name the wallet")
         raise LookupError(f"no configured wallet has address {address}")
-    known = ", ".join(settings.wallets) or "none configured"
+    known = shown_names(settings.wallets) or "none configured"
     raise LookupError(f"unknown wallet {value!r}; configured wallets: {known}")
 
 

@@ -190,6 +190,17 @@ class Settings:
 
 # ----------------------------------------------------------------------------- the fleet
 
+
+def shown_names(wallets: Mapping[str, WalletSettings], limit: int = 20) -> str:
+    """The wallets' names for a message: the first ``limit``, then how many more (a fleet of a
+    million imported wallets must not become a million names in one error)."""
+    names: list[str] = []
+    for name in wallets:
+        if len(names) == limit:
+            return ", ".join(names) + f", … and {len(wallets) - limit:,} more (`reconciler wallets list`)"
+        names.append(name)
+    return ", ".join(names)
+
 _CLASSES = tuple(SegClass)
 _KINDS = ("", *WALLET_KINDS)
 
