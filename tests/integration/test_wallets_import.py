@@ -225,3 +225,24 @@ def test_a_configuration_that_later_names_an_imported_wallet_is_refused(cli: Any
     # `config check` reads the configuration alone: it still says what the file holds
     checked = cli("--config", str(config), "config", "check", "--json")
     assert checked.code == 0 and json.loads(checked.stdout)["wallets"] == ["cfg-1", "cfg-2"]
+
+
+def test_a_ledger_opened_for_the_next_job_brings_the_wallets_imported_since(cli: Any, scenario: Scenario) -> None:
+    """The daemon keeps one Settings and opens the ledger for every job (bootstrap.open_ledger):
+    a wallets import made meanwhile is seen by the next job, without a restart."""
+    from reconciler.app.fleet import with_ledger_wallets
+    from reconciler.bootstrap import open_ledger
+    from reconciler.inputs.config import load_settings
+
+    config = _ready(cli, scenario)
+    first = scenario.write_csv("w1.csv", "name,chain,address,class", [f"dep-1,eth,{addr(1)},futures"])
+    assert _import(cli, config, first)[0] == 0
+    settings = with_ledger_wallets(load_settings(str(config)))
+    assert list(settings.wallets) == ["cfg-1", "dep-1"]
+    second = scenario.write_csv("w2.csv", "name,chain,address,class", [f"dep-2,base,{addr(2)},house"])
+    assert _import(cli, config, second)[0] == 0
+    assert list(settings.wallets) == ["cfg-1", "dep-1"], "read once, until a ledger is opened again"
+    open_ledger(settings).close()
+    assert list(settings.wallets) == ["cfg-1", "dep-1", "dep-2"]
+    assert settings.wallet_by_address("base", addr(2)) == settings.wallets["dep-2"]
+    assert [w.name for w in settings.wallets_on("base")] == ["dep-2"]
