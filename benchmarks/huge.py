@@ -68,10 +68,10 @@ def build(chain: Chain, rng: random.Random, log: Callable[[str], None]) -> None:
     slot = (BALANCES_SLOT).to_bytes(32, "big")
     keys = [keccak(bytes(12) + bytes.fromhex(w[2:]) + slot) for w in chain.wallets]
     for symbol, decimals in TOKENS:
-        token, units = chain.tokens[symbol], chain.units[symbol]
+        address, units = chain.tokens[symbol], chain.units[symbol]
         for i in range(0, n, RPC_CHUNK):
             chain.raw.batch(
-                [("anvil_setStorageAt", [token, "0x" + k.hex(), "0x" + (u * 10**decimals).to_bytes(32, "big").hex()])
+                [("anvil_setStorageAt", [address, "0x" + k.hex(), "0x" + (u * 10**decimals).to_bytes(32, "big").hex()])
                  for k, u in zip(keys[i : i + RPC_CHUNK], units[i : i + RPC_CHUNK], strict=True)]
             )  # fmt: skip
         log(f"  {symbol} balances of {n:,} wallets written ({time.perf_counter() - t0:.0f} s so far)")

@@ -100,6 +100,7 @@ def wallets_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         )
         out.print(fit_table(out.width, columns, [Row(c) for c in cells]))
         return
+    out.print("name  chain  address  class  kind  approvals  source", soft_wrap=True, highlight=False, markup=False)
     for c in cells:
         out.print("  ".join(shown(x) for x in c), soft_wrap=True, highlight=False, markup=False)
 
