@@ -53,7 +53,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # Headless Chromium (Debian's package) for the browser test of `report html`. Nothing to do
 # when it is on PATH; as root with apt-get, installed (the package lists refreshed only if the

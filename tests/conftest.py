@@ -18,6 +18,11 @@ import sqlalchemy
 from chains.evm.devnet import AnvilNode, Devnet
 from reconciler.cli.main import main
 
+# The width of whatever runs the suite (a terminal, CI, pytest-xdist's workers set COLUMNS=80)
+# must not steer it: consoles made at import read COLUMNS once, so it goes before they are made.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 PG_BASE = os.environ.get("RECONCILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -25,6 +30,9 @@ PG_BASE = os.environ.get("RECONCILER_TEST_PG", "postgresql+psycopg://postgres@12
 def _no_outside_reconciler_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's RECONCILER_CONFIG or RECONCILER_DATABASE_URL must not steer the tests."""
     for name in ("RECONCILER_CONFIG", "RECONCILER_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # Nor a width a test before it set and left (a test that wants a width says it).
+    for name in ("COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -45,7 +45,10 @@ class Screen:
         return self.plain.split("\n")
 
     def wider_than(self, width: int) -> list[str]:
-        return [line for line in self.lines if cell_len(line) > width]
+        """Lines wider than ``width`` that could have been wrapped: a line that is one word (a
+        path deeper than the window, wherever the suite's temporary folders are) can only be
+        printed whole."""
+        return [line for line in self.lines if cell_len(line) > width and " " in line.strip()]
 
 
 def _environment(columns: int, term: str, extra: dict[str, str] | None) -> dict[str, str]:
