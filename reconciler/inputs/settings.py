@@ -254,7 +254,7 @@ class ImportedWallets:
                 pending.clear()
         names.append("".join(pending))
         self._names = "".join(names)
-        self._addresses = bytes(addresses)
+        self._addresses = addresses  # not copied to bytes: 40 MB more at the peak of a million
         self._by_address: dict[int, array[int]] | None = None  # per chain, row numbers by address
 
     def __len__(self) -> int:
@@ -306,7 +306,7 @@ class ImportedWallets:
                 self._by_address[c] = array("Q", rows)
         ordered = self._by_address[self._chains.index(chain)]
         key = address[2:].encode("ascii")
-        k = bisect_left(ordered, key, key=lambda i: self._addresses[40 * i : 40 * i + 40])
+        k = bisect_left(ordered, key, key=lambda i: bytes(self._addresses[40 * i : 40 * i + 40]))
         return ordered[k] if k < len(ordered) and self.address(ordered[k]) == address else None
 
 
