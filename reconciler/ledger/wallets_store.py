@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -103,6 +103,11 @@ class WalletsMixin(LedgerBase):
         an import."""
         table = ImportedWallet.__table__  # type: ignore[attr-defined]
         with self._session() as s:
+            if self.engine.dialect.name == "postgresql":
+                # The checks look rows up by name and address as the import inserts them; the
+                # planner's statistics still say the table is as small as it was, so it would
+                # scan the whole table for every chunk (a million wallets took 4 minutes).
+                s.execute(text("SET LOCAL enable_seqscan = off"))
             batch_id = str(uuid.uuid4())
             s.add(
                 ImportBatch(id=batch_id, kind=WALLETS_IMPORT, source=source, sha256=sha256, rows=0, imported_at=_now())
@@ -116,8 +121,7 @@ class WalletsMixin(LedgerBase):
                 unchanged += len(chunk) - len(new)
                 if not stream.ok:
                     continue  # checking goes on, to report every problem of the file at once
-                for i in range(0, len(new), _INSERT):
-                    s.execute(insert(table), [_stored(r, batch_id) for r in new[i : i + _INSERT]])
+                _insert(s, table, new, batch_id)
                 added += len(new)
             stream.check()
             if added:
@@ -197,6 +201,25 @@ class WalletsMixin(LedgerBase):
         else:
             rows = self._read("SELECT COUNT(*) FROM imported_wallet WHERE chain = %s", [chain])
         return int(next(iter(rows))[0])
+
+
+def _insert(s: Session, table: Any, rows: Sequence[WalletRow], batch_id: str) -> None:
+    """New wallets, in the import's transaction: COPY on PostgreSQL (psycopg's executemany sends
+    one INSERT per row: a million took 219 s, where SQLite's took 34 s), an executemany of plain
+    rows on SQLite."""
+    if not rows:
+        return
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        for i in range(0, len(rows), _INSERT):
+            s.execute(insert(table), [_stored(r, batch_id) for r in rows[i : i + _INSERT]])
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(_stored(rows[0], batch_id))
+    with driver.cursor() as cursor, cursor.copy(f"COPY imported_wallet ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(_stored(row, batch_id).values()))
 
 
 def _judge(s: Session, chunk: Sequence[tuple[int, WalletRow]], batch_id: str, sink: WalletChunks) -> list[WalletRow]:
