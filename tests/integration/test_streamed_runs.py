@@ -72,9 +72,11 @@ def _write(folder: Path, url: str, chain_url: str, usdc: str, tmmf: str) -> Path
     ]
     for i, name in enumerate(WALLETS):
         klass = "house" if i == len(WALLETS) - 1 else "futures"
-        lines += [f"[wallets.{name}]", 'chain = "eth"', f'address = "{_checksummed(ADDRESS[name])}"', f'class = "{klass}"', ""]
+        address = _checksummed(ADDRESS[name])
+        lines += [f"[wallets.{name}]", 'chain = "eth"', f'address = "{address}"', f'class = "{klass}"', ""]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accounts.csv").write_text("\n".join([ACCOUNTS_HEADER, "C1,futures,Customer One", "H1,house,House"]) + "\n")
+    accounts = [ACCOUNTS_HEADER, "C1,futures,Customer One", "H1,house,House"]
+    (folder / "accounts.csv").write_text("\n".join(accounts) + "\n")
     books = [
         "E1,2026-11-24,C1,w1,USDC,100,deposit,",
         "E2,2026-11-24,C1,w2,USDC,200,deposit,",
