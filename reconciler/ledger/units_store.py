@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -107,7 +107,7 @@ def _gone(row: RunUnit, now: datetime, this_host: str) -> str | None:
     last = row.heartbeat_at or row.claimed_at
     if last is None:
         return "it was never heard of"
-    silent = now - (last.replace(tzinfo=None) if last.tzinfo else last)
+    silent = now - (last if last.tzinfo else last.replace(tzinfo=UTC))
     if silent <= HEARTBEAT_LEASE:
         return None
     return f"no heartbeat from {row.host} for {int(silent.total_seconds())}s"
@@ -123,7 +123,7 @@ def claim(ledger: Ledger, run_id: str, chain: str | None = None) -> Claimed | No
             status = s.scalar(select(col(Run.status)).where(col(Run.id) == run_id))
             if status != "running":
                 return None
-            now = database_now(s.connection())
+            now = database_now(s.connection()).replace(tzinfo=UTC)  # the clock heartbeats are written by
             query = (
                 select(RunUnit)
                 .where(col(RunUnit.run_id) == run_id, col(RunUnit.status).in_((PENDING, RUNNING)))
