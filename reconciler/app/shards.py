@@ -41,6 +41,7 @@ from reconciler.app.units import (
 from reconciler.domain import BlockRef
 from reconciler.errors import ChainError, ReconcilerError
 from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.interrupt import Interrupted
 from reconciler.ledger import units_store
 from reconciler.ledger.daemon_models import DONE, FAILED
 from reconciler.ledger.store import Ledger
@@ -84,6 +85,10 @@ def execute_unit(
                 checkpoint()
                 found.append(read_unit(chain, settings, adapter, unit.block, part, inputs))
             text = result_to_json(merged(found))
+        except Interrupted:
+            units_store.release(ledger, unit)  # stopping: another daemon takes it at once
+            log.warning("event=unit_released run_id=%s chain=%s shard=%d", unit.run_id, unit.chain, unit.shard)
+            raise
         except ReconcilerError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a unit that fails fails its chain, never the daemon

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -79,6 +79,9 @@ def publish(ledger: Ledger, run_id: str, chain: str, block: BlockRef, shards: li
     Publishing again (the chain re-pinned after a reorg) is refused: a reorg fails the chain."""
     try:
         with ledger._session() as s:
+            taken = select(col(RunUnit.id)).where(col(RunUnit.run_id) == run_id, col(RunUnit.chain) == chain)
+            if s.scalar(taken.limit(1)) is not None:
+                raise LedgerError(f"the units of chain {chain} of run {run_id} were published already")
             s.add_all(
                 RunUnit(
                     run_id=run_id,
@@ -92,8 +95,6 @@ def publish(ledger: Ledger, run_id: str, chain: str, block: BlockRef, shards: li
                 )
                 for shard, count, digest in shards
             )
-    except IntegrityError as exc:
-        raise LedgerError(f"the units of chain {chain} of run {run_id} were published already") from exc
     except SQLAlchemyError as exc:
         raise _fail(ledger, exc) from exc
 
@@ -193,6 +194,24 @@ def finish(ledger: Ledger, unit: Claimed, result: str | None, error: str | None,
                 .execution_options(synchronize_session=False)
             )
             return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    except SQLAlchemyError as exc:
+        raise _fail(ledger, exc) from exc
+
+
+def release(ledger: Ledger, unit: Claimed) -> None:
+    """Hand a held unit back, pending, for another daemon (this one is stopping)."""
+    try:
+        with ledger._session() as s:
+            s.execute(
+                update(RunUnit)
+                .where(
+                    col(RunUnit.id) == unit.id,
+                    col(RunUnit.status) == RUNNING,
+                    col(RunUnit.attempts) == unit.attempt,
+                )
+                .values(status=PENDING)
+                .execution_options(synchronize_session=False)
+            )
     except SQLAlchemyError as exc:
         raise _fail(ledger, exc) from exc
 
