@@ -35,13 +35,12 @@ def test_chunks_keep_the_order() -> None:
 
 
 def test_a_units_result_survives_the_ledger_exactly() -> None:
+    usdc = AssetSettings(name="USDC", chain="eth", address="0x" + "1" * 40, decimals=6, kind=AssetKind.STABLECOIN)
     settings = Settings(
         path=Path("x.toml"),
         database_url="sqlite://",
         chains={},
-        assets={
-            "USDC": AssetSettings(name="USDC", chain="eth", address="0x" + "1" * 40, decimals=6, kind=AssetKind.STABLECOIN)
-        },
+        assets={"USDC": usdc},
         wallets={},
     )
     key = BreakKey(BreakKind.BALANCE_MISMATCH, "eth", "w1", "USDC")
