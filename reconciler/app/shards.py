@@ -182,6 +182,8 @@ def help_firing(
             checkpoint()
             unit = units_store.claim(ledger, run_id)
             if unit is None:
+                if units_store.run_status(ledger, run_id) != "running":
+                    break  # done (or a firing that was done long before this daemon started)
                 if units_store.states(ledger, run_id) or time.monotonic() >= deadline:
                     break
                 time.sleep(POLL)  # the coordinator has not pinned yet

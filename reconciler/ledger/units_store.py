@@ -278,6 +278,12 @@ class UnitHeartbeat:
                 )
 
 
+def run_status(ledger: Ledger, run_id: str) -> str | None:
+    """The run's status (None: no such run)."""
+    with ledger._session() as s:
+        return s.scalar(select(col(Run.status)).where(col(Run.id) == run_id))
+
+
 def firing_run(ledger: Ledger, job: str, scheduled_for: datetime) -> str | None:
     """The run that holds a firing now (its latest claim), if any."""
     try:
