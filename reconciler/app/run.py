@@ -1,5 +1,7 @@
-"""One reconciliation run: record it -> hold the ledger -> pin a block per chain and read the
-chains (all at once, one thread each) -> load books -> engine -> persist in one transaction.
+"""One reconciliation run: record it -> hold the ledger -> load books and baselines -> pin a
+block per chain and read the chains (all at once, one thread each), each chain's wallets in units
+(reconciler.app.units: a chunk of wallets read and judged at the pin; in this process, or shared
+by daemons: reconciler.app.shards) -> the chain-wide passes -> persist in one transaction.
 
 Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
@@ -31,6 +33,7 @@ from reconciler.app.units import (
     UNIT_PASSES,
     UnitInputs,
     UnitResult,
+    UnitRunner,
     chunk_wallets,
     chunks,
     issuer_control_queries,
@@ -51,9 +54,6 @@ from reconciler.walletconfig import IssuerControls
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
-# Reads and judges a chain's wallets, unit by unit, at its pinned block (in this process, or
-# shared with other daemons: reconciler.app.shards); ``checkpoint`` is called between units.
-UnitRunner = Callable[[ChainSettings, ChainAdapter, BlockRef, Callable[[], None]], UnitResult]
 Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
 DEFAULT_LOCK_TIMEOUT = 300.0

@@ -28,6 +28,7 @@ from chains.base import ChainAdapter
 from reconciler.app.units import (
     UnitInputs,
     UnitResult,
+    UnitRunner,
     chunk_wallets,
     chunks,
     merged,
@@ -49,7 +50,6 @@ from reconciler.ledger.store import Ledger
 log = logging.getLogger(__name__)
 
 POLL = 0.2  # seconds between looks at units held by other daemons
-UnitRunner = Callable[[ChainSettings, ChainAdapter, BlockRef, Callable[[], None]], UnitResult]
 
 
 def sharded(settings: Settings, ledger: Ledger) -> bool:

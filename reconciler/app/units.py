@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +39,10 @@ from reconciler.ledger import executions_store
 from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import FreezeQuery, TokenImplementation, WalletConfig
 
+# Reads and judges a chain's wallets, unit by unit, at its pinned block (in this process:
+# reconciler.app.run.local_units, or shared with other daemons: reconciler.app.shards);
+# ``checkpoint`` is called between units.
+UnitRunner = Callable[["ChainSettings", "ChainAdapter", BlockRef, Callable[[], None]], "UnitResult"]
 CHUNK_WALLETS = 5000
 CHUNK_ENV = "RECONCILER_CHUNK_WALLETS"
 UNIT_PASSES = (balance_pass, wallet_pass)  # the passes that judge a wallet from its own readings
