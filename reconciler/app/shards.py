@@ -122,7 +122,15 @@ def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings
             wallets = settings.wallets_on(chain.name)
             slices = [shard_slice(wallets, k, shards) for k in range(shards)]
             units = [(k, len(s), wallets_digest(s)) for k, s in enumerate(slices)]
-            units_store.publish(ledger, run_id, chain.name, block, units)
+            try:
+                units_store.publish(ledger, run_id, chain.name, block, units)
+            except units_store.UnitsPublished as exc:
+                # The pin was replaced by a reorg while the units were read: shared units are not
+                # read twice in one run; the chain is left unread and the next firing reads it.
+                raise ChainError(
+                    f"block {block.number} of chain {chain.name} was re-pinned after a reorg while its units "
+                    "were read by the daemons; the chain is left unread this run (raise confirmations)"
+                ) from exc
             log.info(
                 "event=units_published run_id=%s chain=%s shards=%d wallets=%d",
                 run_id,

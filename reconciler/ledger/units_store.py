@@ -70,6 +70,10 @@ class UnitState:
     result: str | None
 
 
+class UnitsPublished(LedgerError):
+    """A chain's units were published for this run already (its pin was taken again)."""
+
+
 def _fail(ledger: Ledger, exc: SQLAlchemyError) -> LedgerError:
     return LedgerError(f"database {redact_url(ledger.url)} failed: {_first_line(exc, ledger.url)}")
 
@@ -81,7 +85,7 @@ def publish(ledger: Ledger, run_id: str, chain: str, block: BlockRef, shards: li
         with ledger._session() as s:
             taken = select(col(RunUnit.id)).where(col(RunUnit.run_id) == run_id, col(RunUnit.chain) == chain)
             if s.scalar(taken.limit(1)) is not None:
-                raise LedgerError(f"the units of chain {chain} of run {run_id} were published already")
+                raise UnitsPublished(f"the units of chain {chain} of run {run_id} were published already")
             s.add_all(
                 RunUnit(
                     run_id=run_id,
