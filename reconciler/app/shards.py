@@ -19,7 +19,6 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -184,7 +183,6 @@ def help_firing(
     done = 0
     inputs: UnitInputs | None = None
     adapters: dict[str, ChainAdapter] = {}
-    lock = threading.Lock()
     try:
         while True:
             checkpoint()
@@ -197,14 +195,19 @@ def help_firing(
                 time.sleep(POLL)  # the coordinator has not pinned yet
                 continue
             chain = settings.chains.get(unit.chain)
-            if inputs is None:
-                inputs = _inputs(settings, ledger)
-            if chain is None:
-                units_store.finish(ledger, unit, None, f"chain {unit.chain} is not in this daemon's configuration", 0.0)
+            try:
+                if chain is None:
+                    raise ChainError(f"chain {unit.chain} is not in this daemon's configuration")
+                if inputs is None:
+                    inputs = _inputs(settings, ledger)
+                if chain.name not in adapters:
+                    adapters[chain.name] = adapter_for(chain)
+            except Exception as exc:  # noqa: BLE001 - the unit fails, named; never left held
+                why = str(exc) if isinstance(exc, ReconcilerError) else f"{type(exc).__name__}: {exc}"
+                units_store.finish(ledger, unit, None, why, 0.0)
+                log.error("event=unit_failed run_id=%s chain=%s shard=%d reason=%r", run_id, unit.chain, unit.shard, why)
                 continue
-            with lock:
-                adapter = adapters.get(chain.name) or adapters.setdefault(chain.name, adapter_for(chain))
-            done += execute_unit(ledger, unit, settings, chain, adapter, inputs, checkpoint)
+            done += execute_unit(ledger, unit, settings, chain, adapters[chain.name], inputs, checkpoint)
     finally:
         for adapter in adapters.values():
             adapter.close()
