@@ -205,7 +205,9 @@ def help_firing(
             except Exception as exc:  # noqa: BLE001 - the unit fails, named; never left held
                 why = str(exc) if isinstance(exc, ReconcilerError) else f"{type(exc).__name__}: {exc}"
                 units_store.finish(ledger, unit, None, why, 0.0)
-                log.error("event=unit_failed run_id=%s chain=%s shard=%d reason=%r", run_id, unit.chain, unit.shard, why)
+                log.error(
+                    "event=unit_failed run_id=%s chain=%s shard=%d reason=%r", run_id, unit.chain, unit.shard, why
+                )
                 continue
             done += execute_unit(ledger, unit, settings, chain, adapters[chain.name], inputs, checkpoint)
     finally:
