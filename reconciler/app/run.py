@@ -1,5 +1,7 @@
-"""One reconciliation run: record it -> hold the ledger -> pin a block per chain and read the
-chains (all at once, one thread each) -> load books -> engine -> persist in one transaction.
+"""One reconciliation run: record it -> hold the ledger -> load books and baselines -> pin a
+block per chain and read the chains (all at once, one thread each), each chain's wallets in units
+(reconciler.app.units: a chunk of wallets read and judged at the pin; in this process, or shared
+by daemons: reconciler.app.shards) -> the chain-wide passes -> persist in one transaction.
 
 Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
@@ -25,19 +27,29 @@ from datetime import datetime
 from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
+from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
+from reconciler.app.units import (
+    UNIT_PASSES,
+    UnitInputs,
+    UnitResult,
+    UnitRunner,
+    chunk_wallets,
+    chunks,
+    issuer_control_queries,
+    merged,
+    read_unit,
+    wallet_probes,
+)
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
-from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
-from reconciler.engine.passes import positions as all_positions
+from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
 from reconciler.engine.surveillance import Movement
-from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
-from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger import executions_store
 from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
-from reconciler.walletconfig import FreezeQuery
+from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +85,9 @@ class RunOptions:
     # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
     # reconciler.interrupt).
     checkpoint: Callable[[], None] = lambda: None
+    # A scheduled run on PostgreSQL with shards above 1 is split into (chain, shard) units that
+    # other daemons help with (reconciler.app.shards); else its units run here, one by one.
+    shards: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,29 +192,69 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def issuer_control_queries(
-    tokens: Sequence[AssetSettings], wallets: Sequence[WalletSettings]
-) -> tuple[list[FreezeQuery], list[str], list[tuple[str, str]]]:
-    """What to read of the issuer controls at a pin: each wallet's freeze flag of every token
-    with a ``freeze_check`` or ``issuer_standard = "erc3643"`` (``isFrozen``; one read when both
-    name it), ``paused()`` of those with ``pause_check`` or ERC-3643, and each wallet's
-    ``getFrozenTokens`` of each ERC-3643 token."""
-    freezes: list[FreezeQuery] = []
-    pauses: list[str] = []
-    frozen: list[tuple[str, str]] = []
-    for a in tokens:
-        if a.address is None:
-            continue
-        erc3643 = a.erc3643
-        views = [a.freeze_check] if a.freeze_check else []
-        if erc3643 and ERC3643_FREEZE_VIEW not in views:
-            views.append(ERC3643_FREEZE_VIEW)
-        freezes += [FreezeQuery(a.address, w.address, view) for view in views for w in wallets]
-        if a.pause_check or erc3643:
-            pauses.append(a.address)
-        if erc3643:
-            frozen += [(a.address, w.address) for w in wallets]
-    return freezes, pauses, frozen
+def local_units(settings: Settings, inputs: UnitInputs) -> UnitRunner:
+    """The units of a chain run one after another in this process, a chunk of wallets each."""
+
+    def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
+        found = []
+        for part in chunks(settings.wallets_on(chain.name), chunk_wallets()):
+            checkpoint()
+            found.append(read_unit(chain, settings, adapter, block, part, inputs))
+        return merged(found)
+
+    return run
+
+
+def read_chain_in_units(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    units: UnitRunner,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> tuple[ChainResult, ChainObservations, UnitResult]:
+    """A run's read of one chain: the pin, taken once, then the units, each reading and judging
+    its wallets at that pin; the observations handed to the chain-wide passes carry every
+    wallet's balance (the flow check) and the configurations first seen by a unit. Raise
+    ChainError as ``read_chain`` does; units that raced a reorg of the pin are made again."""
+    node_chain_id = adapter.chain_id()
+    if node_chain_id != chain.chain_id:
+        raise ChainError(
+            f"the node reports chain id {node_chain_id} but chains.{chain.name}.chain_id = "
+            f"{chain.chain_id}: is rpc_urls pointing at the right network?"
+        )
+    tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
+    token_addresses = [a.address for a in tokens if a.address is not None]
+    for _attempt in range(REORG_RETRIES + 1):
+        block = adapter.pin(chain.confirmations)
+        failure: ChainError | None = None
+        found: UnitResult | None = None
+        observed: ChainObservations | None = None
+        try:
+            _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
+            found = units(chain, adapter, block, checkpoint)
+            # The tokens' own implementations, once per chain: a token no baseline covers is
+            # recorded first seen by this run.
+            implementations = adapter.issuer_controls([], [], token_addresses, block, []).implementations
+            observed = ChainObservations(
+                chain=chain.name,
+                block=block,
+                balances={(p.wallet, p.asset): p.onchain for p in found.positions},
+                wallet_configs={c.wallet: c for c in found.first_seen},
+                controls=IssuerControls(block.number, implementations=implementations),
+            )
+        except ChainError as exc:
+            failure = exc
+        if not _reorged(adapter, block):
+            if failure is not None:
+                raise failure
+            assert observed is not None and found is not None
+            sources = tuple(adapter.sources())
+            result = ChainResult(
+                chain.name, node_chain_id, block, adapter.read_path, None, sources, head=adapter.pinned_head
+            )
+            return result, observed, found
+        log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
+    raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
 def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], block: BlockRef) -> None:
@@ -237,7 +292,12 @@ def run_reconciliation(
     try:
         try:
             ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint)
+            shared = (
+                shared_units(ledger, run.id, opts.shards)
+                if opts.shards > 1 and opts.job == "run" and ledger.engine.dialect.name == "postgresql"
+                else None
+            )
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, shared)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -273,6 +333,7 @@ class ChainRead:
     surveilled: ChainSurveillance | None = None
     findings: tuple[Finding, ...] = ()
     coverage: Coverage = Coverage()
+    units: UnitResult | None = None  # what the chain's units found (a run; None: a scan)
 
 
 def _failure_text(exc: BaseException, chain: str | None = None) -> str:
@@ -292,17 +353,6 @@ def chain_failure(chain: str, exc: ChainError) -> str:
     return f"{text}{' ' if text.endswith('?') else '; '}see [chains.{chain}] rpc_urls"
 
 
-def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> dict[str, list[str]]:
-    """Per wallet address, the addresses whose owners/modules mapping entries are read at the
-    pin: its approvers, and every address an observed execution wrote an entry for."""
-    written = executions_store.written_entries(ledger, chain.name)
-    return {
-        w.address: sorted({*w.approvers, *written.get(w.name, ())})
-        for w in settings.wallets_on(chain.name)
-        if w.approvers or w.name in written
-    }
-
-
 def read_one_chain(
     chain: ChainSettings,
     settings: Settings,
@@ -310,15 +360,22 @@ def read_one_chain(
     adapter: ChainAdapter,
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
+    units: UnitRunner | None = None,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
-    (cross-checked reads) also yield source_disagreement findings."""
+    (cross-checked reads) also yield source_disagreement findings. A run (``full``) reads and
+    judges the chain's wallets in ``units``."""
     sources: tuple[tuple[str, str | None], ...] = ()
+    found: UnitResult | None = None
     try:
         try:
             checkpoint()
-            result, observed = read_chain(chain, settings, adapter, full, wallet_probes(chain, settings, ledger))
+            if full:
+                assert units is not None
+                result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
+            else:
+                result, observed = read_chain(chain, settings, adapter, full)
             checkpoint()
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
         finally:
@@ -334,7 +391,7 @@ def read_one_chain(
     except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
         return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
     agreed = _agreement_coverage(chain, settings, full)
-    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
+    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed, units=found)
 
 
 def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
@@ -380,7 +437,12 @@ def disagreement_findings(chain: ChainSettings, settings: Settings, exc: SourceD
 
 
 def _read_chains(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, full: bool, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    full: bool,
+    checkpoint: Callable[[], None],
+    units: UnitRunner | None = None,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -400,7 +462,9 @@ def _read_chains(
                 outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
                 continue
             adapters.append(adapter)
-            futures[chain.name] = pool.submit(read_one_chain, chain, settings, ledger, adapter, full, checkpoint)
+            futures[chain.name] = pool.submit(
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units
+            )
         pending = set(futures.values())
         while pending:
             checkpoint()
@@ -421,7 +485,12 @@ def _read_chains(
 
 
 def _reconcile(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    run: RunSummary,
+    checkpoint: Callable[[], None],
+    unit_runner: Callable[[Settings, UnitInputs], UnitRunner] | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -431,7 +500,18 @@ def _reconcile(
     surveilled: dict[str, ChainSurveillance] = {}
     read_findings: list[Finding] = []
     read_coverage = Coverage()
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint)
+    found: list[UnitResult] = []  # what the units of each chain read found, in chain order
+    # Books and baselines as the ledger holds them when the run begins: every unit judges
+    # against the same ones.
+    try:
+        book = ledger.book_balances() if full else {}
+        stored = ledger.baselines() if full else Baselines({}, {}, {})
+        probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()} if full else {}
+    except LedgerError as exc:
+        return _failed(ledger, run, exc, None, [], [], [])
+    inputs = UnitInputs(book, stored.wallets, stored.tokens, probes)
+    units = (unit_runner or local_units)(settings, inputs) if full else None
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
         result = outcome.result
@@ -442,6 +522,8 @@ def _reconcile(
             log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, result.error)
             continue
         read[chain.name] = outcome.observed
+        if outcome.units is not None:
+            found.append(outcome.units)
         surveilled[chain.name] = outcome.surveilled
         log.info(
             "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d sources=%s",
@@ -473,13 +555,11 @@ def _reconcile(
         for name, cs in surveilled.items()
     )
     try:
-        book = ledger.book_balances() if full else {}
         unreconciled = unreconciled_books(settings, book) if full else []
         for u in unreconciled:
             log.warning(
                 "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
             )
-        stored = ledger.baselines() if full else Baselines({}, {}, {})
         first_seen = _first_seen_baselines(read, stored) if full else NewBaselines()
         observations = RunObservations(
             settings=settings,
@@ -491,8 +571,17 @@ def _reconcile(
             orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
-        positions = all_positions(observations) if full else []
-        checked = run_passes(observations, PASSES if full else SCAN_PASSES)
+        positions = [p for f in found for p in f.positions]
+        # The units judged each wallet (balances, configurations, issuer controls); the
+        # chain-wide passes (surveillance, flows, executions) judge every chain once. Findings
+        # keep the order of a run in one piece: pass by pass, chain by chain.
+        wide = run_passes(observations, SCAN_PASSES)
+        unit_findings = [x for i in range(len(UNIT_PASSES)) for f in found for x in f.findings[i]]
+        checked = PassResult(
+            (*unit_findings, *wide.findings),
+            Coverage(parts=(*(f.coverage for f in found), wide.coverage)),
+            wide.notes,
+        )
         decimals = {a.name: a.decimals for a in settings.assets.values()}
         checkpoint()
         summary, breaks = ledger.finish_run(
@@ -510,16 +599,7 @@ def _reconcile(
             notes=checked.notes,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
-        what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
-        detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
-        reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
-        log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
-        try:
-            ledger.abandon_run(run.id, reason)
-        except LedgerError:
-            log.error("event=run_unrecorded run_id=%s", run.id)
-        summary = replace(run, status="incomplete", reason=reason, exit_code=2)
-        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
+        return _failed(ledger, run, exc, reason, chain_results, positions, unreconciled)
     log.info(
         "event=run_finished run_id=%s status=%s breaks=%d exit_code=%s",
         run.id,
@@ -536,6 +616,28 @@ def _reconcile(
         scans=scans,
         no_books=full and not book,  # a key per wallet x asset with any entry, even one summing to 0
     )
+
+
+def _failed(
+    ledger: Ledger,
+    run: RunSummary,
+    exc: Exception,
+    reason: str | None,
+    chain_results: Sequence[ChainResult],
+    positions: Sequence[Position],
+    unreconciled: Sequence[UnreconciledBook],
+) -> RunReport:
+    """The run recorded incomplete after a failure of its own (the database, a bug)."""
+    what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
+    detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
+    reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
+    log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
+    try:
+        ledger.abandon_run(run.id, reason)
+    except LedgerError:
+        log.error("event=run_unrecorded run_id=%s", run.id)
+    summary = replace(run, status="incomplete", reason=reason, exit_code=2)
+    return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
 
 
 def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:
