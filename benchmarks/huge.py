@@ -148,8 +148,11 @@ def _step(config: Path, folder: Path, fig: dict[str, float], label: str, *args: 
     fig[f"{label}_rss_mb"] = rss
 
 
-def bench_size(chain: Chain, n: int, work: Path, reps: int, log: Callable[[str], None]) -> dict[str, float]:
-    fig: dict[str, float] = {"positions": 4 * n}
+def bench_size(
+    chain: Chain, n: int, work: Path, reps: int, log: Callable[[str], None], fig: dict[str, float]
+) -> dict[str, float]:
+    """The figures of the first ``n`` wallets, into ``fig`` as they are measured."""
+    fig["positions"] = 4 * n
     queries, expected = _queries(chain, n), _expected(chain, n)
     if floor_multicall(chain, queries) != expected:
         raise RuntimeError("the multicall floor does not read what was minted")
@@ -162,16 +165,20 @@ def bench_size(chain: Chain, n: int, work: Path, reps: int, log: Callable[[str],
     _step(config, folder, fig, "wallets_import", "wallets", "import", str(folder / "wallets.csv"))
     _step(config, folder, fig, "accounts_import", "accounts", "import", str(folder / "accounts.csv"))
     _step(config, folder, fig, "books_import", "books", "import", str(folder / "books.csv"))
-    log(f"  wallets import {fig['wallets_import_s']:.1f} s ({fig['wallets_import_rss_mb']:.0f} MB); books import "
-        f"of {4 * n:,} rows {fig['books_import_s']:.1f} s ({fig['books_import_rss_mb']:.0f} MB)")
+    log(
+        f"  wallets import {fig['wallets_import_s']:.1f} s ({fig['wallets_import_rss_mb']:.0f} MB); books import "
+        f"of {4 * n:,} rows {fig['books_import_s']:.1f} s ({fig['books_import_rss_mb']:.0f} MB)"
+    )
     python = [sys.executable, "-c", _LOAD_FLEET, str(config)]
     fig["fleet_load_s"], fig["fleet_load_rss_mb"], code, err = _proc([*python, "load", str(n)], folder)
     if code:
         raise RuntimeError(f"loading the fleet failed: {err[-800:]}")
     fig["fleet_none_s"], fig["fleet_none_rss_mb"], _, _ = _proc([*python, "none"], folder)
     fig["fleet_rss_mb"] = fig["fleet_load_rss_mb"] - fig["fleet_none_rss_mb"]
-    log(f"  loading {n:,} imported wallets: {fig['fleet_load_s'] - fig['fleet_none_s']:.2f} s, "
-        f"{fig['fleet_load_rss_mb'] - fig['fleet_none_rss_mb']:.0f} MB over a process that does not")
+    log(
+        f"  loading {n:,} imported wallets: {fig['fleet_load_s'] - fig['fleet_none_s']:.2f} s, "
+        f"{fig['fleet_load_rss_mb'] - fig['fleet_none_rss_mb']:.0f} MB over a process that does not"
+    )
     for label in ("run", "run_unchanged"):
         out = folder / f"{label}.json"
         secs, rss, code, err = _proc(_cli(config, "run", "--json"), folder, out)
@@ -225,7 +232,12 @@ def main(args: argparse.Namespace, log: Callable[[str], None]) -> int:
         build(chain, random.Random(max(sizes)), log)
         log(f"huge: set up in {chain.setup_s:.0f} s at block {chain.block_number}")
         for n in sizes:
-            results[n] = bench_size(chain, n, work, args.reps, log)
+            results[n] = {}
+            try:
+                bench_size(chain, n, work, args.reps, log, results[n])
+            except RuntimeError as exc:  # said and kept: the other sizes' figures still print
+                log(f"  N={n:,} FAILED: {exc}")
+                results[n]["failed"] = 1
     finally:
         chain.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -241,21 +253,40 @@ def main(args: argparse.Namespace, log: Callable[[str], None]) -> int:
 
 def figures(results: dict[int, dict[str, float]], sizes: Sequence[int]) -> dict[str, float]:
     """The figures of issue 23 from the sizes measured: the two smallest for the marginal cost
-    (10k and 100k by default), the 100k and the largest for memory and the unchanged run."""
+    (10k and 100k by default), the 100k and the largest for memory and the unchanged run. A
+    figure whose inputs a failed size did not measure is left out."""
     out: dict[str, float] = {}
+    for name, compute in _figures(results, sizes):
+        try:
+            out[name] = compute()
+        except (KeyError, ZeroDivisionError):
+            continue
+    return out
+
+
+def _figures(results: dict[int, dict[str, float]], sizes: Sequence[int]) -> list[tuple[str, Callable[[], float]]]:
+    out: list[tuple[str, Callable[[], float]]] = []
     small, mid, big = sizes[0], sizes[min(1, len(sizes) - 1)], sizes[-1]
+    a, b, c = results[small], results[mid], results[big]
+    def marginal(run: str, floor: str) -> Callable[[], float]:
+        return lambda: (b[run] - a[run]) / (b[floor] - a[floor])
+
+    def peak(fig: dict[str, float]) -> Callable[[], float]:
+        return lambda: max(fig["run_rss_mb"], fig["run_unchanged_rss_mb"])
+
     if mid != small:
-        a, b = results[small], results[mid]
-        floor = b["floor_multicall_s"] - a["floor_multicall_s"]
-        out["marginal_vs_floor"] = (b["run_s"] - a["run_s"]) / floor
-        out["marginal_unchanged_vs_floor"] = (b["run_unchanged_s"] - a["run_unchanged_s"]) / floor
-        out["marginal_vs_batch_floor"] = (b["run_s"] - a["run_s"]) / (b["floor_batch_s"] - a["floor_batch_s"])
+        out += [
+            ("marginal_vs_floor", marginal("run_s", "floor_multicall_s")),
+            ("marginal_unchanged_vs_floor", marginal("run_unchanged_s", "floor_multicall_s")),
+            ("marginal_vs_batch_floor", marginal("run_s", "floor_batch_s")),
+        ]
     suffix = {100_000: "100k", 1_000_000: "1m"}
-    for n in (mid, big):
-        name = suffix.get(n, str(n))
-        out[f"run_rss_mb_{name}"] = max(results[n]["run_rss_mb"], results[n]["run_unchanged_rss_mb"])
+    for n, fig in ((mid, b), (big, c)):
+        out.append((f"run_rss_mb_{suffix.get(n, n)}", peak(fig)))
     name = suffix.get(big, str(big))
-    out[f"run_unchanged_vs_floor_{name}"] = results[big]["run_unchanged_s"] / results[big]["floor_multicall_s"]
-    out[f"wallets_import_s_{name}"] = results[big]["wallets_import_s"]
-    out[f"fleet_load_rss_mb_{name}"] = results[big]["fleet_load_rss_mb"] - results[big]["fleet_none_rss_mb"]
+    out += [
+        (f"run_unchanged_vs_floor_{name}", lambda: c["run_unchanged_s"] / c["floor_multicall_s"]),
+        (f"wallets_import_s_{name}", lambda: c["wallets_import_s"]),
+        (f"fleet_load_rss_mb_{name}", lambda: c["fleet_rss_mb"]),
+    ]
     return out

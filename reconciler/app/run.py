@@ -31,6 +31,7 @@ from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.app.units import (
     UNIT_PASSES,
+    HeldInputs,
     UnitInputs,
     UnitResult,
     UnitRunner,
@@ -192,10 +193,11 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def local_units(settings: Settings, inputs: UnitInputs) -> UnitRunner:
+def local_units(settings: Settings, held: HeldInputs) -> UnitRunner:
     """The units of a chain run one after another in this process, a chunk of wallets each."""
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
+        inputs = held.get()
         found = []
         for part in chunks(settings.wallets_on(chain.name), chunk_wallets()):
             checkpoint()
@@ -361,6 +363,7 @@ def read_one_chain(
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
     units: UnitRunner | None = None,
+    units_done: Callable[[], None] = lambda: None,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
@@ -373,7 +376,10 @@ def read_one_chain(
             checkpoint()
             if full:
                 assert units is not None
-                result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
+                try:
+                    result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
+                finally:
+                    units_done()
             else:
                 result, observed = read_chain(chain, settings, adapter, full)
             checkpoint()
@@ -443,6 +449,7 @@ def _read_chains(
     full: bool,
     checkpoint: Callable[[], None],
     units: UnitRunner | None = None,
+    units_done: Callable[[], None] = lambda: None,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -460,10 +467,11 @@ def _read_chains(
                 adapter = adapter_for(chain)
             except Exception as exc:  # noqa: BLE001 - a chain that cannot even be set up is unread
                 outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
+                units_done()
                 continue
             adapters.append(adapter)
             futures[chain.name] = pool.submit(
-                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, units_done
             )
         pending = set(futures.values())
         while pending:
@@ -490,7 +498,7 @@ def _reconcile(
     adapter_for: AdapterFactory,
     run: RunSummary,
     checkpoint: Callable[[], None],
-    unit_runner: Callable[[Settings, UnitInputs], UnitRunner] | None = None,
+    unit_runner: Callable[[Settings, HeldInputs], UnitRunner] | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -509,9 +517,13 @@ def _reconcile(
         probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()} if full else {}
     except LedgerError as exc:
         return _failed(ledger, run, exc, None, [], [], [])
-    inputs = UnitInputs(book, stored.wallets, stored.tokens, probes)
-    units = (unit_runner or local_units)(settings, inputs) if full else None
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units)
+    unreconciled = unreconciled_books(settings, book) if full else []
+    no_books = full and not book  # a key per wallet x asset with any entry, even one summing to 0
+    token_baselines = stored.tokens
+    held = HeldInputs(UnitInputs(book, stored.wallets, stored.tokens, probes), len(settings.chains))
+    del book, stored  # from here on only the units hold them, until every chain has read its own
+    units = (unit_runner or local_units)(settings, held) if full else None
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, held.chain_done)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
         result = outcome.result
@@ -555,18 +567,16 @@ def _reconcile(
         for name, cs in surveilled.items()
     )
     try:
-        unreconciled = unreconciled_books(settings, book) if full else []
         for u in unreconciled:
             log.warning(
                 "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
             )
-        first_seen = _first_seen_baselines(read, stored) if full else NewBaselines()
+        first_seen = _first_seen_baselines(read, token_baselines) if full else NewBaselines()
+        # The chain-wide passes judge movements and executions: no books, no wallet baselines.
         observations = RunObservations(
             settings=settings,
-            book=book,
+            book={},
             chains=read,
-            baselines={**stored.wallets, **{(c.chain, c.wallet): c for c, _ in first_seen.wallets}},
-            token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
             surveillance={name: cs.inputs for name, cs in surveilled.items()},
             orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
@@ -614,7 +624,7 @@ def _reconcile(
         tuple(breaks),
         tuple(unreconciled),
         scans=scans,
-        no_books=full and not book,  # a key per wallet x asset with any entry, even one summing to 0
+        no_books=no_books,
     )
 
 
@@ -640,20 +650,18 @@ def _failed(
     return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
 
 
-def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:
+def _first_seen_baselines(
+    read: Mapping[str, ChainObservations], tokens_stored: Mapping[tuple[str, str], object]
+) -> NewBaselines:
     """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
-    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one."""
-    wallets = tuple(
-        (config, chain.block.hash)
-        for chain in read.values()
-        for config in chain.wallet_configs.values()
-        if (chain.chain, config.wallet) not in stored.wallets
-    )
+    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one.
+    A chain's observations carry only the wallet configurations its units found first seen."""
+    wallets = tuple((config, chain.block.hash) for chain in read.values() for config in chain.wallet_configs.values())
     tokens = tuple(
         (chain.chain, impl)
         for chain in read.values()
         if chain.controls is not None
         for impl in chain.controls.implementations
-        if (chain.chain, impl.token) not in stored.tokens
+        if (chain.chain, impl.token) not in tokens_stored
     )
     return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)")

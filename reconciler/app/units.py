@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,6 +112,29 @@ class UnitInputs:
     wallet_baselines: Mapping[tuple[str, str], WalletConfig]
     token_baselines: Mapping[tuple[str, str], TokenImplementation]
     probes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)  # chain -> address -> entries
+
+
+class HeldInputs:
+    """A run's UnitInputs, held while some chain still reads its units and let go once every
+    chain is done with them: the chain-wide passes that follow (the flow check holds the
+    previous run's balances) never run beside the whole fleet's books and baselines."""
+
+    def __init__(self, inputs: UnitInputs, chains: int) -> None:
+        self._inputs: UnitInputs | None = inputs
+        self._left = chains
+        self._lock = threading.Lock()
+
+    def get(self) -> UnitInputs:
+        with self._lock:
+            if self._inputs is None:
+                raise RuntimeError("the run's unit inputs were let go before every chain was read")
+            return self._inputs
+
+    def chain_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left <= 0:
+                self._inputs = None
 
 
 def issuer_control_queries(

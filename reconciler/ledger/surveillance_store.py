@@ -143,6 +143,9 @@ def _movement(row: MovementRow, decimals: Mapping[str, int]) -> Movement | None:
     return Movement(row.wallet, row.asset, decimals[row.asset], direction, counterparty, row.amount, obs)
 
 
+_IN_WALLETS = 1_000  # above this many wallets, stored_movements filters by wallet in Python
+
+
 def stored_movements(
     ledger: Ledger,
     chain: str,
@@ -153,16 +156,17 @@ def stored_movements(
 ) -> list[Movement]:
     """The chain's observed movements a run judges again: those after ``after_block`` (the flow
     window) and every inflow no book entry carries yet (its unexpected_inflow may be due)."""
+    # A large fleet's names are matched here, not in the query: SQLite refuses a statement with
+    # more than 250,000 variables ("too many SQL variables"), and a million wallets are a million.
+    wanted = set(wallets) if len(wallets) > _IN_WALLETS else None
     with ledger._session() as s:
-        query = select(MovementRow).where(
-            col(MovementRow.chain) == chain,
-            col(MovementRow.status) == OBSERVED,
-            col(MovementRow.wallet).in_(list(wallets)),
-        )
+        query = select(MovementRow).where(col(MovementRow.chain) == chain, col(MovementRow.status) == OBSERVED)
+        if wanted is None:
+            query = query.where(col(MovementRow.wallet).in_(list(wallets)))
         window = col(MovementRow.block_number) > after_block if after_block is not None else None
         inflow = col(MovementRow.direction) == Direction.IN.value
         query = query.where(or_(window, inflow) if window is not None else inflow)
-        rows = list(s.scalars(query))
+        rows = [r for r in s.scalars(query) if wanted is None or r.wallet in wanted]
     out = []
     for row in rows:
         in_window = after_block is not None and row.block_number > after_block

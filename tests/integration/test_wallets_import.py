@@ -246,3 +246,35 @@ def test_a_ledger_opened_for_the_next_job_brings_the_wallets_imported_since(cli:
     assert list(settings.wallets) == ["cfg-1", "dep-1", "dep-2"]
     assert settings.wallet_by_address("base", addr(2)) == settings.wallets["dep-2"]
     assert [w.name for w in settings.wallets_on("base")] == ["dep-2"]
+
+
+def test_stored_movements_of_a_fleet_too_large_for_an_in_list_are_the_same(db_url: str) -> None:
+    """Above 1,000 wallets the movements a run judges again are filtered by wallet in Python (a
+    million names are more variables than SQLite takes in one statement): the same rows."""
+    from datetime import UTC, datetime
+
+    from reconciler.ledger import surveillance_store
+    from reconciler.ledger.models import MovementRow
+
+    ledger = Ledger(db_url)
+    ledger.init()
+    try:
+        with ledger._session() as s:
+            for n, wallet in enumerate(("w-keep", "w-other", "w-keep")):
+                s.add(
+                    MovementRow(
+                        chain="eth", block_number=10 + n, block_hash="0x" + f"{n:064x}", block_time=0,
+                        tx_hash="0x" + f"{n + 7:064x}", position=str(n), kind="token", wallet=wallet, direction="in",
+                        asset="USDC", token=addr(1), from_address=addr(2), to_address=addr(3), amount=5 + n,
+                        status="observed", observed_at=datetime.now(UTC),
+                    )
+                )  # fmt: skip
+        few = ["w-keep"]
+        many = ["w-keep", *(f"x{i:05d}" for i in range(5_000))]
+        decimals = {"USDC": 6}
+        by_few = surveillance_store.stored_movements(ledger, "eth", decimals, few, None, frozenset())
+        by_many = surveillance_store.stored_movements(ledger, "eth", decimals, many, None, frozenset())
+        assert [(m.wallet, m.amount) for m in by_few] == [(m.wallet, m.amount) for m in by_many]
+        assert sorted(m.amount for m in by_many) == [5, 7]
+    finally:
+        ledger.close()
