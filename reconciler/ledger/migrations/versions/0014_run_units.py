@@ -4,7 +4,7 @@ by a daemon with FOR UPDATE SKIP LOCKED, with its claimant, heartbeat and result
 Rows recorded before this revision: no run was sharded, so the table starts empty.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
