@@ -26,6 +26,7 @@ from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
+from reconciler.app.tentative import confirmable, tentative_findings
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
 from reconciler.engine.passes import positions as all_positions
@@ -35,7 +36,7 @@ from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_mes
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.interrupt import Interrupted
 from reconciler.ledger import executions_store
-from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
+from reconciler.ledger.runs import Baselines, ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import FreezeQuery
 
@@ -73,6 +74,10 @@ class RunOptions:
     # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
     # reconciler.interrupt).
     checkpoint: Callable[[], None] = lambda: None
+    # The daemon's watcher (reconciler.daemon.watch): only these chains, each pinned at the
+    # node's head rather than ``confirmations`` below it (findings short of them are tentative).
+    chains: tuple[str, ...] | None = None
+    at_head: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +128,14 @@ def read_chain(
     adapter: ChainAdapter,
     full: bool = True,
     probes: Mapping[str, Sequence[str]] | None = None,
+    at_head: bool = False,
 ) -> tuple[ChainResult, ChainObservations]:
     """Read everything a run needs of one chain at one pinned block — balances, each wallet's
     configuration, its approvers' delegations, the issuer controls on its collateral; raise
     ChainError if the node is not the configured chain or a token is not what the
     configuration says. Reads that raced a reorg of the pin are thrown away and made again.
-    Not ``full`` (a scan): only the pin and the tokens' decimals."""
+    Not ``full`` (a scan): only the pin and the tokens' decimals. ``at_head`` (the watcher):
+    the pin is the node's head."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainError(
@@ -143,7 +150,7 @@ def read_chain(
     token_addresses = [a.address for a in tokens if a.address is not None]
     freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
     for _attempt in range(REORG_RETRIES + 1):
-        block = adapter.pin(chain.confirmations)
+        block = adapter.pin(0 if at_head else chain.confirmations)
         failure: ChainError | None = None
         observed: ChainObservations | None = None
         try:
@@ -232,12 +239,14 @@ def run_reconciliation(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
 ) -> RunReport:
     opts = options or RunOptions()
+    if opts.chains is not None:
+        settings = replace(settings, chains={n: c for n, c in settings.chains.items() if n in opts.chains})
     run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for, opts.rerun_of)
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:
             ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint)
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, opts.at_head)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -273,6 +282,7 @@ class ChainRead:
     surveilled: ChainSurveillance | None = None
     findings: tuple[Finding, ...] = ()
     coverage: Coverage = Coverage()
+    confirm: tuple[Confirmation, ...] = ()  # tentative breaks whose block is now confirmed
 
 
 def _failure_text(exc: BaseException, chain: str | None = None) -> str:
@@ -310,6 +320,7 @@ def read_one_chain(
     adapter: ChainAdapter,
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
+    at_head: bool = False,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
@@ -318,9 +329,13 @@ def read_one_chain(
     try:
         try:
             checkpoint()
-            result, observed = read_chain(chain, settings, adapter, full, wallet_probes(chain, settings, ledger))
+            result, observed = read_chain(
+                chain, settings, adapter, full, wallet_probes(chain, settings, ledger), at_head
+            )
             checkpoint()
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+            head = result.head if result.head is not None else observed.block.number
+            confirm = confirmable(chain, ledger, adapter, head)
         finally:
             sources = tuple(adapter.sources())
             adapter.close()
@@ -334,7 +349,7 @@ def read_one_chain(
     except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
         return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
     agreed = _agreement_coverage(chain, settings, full)
-    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
+    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed, confirm=confirm)
 
 
 def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
@@ -380,7 +395,12 @@ def disagreement_findings(chain: ChainSettings, settings: Settings, exc: SourceD
 
 
 def _read_chains(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, full: bool, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    full: bool,
+    checkpoint: Callable[[], None],
+    at_head: bool = False,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -400,7 +420,9 @@ def _read_chains(
                 outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
                 continue
             adapters.append(adapter)
-            futures[chain.name] = pool.submit(read_one_chain, chain, settings, ledger, adapter, full, checkpoint)
+            futures[chain.name] = pool.submit(
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, at_head
+            )
         pending = set(futures.values())
         while pending:
             checkpoint()
@@ -421,7 +443,12 @@ def _read_chains(
 
 
 def _reconcile(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    run: RunSummary,
+    checkpoint: Callable[[], None],
+    at_head: bool = False,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -431,7 +458,8 @@ def _reconcile(
     surveilled: dict[str, ChainSurveillance] = {}
     read_findings: list[Finding] = []
     read_coverage = Coverage()
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint)
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, at_head)
+    confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
         result = outcome.result
@@ -508,6 +536,8 @@ def _reconcile(
             first_seen,
             writes=list(writes.values()),
             notes=checked.notes,
+            tentative=tentative_findings(settings, checked.findings, chain_results, surveilled),
+            confirm=confirm,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
         what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"

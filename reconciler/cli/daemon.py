@@ -35,16 +35,21 @@ def daemon(ctx: typer.Context) -> None:
     incomplete) with exit 0. Alerts are delivered beside the jobs, never in their way. Several
     instances may share one PostgreSQL ledger: each firing runs exactly once, and a firing whose
     process died is run again, once."""
+    from chains.evm.adapter import EvmAdapter
+    from reconciler.app.run import RunReport
+    from reconciler.bootstrap import adapter_for
     from reconciler.daemon.metrics import Metrics
     from reconciler.daemon.scheduler import STOP_WITHIN, Daemon, JobOutcome
+    from reconciler.daemon.watch import watchers
     from reconciler.daemon.workers import DeliveryWorker
     from reconciler.ledger import daemon_store
 
     settings = _settings(ctx)
     jobs = [j for j in ("run", "scan", "segregation_statement") if getattr(settings.schedule, j)]
-    if not jobs:
+    if not jobs and not settings.watch.enabled:
         raise ReconcilerError(
-            'nothing is scheduled: set [schedule] run, scan or segregation_statement (e.g. run = "*/5 * * * *")'
+            'nothing is scheduled: set [schedule] run, scan or segregation_statement (e.g. run = "*/5 * * * *"), '
+            "or [watch] enabled = true"
         )
     ledger = open_ledger(settings)
     guard_file = daemon_store.DaemonGuard(ledger)
@@ -56,6 +61,17 @@ def daemon(ctx: typer.Context) -> None:
     if server is not None:
         info.print(f"metrics at {server.url}")
     delivery = DeliveryWorker(settings, metrics)
+
+    def watched(report: RunReport) -> None:
+        delivery.wake()  # a watched head's alerts go out now
+        if report.run.status == "complete" and report.breaks:
+            observed = open_ledger(settings)
+            try:
+                metrics.refresh_from_ledger(observed)
+            finally:
+                observed.close()
+
+    watch = watchers(settings, adapter_for, EvmAdapter.from_settings, metrics, watched)
 
     def after(outcome: JobOutcome) -> None:
         if outcome.run_id is None:
@@ -69,8 +85,10 @@ def daemon(ctx: typer.Context) -> None:
             observed.close()
         delivery.wake()  # what the job queued goes out now, from the worker's thread
 
-    runner = Daemon(settings, after_job=after, workers=[delivery])
-    info.print(f"daemon: {', '.join(jobs)} on schedule ({settings.schedule.timezone}); SIGTERM or Ctrl-C stops it")
+    runner = Daemon(settings, after_job=after, workers=[delivery, *watch])
+    following = f"; following the head of {', '.join(settings.chains)}" if watch else ""
+    scheduled = f"{', '.join(jobs)} on schedule ({settings.schedule.timezone})" if jobs else "nothing scheduled"
+    info.print(f"daemon: {scheduled}{following}; SIGTERM or Ctrl-C stops it")
     stopped_by = int(signal.SIGTERM)
     told = time.monotonic()
     try:
