@@ -21,6 +21,7 @@ import typer
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
 from reconciler.cli.tables import say, shown
 from reconciler.errors import ReconcilerError
+from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
 
 if TYPE_CHECKING:  # the scheduler, metrics and the ledger are imported when a command runs
@@ -168,8 +169,8 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
     job finished complete within twice its interval and no alert has waited for delivery longer
     than [alerts] max_pending_age (5 minutes), 1 otherwise, saying why."""
-    from reconciler.daemon.health import HealthReport, assess, assess_alerts
-    from reconciler.ledger import daemon_store
+    from reconciler.daemon.health import HealthReport, assess, assess_alerts, assess_watch, scheduled_jobs
+    from reconciler.ledger import daemon_store, watch_store
     from reconciler.ledger.trail import destination_of
 
     settings = _settings(ctx)
@@ -178,11 +179,18 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         last = daemon_store.last_finished_runs(ledger)
         # Alerts of the webhooks configured now (a removed webhook's alerts wait for its return).
         backlog = daemon_store.alert_backlog(ledger, {destination_of(w.url) for w in settings.webhooks})
+        watched = watch_store.watched_heads(ledger) if settings.watch.enabled else {}
     finally:
         ledger.close()
+    node_heads = _node_heads(settings) if settings.watch.enabled else {}
     now = datetime.now(UTC)
-    report = assess(settings.schedule, last, now)
+    if settings.watch.enabled and not scheduled_jobs(settings.schedule):
+        report = HealthReport(True)  # following the head only: nothing scheduled to fall behind
+    else:
+        report = assess(settings.schedule, last, now)
     late = assess_alerts(backlog, settings.alert_max_pending_age, now)
+    if settings.watch.enabled:
+        late += assess_watch(settings.chains, watched, node_heads, settings.watch.max_lag, now)
     if late:
         report = HealthReport(False, [*report.problems, *late])
     oldest = backlog.oldest_created_at
@@ -202,3 +210,20 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
             say(err, shown(problem))
         out.print("healthy" if report.ok else "UNHEALTHY")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _node_heads(settings: Settings) -> dict[str, int | None]:
+    """Each chain's head as its node answers now (None where it does not answer: the head the
+    watcher last read stands in)."""
+    from chains.evm.adapter import EvmAdapter
+
+    heads: dict[str, int | None] = {}
+    for chain in settings.chains.values():
+        adapter = EvmAdapter.from_settings(chain)
+        try:
+            heads[chain.name] = adapter.head()
+        except Exception:  # noqa: BLE001 - an unreachable node: judged by what the watcher last read
+            heads[chain.name] = None
+        finally:
+            adapter.close()
+    return heads
