@@ -1,0 +1,212 @@
+"""Following the head (`[watch]`) end to end: the real daemon process, the session's Anvil with
+manual control of its blocks (each theft is mined at once, further blocks by `evm_mine`), a real
+HTTP webhook receiver, a TCP proxy cutting the node, and Anvil's own `anvil_reorg`. Everything
+is read through the webhooks, the CLI and /metrics; every wait is on an observable effect with a
+deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from chains.evm.devnet import Devnet
+from tests.conftest import Scenario
+from tests.integration.daemons import DaemonProcess, free_port, scrape, wait_for
+from tests.integration.helpers import Custody, load, make_custody
+from tests.integration.tcpproxy import TcpProxy
+from tests.integration.test_alerts import receiver  # noqa: F401 - the webhook receiver fixture
+
+OUTSIDER = "0x000000000000000000000000000000000000dEaD"
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def _watch_toml(hook: str, poll: str = "200ms", max_lag: str = "2m", metrics: int | None = None) -> str:
+    text = f'\n[watch]\nenabled = true\npoll_interval = "{poll}"\nmax_lag = "{max_lag}"\n'
+    text += f'\n[[alerts.webhooks]]\nurl = "{hook}"\nmin_severity = "warning"\n'
+    if metrics is not None:
+        text += f'\n[metrics]\nlisten = "127.0.0.1:{metrics}"\n'
+    return text
+
+
+def _events(receiver: Any, event: str) -> list[dict[str, Any]]:  # noqa: F811 - the fixture's value
+    bodies = [json.loads(r.body) for r in receiver.at("/hook")]
+    return [b for b in bodies if b["event"] == event]
+
+
+def _thefts(receiver: Any) -> list[dict[str, Any]]:  # noqa: F811
+    return [b["break"] for b in _events(receiver, "break.opened") if b["break"]["kind"] == "unauthorized_transfer"]
+
+
+def _start(cli: Any, config: Path) -> DaemonProcess:
+    daemon = DaemonProcess(config)
+    daemon.wait_for_line(r"event=watch_judged chain=eth", seconds=30)  # surveillance begun at the head
+    return daemon
+
+
+def _setup(cli: Any, devnet: Devnet, scenario: Scenario, url: str, extra: str, **chain: Any) -> tuple[Custody, Path]:
+    custody = make_custody(devnet, scenario, url, **chain)
+    scenario.extra = extra
+    config = scenario.write()
+    load(cli, config)
+    return custody, config
+
+
+def _show(cli: Any, config: Path, break_id: str) -> dict[str, Any]:
+    shown = cli("--config", str(config), "breaks", "show", break_id, "--json")
+    assert shown.code in (0, 1), shown.stderr
+    doc: dict[str, Any] = json.loads(shown.stdout)
+    return doc
+
+
+def test_a_theft_is_alerted_tentative_within_seconds_once_then_confirmed_and_never_judged_again(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    port = free_port()
+    custody, config = _setup(
+        cli, devnet, scenario, devnet.url, _watch_toml(receiver.url("/hook"), metrics=port), confirmations=2
+    )
+    daemon = _start(cli, config)
+    try:
+        tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 5)
+        mined = time.monotonic()
+        [opened] = wait_for(lambda: _thefts(receiver), "the theft's break.opened", seconds=15)
+        took = time.monotonic() - mined
+        assert took < 5, f"alerted {took:.1f}s after its block (poll 200ms)"
+        assert (opened["tx_hash"], opened["tentative"], opened["severity"]) == (tx, True, "critical")
+
+        devnet.mine()  # the theft's block now has 2 blocks on top of it
+        [confirmed] = wait_for(lambda: _events(receiver, "break.confirmed"), "break.confirmed", seconds=15)
+        assert confirmed["break"]["id"] == opened["id"] and confirmed["break"]["tentative"] is False
+
+        metrics = wait_for(
+            lambda: (m := scrape(port)).get(("reconciler_detection_latency_seconds_count", (("chain", "eth"),))) and m,
+            "the latency histogram",
+            seconds=10,
+        )
+        assert metrics[("reconciler_watch_head", (("chain", "eth"),))] >= devnet.head() - 1
+        assert 0 < metrics[("reconciler_detection_latency_seconds_sum", (("chain", "eth"),))] < 5
+        healthy = cli("--config", str(config), "health")
+        assert healthy.code == 0, healthy.stderr
+    finally:
+        daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
+
+    # The scheduled scan starts where the watcher stopped: it judges nothing twice.
+    scan = cli("--config", str(config), "scan", "--json")
+    assert scan.code == 1, scan.stderr  # the open critical break, not a failure
+    doc = json.loads(scan.stdout)
+    assert [b["id"] for b in doc["breaks"] if b["kind"] == "unauthorized_transfer"] == [opened["id"]]
+    assert len(_thefts(receiver)) == 1, "exactly one break.opened for the theft"
+    shown = _show(cli, config, opened["id"])
+    assert shown["break"]["tentative"] is False
+    assert [e["event"] for e in shown["events"]] == ["opened", "confirmed"]
+    listed = cli("--config", str(config), "breaks", "list")
+    assert "tentative" not in listed.stdout + listed.stderr or "confirmed" in listed.stdout + listed.stderr
+    audit = cli("--config", str(config), "breaks", "verify-audit")
+    assert audit.code == 0, audit.stdout + audit.stderr
+
+
+def test_a_tentative_theft_reorged_away_is_retracted_never_confirmed_and_the_trail_verifies(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    custody, config = _setup(cli, devnet, scenario, devnet.url, _watch_toml(receiver.url("/hook")), confirmations=3)
+    daemon = _start(cli, config)
+    try:
+        devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 7)
+        [opened] = wait_for(lambda: _thefts(receiver), "the theft's break.opened", seconds=15)
+        assert opened["tentative"] is True
+        head = devnet.head()
+        tentative = json.loads(cli("--config", str(config), "breaks", "list", "--json").stdout)
+        assert [b["tentative"] for b in tentative["breaks"] if b["id"] == opened["id"]] == [True]
+
+        devnet.rpc("anvil_reorg", [2, []])  # the theft's block and the one after it replaced, empty
+        devnet.mine()
+        [retracted] = wait_for(lambda: _events(receiver, "break.retracted"), "break.retracted", seconds=15)
+        assert (retracted["break"]["id"], retracted["reason"]) == (opened["id"], "reorged")
+        assert retracted["break"]["status"] == "resolved"
+
+        devnet.mine(4)  # deep enough for a confirmation, had the block stayed
+        daemon.wait_for_line(rf"event=watch_judged chain=eth run_id=\S+ from=\S+ to={head + 5}\b", seconds=15)
+    finally:
+        daemon.stop()
+    assert _events(receiver, "break.confirmed") == [], "a retracted break is never confirmed"
+    shown = _show(cli, config, opened["id"])
+    assert shown["break"]["status"] == "resolved"
+    assert [e["event"] for e in shown["events"]] == ["opened", "retracted"]
+    assert shown["events"][1]["note"].startswith("reorged: ")
+    audit = cli("--config", str(config), "breaks", "verify-audit")
+    assert audit.code == 0, audit.stdout + audit.stderr
+
+
+@SQLITE_ONLY
+def test_thefts_while_the_node_is_cut_off_are_alerted_after_recovery_and_health_sees_the_lag(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    node = urlparse(devnet.url)
+    assert node.hostname is not None and node.port is not None
+    with TcpProxy(node.hostname, node.port) as proxy:
+        custody, config = _setup(
+            cli,
+            devnet,
+            scenario,
+            f"http://127.0.0.1:{proxy.port}",
+            _watch_toml(receiver.url("/hook"), max_lag="1s"),
+            rpc_timeout=2,
+            rpc_retries=0,
+        )
+        daemon = _start(cli, config)
+        try:
+            proxy.cut()
+            daemon.wait_for_line(r"event=watch_node_unreachable chain=eth", seconds=15)
+            first = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 11)
+            second = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 13)
+            lagging = wait_for(
+                lambda: (h := cli("--config", str(config), "health")).code == 1 and h, "health failing", seconds=10
+            )
+            assert "watch: chain eth" in lagging.stderr, lagging.stderr
+            proxy.restore()
+            daemon.wait_for_line(r"event=watch_node_back chain=eth", seconds=15)
+            thefts = wait_for(lambda: len(_thefts(receiver)) == 2 and _thefts(receiver), "both thefts", seconds=15)
+            assert sorted(t["tx_hash"] for t in thefts) == sorted([first, second])
+            assert all(t["tentative"] is False for t in thefts), "confirmations = 0: confirmed at once"
+            wait_for(lambda: cli("--config", str(config), "health").code == 0, "health back", seconds=10)
+        finally:
+            daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
+
+
+@SQLITE_ONLY
+def test_new_heads_subscription_triggers_and_a_dropped_one_reconnects_while_polling_goes_on(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    node = urlparse(devnet.url)
+    assert node.hostname is not None and node.port is not None
+    with TcpProxy(node.hostname, node.port) as proxy:
+        custody, config = _setup(
+            cli,
+            devnet,
+            scenario,
+            devnet.url,
+            _watch_toml(receiver.url("/hook"), poll="3s"),
+            ws_url=f"ws://127.0.0.1:{proxy.port}",
+        )
+        daemon = _start(cli, config)
+        try:
+            daemon.wait_for_line(r"event=watch_subscribed chain=eth endpoint=ws://127\.0\.0\.1:\d+ connections=1")
+            tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 17)
+            wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == tx], "the theft (subscription)", 10)
+            proxy.cut()
+            daemon.wait_for_line(r"event=watch_subscription_dropped chain=eth", seconds=15)
+            dropped = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 19)
+            wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == dropped], "the theft (polling)", 15)
+            proxy.restore()
+            daemon.wait_for_line(r"event=watch_subscribed chain=eth endpoint=\S+ connections=2", seconds=15)
+        finally:
+            daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
+    assert len(_thefts(receiver)) == 2
