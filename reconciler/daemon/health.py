@@ -171,10 +171,11 @@ def assess_watch(
     max_lag: timedelta,
     now: datetime,
 ) -> list[str]:
-    """The problems of following the head at ``now``: a chain whose watched head is behind the
-    node's head (read now by the caller; None: the node did not answer, the head the watcher
-    last read stands in) and has not caught up for more than ``max_lag``, or that was never
-    watched."""
+    """The problems of following the head at ``now``: a chain whose watcher has not been caught
+    up with the node's head for more than ``max_lag`` — behind it (the node's head read now by
+    the caller; None: the node did not answer, the head the watcher last read stands in), or
+    not known to be caught up because nobody looked (a stopped daemon, a node it cannot reach)
+    — or that was never watched."""
     problems = []
     for chain in chains:
         head = watched.get(chain)
@@ -184,13 +185,19 @@ def assess_watch(
         node = node_heads.get(chain)
         node_head = max(node if node is not None else head.node_head, head.node_head)
         behind = node_head - head.block.number
-        if behind <= 0:
-            continue
         lag = max(now - head.caught_up_at, timedelta(0))
-        if lag > max_lag:
+        if lag <= max_lag:
+            continue
+        if behind > 0:
             problems.append(
                 f"watch: chain {chain}: the watched head {head.block.number} is {behind} block(s) behind the node's "
                 f"head {node_head}, last caught up {_span(lag)} ago, more than [watch] max_lag {_span(max_lag)}"
+            )
+        else:  # nothing known to be missed, but no one has looked: the watcher is stopped or cut off
+            problems.append(
+                f"watch: chain {chain}: the watcher last saw it was caught up (head {head.block.number}) "
+                f"{_span(lag)} ago, more than [watch] max_lag {_span(max_lag)}: is the daemon running, and can it "
+                "reach the node?"
             )
     return problems
 
