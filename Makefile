@@ -47,6 +47,7 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks.bench
 	$(BIN)/python -m benchmarks.audit_bench
+	$(BIN)/python -m benchmarks.watch_bench
 
 lint: setup
 	$(BIN)/ruff check reconciler chains tests benchmarks
