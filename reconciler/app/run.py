@@ -245,7 +245,9 @@ def run_reconciliation(
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:
-            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
+            # A watcher's run (one chain, at its head) shares the ledger with the other chains'.
+            scope = opts.chains if opts.at_head else None
+            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait, scope)
             report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, opts.at_head)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"

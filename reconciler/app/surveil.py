@@ -181,7 +181,9 @@ def surveil_chain(
             "event=instruction_invalid chain=%s id=%s problems=%r", chain.name, instruction.id, "; ".join(problems)
         )
     consumed = {i: tx for i, tx in store.consumed(ledger, chain.name).items() if not _consumed_by_orphan(tx, orphaned)}
-    pairs = _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
+    # Behind the watcher, standing allowances are the watcher's to read (at the head): read at a
+    # lower pin they could resolve a break the watcher just opened, and it would open again.
+    pairs = [] if ahead else _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
     allowances = (
         dict(zip(pairs, adapter.allowances(_allowance_queries(settings, pairs), pin), strict=True)) if pairs else {}
     )

@@ -2,9 +2,14 @@
 
 Invariants: at most one run (or scan) observes chains and writes its findings to one ledger
 at a time, so a later pin is always written after an earlier one and no run plans against
-breaks another run is changing; the lock dies with its holder's process (a PostgreSQL session
-advisory lock, or an flock on SQLite), so a killed run never blocks the next one; a run is
-judged abandoned only when its process is provably gone.
+breaks another run is changing — except the runs of the daemon's watcher (reconciler.daemon.
+watch), each of one chain: they hold the ledger's lock shared, and their chain's lock
+exclusively, so watchers of different chains never wait on each other while any other run
+excludes them all; a run waiting for the exclusive lock goes first (it holds the "intent" lock
+while it waits, which a watcher must pass through), so watchers never starve it; the locks die
+with their holder's process (PostgreSQL session advisory locks, or flocks on SQLite), so a
+killed run never blocks the next one; a run is judged abandoned only when its process is
+provably gone.
 
 PostgreSQL: advisory locks are per database, so the keys are derived from current_schema():
 several ledgers in one database (one schema each) do not block each other.
@@ -59,6 +64,11 @@ def process_alive(pid: int, started: str | None) -> bool:
     return now is None or now == started
 
 
+def _chain_key(chain: str) -> int:
+    """A signed 32-bit key for one chain's watch lock."""
+    return zlib.crc32(chain.encode()) - 2**31
+
+
 def _run_key(run_id: str) -> int:
     """A signed 32-bit key for one run's liveness lock."""
     return zlib.crc32(run_id.encode()) - 2**31
@@ -71,8 +81,10 @@ class RunLock:
         self.engine = engine
         self.sqlite_path = sqlite_path
         self._conn: Connection | None = None
-        self._file: IO[bytes] | None = None
+        self._files: dict[str, IO[bytes]] = {}
         self._on_release: list[Callable[[], None]] = []
+        self._chains: tuple[str, ...] | None = None  # None: the whole ledger, exclusively
+        self._intent_held = False
 
     def on_release(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` when the run ends (`release`): what else lives as long as the run (its
@@ -94,7 +106,12 @@ class RunLock:
 
     # --------------------------------------------------------------- the writer lock
 
-    def acquire(self, timeout: float, on_wait: Callable[[], None]) -> None:
+    def acquire(
+        self, timeout: float, on_wait: Callable[[], None], chains: tuple[str, ...] | None = None
+    ) -> None:
+        """The ledger's writer lock: exclusively, or with ``chains`` (a watcher's run) shared,
+        with each of those chains' locks exclusively."""
+        self._chains = chains
         deadline = time.monotonic() + timeout
         waited = False
         while not self._try():
@@ -107,21 +124,94 @@ class RunLock:
 
     def _try(self) -> bool:
         if self.engine.dialect.name == "postgresql":
-            if self._conn is None:
-                self._conn = self.engine.connect()
-            got = self._conn.execute(
-                text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), 0)"), {"scope": "/ledger"}
-            ).scalar_one()
-            self._conn.commit()
-            return bool(got)
+            return self._try_postgres()
         if self.sqlite_path is None:
             return True
-        if self._file is None:
-            self._file = open(self.sqlite_path.with_name(self.sqlite_path.name + ".lock"), "ab")  # noqa: SIM115
+        return self._try_files()
+
+    # PostgreSQL: session advisory locks keyed by (hashtext(schema || scope), n).
+
+    def _pg(self, sql: str, scope: str, k: int = 0) -> bool:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        got = self._conn.execute(
+            text(f"SELECT {sql}(hashtext(current_schema() || :scope), :k)"), {"scope": scope, "k": k}
+        ).scalar()
+        self._conn.commit()
+        return got is None or bool(got)  # the unlock functions answer too; None: void
+
+    def _try_postgres(self) -> bool:
+        if self._chains is None:
+            if not self._intent_held:
+                if not self._pg("pg_try_advisory_lock", "/intent"):
+                    return False
+                self._intent_held = True
+            if not self._pg("pg_try_advisory_lock", "/ledger"):
+                return False  # the intent stays held: no watcher starts meanwhile
+            self._pg("pg_advisory_unlock", "/intent")
+            self._intent_held = False
+            return True
+        if not self._pg("pg_try_advisory_lock", "/intent"):
+            return False
+        shared = self._pg("pg_try_advisory_lock_shared", "/ledger")
+        self._pg("pg_advisory_unlock", "/intent")
+        if not shared:
+            return False
+        taken: list[str] = []
+        for chain in self._chains:
+            if not self._pg("pg_try_advisory_lock", "/chain", _chain_key(chain)):
+                for got in taken:
+                    self._pg("pg_advisory_unlock", "/chain", _chain_key(got))
+                self._pg("pg_advisory_unlock_shared", "/ledger")
+                return False
+            taken.append(chain)
+        return True
+
+    # SQLite: flocks on files beside the database.
+
+    def _flock(self, name: str, mode: int) -> bool:
+        assert self.sqlite_path is not None
+        handle = self._files.get(name)
+        if handle is None:
+            path = self.sqlite_path.with_name(f"{self.sqlite_path.name}{name}")
+            handle = self._files[name] = open(path, "ab")  # noqa: SIM115
         try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        return True
+
+    def _unflock(self, name: str) -> None:
+        handle = self._files.get(name)
+        if handle is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _try_files(self) -> bool:
+        if self._chains is None:
+            if not self._intent_held:
+                if not self._flock(".intent", fcntl.LOCK_EX):
+                    return False
+                self._intent_held = True
+            if not self._flock(".lock", fcntl.LOCK_EX):
+                return False
+            self._unflock(".intent")
+            self._intent_held = False
+            return True
+        if not self._flock(".intent", fcntl.LOCK_EX):
+            return False
+        shared = self._flock(".lock", fcntl.LOCK_SH)
+        self._unflock(".intent")
+        if not shared:
+            return False
+        taken: list[str] = []
+        for chain in self._chains:
+            name = f".chain-{_chain_key(chain) & 0xFFFFFFFF:08x}.lock"
+            if not self._flock(name, fcntl.LOCK_EX):
+                for got in taken:
+                    self._unflock(got)
+                self._unflock(".lock")
+                return False
+            taken.append(name)
         return True
 
     def release(self) -> None:
@@ -138,11 +228,10 @@ class RunLock:
             except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
                 conn.invalidate()
                 conn.close()
-        if self._file is not None:
-            try:
-                self._file.close()
-            finally:
-                self._file = None
+        files, self._files = self._files, {}
+        for handle in files.values():
+            handle.close()
+        self._intent_held = False
 
 
 def postgres_run_alive(conn: Connection, run_id: str) -> bool:

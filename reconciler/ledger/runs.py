@@ -214,11 +214,20 @@ class RunsMixin(LedgerBase):
         lock.on_release(heartbeat.stop)
         return _run_summary(run), lock
 
-    def hold_ledger(self, run_id: str, lock: RunLock, timeout: float, on_wait: Callable[[], None]) -> None:
-        """Wait, at most ``timeout`` seconds, for the ledger's writer lock; a run that gives up
-        is recorded incomplete ("another run holds the ledger") and LedgerError is raised."""
+    def hold_ledger(
+        self,
+        run_id: str,
+        lock: RunLock,
+        timeout: float,
+        on_wait: Callable[[], None],
+        chains: tuple[str, ...] | None = None,
+    ) -> None:
+        """Wait, at most ``timeout`` seconds, for the ledger's writer lock (with ``chains``, a
+        watcher's run: shared, and those chains' locks; see reconciler.ledger.locks); a run that
+        gives up is recorded incomplete ("another run holds the ledger") and LedgerError is
+        raised."""
         try:
-            lock.acquire(timeout, on_wait)
+            lock.acquire(timeout, on_wait, chains)
         except LockTimeout:
             reason = f"{LEDGER_HELD} (waited {timeout:g}s); try again when it has finished"
         except SQLAlchemyError as exc:
