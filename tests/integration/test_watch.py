@@ -217,3 +217,50 @@ def test_new_heads_subscription_triggers_and_a_dropped_one_reconnects_while_poll
             daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log
     assert len(_thefts(receiver)) == 2
+
+
+@SQLITE_ONLY
+def test_a_slow_chain_delays_no_other_chains_alert(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    from chains.evm.devnet import AnvilNode
+    from tests.integration.helpers import new_address
+    from tests.integration.rpcproxy import RpcProxy
+
+    with AnvilNode.start(chain_id=31338) as other, RpcProxy(other.url) as proxy:
+        slow_net = Devnet(other.url)
+        custody = make_custody(devnet, scenario, devnet.url)
+        scenario.add_chain("slow", proxy.url, 31338, rpc_timeout=20)
+        scenario.add_native("SETH", "slow")
+        scenario.add_wallet("slow-1", "slow", new_address())
+        scenario.extra = _watch_toml(receiver.url("/hook"))
+        config = scenario.write()
+        load(cli, config)
+        daemon = DaemonProcess(config)
+        try:
+            daemon.wait_for_line(r"event=watch_judged chain=eth", seconds=30)
+            daemon.wait_for_line(r"event=watch_judged chain=slow", seconds=30)
+
+            def slowly(request: Any, response: Any) -> Any:
+                time.sleep(4)
+                return response
+
+            proxy.on("eth_getBlockByNumber", slowly)  # the head answers at once; judging it crawls
+            slow_net.mine()
+            wait_for(
+                lambda: any("eth_getBlockByNumber" in r.methods for r in proxy.seen()[-5:]),
+                "the slow chain's watched head being judged",
+                seconds=10,
+            )
+            slow_judged = sum("event=watch_judged chain=slow" in line for line in daemon.lines())
+            tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 23)
+            mined = time.monotonic()
+            wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == tx], "the eth theft", seconds=15)
+            took = time.monotonic() - mined
+            assert took < 3.5, f"the eth theft waited {took:.1f}s on the slow chain"
+            still = sum("event=watch_judged chain=slow" in line for line in daemon.lines())
+            assert still == slow_judged, "the slow chain's head was still being judged meanwhile"
+        finally:
+            proxy.reset()
+            daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
