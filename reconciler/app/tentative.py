@@ -23,6 +23,13 @@ from reconciler.ledger.runs import ChainResult, Confirmation
 from reconciler.ledger.store import Ledger
 
 
+def short_of_confirmations(head: int, block: int, confirmations: int) -> bool:
+    """Whether ``block`` has fewer than ``confirmations`` blocks on top of it at ``head``: a run
+    pinned ``confirmations`` below the head reads ``head - confirmations``, so that block and
+    those below it are confirmed; with ``confirmations = 0`` every block is."""
+    return head - block < confirmations
+
+
 def evidence_blocks(surveilled: ChainSurveillance) -> dict[str, BlockRef]:
     """tx hash (lowercase) -> the block holding it, of every movement and execution judged."""
     blocks = {
@@ -55,7 +62,7 @@ def tentative_findings(
         head = result.head if result.head is not None else result.block.number
         block = blocks.get(f.key.chain, {}).get(f.key.tx_hash.lower()) if f.key.tx_hash else None
         evidence = block or result.block
-        if head - evidence.number < chain.confirmations:
+        if short_of_confirmations(head, evidence.number, chain.confirmations):
             out[f.key] = evidence
     return out
 
@@ -65,10 +72,9 @@ def confirmable(chain: ChainSettings, ledger: Ledger, adapter: ChainAdapter, hea
     top of ``head`` and is still the node's block at its height."""
     out = []
     for break_id, block in watch_store.tentative_breaks(ledger, chain.name):
-        depth = head - block.number
-        if depth < chain.confirmations:
+        if short_of_confirmations(head, block.number, chain.confirmations):
             continue
         if adapter.block_hash(block.number) != block.hash:
             continue  # reorged away: the reorg walk resolves (retracts) it, never a confirmation
-        out.append(Confirmation(break_id, block, depth))
+        out.append(Confirmation(break_id, block, head - block.number))
     return tuple(out)
