@@ -264,3 +264,30 @@ def test_a_slow_chain_delays_no_other_chains_alert(
             proxy.reset()
             daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log
+
+
+@SQLITE_ONLY
+def test_a_head_that_goes_backwards_is_waited_out_and_nothing_is_skipped(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    from tests.integration.rpcproxy import RpcProxy
+
+    with RpcProxy(devnet.url) as proxy:
+        custody, config = _setup(cli, devnet, scenario, proxy.url, _watch_toml(receiver.url("/hook")))
+        daemon = _start(cli, config)
+        try:
+            behind = hex(devnet.head() - 3)
+
+            def backwards(request: Any, response: Any) -> Any:
+                return {**response, "result": behind}
+
+            proxy.on("eth_blockNumber", backwards)  # a node (or a load balancer's other node) behind
+            daemon.wait_for_line(r"event=watch_head_backwards chain=eth head=\d+ watched=\d+ action=wait", seconds=10)
+            tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 29)
+            proxy.reset()
+            [theft] = wait_for(lambda: _thefts(receiver), "the theft once the head is back", seconds=15)
+            assert theft["tx_hash"] == tx
+        finally:
+            daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
+    assert len(_thefts(receiver)) == 1
