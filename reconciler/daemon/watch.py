@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from reconciler.app.run import AdapterFactory, RunOptions, RunReport, run_reconciliation
 from reconciler.bootstrap import open_ledger
@@ -43,6 +43,7 @@ from reconciler.redaction import redact_rpc_url, redact_urls
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 FIRST_SEEN_KEPT = 4096  # block numbers remembered for latency (a window, not the chain)
 WS_BACKOFF_MAX = 30.0
 WS_OPEN_TIMEOUT = 5.0
@@ -52,6 +53,8 @@ class HeadReader(Protocol):
     """What a watcher polls: the node's newest block number (``eth_blockNumber``)."""
 
     def head(self) -> int: ...
+
+    def block_hash(self, number: int) -> str: ...
 
     def close(self) -> None: ...
 
@@ -83,6 +86,7 @@ class ChainWatcher(LoopWorker):
         self._adapter: HeadReader | None = None
         self._ledger: Ledger | None = None
         self._judged: int | None = None  # the newest block judged (None: not known yet)
+        self._judged_hash: str | None = None
         self._first_seen: dict[int, float] = {}  # block number -> wall time of first sight
         self._seen_head = -1
         self._seen_lock = threading.Lock()
@@ -135,10 +139,18 @@ class ChainWatcher(LoopWorker):
             raise Interrupted(15)
 
     def _node_head(self) -> int | None:
+        return self._ask(lambda reader: reader.head())
+
+    def _replaced(self, number: int, block_hash: str) -> bool | None:
+        """Whether the node now has another block at ``number`` (None: it did not answer)."""
+        answer = self._ask(lambda reader: reader.block_hash(number))
+        return None if answer is None else answer != block_hash
+
+    def _ask(self, call: Callable[[HeadReader], _T]) -> _T | None:
         try:
             if self._adapter is None:
                 self._adapter = self.head_reader_for(self.chain)
-            head = self._adapter.head()
+            head = call(self._adapter)
         except Exception as exc:  # noqa: BLE001 - a node that does not answer is retried next poll
             if not self._unreachable:
                 log.warning(
@@ -148,7 +160,7 @@ class ChainWatcher(LoopWorker):
             self._drop_adapter()
             return None
         if self._unreachable:
-            log.info("event=watch_node_back chain=%s head=%d", self.chain.name, head)
+            log.info("event=watch_node_back chain=%s", self.chain.name)
             self._unreachable = False
         return head
 
@@ -169,6 +181,7 @@ class ChainWatcher(LoopWorker):
         if self._judged is None:
             known = watch_store.watched_heads(ledger).get(self.chain.name)
             self._judged = known.block.number if known is not None else -1
+            self._judged_hash = known.block.hash if known is not None else None
         head = self._node_head()
         if head is None:
             return
@@ -182,8 +195,15 @@ class ChainWatcher(LoopWorker):
             )
             return
         if head == self._judged:
-            watch_store.record_node_head(ledger, self.chain.name, head, datetime.now(UTC))
-            return
+            # No new block; but the watched one may have been replaced at the same height (a
+            # reorg that kept the height): judge the head again, the run walks the reorg back.
+            replaced = self._replaced(head, self._judged_hash) if self._judged_hash is not None else False
+            if replaced is None:
+                return
+            if not replaced:
+                watch_store.record_node_head(ledger, self.chain.name, head, datetime.now(UTC))
+                return
+            log.warning("event=watch_head_replaced chain=%s head=%d action=judge", self.chain.name, head)
         self._judge(ledger, head)
 
     def _judge(self, ledger: Ledger, head: int) -> None:
@@ -210,7 +230,8 @@ class ChainWatcher(LoopWorker):
             return
         enqueued = time.time()
         block = result.block
-        self._judged = max(block.number, self._judged or -1)
+        if block.number >= (self._judged or -1):
+            self._judged, self._judged_hash = block.number, block.hash
         watch_store.record_head(ledger, self.chain.name, block, max(head, block.number), datetime.now(UTC))
         scan = next((s for s in report.scans if s.chain == self.chain.name), None)
         blocks = {m.tx_hash.lower(): m.block_number for m, _ in scan.movements} if scan else {}
