@@ -13,8 +13,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,7 +26,7 @@ from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
 
 if TYPE_CHECKING:  # the scheduler, metrics and the ledger are imported when a command runs
-    pass
+    from reconciler.ledger.watch_store import WatchedHead
 
 alerts_app = typer.Typer(help="Alerts queued for webhooks.", no_args_is_help=True)
 
@@ -203,6 +204,7 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
                     "backlog": backlog.pending,
                     "oldest_pending_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
                 },
+                **({"watch": _watch_doc(settings, watched, node_heads, now)} if settings.watch.enabled else {}),
             }
         )
     else:
@@ -210,6 +212,22 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
             say(err, shown(problem))
         out.print("healthy" if report.ok else "UNHEALTHY")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _watch_doc(
+    settings: Settings, watched: Mapping[str, WatchedHead], node_heads: Mapping[str, int | None], now: datetime
+) -> dict[str, Any]:
+    """Per chain: the watched head, the node's head as read now (null: no answer) and how long
+    ago the watcher was last caught up (null: never watched)."""
+    doc: dict[str, Any] = {}
+    for chain in settings.chains:
+        head = watched.get(chain)
+        doc[chain] = {
+            "watched_head": head.block.number if head else None,
+            "node_head": node_heads.get(chain),
+            "caught_up_seconds_ago": round((now - head.caught_up_at).total_seconds(), 1) if head else None,
+        }
+    return doc
 
 
 def _node_heads(settings: Settings) -> dict[str, int | None]:

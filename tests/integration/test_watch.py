@@ -183,6 +183,10 @@ def test_thefts_while_the_node_is_cut_off_are_alerted_after_recovery_and_health_
             assert sorted(t["tx_hash"] for t in thefts) == sorted([first, second])
             assert all(t["tentative"] is False for t in thefts), "confirmations = 0: confirmed at once"
             wait_for(lambda: cli("--config", str(config), "health").code == 0, "health back", seconds=10)
+            doc = json.loads(cli("--config", str(config), "health", "--json").stdout)
+            watched = doc["watch"]["eth"]
+            assert watched["watched_head"] == watched["node_head"] == devnet.head()
+            assert 0 <= watched["caught_up_seconds_ago"] < 10
         finally:
             daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log
