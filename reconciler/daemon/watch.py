@@ -178,8 +178,10 @@ class ChainWatcher(LoopWorker):
         if self._ledger is None:
             self._ledger = open_ledger(self.settings)
         ledger = self._ledger
-        if self._judged is None:
-            known = watch_store.watched_heads(ledger).get(self.chain.name)
+        # What the ledger says was judged: at start, and whenever another daemon instance on the
+        # same ledger judged further (its watcher holds the chain's lock meanwhile).
+        known = watch_store.watched_head(ledger, self.chain.name)
+        if self._judged is None or (known is not None and known.block.number > self._judged):
             self._judged = known.block.number if known is not None else -1
             self._judged_hash = known.block.hash if known is not None else None
         head = self._node_head()

@@ -82,16 +82,18 @@ def record_node_head(ledger: Ledger, chain: str, node_head: int, now: datetime) 
         row.updated_at = now
 
 
+def _watched(r: WatchHead) -> WatchedHead:
+    return WatchedHead(
+        r.chain, BlockRef(int(r.block_number), r.block_hash), int(r.node_head), _utc(r.caught_up_at), _utc(r.updated_at)
+    )
+
+
 def watched_heads(ledger: Ledger) -> dict[str, WatchedHead]:
     with ledger._session() as s:
-        rows = list(s.scalars(select(WatchHead)))
-        return {
-            r.chain: WatchedHead(
-                r.chain,
-                BlockRef(int(r.block_number), r.block_hash),
-                int(r.node_head),
-                _utc(r.caught_up_at),
-                _utc(r.updated_at),
-            )
-            for r in rows
-        }
+        return {r.chain: _watched(r) for r in s.scalars(select(WatchHead))}
+
+
+def watched_head(ledger: Ledger, chain: str) -> WatchedHead | None:
+    with ledger._session() as s:
+        row = s.get(WatchHead, chain)
+        return _watched(row) if row is not None else None
