@@ -106,6 +106,8 @@ def test_a_theft_is_alerted_tentative_within_seconds_once_then_confirmed_and_nev
     assert scan.code == 1, scan.stderr  # the open critical break, not a failure
     doc = json.loads(scan.stdout)
     assert [b["id"] for b in doc["breaks"] if b["kind"] == "unauthorized_transfer"] == [opened["id"]]
+    eth = doc["chains"]["eth"]
+    assert (eth["observed"], eth["from_block"]) == (0, eth["to_block"] + 1), "the range was the watcher's"
     assert len(_thefts(receiver)) == 1, "exactly one break.opened for the theft"
     shown = _show(cli, config, opened["id"])
     assert shown["break"]["tentative"] is False
