@@ -128,7 +128,7 @@ def surveil_chain(
     # With [watch] the watcher observes up to the node's head: a scheduled scan or run pinned
     # ``confirmations`` below it finds its range already observed (and judged) and observes
     # nothing; the checkpoint stays where the watcher put it.
-    ahead = since.number >= pin.number and bool(stored)
+    ahead = since.number > pin.number and bool(stored)
     observed = (
         ObservedRange([])
         if ahead
@@ -211,6 +211,7 @@ def surveil_chain(
         allowances=allowances,
         flow=flow,
         issuer_outflows=store.issuer_outflows(ledger, chain.name),
+        resolves=not ahead,
     )
     judged_executions = execution_inputs(
         chain, settings, ledger, adapter, pinned, observed.executions, tuple(observed.unchecked), orphaned_hashes
