@@ -66,7 +66,8 @@ def daemon(ctx: typer.Context) -> None:
 
     def watched(report: RunReport) -> None:
         delivery.wake()  # a watched head's alerts go out now
-        if report.run.status == "complete" and report.breaks:
+        changed = any(report.run.id in (b.last_run_id, b.resolved_run_id) for b in report.breaks)
+        if report.run.status == "complete" and changed:  # the open-break gauges, when they moved
             observed = open_ledger(settings)
             try:
                 metrics.refresh_from_ledger(observed)
