@@ -91,6 +91,8 @@ class ChainWatcher(LoopWorker):
         self._seen_head = -1
         self._seen_lock = threading.Lock()
         self._unreachable = False
+        self._backwards = False  # a head below the judged one was logged (once per episode)
+        self._failing = False  # a step's failure was logged (once per episode)
         self.subscription: HeadSubscription | None = None
         if chain.ws_url:
             self.subscription = HeadSubscription(chain, self.saw, self.stopping_event)
@@ -175,6 +177,18 @@ class ChainWatcher(LoopWorker):
     # -------------------------------------------------------------- one step
 
     def step(self) -> None:
+        try:
+            self._step()
+        except ReconcilerError as exc:  # the ledger unreachable, say: the next poll tries again
+            if not self._failing:
+                log.warning("event=watch_step_failed chain=%s reason=%r", self.chain.name, redact_urls(str(exc)))
+            self._failing = True
+            return
+        if self._failing:
+            log.info("event=watch_step_recovered chain=%s", self.chain.name)
+            self._failing = False
+
+    def _step(self) -> None:
         if self._ledger is None:
             self._ledger = open_ledger(self.settings)
         ledger = self._ledger
@@ -189,13 +203,16 @@ class ChainWatcher(LoopWorker):
             return
         self.saw(head)
         if head < self._judged:
-            log.warning(
-                "event=watch_head_backwards chain=%s head=%d watched=%d action=wait",
-                self.chain.name,
-                head,
-                self._judged,
-            )
+            if not self._backwards:
+                log.warning(
+                    "event=watch_head_backwards chain=%s head=%d watched=%d action=wait",
+                    self.chain.name,
+                    head,
+                    self._judged,
+                )
+            self._backwards = True
             return
+        self._backwards = False
         if head == self._judged:
             # No new block; but the watched one may have been replaced at the same height (a
             # reorg that kept the height): judge the head again, the run walks the reorg back.
