@@ -13,6 +13,7 @@ asserted.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -92,7 +93,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.watch_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--poll-interval", default="250ms", help='[watch] poll_interval (default "250ms")')
+    args = parser.parse_args(argv)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"watch-bench-{os.getpid()}"
     work.mkdir(parents=True)
     node = AnvilNode.start(extra_args=["--block-time", "1", "--prune-history", "256"])
@@ -110,7 +114,7 @@ def main() -> int:
             f'[chains.eth]\nkind = "evm"\nrpc_urls = ["{node.url}"]\nchain_id = 31337\n\n'
             f'[assets.USDC]\nchain = "eth"\naddress = "{token.address}"\ndecimals = 6\nkind = "stablecoin"\n\n'
             f'[wallets.seg-1]\nchain = "eth"\naddress = "{wallet}"\nclass = "futures"\n\n'
-            '[watch]\nenabled = true\npoll_interval = "250ms"\n\n'
+            f'[watch]\nenabled = true\npoll_interval = "{args.poll_interval}"\n\n'
             f'[[alerts.webhooks]]\nurl = "http://127.0.0.1:{server.server_address[1]}/hook"\nmin_severity = "error"\n'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
@@ -146,7 +150,10 @@ def main() -> int:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
     p50, p95 = _percentile(latencies, 0.5), _percentile(latencies, 0.95)
-    print("watch: block first seen -> webhook received, Anvil --block-time 1, poll_interval 250ms", file=sys.stderr)
+    print(
+        f"watch: block first seen -> webhook received, Anvil --block-time 1, poll_interval {args.poll_interval}",
+        file=sys.stderr,
+    )
     print("  latencies (s): " + ", ".join(f"{x:.2f}" for x in latencies), file=sys.stderr)
     print(f"  p50 {p50:.2f} s (target <= {TARGET_P50}), p95 {p95:.2f} s (target <= {TARGET_P95}), "
           f"mean {statistics.mean(latencies):.2f} s", file=sys.stderr)
