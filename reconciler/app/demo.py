@@ -114,7 +114,7 @@ EXPECTED = {  # (wallet, asset): difference in asset units, on-chain minus book
 # What `--keep DIR` writes, and the mark that says a folder is the demo's own.
 MARKER = ".reconciler-demo"
 KEPT_FILES = ("reconciler.toml", "accounts.csv", "books.csv", "reconciler.db")
-_LEDGER_SIDECARS = ("-wal", "-shm", "-journal", ".lock", ".intent")
+_LEDGER_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
 
 
 def prepare_kept_folder(folder: Path) -> None:

@@ -43,6 +43,7 @@ from reconciler.walletconfig import FreezeQuery
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+HoldChain = Callable[[str], Callable[[], None]]  # a chain's surveillance lock, held; returns its release
 Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -245,10 +246,16 @@ def run_reconciliation(
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:
-            # A watcher's run (one chain, at its head) shares the ledger with the other chains'.
+            # A watcher's run (one chain, at its head) holds its chain's lock, not the ledger's.
             scope = opts.chains if opts.at_head else None
             ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait, scope)
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, opts.at_head)
+            hold: HoldChain | None = None
+            if settings.watch.enabled and not opts.at_head:
+                # The watcher observes too: a chain is observed by one of them at a time.
+                def hold(chain: str) -> Callable[[], None]:
+                    return lock.hold_chain(chain, opts.lock_timeout, opts.checkpoint)
+
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, opts.at_head, hold)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -323,6 +330,7 @@ def read_one_chain(
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
     at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
@@ -335,7 +343,10 @@ def read_one_chain(
                 chain, settings, adapter, full, wallet_probes(chain, settings, ledger), at_head
             )
             checkpoint()
+            release = hold(chain.name) if hold is not None else None
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+            if release is not None and watched.behind_watch:
+                release()  # observed nothing: the watcher may go on while this run reads and writes
             head = result.head if result.head is not None else observed.block.number
             confirm = confirmable(chain, ledger, adapter, head)
         finally:
@@ -403,6 +414,7 @@ def _read_chains(
     full: bool,
     checkpoint: Callable[[], None],
     at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -423,7 +435,7 @@ def _read_chains(
                 continue
             adapters.append(adapter)
             futures[chain.name] = pool.submit(
-                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, at_head
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, at_head, hold
             )
         pending = set(futures.values())
         while pending:
@@ -451,6 +463,7 @@ def _reconcile(
     run: RunSummary,
     checkpoint: Callable[[], None],
     at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -460,7 +473,7 @@ def _reconcile(
     surveilled: dict[str, ChainSurveillance] = {}
     read_findings: list[Finding] = []
     read_coverage = Coverage()
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, at_head)
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, at_head, hold)
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]

@@ -60,6 +60,7 @@ class ChainSurveillance:
     from_block: int
     to_block: int
     executions: ExecutionInputs | None = None
+    behind_watch: bool = False  # the daemon's watcher had observed beyond the pin: nothing observed
 
     def with_matches(self) -> store.SurveillanceWrite:
         """The write, with each new outflow carrying the instruction it consumed (if any)."""
@@ -128,7 +129,9 @@ def surveil_chain(
     # With [watch] the watcher observes up to the node's head: a scheduled scan or run pinned
     # ``confirmations`` below it finds its range already observed (and judged) and observes
     # nothing; the checkpoint stays where the watcher put it.
-    ahead = since.number > pin.number and bool(stored)
+    # (a checkpoint at the pin counts too: the watcher judged up to it, at that very block, and
+    # judges what comes after it; this run, observing nothing, holds nothing up.)
+    ahead = settings.watch.enabled and bool(stored) and since.number >= pin.number
     observed = (
         ObservedRange([])
         if ahead
@@ -226,7 +229,7 @@ def surveil_chain(
         executions=execution_records(judged_executions),
     )
     to_block = since.number if ahead else pin.number
-    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, to_block, judged_executions)
+    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, to_block, judged_executions, ahead)
 
 
 def execution_inputs(

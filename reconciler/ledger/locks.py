@@ -2,14 +2,13 @@
 
 Invariants: at most one run (or scan) observes chains and writes its findings to one ledger
 at a time, so a later pin is always written after an earlier one and no run plans against
-breaks another run is changing — except the runs of the daemon's watcher (reconciler.daemon.
-watch), each of one chain: they hold the ledger's lock shared, and their chain's lock
-exclusively, so watchers of different chains never wait on each other while any other run
-excludes them all; a run waiting for the exclusive lock goes first (it holds the "intent" lock
-while it waits, which a watcher must pass through), so watchers never starve it; the locks die
-with their holder's process (PostgreSQL session advisory locks, or flocks on SQLite), so a
-killed run never blocks the next one; a run is judged abandoned only when its process is
-provably gone.
+breaks another run is changing — but for the daemon's watcher (reconciler.daemon.watch): per
+chain, whoever observes the chain's blocks and moves its checkpoint holds that chain's lock (a
+watcher's run holds only its chain's, never the ledger's, so a slow run or another chain never
+holds a watched head up; a run holds a chain's while it observes it, and to the end when it
+did observe new blocks); the locks die with their holder's process (PostgreSQL session
+advisory locks, or flocks on SQLite), so a killed run never blocks the next one; a run is
+judged abandoned only when its process is provably gone.
 
 PostgreSQL: advisory locks are per database, so the keys are derived from current_schema():
 several ledgers in one database (one schema each) do not block each other.
@@ -74,17 +73,89 @@ def _run_key(run_id: str) -> int:
     return zlib.crc32(run_id.encode()) - 2**31
 
 
+class ChainLock:
+    """One chain's surveillance lock: whoever observes the chain's blocks and moves its
+    checkpoint holds it — the daemon's watcher of that chain for each head it judges, and a run
+    while it observes that chain (reconciler.app.run). Its own connection or file, so the
+    threads that read chains in parallel each hold their own."""
+
+    def __init__(self, engine: Engine, sqlite_path: Path | None, chain: str) -> None:
+        self.engine = engine
+        self.sqlite_path = sqlite_path
+        self.chain = chain
+        self._conn: Connection | None = None
+        self._file: IO[bytes] | None = None
+        self._held = False
+
+    def try_acquire(self) -> bool:
+        if self._held:
+            return True
+        if self.engine.dialect.name == "postgresql":
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            got = self._conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), :k)"),
+                {"scope": "/chain", "k": _chain_key(self.chain)},
+            ).scalar_one()
+            self._conn.commit()
+            self._held = bool(got)
+        elif self.sqlite_path is None:
+            self._held = True
+        else:
+            if self._file is None:
+                name = f"{self.sqlite_path.name}.chain-{_chain_key(self.chain) & 0xFFFFFFFF:08x}.lock"
+                self._file = open(self.sqlite_path.with_name(name), "ab")  # noqa: SIM115
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+            except BlockingIOError:
+                self._held = False
+        return self._held
+
+    def acquire(self, timeout: float, should_stop: Callable[[], None] = lambda: None) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.try_acquire():
+            should_stop()
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"chain {self.chain} is being observed by the daemon's watcher (waited {timeout:g}s)")
+            time.sleep(POLL_SECONDS)
+
+    def release(self) -> None:
+        self._held = False
+        _close_session(self._conn)
+        self._conn = None
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+
+
+def _close_session(conn: Connection | None) -> None:
+    """Ending the session releases every lock it holds; a pooled connection outlives close(),
+    so unlock explicitly, or drop the session."""
+    if conn is None:
+        return
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock_all()"))
+        conn.commit()
+        conn.close()
+    except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
+        conn.invalidate()
+        conn.close()
+
+
 class RunLock:
-    """Held for the life of one run: its liveness marker first, the ledger's writer lock next."""
+    """Held for the life of one run: its liveness marker first, the ledger's writer lock next
+    (a watcher's run: its chain's lock instead), and the chain locks it takes while it runs."""
 
     def __init__(self, engine: Engine, sqlite_path: Path | None) -> None:
         self.engine = engine
         self.sqlite_path = sqlite_path
         self._conn: Connection | None = None
-        self._files: dict[str, IO[bytes]] = {}
+        self._file: IO[bytes] | None = None
         self._on_release: list[Callable[[], None]] = []
-        self._chains: tuple[str, ...] | None = None  # None: the whole ledger, exclusively
-        self._intent_held = False
+        self._chains: tuple[ChainLock, ...] | None = None  # a watcher's run: its chain's lock
 
     def on_release(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` when the run ends (`release`): what else lives as long as the run (its
@@ -109,9 +180,12 @@ class RunLock:
     def acquire(
         self, timeout: float, on_wait: Callable[[], None], chains: tuple[str, ...] | None = None
     ) -> None:
-        """The ledger's writer lock: exclusively, or with ``chains`` (a watcher's run) shared,
-        with each of those chains' locks exclusively."""
-        self._chains = chains
+        """The ledger's writer lock; with ``chains`` (a watcher's run) those chains' locks
+        instead, so that watchers of different chains, and a run that is not observing their
+        chain, never wait on each other."""
+        if chains is not None:
+            self._chains = tuple(ChainLock(self.engine, self.sqlite_path, c) for c in chains)
+            self.on_release(self._release_chains)
         deadline = time.monotonic() + timeout
         waited = False
         while not self._try():
@@ -122,116 +196,53 @@ class RunLock:
                 raise LockTimeout(LEDGER_HELD)
             time.sleep(POLL_SECONDS)
 
+    def hold_chain(self, chain: str, timeout: float, should_stop: Callable[[], None]) -> Callable[[], None]:
+        """Wait (at most ``timeout`` seconds) for ``chain``'s lock and hold it until the run
+        ends, or until the returned function is called."""
+        held = ChainLock(self.engine, self.sqlite_path, chain)
+        held.acquire(timeout, should_stop)
+        self.on_release(held.release)
+        return held.release
+
+    def _release_chains(self) -> None:
+        for lock in self._chains or ():
+            lock.release()
+
     def _try(self) -> bool:
+        if self._chains is not None:
+            if all(lock.try_acquire() for lock in self._chains):
+                return True
+            self._release_chains()  # none held while waiting: two runs never hold one each
+            return False
         if self.engine.dialect.name == "postgresql":
-            return self._try_postgres()
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            got = self._conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), 0)"), {"scope": "/ledger"}
+            ).scalar_one()
+            self._conn.commit()
+            return bool(got)
         if self.sqlite_path is None:
             return True
-        return self._try_files()
-
-    # PostgreSQL: session advisory locks keyed by (hashtext(schema || scope), n).
-
-    def _pg(self, sql: str, scope: str, k: int = 0) -> bool:
-        if self._conn is None:
-            self._conn = self.engine.connect()
-        got = self._conn.execute(
-            text(f"SELECT {sql}(hashtext(current_schema() || :scope), :k)"), {"scope": scope, "k": k}
-        ).scalar()
-        self._conn.commit()
-        return got is None or bool(got)  # the unlock functions answer too; None: void
-
-    def _try_postgres(self) -> bool:
-        if self._chains is None:
-            if not self._intent_held:
-                if not self._pg("pg_try_advisory_lock", "/intent"):
-                    return False
-                self._intent_held = True
-            if not self._pg("pg_try_advisory_lock", "/ledger"):
-                return False  # the intent stays held: no watcher starts meanwhile
-            self._pg("pg_advisory_unlock", "/intent")
-            self._intent_held = False
-            return True
-        if not self._pg("pg_try_advisory_lock", "/intent"):
-            return False
-        shared = self._pg("pg_try_advisory_lock_shared", "/ledger")
-        self._pg("pg_advisory_unlock", "/intent")
-        if not shared:
-            return False
-        taken: list[str] = []
-        for chain in self._chains:
-            if not self._pg("pg_try_advisory_lock", "/chain", _chain_key(chain)):
-                for got in taken:
-                    self._pg("pg_advisory_unlock", "/chain", _chain_key(got))
-                self._pg("pg_advisory_unlock_shared", "/ledger")
-                return False
-            taken.append(chain)
-        return True
-
-    # SQLite: flocks on files beside the database.
-
-    def _flock(self, name: str, mode: int) -> bool:
-        assert self.sqlite_path is not None
-        handle = self._files.get(name)
-        if handle is None:
-            path = self.sqlite_path.with_name(f"{self.sqlite_path.name}{name}")
-            handle = self._files[name] = open(path, "ab")  # noqa: SIM115
+        if self._file is None:
+            self._file = open(self.sqlite_path.with_name(self.sqlite_path.name + ".lock"), "ab")  # noqa: SIM115
         try:
-            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        return True
-
-    def _unflock(self, name: str) -> None:
-        handle = self._files.get(name)
-        if handle is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-    def _try_files(self) -> bool:
-        if self._chains is None:
-            if not self._intent_held:
-                if not self._flock(".intent", fcntl.LOCK_EX):
-                    return False
-                self._intent_held = True
-            if not self._flock(".lock", fcntl.LOCK_EX):
-                return False
-            self._unflock(".intent")
-            self._intent_held = False
-            return True
-        if not self._flock(".intent", fcntl.LOCK_EX):
-            return False
-        shared = self._flock(".lock", fcntl.LOCK_SH)
-        self._unflock(".intent")
-        if not shared:
-            return False
-        taken: list[str] = []
-        for chain in self._chains:
-            name = f".chain-{_chain_key(chain) & 0xFFFFFFFF:08x}.lock"
-            if not self._flock(name, fcntl.LOCK_EX):
-                for got in taken:
-                    self._unflock(got)
-                self._unflock(".lock")
-                return False
-            taken.append(name)
         return True
 
     def release(self) -> None:
         """Ending the session or closing the file releases every lock it holds."""
         while self._on_release:
             self._on_release.pop()()
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
+        conn, self._conn = self._conn, None
+        _close_session(conn)
+        if self._file is not None:
             try:
-                # A pooled connection outlives close(): unlock explicitly, or drop the session.
-                conn.execute(text("SELECT pg_advisory_unlock_all()"))
-                conn.commit()
-                conn.close()
-            except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
-                conn.invalidate()
-                conn.close()
-        files, self._files = self._files, {}
-        for handle in files.values():
-            handle.close()
-        self._intent_held = False
+                self._file.close()
+            finally:
+                self._file = None
 
 
 def postgres_run_alive(conn: Connection, run_id: str) -> bool:

@@ -298,3 +298,50 @@ def test_a_head_that_goes_backwards_is_waited_out_and_nothing_is_skipped(
             daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log
     assert len(_thefts(receiver)) == 1
+
+
+@SQLITE_ONLY
+def test_a_slow_scheduled_run_delays_no_watched_alert(
+    cli: Any, devnet: Devnet, scenario: Scenario, receiver: Any  # noqa: F811
+) -> None:
+    from chains.evm.devnet import AnvilNode
+    from tests.integration.helpers import new_address
+    from tests.integration.rpcproxy import RpcProxy
+
+    with AnvilNode.start(chain_id=31338) as other, RpcProxy(other.url) as proxy:
+        custody = make_custody(devnet, scenario, devnet.url)
+        scenario.add_chain("slow", proxy.url, 31338, rpc_timeout=20, read_path="batch")
+        scenario.add_native("SETH", "slow")
+        scenario.add_wallet("slow-1", "slow", new_address())
+        scenario.extra = _watch_toml(receiver.url("/hook")) + '\n[schedule]\nrun = "2s"\n'
+        config = scenario.write()
+        load(cli, config)
+        daemon = DaemonProcess(config)
+        try:
+            daemon.wait_for_line(r"event=watch_judged chain=eth", seconds=30)
+            daemon.wait_for_line(r"event=job_fired job=run", seconds=30)  # the catch-up run, done
+
+            def slowly(request: Any, response: Any) -> Any:
+                time.sleep(3)
+                return response
+
+            proxy.on("eth_getBalance", slowly)  # the run's balance reads of the slow chain crawl
+            fired = sum("event=job_fired job=run" in line for line in daemon.lines())
+            started = sum("trigger=schedule job=run" in line for line in daemon.lines())
+            wait_for(
+                lambda: sum("trigger=schedule job=run" in line for line in daemon.lines()) > started,
+                "the next scheduled run",
+                seconds=10,
+            )
+            wait_for(lambda: any("eth_getBalance" in r.methods for r in proxy.seen()[-3:]), "its slow reads", 10)
+            tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 31)
+            mined = time.monotonic()
+            wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == tx], "the eth theft", seconds=15)
+            took = time.monotonic() - mined
+            assert took < 2.5, f"the eth theft waited {took:.1f}s on the scheduled run"
+            assert sum("event=job_fired job=run" in line for line in daemon.lines()) == fired, "still running"
+        finally:
+            proxy.reset()
+            daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log
+    assert len(_thefts(receiver)) == 1
