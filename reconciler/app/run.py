@@ -5,7 +5,9 @@ Invariants: a run exists in the ledger from its first step, so a failure anywher
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
 reason; at most one run observes chains and writes to a ledger at a time (the ledger's writer
 lock, held from before the pin to after the write), so a later pin is always written after an
-earlier one; a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
+earlier one — beside the daemon's watcher, whose runs (one chain each, pinned at its head) hold
+only their chain's lock, which a run holds too while it observes that chain (see
+reconciler.ledger.locks); a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
 that would not settle) contributes no positions and resolves none of its breaks; book
 balances that no configured wallet x asset covers are reported, never silently dropped; the
 exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
