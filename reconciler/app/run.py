@@ -7,7 +7,9 @@ Invariants: a run exists in the ledger from its first step, so a failure anywher
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
 reason; at most one run observes chains and writes to a ledger at a time (the ledger's writer
 lock, held from before the pin to after the write), so a later pin is always written after an
-earlier one; a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
+earlier one — beside the daemon's watcher, whose runs (one chain each, pinned at its head) hold
+only their chain's lock, which a run holds too while it observes that chain (see
+reconciler.ledger.locks); a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
 that would not settle) contributes no positions and resolves none of its breaks; book
 balances that no configured wallet x asset covers are reported, never silently dropped; the
 exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
@@ -29,6 +31,7 @@ from typing import Any
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
 from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
+from reconciler.app.tentative import confirmable, tentative_findings
 from reconciler.app.units import (
     UNIT_PASSES,
     HeldInputs,
@@ -48,13 +51,14 @@ from reconciler.engine.surveillance import Movement
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
+from reconciler.ledger.runs import Baselines, ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
 from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+HoldChain = Callable[[str], Callable[[], None]]  # a chain's surveillance lock, held; returns its release
 Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -89,6 +93,10 @@ class RunOptions:
     # A scheduled run on PostgreSQL with shards above 1 is split into (chain, shard) units that
     # other daemons help with (reconciler.app.shards); else its units run here, one by one.
     shards: int = 1
+    # The daemon's watcher (reconciler.daemon.watch): only these chains, each pinned at the
+    # node's head rather than ``confirmations`` below it (findings short of them are tentative).
+    chains: tuple[str, ...] | None = None
+    at_head: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +147,14 @@ def read_chain(
     adapter: ChainAdapter,
     full: bool = True,
     probes: Mapping[str, Sequence[str]] | None = None,
+    at_head: bool = False,
 ) -> tuple[ChainResult, ChainObservations]:
     """Read everything a run needs of one chain at one pinned block — balances, each wallet's
     configuration, its approvers' delegations, the issuer controls on its collateral; raise
     ChainError if the node is not the configured chain or a token is not what the
     configuration says. Reads that raced a reorg of the pin are thrown away and made again.
-    Not ``full`` (a scan): only the pin and the tokens' decimals."""
+    Not ``full`` (a scan): only the pin and the tokens' decimals. ``at_head`` (the watcher):
+    the pin is the node's head."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainError(
@@ -159,7 +169,7 @@ def read_chain(
     token_addresses = [a.address for a in tokens if a.address is not None]
     freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
     for _attempt in range(REORG_RETRIES + 1):
-        block = adapter.pin(chain.confirmations)
+        block = adapter.pin(0 if at_head else chain.confirmations)
         failure: ChainError | None = None
         observed: ChainObservations | None = None
         try:
@@ -289,17 +299,27 @@ def run_reconciliation(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
 ) -> RunReport:
     opts = options or RunOptions()
+    if opts.chains is not None:
+        settings = replace(settings, chains={n: c for n, c in settings.chains.items() if n in opts.chains})
     run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for, opts.rerun_of)
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:
-            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
+            # A watcher's run (one chain, at its head) holds its chain's lock, not the ledger's.
+            scope = opts.chains if opts.at_head else None
+            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait, scope)
             shared = (
                 shared_units(ledger, run.id, opts.shards)
                 if opts.shards > 1 and opts.job == "run" and ledger.engine.dialect.name == "postgresql"
                 else None
             )
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, shared)
+            hold: HoldChain | None = None
+            if settings.watch.enabled and not opts.at_head:
+                # The watcher observes too: a chain is observed by one of them at a time.
+                def hold(chain: str) -> Callable[[], None]:
+                    return lock.hold_chain(chain, opts.lock_timeout, opts.checkpoint)
+
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -336,6 +356,7 @@ class ChainRead:
     findings: tuple[Finding, ...] = ()
     coverage: Coverage = Coverage()
     units: UnitResult | None = None  # what the chain's units found (a run; None: a scan)
+    confirm: tuple[Confirmation, ...] = ()  # tentative breaks whose block is now confirmed
 
 
 def _failure_text(exc: BaseException, chain: str | None = None) -> str:
@@ -364,6 +385,8 @@ def read_one_chain(
     checkpoint: Callable[[], None] = lambda: None,
     units: UnitRunner | None = None,
     units_done: Callable[[], None] = lambda: None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
@@ -381,9 +404,14 @@ def read_one_chain(
                 finally:
                     units_done()
             else:
-                result, observed = read_chain(chain, settings, adapter, full)
+                result, observed = read_chain(chain, settings, adapter, full, at_head=at_head)
             checkpoint()
+            release = hold(chain.name) if hold is not None else None
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+            if release is not None and watched.behind_watch:
+                release()  # observed nothing: the watcher may go on while this run reads and writes
+            head = result.head if result.head is not None else observed.block.number
+            confirm = confirmable(chain, ledger, adapter, head)
         finally:
             sources = tuple(adapter.sources())
             adapter.close()
@@ -397,7 +425,9 @@ def read_one_chain(
     except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
         return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
     agreed = _agreement_coverage(chain, settings, full)
-    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed, units=found)
+    return ChainRead(
+        replace(result, sources=sources), observed, watched, coverage=agreed, units=found, confirm=confirm
+    )
 
 
 def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
@@ -450,6 +480,8 @@ def _read_chains(
     checkpoint: Callable[[], None],
     units: UnitRunner | None = None,
     units_done: Callable[[], None] = lambda: None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -471,7 +503,7 @@ def _read_chains(
                 continue
             adapters.append(adapter)
             futures[chain.name] = pool.submit(
-                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, units_done
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, units_done, at_head, hold
             )
         pending = set(futures.values())
         while pending:
@@ -499,6 +531,8 @@ def _reconcile(
     run: RunSummary,
     checkpoint: Callable[[], None],
     unit_runner: Callable[[Settings, HeldInputs], UnitRunner] | None = None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -523,7 +557,10 @@ def _reconcile(
     held = HeldInputs(UnitInputs(book, stored.wallets, stored.tokens, probes), len(settings.chains))
     del book, stored  # from here on only the units hold them, until every chain has read its own
     units = (unit_runner or local_units)(settings, held) if full else None
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, held.chain_done)
+    outcomes = _read_chains(
+        settings, ledger, adapter_for, full, checkpoint, units, held.chain_done, at_head, hold
+    )
+    confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
         result = outcome.result
@@ -607,6 +644,8 @@ def _reconcile(
             first_seen,
             writes=list(writes.values()),
             notes=checked.notes,
+            tentative=tentative_findings(settings, checked.findings, chain_results, surveilled),
+            confirm=confirm,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
         return _failed(ledger, run, exc, reason, chain_results, positions, unreconciled)

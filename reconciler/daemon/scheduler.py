@@ -377,7 +377,7 @@ class Daemon:
     # -------------------------------------------------------------- start and stop
 
     def start(self) -> None:
-        if not self.triggers:
+        if not self.triggers and not self.settings.watch.enabled:
             raise ValueError("nothing is scheduled")
         now = datetime.now(self.tz)
         # First what died with an earlier process (reaped and re-run, once), then the schedule.
