@@ -249,7 +249,7 @@ def test_a_slow_chain_delays_no_other_chains_alert(
             daemon.wait_for_line(r"event=watch_judged chain=slow", seconds=30)
 
             def slowly(request: Any, response: Any) -> Any:
-                time.sleep(4)
+                time.sleep(9)  # far longer than a watched alert takes, even on a loaded machine
                 return response
 
             proxy.on("eth_getBlockByNumber", slowly)  # the head answers at once; judging it crawls
@@ -264,7 +264,7 @@ def test_a_slow_chain_delays_no_other_chains_alert(
             mined = time.monotonic()
             wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == tx], "the eth theft", seconds=15)
             took = time.monotonic() - mined
-            assert took < 3.5, f"the eth theft waited {took:.1f}s on the slow chain"
+            assert took < 6, f"the eth theft waited {took:.1f}s on the slow chain"
             still = sum("event=watch_judged chain=slow" in line for line in daemon.lines())
             assert still == slow_judged, "the slow chain's head was still being judged meanwhile"
         finally:
@@ -322,7 +322,7 @@ def test_a_slow_scheduled_run_delays_no_watched_alert(
             daemon.wait_for_line(r"event=job_fired job=run", seconds=30)  # the catch-up run, done
 
             def slowly(request: Any, response: Any) -> Any:
-                time.sleep(3)
+                time.sleep(8)  # far longer than a watched alert takes, even on a loaded machine
                 return response
 
             proxy.on("eth_getBalance", slowly)  # the run's balance reads of the slow chain crawl
@@ -338,7 +338,7 @@ def test_a_slow_scheduled_run_delays_no_watched_alert(
             mined = time.monotonic()
             wait_for(lambda: [t for t in _thefts(receiver) if t["tx_hash"] == tx], "the eth theft", seconds=15)
             took = time.monotonic() - mined
-            assert took < 2.5, f"the eth theft waited {took:.1f}s on the scheduled run"
+            assert took < 5, f"the eth theft waited {took:.1f}s on the scheduled run"
             assert sum("event=job_fired job=run" in line for line in daemon.lines()) == fired, "still running"
         finally:
             proxy.reset()
