@@ -19,7 +19,7 @@ import sqlalchemy
 from chains.evm.devnet import Devnet
 from tests.conftest import Scenario
 from tests.integration.daemons import DaemonProcess, scheduled_runs, wait_for
-from tests.integration.helpers import load, make_custody, new_address
+from tests.integration.helpers import closed_port_url, load, make_custody, new_address
 from tests.integration.rpcproxy import RpcProxy
 
 pytestmark = pytest.mark.postgres
@@ -60,7 +60,11 @@ class Fleet:
         custody = make_custody(devnet, scenario, proxies[0].url, rpc_retries=0, rpc_timeout=60)
         for i in range(EXTRA_WALLETS):
             scenario.add_wallet(f"x{i:02d}", "eth", new_address(), "futures")
-        scenario.extra = f'\n[schedule]\ntimezone = "UTC"\nrun = "1h"\nshards = {shards}\n'
+        scenario.extra = (
+            f'\n[schedule]\ntimezone = "UTC"\nrun = "1h"\nshards = {shards}\n'
+            # nothing listens there: the alerts stay queued, where the test counts them
+            f'\n[[alerts.webhooks]]\nurl = "{closed_port_url()}/hook"\nmin_severity = "error"\n'
+        )
         config = scenario.write()
         load(cli, config)
         extra = custody.book([("x05", "USDC", "1", "deposit")], name="planted.csv")
@@ -134,6 +138,8 @@ def test_daemons_share_a_firing_each_unit_done_once_one_document_one_set_of_brea
     assert _scalar(fleet.url, 'SELECT count(*) FROM "break"') == 1
     assert _scalar(fleet.url, "SELECT count(*) FROM break_event WHERE event = 'opened'") == 1
     assert cli("--config", str(fleet.configs[0]), "breaks", "verify-audit").code == 0
+    # Alerts queued once: one break.opened for the one break, whatever the daemons.
+    assert _scalar(fleet.url, "SELECT count(*) FROM alert_outbox WHERE event = 'break.opened'") == 1
     # The same inputs run in one process give the same positions.
     local = cli("--config", str(fleet.direct), "run", "--json")
     assert json.loads(local.stdout)["positions"] == doc["positions"]
