@@ -62,3 +62,27 @@ def test_audit_bench_verifies_a_bulk_written_trail_on_both_engines() -> None:
     for backend in ("sqlite", "postgres"):
         assert figures[f"{backend}_2000"]["records"] == 2000
         assert figures[f"{backend}_2000"]["records_per_s"] > 0
+
+
+def test_bench_huge_reports_the_fleet_figures_at_tiny_sizes() -> None:
+    """`--huge` at two tiny sizes: every size measured, the issue-23 figures computed, each
+    target printed (the real sizes take ~25 minutes: make bench BENCH_ARGS=--huge). About 20 s:
+    a dozen whole CLI processes per size (init, three imports, loads, two runs) is the point."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--huge", "--huge-n", "40", "--huge-n", "200", "--reps", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(doc) == {"huge", "summary", "targets"}
+    for n in ("40", "200"):
+        fig = doc["huge"][n]
+        assert "failed" not in fig, proc.stderr[-3000:]
+        assert fig["positions"] == 4 * int(n)
+        for key in ("floor_multicall_s", "wallets_import_s", "books_import_s", "run_s", "run_unchanged_s",
+                    "run_rss_mb", "run_unchanged_rss_mb"):  # fmt: skip
+            assert math.isfinite(fig[key]) and fig[key] > 0, (key, fig)
+    summary = doc["summary"]
+    for key in ("marginal_vs_floor", "run_rss_mb_200", "run_unchanged_vs_floor_200", "wallets_import_s_200"):
+        assert math.isfinite(summary[key]), (key, summary)
+    assert "marginal_vs_floor (target 2.0)" in proc.stderr
