@@ -47,6 +47,8 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 	if [ -z "$(BENCH_ARGS)" ]; then $(BIN)/python -m benchmarks.audit_bench; fi
+	if [ -z "$(BENCH_ARGS)" ]; then $(BIN)/python -m benchmarks.shards_bench; fi
+	if [ -z "$(BENCH_ARGS)" ]; then $(BIN)/python -m benchmarks.watch_bench; fi
 
 lint: setup
 	$(BIN)/ruff check reconciler chains tests benchmarks

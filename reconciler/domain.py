@@ -272,6 +272,7 @@ class BreakRecord:
     resolved_run_id: str | None
     times_seen: int
     decimals: int | None = None  # the asset's, as the ledger last knew them
+    tentative: bool = False  # found in a block short of its chain's confirmations, not yet confirmed
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:
         "last_run_id": b.last_run_id,
         "resolved_run_id": b.resolved_run_id,
         "times_seen": b.times_seen,
+        "tentative": b.tentative,
     }
 
 

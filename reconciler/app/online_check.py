@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from chains.base import ChainAdapter
-from reconciler.app.run import chain_failure, issuer_control_queries, read_chain
+from reconciler.app.run import chain_failure, read_chain
+from reconciler.app.units import issuer_control_queries
 from reconciler.bootstrap import adapter_for
 from reconciler.domain import BlockRef, SegClass
 from reconciler.engine.wallets import ERC3643_FREEZE_VIEW

@@ -1,11 +1,15 @@
-"""One reconciliation run: record it -> hold the ledger -> pin a block per chain and read the
-chains (all at once, one thread each) -> load books -> engine -> persist in one transaction.
+"""One reconciliation run: record it -> hold the ledger -> load books and baselines -> pin a
+block per chain and read the chains (all at once, one thread each), each chain's wallets in units
+(reconciler.app.units: a chunk of wallets read and judged at the pin; in this process, or shared
+by daemons: reconciler.app.shards) -> the chain-wide passes -> persist in one transaction.
 
 Invariants: a run exists in the ledger from its first step, so a failure anywhere later (an
 exception, SIGINT/SIGTERM, a database gone) still leaves it recorded as incomplete with the
 reason; at most one run observes chains and writes to a ledger at a time (the ledger's writer
 lock, held from before the pin to after the write), so a later pin is always written after an
-earlier one; a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
+earlier one — beside the daemon's watcher, whose runs (one chain each, pinned at its head) hold
+only their chain's lock, which a run holds too while it observes that chain (see
+reconciler.ledger.locks); a chain that could not be read (node down, wrong chain id, wrong decimals, reorg
 that would not settle) contributes no positions and resolves none of its breaks; book
 balances that no configured wallet x asset covers are reported, never silently dropped; the
 exit code is 2 for an incomplete run, else 1 when a break of severity error or critical is
@@ -25,23 +29,36 @@ from datetime import datetime
 from typing import Any
 
 from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
+from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
+from reconciler.app.tentative import confirmable, tentative_findings
+from reconciler.app.units import (
+    UNIT_PASSES,
+    HeldInputs,
+    UnitInputs,
+    UnitResult,
+    UnitRunner,
+    chunk_wallets,
+    chunks,
+    issuer_control_queries,
+    merged,
+    read_unit,
+    wallet_probes,
+)
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
-from reconciler.engine.passes import PASSES, SCAN_PASSES, ChainObservations, Coverage, RunObservations, run_passes
-from reconciler.engine.passes import positions as all_positions
+from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
 from reconciler.engine.surveillance import Movement
-from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
-from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger import executions_store
-from reconciler.ledger.runs import Baselines, ChainResult, NewBaselines, RunSummary
+from reconciler.ledger.runs import Baselines, ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
-from reconciler.walletconfig import FreezeQuery
+from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+HoldChain = Callable[[str], Callable[[], None]]  # a chain's surveillance lock, held; returns its release
 Render = Callable[["RunReport"], dict[str, Any]]
 REORG_RETRIES = 2
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -73,6 +90,13 @@ class RunOptions:
     # writing): raises to stop the run, e.g. on a signal whose first raise was swallowed (see
     # reconciler.interrupt).
     checkpoint: Callable[[], None] = lambda: None
+    # A scheduled run on PostgreSQL with shards above 1 is split into (chain, shard) units that
+    # other daemons help with (reconciler.app.shards); else its units run here, one by one.
+    shards: int = 1
+    # The daemon's watcher (reconciler.daemon.watch): only these chains, each pinned at the
+    # node's head rather than ``confirmations`` below it (findings short of them are tentative).
+    chains: tuple[str, ...] | None = None
+    at_head: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +147,14 @@ def read_chain(
     adapter: ChainAdapter,
     full: bool = True,
     probes: Mapping[str, Sequence[str]] | None = None,
+    at_head: bool = False,
 ) -> tuple[ChainResult, ChainObservations]:
     """Read everything a run needs of one chain at one pinned block — balances, each wallet's
     configuration, its approvers' delegations, the issuer controls on its collateral; raise
     ChainError if the node is not the configured chain or a token is not what the
     configuration says. Reads that raced a reorg of the pin are thrown away and made again.
-    Not ``full`` (a scan): only the pin and the tokens' decimals."""
+    Not ``full`` (a scan): only the pin and the tokens' decimals. ``at_head`` (the watcher):
+    the pin is the node's head."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainError(
@@ -143,7 +169,7 @@ def read_chain(
     token_addresses = [a.address for a in tokens if a.address is not None]
     freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
     for _attempt in range(REORG_RETRIES + 1):
-        block = adapter.pin(chain.confirmations)
+        block = adapter.pin(0 if at_head else chain.confirmations)
         failure: ChainError | None = None
         observed: ChainObservations | None = None
         try:
@@ -177,29 +203,70 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def issuer_control_queries(
-    tokens: Sequence[AssetSettings], wallets: Sequence[WalletSettings]
-) -> tuple[list[FreezeQuery], list[str], list[tuple[str, str]]]:
-    """What to read of the issuer controls at a pin: each wallet's freeze flag of every token
-    with a ``freeze_check`` or ``issuer_standard = "erc3643"`` (``isFrozen``; one read when both
-    name it), ``paused()`` of those with ``pause_check`` or ERC-3643, and each wallet's
-    ``getFrozenTokens`` of each ERC-3643 token."""
-    freezes: list[FreezeQuery] = []
-    pauses: list[str] = []
-    frozen: list[tuple[str, str]] = []
-    for a in tokens:
-        if a.address is None:
-            continue
-        erc3643 = a.erc3643
-        views = [a.freeze_check] if a.freeze_check else []
-        if erc3643 and ERC3643_FREEZE_VIEW not in views:
-            views.append(ERC3643_FREEZE_VIEW)
-        freezes += [FreezeQuery(a.address, w.address, view) for view in views for w in wallets]
-        if a.pause_check or erc3643:
-            pauses.append(a.address)
-        if erc3643:
-            frozen += [(a.address, w.address) for w in wallets]
-    return freezes, pauses, frozen
+def local_units(settings: Settings, held: HeldInputs) -> UnitRunner:
+    """The units of a chain run one after another in this process, a chunk of wallets each."""
+
+    def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
+        inputs = held.get()
+        found = []
+        for part in chunks(settings.wallets_on(chain.name), chunk_wallets()):
+            checkpoint()
+            found.append(read_unit(chain, settings, adapter, block, part, inputs))
+        return merged(found)
+
+    return run
+
+
+def read_chain_in_units(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    units: UnitRunner,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> tuple[ChainResult, ChainObservations, UnitResult]:
+    """A run's read of one chain: the pin, taken once, then the units, each reading and judging
+    its wallets at that pin; the observations handed to the chain-wide passes carry every
+    wallet's balance (the flow check) and the configurations first seen by a unit. Raise
+    ChainError as ``read_chain`` does; units that raced a reorg of the pin are made again."""
+    node_chain_id = adapter.chain_id()
+    if node_chain_id != chain.chain_id:
+        raise ChainError(
+            f"the node reports chain id {node_chain_id} but chains.{chain.name}.chain_id = "
+            f"{chain.chain_id}: is rpc_urls pointing at the right network?"
+        )
+    tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
+    token_addresses = [a.address for a in tokens if a.address is not None]
+    for _attempt in range(REORG_RETRIES + 1):
+        block = adapter.pin(chain.confirmations)
+        failure: ChainError | None = None
+        found: UnitResult | None = None
+        observed: ChainObservations | None = None
+        try:
+            _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
+            found = units(chain, adapter, block, checkpoint)
+            # The tokens' own implementations, once per chain: a token no baseline covers is
+            # recorded first seen by this run.
+            implementations = adapter.issuer_controls([], [], token_addresses, block, []).implementations
+            observed = ChainObservations(
+                chain=chain.name,
+                block=block,
+                balances={(p.wallet, p.asset): p.onchain for p in found.positions},
+                wallet_configs={c.wallet: c for c in found.first_seen},
+                controls=IssuerControls(block.number, implementations=implementations),
+            )
+        except ChainError as exc:
+            failure = exc
+        if not _reorged(adapter, block):
+            if failure is not None:
+                raise failure
+            assert observed is not None and found is not None
+            sources = tuple(adapter.sources())
+            result = ChainResult(
+                chain.name, node_chain_id, block, adapter.read_path, None, sources, head=adapter.pinned_head
+            )
+            return result, observed, found
+        log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
+    raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
 def _check_decimals(tokens: Sequence[AssetSettings], actual: Sequence[int], block: BlockRef) -> None:
@@ -232,12 +299,27 @@ def run_reconciliation(
     settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, options: RunOptions | None = None
 ) -> RunReport:
     opts = options or RunOptions()
+    if opts.chains is not None:
+        settings = replace(settings, chains={n: c for n, c in settings.chains.items() if n in opts.chains})
     run, lock = ledger.begin_run(opts.trigger, opts.job, opts.scheduled_for, opts.rerun_of)
     log.info("event=run_started run_id=%s trigger=%s job=%s", run.id, opts.trigger, opts.job)
     try:
         try:
-            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait)
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint)
+            # A watcher's run (one chain, at its head) holds its chain's lock, not the ledger's.
+            scope = opts.chains if opts.at_head else None
+            ledger.hold_ledger(run.id, lock, opts.lock_timeout, opts.on_wait, scope)
+            shared = (
+                shared_units(ledger, run.id, opts.shards)
+                if opts.shards > 1 and opts.job == "run" and ledger.engine.dialect.name == "postgresql"
+                else None
+            )
+            hold: HoldChain | None = None
+            if settings.watch.enabled and not opts.at_head:
+                # The watcher observes too: a chain is observed by one of them at a time.
+                def hold(chain: str) -> Callable[[], None]:
+                    return lock.hold_chain(chain, opts.lock_timeout, opts.checkpoint)
+
+            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold)
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -273,6 +355,8 @@ class ChainRead:
     surveilled: ChainSurveillance | None = None
     findings: tuple[Finding, ...] = ()
     coverage: Coverage = Coverage()
+    units: UnitResult | None = None  # what the chain's units found (a run; None: a scan)
+    confirm: tuple[Confirmation, ...] = ()  # tentative breaks whose block is now confirmed
 
 
 def _failure_text(exc: BaseException, chain: str | None = None) -> str:
@@ -292,17 +376,6 @@ def chain_failure(chain: str, exc: ChainError) -> str:
     return f"{text}{' ' if text.endswith('?') else '; '}see [chains.{chain}] rpc_urls"
 
 
-def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> dict[str, list[str]]:
-    """Per wallet address, the addresses whose owners/modules mapping entries are read at the
-    pin: its approvers, and every address an observed execution wrote an entry for."""
-    written = executions_store.written_entries(ledger, chain.name)
-    return {
-        w.address: sorted({*w.approvers, *written.get(w.name, ())})
-        for w in settings.wallets_on(chain.name)
-        if w.approvers or w.name in written
-    }
-
-
 def read_one_chain(
     chain: ChainSettings,
     settings: Settings,
@@ -310,17 +383,35 @@ def read_one_chain(
     adapter: ChainAdapter,
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
+    units: UnitRunner | None = None,
+    units_done: Callable[[], None] = lambda: None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> ChainRead:
     """Read one chain and observe its movements since its checkpoint; closes the adapter. Any
     failure leaves the chain unread with the reason, never clean; endpoints that disagree
-    (cross-checked reads) also yield source_disagreement findings."""
+    (cross-checked reads) also yield source_disagreement findings. A run (``full``) reads and
+    judges the chain's wallets in ``units``."""
     sources: tuple[tuple[str, str | None], ...] = ()
+    found: UnitResult | None = None
     try:
         try:
             checkpoint()
-            result, observed = read_chain(chain, settings, adapter, full, wallet_probes(chain, settings, ledger))
+            if full:
+                assert units is not None
+                try:
+                    result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
+                finally:
+                    units_done()
+            else:
+                result, observed = read_chain(chain, settings, adapter, full, at_head=at_head)
             checkpoint()
+            release = hold(chain.name) if hold is not None else None
             watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+            if release is not None and watched.behind_watch:
+                release()  # observed nothing: the watcher may go on while this run reads and writes
+            head = result.head if result.head is not None else observed.block.number
+            confirm = confirmable(chain, ledger, adapter, head)
         finally:
             sources = tuple(adapter.sources())
             adapter.close()
@@ -334,7 +425,9 @@ def read_one_chain(
     except Exception as exc:  # noqa: BLE001 - any failure makes the chain unread, never clean
         return ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc, chain.name), sources))
     agreed = _agreement_coverage(chain, settings, full)
-    return ChainRead(replace(result, sources=sources), observed, watched, coverage=agreed)
+    return ChainRead(
+        replace(result, sources=sources), observed, watched, coverage=agreed, units=found, confirm=confirm
+    )
 
 
 def _agreement_coverage(chain: ChainSettings, settings: Settings, full: bool) -> Coverage:
@@ -380,7 +473,15 @@ def disagreement_findings(chain: ChainSettings, settings: Settings, exc: SourceD
 
 
 def _read_chains(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, full: bool, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    full: bool,
+    checkpoint: Callable[[], None],
+    units: UnitRunner | None = None,
+    units_done: Callable[[], None] = lambda: None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> dict[str, ChainRead]:
     """Every chain read at the same time, one thread each: a slow or dead chain holds up no
     other, and the read phase lasts as long as the slowest chain. The calling thread waits in
@@ -398,9 +499,12 @@ def _read_chains(
                 adapter = adapter_for(chain)
             except Exception as exc:  # noqa: BLE001 - a chain that cannot even be set up is unread
                 outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
+                units_done()
                 continue
             adapters.append(adapter)
-            futures[chain.name] = pool.submit(read_one_chain, chain, settings, ledger, adapter, full, checkpoint)
+            futures[chain.name] = pool.submit(
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, units_done, at_head, hold
+            )
         pending = set(futures.values())
         while pending:
             checkpoint()
@@ -421,7 +525,14 @@ def _read_chains(
 
 
 def _reconcile(
-    settings: Settings, ledger: Ledger, adapter_for: AdapterFactory, run: RunSummary, checkpoint: Callable[[], None]
+    settings: Settings,
+    ledger: Ledger,
+    adapter_for: AdapterFactory,
+    run: RunSummary,
+    checkpoint: Callable[[], None],
+    unit_runner: Callable[[Settings, HeldInputs], UnitRunner] | None = None,
+    at_head: bool = False,
+    hold: HoldChain | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -431,7 +542,25 @@ def _reconcile(
     surveilled: dict[str, ChainSurveillance] = {}
     read_findings: list[Finding] = []
     read_coverage = Coverage()
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint)
+    found: list[UnitResult] = []  # what the units of each chain read found, in chain order
+    # Books and baselines as the ledger holds them when the run begins: every unit judges
+    # against the same ones.
+    try:
+        book = ledger.book_balances() if full else {}
+        stored = ledger.baselines() if full else Baselines({}, {}, {})
+        probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()} if full else {}
+    except LedgerError as exc:
+        return _failed(ledger, run, exc, None, [], [], [])
+    unreconciled = unreconciled_books(settings, book) if full else []
+    no_books = full and not book  # a key per wallet x asset with any entry, even one summing to 0
+    token_baselines = stored.tokens
+    held = HeldInputs(UnitInputs(book, stored.wallets, stored.tokens, probes), len(settings.chains))
+    del book, stored  # from here on only the units hold them, until every chain has read its own
+    units = (unit_runner or local_units)(settings, held) if full else None
+    outcomes = _read_chains(
+        settings, ledger, adapter_for, full, checkpoint, units, held.chain_done, at_head, hold
+    )
+    confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
         result = outcome.result
@@ -442,6 +571,8 @@ def _reconcile(
             log.error("event=chain_failed run_id=%s chain=%s reason=%r", run.id, chain.name, result.error)
             continue
         read[chain.name] = outcome.observed
+        if outcome.units is not None:
+            found.append(outcome.units)
         surveilled[chain.name] = outcome.surveilled
         log.info(
             "event=chain_read run_id=%s chain=%s block=%d hash=%s read_path=%s observed=%d reorged=%d sources=%s",
@@ -473,26 +604,31 @@ def _reconcile(
         for name, cs in surveilled.items()
     )
     try:
-        book = ledger.book_balances() if full else {}
-        unreconciled = unreconciled_books(settings, book) if full else []
         for u in unreconciled:
             log.warning(
                 "event=unreconciled_books run_id=%s wallet=%s asset=%s amount=%d", run.id, u.wallet, u.asset, u.amount
             )
-        stored = ledger.baselines() if full else Baselines({}, {}, {})
-        first_seen = _first_seen_baselines(read, stored) if full else NewBaselines()
+        first_seen = _first_seen_baselines(read, token_baselines) if full else NewBaselines()
+        # The chain-wide passes judge movements and executions: no books, no wallet baselines.
         observations = RunObservations(
             settings=settings,
-            book=book,
+            book={},
             chains=read,
-            baselines={**stored.wallets, **{(c.chain, c.wallet): c for c, _ in first_seen.wallets}},
-            token_baselines={**stored.tokens, **{(ch, i.token): i for ch, i in first_seen.tokens}},
             surveillance={name: cs.inputs for name, cs in surveilled.items()},
             orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
-        positions = all_positions(observations) if full else []
-        checked = run_passes(observations, PASSES if full else SCAN_PASSES)
+        positions = [p for f in found for p in f.positions]
+        # The units judged each wallet (balances, configurations, issuer controls); the
+        # chain-wide passes (surveillance, flows, executions) judge every chain once. Findings
+        # keep the order of a run in one piece: pass by pass, chain by chain.
+        wide = run_passes(observations, SCAN_PASSES)
+        unit_findings = [x for i in range(len(UNIT_PASSES)) for f in found for x in f.findings[i]]
+        checked = PassResult(
+            (*unit_findings, *wide.findings),
+            Coverage(parts=(*(f.coverage for f in found), wide.coverage)),
+            wide.notes,
+        )
         decimals = {a.name: a.decimals for a in settings.assets.values()}
         checkpoint()
         summary, breaks = ledger.finish_run(
@@ -508,18 +644,11 @@ def _reconcile(
             first_seen,
             writes=list(writes.values()),
             notes=checked.notes,
+            tentative=tentative_findings(settings, checked.findings, chain_results, surveilled),
+            confirm=confirm,
         )
     except Exception as exc:  # noqa: BLE001 - a run that exists always ends recorded, never clean
-        what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
-        detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
-        reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
-        log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
-        try:
-            ledger.abandon_run(run.id, reason)
-        except LedgerError:
-            log.error("event=run_unrecorded run_id=%s", run.id)
-        summary = replace(run, status="incomplete", reason=reason, exit_code=2)
-        return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
+        return _failed(ledger, run, exc, reason, chain_results, positions, unreconciled)
     log.info(
         "event=run_finished run_id=%s status=%s breaks=%d exit_code=%s",
         run.id,
@@ -534,24 +663,44 @@ def _reconcile(
         tuple(breaks),
         tuple(unreconciled),
         scans=scans,
-        no_books=full and not book,  # a key per wallet x asset with any entry, even one summing to 0
+        no_books=no_books,
     )
 
 
-def _first_seen_baselines(read: Mapping[str, ChainObservations], stored: Baselines) -> NewBaselines:
+def _failed(
+    ledger: Ledger,
+    run: RunSummary,
+    exc: Exception,
+    reason: str | None,
+    chain_results: Sequence[ChainResult],
+    positions: Sequence[Position],
+    unreconciled: Sequence[UnreconciledBook],
+) -> RunReport:
+    """The run recorded incomplete after a failure of its own (the database, a bug)."""
+    what = "database failed during the run" if isinstance(exc, LedgerError) else "the run failed"
+    detail = str(exc) if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
+    reason = f"{what}: {detail}" + (f"; {reason}" if reason else "")
+    log.error("event=run_failed run_id=%s reason=%r", run.id, reason)
+    try:
+        ledger.abandon_run(run.id, reason)
+    except LedgerError:
+        log.error("event=run_unrecorded run_id=%s", run.id)
+    summary = replace(run, status="incomplete", reason=reason, exit_code=2)
+    return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
+
+
+def _first_seen_baselines(
+    read: Mapping[str, ChainObservations], tokens_stored: Mapping[tuple[str, str], object]
+) -> NewBaselines:
     """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
-    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one."""
-    wallets = tuple(
-        (config, chain.block.hash)
-        for chain in read.values()
-        for config in chain.wallet_configs.values()
-        if (chain.chain, config.wallet) not in stored.wallets
-    )
+    reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one.
+    A chain's observations carry only the wallet configurations its units found first seen."""
+    wallets = tuple((config, chain.block.hash) for chain in read.values() for config in chain.wallet_configs.values())
     tokens = tuple(
         (chain.chain, impl)
         for chain in read.values()
         if chain.controls is not None
         for impl in chain.controls.implementations
-        if (chain.chain, impl.token) not in stored.tokens
+        if (chain.chain, impl.token) not in tokens_stored
     )
     return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)")

@@ -4,7 +4,9 @@ Invariants: observation starts where the last scan stopped (its checkpoint, numb
 or, the first time, at ``start_block`` (default: this pin: nothing before it is claimed to be
 observed); a checkpoint that is no longer canonical is walked back to the highest stored
 checkpoint still canonical, movements stored on orphaned blocks are marked reorged (kept as
-evidence) and the new branch is observed; a range the node cannot serve raises, so the chain is
+evidence) and the new branch is observed; with [watch] a checkpoint above the pin (the watcher
+observed up to the head) is the range already observed, and nothing is observed again; a range
+the node cannot serve raises, so the chain is
 unread and the checkpoint stays where it was; the flow check runs only over a window the scans
 covered in full (the previous complete run's pin at or after the first checkpoint).
 """
@@ -15,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from chains.base import ChainAdapter
+from chains.base import ChainAdapter, ObservedRange
 from reconciler.domain import BlockRef
 from reconciler.engine import initiators
 from reconciler.engine.executions import (
@@ -58,6 +60,7 @@ class ChainSurveillance:
     from_block: int
     to_block: int
     executions: ExecutionInputs | None = None
+    behind_watch: bool = False  # the daemon's watcher had observed beyond the pin: nothing observed
 
     def with_matches(self) -> store.SurveillanceWrite:
         """The write, with each new outflow carrying the instruction it consumed (if any)."""
@@ -90,7 +93,7 @@ def surveil_chain(
     orphaned_hashes: set[str] = set()
     if stored:
         latest_number, latest_hash = stored[0]
-        if latest_number > pin.number:
+        if latest_number > pin.number and not settings.watch.enabled:
             raise ChainError(
                 f"chain {chain.name}: the pinned block {pin.number} is below the checkpoint {latest_number} "
                 "a scan already reached: the node lags behind the one scanned before (or confirmations grew)"
@@ -123,7 +126,17 @@ def surveil_chain(
         start = since
     tokens = [a.address for a in assets if a.address is not None]
     approvers = sorted({a for w in wallets for a in w.approvers})
-    observed = adapter.observe([w.address for w in wallets], tokens, since, pin, approvers)
+    # With [watch] the watcher observes up to the node's head: a scheduled scan or run pinned
+    # ``confirmations`` below it finds its range already observed (and judged) and observes
+    # nothing; the checkpoint stays where the watcher put it.
+    # (a checkpoint at the pin counts too: the watcher judged up to it, at that very block, and
+    # judges what comes after it; this run, observing nothing, holds nothing up.)
+    ahead = settings.watch.enabled and bool(stored) and since.number >= pin.number
+    observed = (
+        ObservedRange([])
+        if ahead
+        else adapter.observe([w.address for w in wallets], tokens, since, pin, approvers)
+    )
     observations = _classified(adapter, observed.observations, settings, chain)
     new = tuple(movements_for(observations, wallets, assets))
 
@@ -171,7 +184,9 @@ def surveil_chain(
             "event=instruction_invalid chain=%s id=%s problems=%r", chain.name, instruction.id, "; ".join(problems)
         )
     consumed = {i: tx for i, tx in store.consumed(ledger, chain.name).items() if not _consumed_by_orphan(tx, orphaned)}
-    pairs = _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
+    # Behind the watcher, standing allowances are the watcher's to read (at the head): read at a
+    # lower pin they could resolve a break the watcher just opened, and it would open again.
+    pairs = [] if ahead else _allowance_pairs(settings, chain.name, store.approval_pairs(ledger, chain.name), new)
     allowances = (
         dict(zip(pairs, adapter.allowances(_allowance_queries(settings, pairs), pin), strict=True)) if pairs else {}
     )
@@ -199,20 +214,22 @@ def surveil_chain(
         allowances=allowances,
         flow=flow,
         issuer_outflows=store.issuer_outflows(ledger, chain.name),
+        resolves=not ahead,
     )
     judged_executions = execution_inputs(
         chain, settings, ledger, adapter, pinned, observed.executions, tuple(observed.unchecked), orphaned_hashes
     )
     write = store.SurveillanceWrite(
         chain=chain.name,
-        checkpoint=pin,
+        checkpoint=since if ahead else pin,
         start=start,
         orphaned=frozenset(orphaned_hashes),
         observed=len(new),
         reorged=len(orphaned),
         executions=execution_records(judged_executions),
     )
-    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, pin.number, judged_executions)
+    to_block = since.number if ahead else pin.number
+    return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, to_block, judged_executions, ahead)
 
 
 def execution_inputs(

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from reconciler.app.run import AdapterFactory, read_chain, wallet_probes
+from reconciler.app.run import AdapterFactory, read_chain
+from reconciler.app.units import wallet_probes
 from reconciler.domain import BlockRef
 from reconciler.engine.wallets import FieldChange, compare_config
 from reconciler.errors import ChainError, ConfigError, chain_message

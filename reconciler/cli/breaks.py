@@ -73,7 +73,7 @@ def _break_docs_table(docs: Sequence[dict[str, Any]], title: str | None = None) 
                 short[d["id"]],
                 d["severity"],
                 d["kind"],
-                d["status"],
+                f"{d['status']} tentative" if d.get("tentative") and d["status"] != "resolved" else d["status"],
                 d["chain"],
                 d["wallet"],
                 amount(d),
@@ -148,7 +148,12 @@ def breaks_show(ctx: typer.Context, break_id: str, json_out: JsonFlag = False) -
         [
             ("break", brk.id),
             ("kind", f"{brk.key.kind.value} ({brk.severity.value})"),
-            ("status", brk.status.value),
+            (
+                "status",
+                f"{brk.status.value}, tentative: its block does not have the chain's confirmations yet"
+                if brk.tentative and brk.status.value != "resolved"
+                else brk.status.value,
+            ),
             ("chain", brk.key.chain),
             ("wallet", brk.key.wallet),
             ("asset", brk.key.asset),

@@ -13,18 +13,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from reconciler.cli.common import JsonFlag, _emit_json, _settings, err, info, open_ledger, out
 from reconciler.cli.tables import say, shown
 from reconciler.errors import ReconcilerError
+from reconciler.inputs.settings import Settings
 from reconciler.interrupt import Interrupted, interruptible
 
 if TYPE_CHECKING:  # the scheduler, metrics and the ledger are imported when a command runs
-    pass
+    from reconciler.ledger.watch_store import WatchedHead
 
 alerts_app = typer.Typer(help="Alerts queued for webhooks.", no_args_is_help=True)
 
@@ -35,16 +37,21 @@ def daemon(ctx: typer.Context) -> None:
     incomplete) with exit 0. Alerts are delivered beside the jobs, never in their way. Several
     instances may share one PostgreSQL ledger: each firing runs exactly once, and a firing whose
     process died is run again, once."""
+    from chains.evm.adapter import EvmAdapter
+    from reconciler.app.run import RunReport
+    from reconciler.bootstrap import adapter_for
     from reconciler.daemon.metrics import Metrics
     from reconciler.daemon.scheduler import STOP_WITHIN, Daemon, JobOutcome
+    from reconciler.daemon.watch import watchers
     from reconciler.daemon.workers import DeliveryWorker
     from reconciler.ledger import daemon_store
 
     settings = _settings(ctx)
     jobs = [j for j in ("run", "scan", "segregation_statement") if getattr(settings.schedule, j)]
-    if not jobs:
+    if not jobs and not settings.watch.enabled:
         raise ReconcilerError(
-            'nothing is scheduled: set [schedule] run, scan or segregation_statement (e.g. run = "*/5 * * * *")'
+            'nothing is scheduled: set [schedule] run, scan or segregation_statement (e.g. run = "*/5 * * * *"), '
+            "or [watch] enabled = true"
         )
     ledger = open_ledger(settings)
     guard_file = daemon_store.DaemonGuard(ledger)
@@ -56,6 +63,18 @@ def daemon(ctx: typer.Context) -> None:
     if server is not None:
         info.print(f"metrics at {server.url}")
     delivery = DeliveryWorker(settings, metrics)
+
+    def watched(report: RunReport) -> None:
+        delivery.wake()  # a watched head's alerts go out now
+        changed = any(report.run.id in (b.last_run_id, b.resolved_run_id) for b in report.breaks)
+        if report.run.status == "complete" and changed:  # the open-break gauges, when they moved
+            observed = open_ledger(settings)
+            try:
+                metrics.refresh_from_ledger(observed)
+            finally:
+                observed.close()
+
+    watch = watchers(settings, adapter_for, EvmAdapter.from_settings, metrics, watched)
 
     def after(outcome: JobOutcome) -> None:
         if outcome.run_id is None:
@@ -69,8 +88,10 @@ def daemon(ctx: typer.Context) -> None:
             observed.close()
         delivery.wake()  # what the job queued goes out now, from the worker's thread
 
-    runner = Daemon(settings, after_job=after, workers=[delivery])
-    info.print(f"daemon: {', '.join(jobs)} on schedule ({settings.schedule.timezone}); SIGTERM or Ctrl-C stops it")
+    runner = Daemon(settings, after_job=after, workers=[delivery, *watch])
+    following = f"; following the head of {', '.join(settings.chains)}" if watch else ""
+    scheduled = f"{', '.join(jobs)} on schedule ({settings.schedule.timezone})" if jobs else "nothing scheduled"
+    info.print(f"daemon: {scheduled}{following}; SIGTERM or Ctrl-C stops it")
     stopped_by = int(signal.SIGTERM)
     told = time.monotonic()
     try:
@@ -150,8 +171,8 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """For a process supervisor or a load balancer: exit 0 when the last run of every scheduled
     job finished complete within twice its interval and no alert has waited for delivery longer
     than [alerts] max_pending_age (5 minutes), 1 otherwise, saying why."""
-    from reconciler.daemon.health import HealthReport, assess, assess_alerts
-    from reconciler.ledger import daemon_store
+    from reconciler.daemon.health import HealthReport, assess, assess_alerts, assess_watch, scheduled_jobs
+    from reconciler.ledger import daemon_store, watch_store
     from reconciler.ledger.trail import destination_of
 
     settings = _settings(ctx)
@@ -160,11 +181,18 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         last = daemon_store.last_finished_runs(ledger)
         # Alerts of the webhooks configured now (a removed webhook's alerts wait for its return).
         backlog = daemon_store.alert_backlog(ledger, {destination_of(w.url) for w in settings.webhooks})
+        watched = watch_store.watched_heads(ledger) if settings.watch.enabled else {}
     finally:
         ledger.close()
+    node_heads = _node_heads(settings) if settings.watch.enabled else {}
     now = datetime.now(UTC)
-    report = assess(settings.schedule, last, now)
+    if settings.watch.enabled and not scheduled_jobs(settings.schedule):
+        report = HealthReport(True)  # following the head only: nothing scheduled to fall behind
+    else:
+        report = assess(settings.schedule, last, now)
     late = assess_alerts(backlog, settings.alert_max_pending_age, now)
+    if settings.watch.enabled:
+        late += assess_watch(settings.chains, watched, node_heads, settings.watch.max_lag, now)
     if late:
         report = HealthReport(False, [*report.problems, *late])
     oldest = backlog.oldest_created_at
@@ -177,6 +205,7 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
                     "backlog": backlog.pending,
                     "oldest_pending_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
                 },
+                **({"watch": _watch_doc(settings, watched, node_heads, now)} if settings.watch.enabled else {}),
             }
         )
     else:
@@ -184,3 +213,36 @@ def health(ctx: typer.Context, json_out: JsonFlag = False) -> None:
             say(err, shown(problem))
         out.print("healthy" if report.ok else "UNHEALTHY")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _watch_doc(
+    settings: Settings, watched: Mapping[str, WatchedHead], node_heads: Mapping[str, int | None], now: datetime
+) -> dict[str, Any]:
+    """Per chain: the watched head, the node's head as read now (null: no answer) and how long
+    ago the watcher was last caught up (null: never watched)."""
+    doc: dict[str, Any] = {}
+    for chain in settings.chains:
+        head = watched.get(chain)
+        doc[chain] = {
+            "watched_head": head.block.number if head else None,
+            "node_head": node_heads.get(chain),
+            "caught_up_seconds_ago": round((now - head.caught_up_at).total_seconds(), 1) if head else None,
+        }
+    return doc
+
+
+def _node_heads(settings: Settings) -> dict[str, int | None]:
+    """Each chain's head as its node answers now (None where it does not answer: the head the
+    watcher last read stands in)."""
+    from chains.evm.adapter import EvmAdapter
+
+    heads: dict[str, int | None] = {}
+    for chain in settings.chains.values():
+        adapter = EvmAdapter.from_settings(chain)
+        try:
+            heads[chain.name] = adapter.head()
+        except Exception:  # noqa: BLE001 - an unreachable node: judged by what the watcher last read
+            heads[chain.name] = None
+        finally:
+            adapter.close()
+    return heads

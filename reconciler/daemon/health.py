@@ -4,7 +4,8 @@ Invariant: healthy only when every job named in ``[schedule]`` has a last run th
 and finished no longer ago than twice the job's interval — never "all clear" for a job that never
 ran, ran incomplete, or fell behind; a schedule that names no job is not healthy either (nothing
 would be watched); and no alert has waited for delivery longer than ``[alerts]
-max_pending_age``. Pure: the caller reads the last runs and the alert backlog, this module
+max_pending_age``; with ``[watch]``, no chain's watched head is behind the node's head for longer
+than ``[watch] max_lag``. Pure: the caller reads the last runs and the alert backlog, this module
 judges them at ``now``.
 
 The interval of "30s", "10m", "1h" is that duration. The interval of a cron expression is the
@@ -29,6 +30,7 @@ from reconciler.inputs.config import schedule_interval
 from reconciler.inputs.settings import ScheduleSettings
 from reconciler.ledger.daemon_store import AlertBacklog
 from reconciler.ledger.runs import RunSummary
+from reconciler.ledger.watch_store import WatchedHead
 
 JOBS = ("run", "scan", "segregation_statement")
 # How far back to look for a cron expression's last fire time; an expression rarer than that
@@ -160,6 +162,44 @@ def assess_alerts(backlog: AlertBacklog, max_age: timedelta, now: datetime) -> l
         f"{backlog.oldest_attempts} attempt(s)) for {_span(waited)}, more than [alerts] max_pending_age "
         f"{_span(max_age)}{last}"
     ]
+
+
+def assess_watch(
+    chains: Iterable[str],
+    watched: Mapping[str, WatchedHead],
+    node_heads: Mapping[str, int | None],
+    max_lag: timedelta,
+    now: datetime,
+) -> list[str]:
+    """The problems of following the head at ``now``: a chain whose watcher has not been caught
+    up with the node's head for more than ``max_lag`` — behind it (the node's head read now by
+    the caller; None: the node did not answer, the head the watcher last read stands in), or
+    not known to be caught up because nobody looked (a stopped daemon, a node it cannot reach)
+    — or that was never watched."""
+    problems = []
+    for chain in chains:
+        head = watched.get(chain)
+        if head is None:
+            problems.append(f"watch: chain {chain}: no head watched yet (is the daemon running with [watch]?)")
+            continue
+        node = node_heads.get(chain)
+        node_head = max(node if node is not None else head.node_head, head.node_head)
+        behind = node_head - head.block.number
+        lag = max(now - head.caught_up_at, timedelta(0))
+        if lag <= max_lag:
+            continue
+        if behind > 0:
+            problems.append(
+                f"watch: chain {chain}: the watched head {head.block.number} is {behind} block(s) behind the node's "
+                f"head {node_head}, last caught up {_span(lag)} ago, more than [watch] max_lag {_span(max_lag)}"
+            )
+        else:  # nothing known to be missed, but no one has looked: the watcher is stopped or cut off
+            problems.append(
+                f"watch: chain {chain}: the watcher last saw it was caught up (head {head.block.number}) "
+                f"{_span(lag)} ago, more than [watch] max_lag {_span(max_lag)}: is the daemon running, and can it "
+                "reach the node?"
+            )
+    return problems
 
 
 def _when(at: datetime) -> str:

@@ -27,6 +27,7 @@ from reconciler.redaction import redact_rpc_url
 
 # A run takes seconds on a small setup and minutes on thousands of wallets.
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class MetricsServer:
@@ -115,6 +116,17 @@ class Metrics:
             "How long the oldest undelivered alert has waited (0 when none waits).",
             registry=r,
         )
+        self.detection_latency = Histogram(
+            "reconciler_detection_latency_seconds",
+            "Following the head: from the daemon's first sight of a block at the node to the enqueue of "
+            "the alert of a break found in it.",
+            ["chain"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.watch_head = Gauge(
+            "reconciler_watch_head", "Following the head: the newest block judged on each chain.", ["chain"], registry=r
+        )
         self._break_labels: set[tuple[str, str]] = set()
 
     # -------------------------------------------------------------- recording
@@ -177,6 +189,12 @@ class Metrics:
 
     def set_blocks_behind(self, chain: str, blocks: int) -> None:
         self.chain_blocks_behind_head.labels(chain=chain).set(max(blocks, 0))
+
+    def watched(self, chain: str, block: int) -> None:
+        self.watch_head.labels(chain=chain).set(block)
+
+    def detected(self, chain: str, seconds: float) -> None:
+        self.detection_latency.labels(chain=chain).observe(max(seconds, 0.0))
 
     def rpc_error(self, chain: str, endpoint: str) -> None:
         """One failed RPC request; the endpoint is shown as scheme://host[:port] whatever is passed."""

@@ -48,6 +48,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.app.documents import break_doc, run_doc, scan_doc
 from reconciler.app.run import RunOptions, run_reconciliation
+from reconciler.app.shards import help_firing, sharded
 from reconciler.bootstrap import adapter_for, open_ledger, valuation_reader_for
 from reconciler.daemon.workers import Worker
 from reconciler.errors import ReconcilerError
@@ -156,14 +157,26 @@ def execute_job(
                 checkpoint=checkpoint,
                 render=render,
                 rerun_of=rerun_of,
+                shards=settings.schedule.shards,
             )
             result = run_reconciliation(settings, ledger, adapter_for, options)
             run, code = result.run, result.exit_code
     except FiringTaken:
         why = "re-run by another instance" if rerun_of else "claimed by another instance"
+        if job == "run" and sharded(settings, ledger):
+            # The firing is shared: help with its units (the claimant assembles the run).
+            try:
+                done = help_firing(settings, ledger, adapter_for, job, scheduled_for, checkpoint)
+            finally:
+                ledger.close()
+            why = f"{why}; {done} of its units done here"
+        else:
+            ledger.close()
         return JobOutcome(job, scheduled_for, "skipped", None, why, rerun_of)
-    finally:
+    except BaseException:
         ledger.close()
+        raise
+    ledger.close()
     outcome = {0: "complete", 1: "breaks"}.get(code, "incomplete")
     return JobOutcome(job, scheduled_for, outcome, run.id, run.reason, rerun_of)
 
@@ -364,7 +377,7 @@ class Daemon:
     # -------------------------------------------------------------- start and stop
 
     def start(self) -> None:
-        if not self.triggers:
+        if not self.triggers and not self.settings.watch.enabled:
             raise ValueError("nothing is scheduled")
         now = datetime.now(self.tz)
         # First what died with an earlier process (reaped and re-run, once), then the schedule.

@@ -198,6 +198,8 @@ def surveillance_pass(obs: RunObservations) -> PassResult:
     for chain, inputs in obs.surveillance.items():
         for check in (*SURVEILLANCE_CHECKS, *ISSUER_CHECKS):
             findings.extend(check(inputs))
+        if not inputs.resolves:
+            continue  # followed beyond this pin: the watcher resolves what it judges there
         wallets, assets = [w.name for w in inputs.wallets], [a.name for a in inputs.assets]
         judged = _span(BreakKind.UNEXPECTED_INFLOW, chain, wallets, assets)
         coverage |= Coverage(surveillance_coverage(inputs) | issuer_coverage(inputs), spans=(judged,))

@@ -400,6 +400,7 @@ class SurveillanceInputs:
     - ``flow``: None when there is no previous complete run to compare with.
     - ``issuer_outflows``: (wallet, asset, tx hash) of the issuer outflows observed by earlier
       runs, so that one whose transaction the books now carry resolves its break.
+    - ``resolves``: False when the chain is followed beyond this pin (see the field).
     """
 
     chain: str
@@ -416,6 +417,10 @@ class SurveillanceInputs:
     allowances: Mapping[AllowanceKey, int] | None = None
     flow: FlowWindow | None = None
     issuer_outflows: frozenset[tuple[str, str, str]] = frozenset()  # (wallet, asset, tx hash) stored before
+    # False behind the daemon's watcher (it judged beyond this pin, at the head): what the
+    # watcher judges there (unbooked inflows, allowances, issuer outflows) is left for it to
+    # resolve; a lower pin's "not found" would resolve what it just found, and it would open again.
+    resolves: bool = True
 
     def __post_init__(self) -> None:
         for m in self.movements:

@@ -139,4 +139,5 @@ def _record(row: BreakRow) -> BreakRecord:
         resolved_run_id=row.resolved_run_id,
         times_seen=row.times_seen,
         decimals=row.decimals,
+        tentative=bool(row.tentative),
     )

@@ -28,6 +28,41 @@ class JobFiring(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("job", "scheduled_for", name="ux_job_firing"),)
 
 
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"  # a RunUnit's status
+
+
+class RunUnit(SQLModel, table=True):
+    """One (chain, shard) of a sharded run: its pin, which wallets (count and digest), who
+    holds it and since when, and what it found (``result``, JSON) or why it failed."""
+
+    __tablename__ = "run_unit"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", max_length=36)
+    chain: str = Field(max_length=64)
+    shard: int
+    shards: int
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    wallets: int
+    wallets_digest: str = Field(max_length=64)
+    status: str = Field(default=PENDING, max_length=16)
+    attempts: int = 0
+    host: str | None = Field(default=None, max_length=255)
+    pid: int | None = None
+    proc_start: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    elapsed_ms: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "chain", "shard", name="ux_run_unit"),
+        Index("ix_run_unit_run_status", "run_id", "status"),
+    )
+
+
 class OutboxRow(SQLModel, table=True):
     """An alert waiting for (or done with) delivery to one webhook. Written in the same
     transaction as the change it announces, so no alert is lost to a crash; delivered at least

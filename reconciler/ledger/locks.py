@@ -2,8 +2,12 @@
 
 Invariants: at most one run (or scan) observes chains and writes its findings to one ledger
 at a time, so a later pin is always written after an earlier one and no run plans against
-breaks another run is changing; the lock dies with its holder's process (a PostgreSQL session
-advisory lock, or an flock on SQLite), so a killed run never blocks the next one; a run is
+breaks another run is changing — but for the daemon's watcher (reconciler.daemon.watch): per
+chain, whoever observes the chain's blocks and moves its checkpoint holds that chain's lock (a
+watcher's run holds only its chain's, never the ledger's, so a slow run or another chain never
+holds a watched head up; a run holds a chain's while it observes it, and to the end when it
+did observe new blocks); the locks die with their holder's process (PostgreSQL session
+advisory locks, or flocks on SQLite), so a killed run never blocks the next one; a run is
 judged abandoned only when its process is provably gone.
 
 PostgreSQL: advisory locks are per database, so the keys are derived from current_schema():
@@ -59,13 +63,91 @@ def process_alive(pid: int, started: str | None) -> bool:
     return now is None or now == started
 
 
+def _chain_key(chain: str) -> int:
+    """A signed 32-bit key for one chain's watch lock."""
+    return zlib.crc32(chain.encode()) - 2**31
+
+
 def _run_key(run_id: str) -> int:
     """A signed 32-bit key for one run's liveness lock."""
     return zlib.crc32(run_id.encode()) - 2**31
 
 
+class ChainLock:
+    """One chain's surveillance lock: whoever observes the chain's blocks and moves its
+    checkpoint holds it — the daemon's watcher of that chain for each head it judges, and a run
+    while it observes that chain (reconciler.app.run). Its own connection or file, so the
+    threads that read chains in parallel each hold their own."""
+
+    def __init__(self, engine: Engine, sqlite_path: Path | None, chain: str) -> None:
+        self.engine = engine
+        self.sqlite_path = sqlite_path
+        self.chain = chain
+        self._conn: Connection | None = None
+        self._file: IO[bytes] | None = None
+        self._held = False
+
+    def try_acquire(self) -> bool:
+        if self._held:
+            return True
+        if self.engine.dialect.name == "postgresql":
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            got = self._conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :scope), :k)"),
+                {"scope": "/chain", "k": _chain_key(self.chain)},
+            ).scalar_one()
+            self._conn.commit()
+            self._held = bool(got)
+        elif self.sqlite_path is None:
+            self._held = True
+        else:
+            if self._file is None:
+                name = f"{self.sqlite_path.name}.chain-{_chain_key(self.chain) & 0xFFFFFFFF:08x}.lock"
+                self._file = open(self.sqlite_path.with_name(name), "ab")  # noqa: SIM115
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+            except BlockingIOError:
+                self._held = False
+        return self._held
+
+    def acquire(self, timeout: float, should_stop: Callable[[], None] = lambda: None) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.try_acquire():
+            should_stop()
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"chain {self.chain} is being observed by the daemon's watcher (waited {timeout:g}s)")
+            time.sleep(POLL_SECONDS)
+
+    def release(self) -> None:
+        self._held = False
+        _close_session(self._conn)
+        self._conn = None
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+
+
+def _close_session(conn: Connection | None) -> None:
+    """Ending the session releases every lock it holds; a pooled connection outlives close(),
+    so unlock explicitly, or drop the session."""
+    if conn is None:
+        return
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock_all()"))
+        conn.commit()
+        conn.close()
+    except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
+        conn.invalidate()
+        conn.close()
+
+
 class RunLock:
-    """Held for the life of one run: its liveness marker first, the ledger's writer lock next."""
+    """Held for the life of one run: its liveness marker first, the ledger's writer lock next
+    (a watcher's run: its chain's lock instead), and the chain locks it takes while it runs."""
 
     def __init__(self, engine: Engine, sqlite_path: Path | None) -> None:
         self.engine = engine
@@ -73,6 +155,7 @@ class RunLock:
         self._conn: Connection | None = None
         self._file: IO[bytes] | None = None
         self._on_release: list[Callable[[], None]] = []
+        self._chains: tuple[ChainLock, ...] | None = None  # a watcher's run: its chain's lock
 
     def on_release(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` when the run ends (`release`): what else lives as long as the run (its
@@ -94,7 +177,15 @@ class RunLock:
 
     # --------------------------------------------------------------- the writer lock
 
-    def acquire(self, timeout: float, on_wait: Callable[[], None]) -> None:
+    def acquire(
+        self, timeout: float, on_wait: Callable[[], None], chains: tuple[str, ...] | None = None
+    ) -> None:
+        """The ledger's writer lock; with ``chains`` (a watcher's run) those chains' locks
+        instead, so that watchers of different chains, and a run that is not observing their
+        chain, never wait on each other."""
+        if chains is not None:
+            self._chains = tuple(ChainLock(self.engine, self.sqlite_path, c) for c in chains)
+            self.on_release(self._release_chains)
         deadline = time.monotonic() + timeout
         waited = False
         while not self._try():
@@ -105,7 +196,24 @@ class RunLock:
                 raise LockTimeout(LEDGER_HELD)
             time.sleep(POLL_SECONDS)
 
+    def hold_chain(self, chain: str, timeout: float, should_stop: Callable[[], None]) -> Callable[[], None]:
+        """Wait (at most ``timeout`` seconds) for ``chain``'s lock and hold it until the run
+        ends, or until the returned function is called."""
+        held = ChainLock(self.engine, self.sqlite_path, chain)
+        held.acquire(timeout, should_stop)
+        self.on_release(held.release)
+        return held.release
+
+    def _release_chains(self) -> None:
+        for lock in self._chains or ():
+            lock.release()
+
     def _try(self) -> bool:
+        if self._chains is not None:
+            if all(lock.try_acquire() for lock in self._chains):
+                return True
+            self._release_chains()  # none held while waiting: two runs never hold one each
+            return False
         if self.engine.dialect.name == "postgresql":
             if self._conn is None:
                 self._conn = self.engine.connect()
@@ -128,16 +236,8 @@ class RunLock:
         """Ending the session or closing the file releases every lock it holds."""
         while self._on_release:
             self._on_release.pop()()
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                # A pooled connection outlives close(): unlock explicitly, or drop the session.
-                conn.execute(text("SELECT pg_advisory_unlock_all()"))
-                conn.commit()
-                conn.close()
-            except Exception:  # noqa: BLE001 - whatever failed, the session must not keep the locks
-                conn.invalidate()
-                conn.close()
+        conn, self._conn = self._conn, None
+        _close_session(conn)
         if self._file is not None:
             try:
                 self._file.close()

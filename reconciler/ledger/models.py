@@ -151,6 +151,11 @@ class BreakRow(SQLModel, table=True):
     resolved_at: datetime | None = None
     times_seen: int = 1
     decimals: int | None = None  # the asset's, so amounts display even after it left the config
+    # Found in a block short of its chain's confirmations (the watcher): True until that block
+    # (the evidence block) is confirmed, then False; None for a break never tentative.
+    tentative: bool | None = None
+    evidence_block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    evidence_block_hash: str | None = Field(default=None, max_length=66)
 
     __table_args__ = (
         Index(
@@ -276,6 +281,19 @@ class ScanCheckpoint(SQLModel, table=True):
     recorded_at: datetime
 
     __table_args__ = (Index("ix_scan_checkpoint_chain", "chain", "block_number"),)
+
+
+class WatchHead(SQLModel, table=True):
+    """Per chain, the newest block the daemon's watcher judged and the node's head as it last
+    read it; ``caught_up_at``: the last time the two were equal (what `health` measures)."""
+
+    __tablename__ = "watch_head"
+    chain: str = Field(primary_key=True, max_length=200)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+    block_hash: str = Field(max_length=66)
+    node_head: int = Field(sa_column=Column(BigInteger, nullable=False))
+    caught_up_at: datetime
+    updated_at: datetime
 
 
 class ExecutionRow(SQLModel, table=True):

@@ -90,6 +90,16 @@ class NewBaselines:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A tentative break whose evidence block has reached its chain's confirmations and is
+    still canonical (checked against the node by the run that confirms it)."""
+
+    break_id: str
+    block: BlockRef
+    confirmations: int
+
+
 class FiringTaken(LedgerError):
     """Another daemon instance claimed this scheduled firing first: skip it."""
 
@@ -204,11 +214,20 @@ class RunsMixin(LedgerBase):
         lock.on_release(heartbeat.stop)
         return _run_summary(run), lock
 
-    def hold_ledger(self, run_id: str, lock: RunLock, timeout: float, on_wait: Callable[[], None]) -> None:
-        """Wait, at most ``timeout`` seconds, for the ledger's writer lock; a run that gives up
-        is recorded incomplete ("another run holds the ledger") and LedgerError is raised."""
+    def hold_ledger(
+        self,
+        run_id: str,
+        lock: RunLock,
+        timeout: float,
+        on_wait: Callable[[], None],
+        chains: tuple[str, ...] | None = None,
+    ) -> None:
+        """Wait, at most ``timeout`` seconds, for the ledger's writer lock (with ``chains``, a
+        watcher's run: shared, and those chains' locks; see reconciler.ledger.locks); a run that
+        gives up is recorded incomplete ("another run holds the ledger") and LedgerError is
+        raised."""
         try:
-            lock.acquire(timeout, on_wait)
+            lock.acquire(timeout, on_wait, chains)
         except LockTimeout:
             reason = f"{LEDGER_HELD} (waited {timeout:g}s); try again when it has finished"
         except SQLAlchemyError as exc:
@@ -232,9 +251,17 @@ class RunsMixin(LedgerBase):
         baselines: NewBaselines | None = None,
         writes: Sequence[RunWrite] = (),
         notes: Mapping[BreakKey, str] | None = None,
+        tentative: Mapping[BreakKey, BlockRef] | None = None,
+        confirm: Sequence[Confirmation] = (),
     ) -> tuple[RunSummary, list[BreakRecord]]:
         """Write everything the run found in one transaction and return the breaks to report:
         every break active after the run, plus those this run resolved.
+
+        A finding whose key is in ``tentative`` opens a tentative break, its evidence block
+        (short of its chain's confirmations) recorded with it; each of ``confirm`` whose break is
+        still tentative and active is confirmed. A tentative break resolved because its movement
+        or execution was reorged away (its key has a note, see reconciler.engine.passes) is
+        retracted: resolved, with a ``retracted`` event instead of ``resolved``, never confirmed.
 
         The findings meet the breaks as they are inside this transaction (rows locked on
         PostgreSQL; SQLite's write lock is taken at BEGIN), never as an earlier read saw them:
@@ -307,6 +334,10 @@ class RunsMixin(LedgerBase):
                     times_seen=1,
                     decimals=decimals.get(f.key.asset) if f.key.asset else None,
                 )
+                evidence = (tentative or {}).get(f.key)
+                if evidence is not None:
+                    row.tentative = True
+                    row.evidence_block_number, row.evidence_block_hash = evidence.number, evidence.hash
                 s.add(row)
                 opened.append((row, f.detail))
             s.flush()  # break rows before the events that reference them (no ORM relationship orders them)
@@ -345,7 +376,24 @@ class RunsMixin(LedgerBase):
                 if block is not None:
                     row.block_number, row.block_hash = block.number, block.hash
                 why = (notes or {}).get(active.key, "not found by a run that checked it")
-                record(row, "resolved", why)
+                if row.tentative and notes is not None and active.key in notes:
+                    record(row, "retracted", f"reorged: {why}")
+                else:
+                    record(row, "resolved", why)
+            for confirmation in confirm:
+                held = existing.get(confirmation.break_id)
+                evidence = confirmation.block
+                if held is None or not held.tentative or held.status == BreakStatus.RESOLVED.value:
+                    continue
+                if (held.evidence_block_number, held.evidence_block_hash) != (evidence.number, evidence.hash):
+                    continue
+                held.tentative = False
+                record(
+                    held,
+                    "confirmed",
+                    f"block {evidence.number} ({evidence.hash}) has {confirmation.confirmations} confirmation(s) "
+                    "and is still canonical",
+                )
             s.flush()
             trail.record_break_events(s, self.alerts, changes, self.audit_key)
             after = list(s.scalars(select(BreakRow).where(col(BreakRow.status) != BreakStatus.RESOLVED.value)))

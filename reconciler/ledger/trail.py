@@ -34,6 +34,10 @@ from reconciler.ledger.daemon_models import AuditRow, OutboxRow
 from reconciler.ledger.models import BreakEvent, BreakRow, Run
 
 GENESIS = "0" * 64
+# Break events sent to webhooks (as ``break.<event>``); ``seen`` and ``acknowledged`` are only
+# audited. ``confirmed`` and ``retracted`` end a tentative break's wait (reconciler.daemon.watch).
+WATCH_JOB = "watch"  # the job name of the runs the daemon's watcher records
+ALERTED_EVENTS = ("opened", "escalated", "resolved", "confirmed", "retracted")
 # Records of this format carry their time and the full state of what they changed; records
 # without ``"v"`` were written before revision 0011 and verify by their hash only.
 FORMAT = 2
@@ -103,8 +107,9 @@ def _amount(value: int | None) -> str | None:
 
 
 def break_state(row: BreakRow) -> dict[str, Any]:
-    """Every column of a break row."""
-    return {
+    """Every column of a break row; the columns of revision 0015 (a tentative break's) only when
+    set, so a record written before them still says the whole row of a break never tentative."""
+    state = {
         "id": row.id,
         "key": row.key,
         "kind": row.kind,
@@ -127,6 +132,13 @@ def break_state(row: BreakRow) -> dict[str, Any]:
         "resolved_at": instant(row.resolved_at),
         "times_seen": row.times_seen,
     }
+    if row.tentative is not None:
+        state["tentative"] = bool(row.tentative)
+    if row.evidence_block_number is not None:
+        state["evidence_block_number"] = row.evidence_block_number
+    if row.evidence_block_hash is not None:
+        state["evidence_block_hash"] = row.evidence_block_hash
+    return state
 
 
 def event_state(ev: BreakEvent) -> dict[str, Any]:
@@ -216,16 +228,20 @@ def record_break_events(
     s: Session, setup: AlertSetup | None, changes: Sequence[BreakChange], key: bytes | None
 ) -> None:
     """Audit each change (one record per event row, naming it) and alert it: opened, escalated
-    and resolved breaks are alerted; a break merely seen again is only audited."""
+    and resolved breaks are alerted, and a tentative break confirmed or retracted; a break merely
+    seen again is only audited."""
     written = append(
         s, [(f"break.{c.event.event}", {"break": c.state, "event": event_state(c.event)}) for c in changes], key
     )
     for change, at in zip(changes, written, strict=True):
         change.event.audit_seq = at.seq
         event = change.event.event
-        if event in ("opened", "escalated", "resolved"):
+        if event in ALERTED_EVENTS:
             brk = change.record
-            enqueue(s, setup, f"break.{event}", brk.severity, break_alert(setup, f"break.{event}", brk))
+            body = break_alert(setup, f"break.{event}", brk)
+            if event == "retracted":
+                body["reason"] = "reorged"
+            enqueue(s, setup, f"break.{event}", brk.severity, body)
 
 
 def record_run_started(s: Session, run: Run, key: bytes | None) -> None:
@@ -235,9 +251,15 @@ def record_run_started(s: Session, run: Run, key: bytes | None) -> None:
 def record_run_outcome(s: Session, setup: AlertSetup | None, run: Run, key: bytes | None) -> Head:
     """The run's outcome as the trail's newest record, the head right after it stored on the
     run row, and the alerts: ``run.finished`` (with that head, to every webhook: a receiver
-    keeps an anchor outside the database) and ``run.incomplete`` when it is."""
+    keeps an anchor outside the database) and ``run.incomplete`` when it is; none for a watched
+    head's run."""
     [at] = append(s, [("run.finished", {"run": run_state(run)})], key)
     run.audit_seq, run.audit_hash = at.seq, at.hash
+    if run.job == WATCH_JOB:
+        # The watcher records a run per head it judges (every few seconds): its outcome is in the
+        # trail and `runs list`, but a webhook per block would drown the receivers; what it finds
+        # is alerted as breaks, and a watcher that falls behind shows in `health`.
+        return at
     if run.status == "incomplete":
         enqueue(s, setup, "run.incomplete", None, {"event": "run.incomplete", "run_id": run.id, "reason": run.reason})
     enqueue(

@@ -464,3 +464,26 @@ def test_a_populated_0012_ledger_upgrades_to_imported_wallets_with_every_row_int
     assert _rows(scenario.db_url) == before
     verified = cli("--config", str(config), "breaks", "verify-audit", "--json")
     assert verified.code == 0, verified.stdout
+def test_a_populated_0012_ledger_upgrades_to_tentative_breaks_and_its_trail_still_verifies(
+    cli: Any, scenario: Scenario
+) -> None:
+    config = _config(scenario)
+    _at_0008_with_a_trail(scenario.db_url)
+    engine = sqlalchemy.create_engine(scenario.db_url)
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0012")  # its breaks carried into the trail by 0011
+    result = cli("--config", str(config), "init", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["previous_version"] == 12
+    with engine.connect() as conn:
+        columns = conn.execute(
+            sqlalchemy.text("SELECT id, tentative, evidence_block_number, evidence_block_hash FROM break ORDER BY id")
+        ).all()
+        watched = conn.execute(sqlalchemy.text("SELECT count(*) FROM watch_head")).scalar_one()
+    engine.dispose()
+    assert [tuple(c) for c in columns] == [("k1", None, None, None), ("k2", None, None, None)]
+    assert watched == 0
+    verified = cli("--config", str(config), "breaks", "verify-audit")
+    assert verified.code == 0, verified.stdout + verified.stderr
+    listed = json.loads(cli("--config", str(config), "breaks", "list", "--all", "--json").stdout)
+    assert [b["tentative"] for b in listed["breaks"]] == [False, False], "a break from before was never tentative"

@@ -642,3 +642,18 @@ def test_every_check_has_one_signature_and_returns_findings_with_unique_keys() -
         BreakKind.UNAPPROVED_ALLOWANCE,
         BreakKind.UNEXPLAINED_BALANCE_CHANGE,
     }
+
+
+def test_behind_the_watcher_a_pin_judges_but_resolves_nothing_the_watcher_judges_there() -> None:
+    from reconciler.engine.passes import RunObservations, surveillance_pass
+
+    inflow = obs(frm=ALICE, to=W1_ADDR, tx=9)
+    key = BreakKey(BreakKind.UNEXPECTED_INFLOW, "eth", "w1", "USDC", _tx(31))  # one the watcher opened
+    judged = inputs(inflow)
+    behind = inputs(inflow, resolves=False)
+    settings: Any = None  # the surveillance pass reads only its inputs
+    both = surveillance_pass(RunObservations(settings, {}, {}, surveillance={"eth": judged}))
+    held = surveillance_pass(RunObservations(settings, {}, {}, surveillance={"eth": behind}))
+    assert key in both.coverage, "a run at the head resolves what it no longer finds"
+    assert key not in held.coverage
+    assert [f.key for f in held.findings] == [f.key for f in both.findings], "it still judges all it sees"

@@ -1,0 +1,304 @@
+"""A run of a chain as a sequence of units: chunks of its wallets, each read and judged at the
+chain's one pinned block.
+
+Invariants: the pin is taken once per chain per run, outside the units, and every unit reads
+at it; a unit covers a contiguous slice of the chain's wallets in configuration order, so the
+positions of the units taken in order are the chain's positions in the order a run in one
+piece lists them; a unit's findings and coverage name only its own wallets (a break of a wallet
+in another unit is neither found nor resolved by it); what needs every wallet of the chain (the
+transfer surveillance, its flow check, the execution checks) is not a unit's: the run judges it
+once per chain, from the balances and first-seen configurations the units hand back.
+
+The chunk is ``CHUNK_WALLETS`` wallets, or ``RECONCILER_CHUNK_WALLETS`` from the environment
+(tests make fleets larger than a chunk with a few wallets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from chains.base import BalanceQuery, ChainAdapter
+from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position, Severity
+from reconciler.engine.passes import (
+    ChainObservations,
+    Coverage,
+    RunObservations,
+    Span,
+    balance_pass,
+    positions,
+    wallet_pass,
+)
+from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
+from reconciler.ledger import executions_store
+from reconciler.ledger.store import Ledger
+from reconciler.walletconfig import FreezeQuery, TokenImplementation, WalletConfig
+
+# Reads and judges a chain's wallets, unit by unit, at its pinned block (in this process:
+# reconciler.app.run.local_units, or shared with other daemons: reconciler.app.shards);
+# ``checkpoint`` is called between units.
+UnitRunner = Callable[["ChainSettings", "ChainAdapter", BlockRef, Callable[[], None]], "UnitResult"]
+CHUNK_WALLETS = 5000
+CHUNK_ENV = "RECONCILER_CHUNK_WALLETS"
+UNIT_PASSES = (balance_pass, wallet_pass)  # the passes that judge a wallet from its own readings
+
+
+def chunk_wallets() -> int:
+    """Wallets per chunk: ``RECONCILER_CHUNK_WALLETS`` when set, else ``CHUNK_WALLETS``."""
+    raw = os.environ.get(CHUNK_ENV)
+    if raw is None or raw == "":
+        return CHUNK_WALLETS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{CHUNK_ENV} = {raw!r}: give a whole number of wallets, 1 or more")
+    return int(raw)
+
+
+def chunks(items: Sequence[WalletSettings], size: int) -> Iterator[Sequence[WalletSettings]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def shard_slice(wallets: Sequence[WalletSettings], shard: int, shards: int) -> Sequence[WalletSettings]:
+    """Shard ``shard`` (0-based) of ``shards``: a contiguous slice, the first ones one longer
+    when the wallets do not divide evenly; empty when there are more shards than wallets."""
+    size, extra = divmod(len(wallets), shards)
+    start = shard * size + min(shard, extra)
+    return wallets[start : start + size + (1 if shard < extra else 0)]
+
+
+def wallets_digest(wallets: Sequence[WalletSettings]) -> str:
+    """What a unit's wallets are, so a process whose configuration differs refuses the unit."""
+    text = "\n".join(f"{w.name}\t{w.chain}\t{w.address}" for w in wallets)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UnitResult:
+    """What one unit found: its positions (in order), its findings per unit pass, where it
+    looked, and the configurations of its wallets that no baseline covers yet (first seen)."""
+
+    positions: tuple[Position, ...] = ()
+    findings: tuple[tuple[Finding, ...], ...] = ((), ())  # one tuple per UNIT_PASSES entry
+    coverage: Coverage = Coverage()
+    first_seen: tuple[WalletConfig, ...] = ()
+
+
+
+def merged(results: Sequence[UnitResult]) -> UnitResult:
+    """The units of a chain, in order, as one: positions and first-seen configurations
+    concatenated, findings per pass, coverage kept as the units' parts (never copied)."""
+    if len(results) == 1:
+        return results[0]
+    return UnitResult(
+        tuple(p for r in results for p in r.positions),
+        tuple(tuple(f for r in results for f in r.findings[i]) for i in range(len(UNIT_PASSES))),
+        Coverage(parts=tuple(r.coverage for r in results)),
+        tuple(c for r in results for c in r.first_seen),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInputs:
+    """What every unit of a run judges against: the books and baselines as the ledger held them
+    when the run began, and the mapping entries to probe per wallet address."""
+
+    book: Mapping[tuple[str, str], int]
+    wallet_baselines: Mapping[tuple[str, str], WalletConfig]
+    token_baselines: Mapping[tuple[str, str], TokenImplementation]
+    probes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)  # chain -> address -> entries
+
+
+class HeldInputs:
+    """A run's UnitInputs, held while some chain still reads its units and let go once every
+    chain is done with them: the chain-wide passes that follow (the flow check holds the
+    previous run's balances) never run beside the whole fleet's books and baselines."""
+
+    def __init__(self, inputs: UnitInputs, chains: int) -> None:
+        self._inputs: UnitInputs | None = inputs
+        self._left = chains
+        self._lock = threading.Lock()
+
+    def get(self) -> UnitInputs:
+        with self._lock:
+            if self._inputs is None:
+                raise RuntimeError("the run's unit inputs were let go before every chain was read")
+            return self._inputs
+
+    def chain_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left <= 0:
+                self._inputs = None
+
+
+def issuer_control_queries(
+    tokens: Sequence[AssetSettings], wallets: Sequence[WalletSettings]
+) -> tuple[list[FreezeQuery], list[str], list[tuple[str, str]]]:
+    """What to read of the issuer controls at a pin: each wallet's freeze flag of every token
+    with a ``freeze_check`` or ``issuer_standard = "erc3643"`` (``isFrozen``; one read when both
+    name it), ``paused()`` of those with ``pause_check`` or ERC-3643, and each wallet's
+    ``getFrozenTokens`` of each ERC-3643 token."""
+    freezes: list[FreezeQuery] = []
+    pauses: list[str] = []
+    frozen: list[tuple[str, str]] = []
+    for a in tokens:
+        if a.address is None:
+            continue
+        erc3643 = a.erc3643
+        views = [a.freeze_check] if a.freeze_check else []
+        if erc3643 and ERC3643_FREEZE_VIEW not in views:
+            views.append(ERC3643_FREEZE_VIEW)
+        freezes += [FreezeQuery(a.address, w.address, view) for view in views for w in wallets]
+        if a.pause_check or erc3643:
+            pauses.append(a.address)
+        if erc3643:
+            frozen += [(a.address, w.address) for w in wallets]
+    return freezes, pauses, frozen
+
+
+def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> dict[str, list[str]]:
+    """Per wallet address, the addresses whose owners/modules mapping entries are read at the
+    pin: its approvers, and every address an observed execution wrote an entry for."""
+    written = executions_store.written_entries(ledger, chain.name)
+    return {
+        w.address: sorted({*w.approvers, *written.get(w.name, ())})
+        for w in settings.wallets_on(chain.name)
+        if w.approvers or w.name in written
+    }
+
+
+def read_unit(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    block: BlockRef,
+    wallets: Sequence[WalletSettings],
+    inputs: UnitInputs,
+) -> UnitResult:
+    """Read ``wallets`` (one chunk) at ``block`` — balances, configurations, their approvers'
+    delegations, the issuer controls on their collateral — and judge them (UNIT_PASSES)."""
+    assets = settings.assets_on(chain.name)
+    tokens = [a for a in assets if a.address is not None]
+    token_addresses = [a.address for a in tokens if a.address is not None]
+    pairs = [(w, a) for w in wallets for a in assets]
+    queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
+    values = adapter.balances(queries, block) if queries else []
+    chain_probes = inputs.probes.get(chain.name, {})
+    probes = {w.address: chain_probes[w.address] for w in wallets if w.address in chain_probes}
+    configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block, probes)
+    approvers = sorted({a for w in wallets for a in w.approvers})
+    freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
+    observed = ChainObservations(
+        chain=chain.name,
+        block=block,
+        balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
+        wallet_configs={c.wallet: c for c in configs},
+        delegations=adapter.delegations(approvers, block),
+        controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
+    )
+    return judge_unit(chain, settings, wallets, observed, inputs)
+
+
+def judge_unit(
+    chain: ChainSettings,
+    settings: Settings,
+    wallets: Sequence[WalletSettings],
+    observed: ChainObservations,
+    inputs: UnitInputs,
+) -> UnitResult:
+    """The unit passes over one chunk's readings: the run's settings narrowed to the chunk's
+    wallets, so a pass sees (and covers) those wallets only."""
+    part = replace(settings, wallets={w.name: w for w in wallets})
+    known = inputs.wallet_baselines
+    stored = {(chain.name, w.name): known[(chain.name, w.name)] for w in wallets if (chain.name, w.name) in known}
+    first_seen = tuple(c for c in observed.wallet_configs.values() if (chain.name, c.wallet) not in stored)
+    tokens = dict(inputs.token_baselines)
+    if observed.controls is not None:
+        # A token no baseline covers is judged against itself: first seen by this run.
+        for impl in observed.controls.implementations:
+            tokens.setdefault((chain.name, impl.token), impl)
+    obs = RunObservations(
+        settings=part,
+        book=inputs.book,
+        chains={chain.name: observed},
+        baselines={**stored, **{(c.chain, c.wallet): c for c in first_seen}},
+        token_baselines=tokens,
+    )
+    results = [check(obs) for check in UNIT_PASSES]
+    coverage = Coverage()
+    for r in results:
+        coverage |= r.coverage
+    return UnitResult(tuple(positions(obs)), tuple(r.findings for r in results), coverage, first_seen)
+
+
+# ---------------------------------------------------------------- a unit's result as stored
+
+
+def result_to_json(result: UnitResult) -> str:
+    """A unit's result as a sharded firing keeps it in the ledger until the run is assembled."""
+
+    def spans(c: Coverage) -> Iterator[Span]:
+        yield from c.spans
+        for part in c.parts:
+            yield from spans(part)
+
+    def keys(c: Coverage) -> Iterator[BreakKey]:
+        yield from c.keys
+        for part in c.parts:
+            yield from keys(part)
+
+    doc: dict[str, Any] = {
+        "positions": [[p.wallet, p.asset, str(p.book), str(p.onchain)] for p in result.positions],
+        "findings": [[_finding(f) for f in per_pass] for per_pass in result.findings],
+        "spans": [
+            [s.kind.value, s.chain, sorted(s.wallets), sorted(s.assets, key=lambda a: (a is None, a or "")), s.any_tx]
+            for s in spans(result.coverage)
+        ],
+        "keys": [_key(k) for k in keys(result.coverage)],
+        "first_seen": [c.to_json() for c in result.first_seen],
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def result_from_json(text: str, chain: str, settings: Settings) -> UnitResult:
+    doc = json.loads(text)
+    decimals = {a.name: a.decimals for a in settings.assets.values()}
+    return UnitResult(
+        positions=tuple(
+            Position(chain, wallet, asset, decimals[asset], int(book), int(onchain))
+            for wallet, asset, book, onchain in doc["positions"]
+        ),
+        findings=tuple(tuple(_finding_from(f) for f in per_pass) for per_pass in doc["findings"]),
+        coverage=Coverage(
+            keys=frozenset(_key_from(k) for k in doc["keys"]),
+            spans=tuple(
+                Span(BreakKind(kind), span_chain, frozenset(wallets), frozenset(assets), bool(any_tx))
+                for kind, span_chain, wallets, assets, any_tx in doc["spans"]
+            ),
+        ),
+        first_seen=tuple(WalletConfig.from_json(c) for c in doc["first_seen"]),
+    )
+
+
+def _key(k: BreakKey) -> list[Any]:
+    return [k.kind.value, k.chain, k.wallet, k.asset, k.tx_hash]
+
+
+def _key_from(raw: Sequence[Any]) -> BreakKey:
+    kind, chain, wallet, asset, tx_hash = raw
+    return BreakKey(BreakKind(kind), chain, wallet, asset, tx_hash)
+
+
+def _finding(f: Finding) -> list[Any]:
+    return [_key(f.key), f.severity.value, None if f.amount is None else str(f.amount), f.detail]
+
+
+def _finding_from(raw: Sequence[Any]) -> Finding:
+    key, severity, amount, detail = raw
+    return Finding(_key_from(key), Severity(severity), None if amount is None else int(amount), detail)
