@@ -519,42 +519,35 @@ def traced_blocks(
             if move.source in wanted or move.target in wanted:
                 by_tx.setdefault(move.tx_hash, []).append(move)
         for tx in header.transactions:
-            for move in by_tx.get(tx, []):
-                out.append(
-                    Observation(
-                        chain=chain,
-                        block_number=header.number,
-                        block_hash=header.hash,
-                        block_time=header.timestamp,
-                        tx_hash=tx,
-                        kind=MovementKind.NATIVE,
-                        token=None,
-                        from_address=checksum(move.source),
-                        to_address=checksum(move.target),
-                        amount=move.value,
-                        trace_position=move.position,
-                    )
-                )
+            native, fee = MovementKind.NATIVE, MovementKind.FEE
+            for m in by_tx.get(tx, []):
+                out.append(_observation(chain, header, tx, native, m.source, m.target, m.value, m.position))
             if fees.get(tx):
-                out.append(
-                    Observation(
-                        chain=chain,
-                        block_number=header.number,
-                        block_hash=header.hash,
-                        block_time=header.timestamp,
-                        tx_hash=tx,
-                        kind=MovementKind.FEE,
-                        token=None,
-                        from_address=checksum(trace.senders[tx]),
-                        to_address=ZERO_ADDRESS,
-                        amount=fees[tx],
-                        trace_position=FEE_POSITION,
-                    )
-                )
+                sender = trace.senders[tx]
+                out.append(_observation(chain, header, tx, fee, sender, ZERO_ADDRESS, fees[tx], FEE_POSITION))
     log.info(
         "event=native_traced chain=%s blocks=%d traced=%d observed=%d", chain, len(numbers), len(traceable), len(out)
     )
     return TracedBlocks(out, {h.number: h for h in traceable}, traces)
+
+
+def _observation(
+    chain: str, header: _Header, tx: str, kind: MovementKind, source: str, target: str, amount: int, position: str
+) -> Observation:
+    """A native movement or a fee of ``tx`` in the traced block ``header``."""
+    return Observation(
+        chain=chain,
+        block_number=header.number,
+        block_hash=header.hash,
+        block_time=header.timestamp,
+        tx_hash=tx,
+        kind=kind,
+        token=None,
+        from_address=checksum(source),
+        to_address=checksum(target),
+        amount=amount,
+        trace_position=position,
+    )
 
 
 def scan_native(
