@@ -268,8 +268,9 @@ def balances_of(s: Session, run_id: str, chain: str) -> dict[tuple[str, str], in
         .order_by(col(RunChain.snapshot_seq))
     )
     found: dict[tuple[str, str], int] = {}
+    names: dict[str, str] = {}  # one string per name: each row brings its own (as books do)
     for wallet, asset, onchain in s.execute(query):
-        found[(wallet, asset)] = int(onchain)
+        found[(names.setdefault(wallet, wallet), names.setdefault(asset, asset))] = int(onchain)
     if len(found) != (rc.positions or 0):
         raise LedgerError(
             f"run {run_id} on {chain}: {len(found)} positions rebuilt from the ledger, but the run recorded "
