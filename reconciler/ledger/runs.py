@@ -8,6 +8,7 @@ status and its audit record) are written in one transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import uuid
@@ -33,6 +34,7 @@ from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name
 from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
 from reconciler.walletconfig import TokenImplementation, WalletConfig
 
+_BASELINE_BATCH = 5000  # wallet baselines per executemany
 _ExitCode = Callable[[str, Sequence[BreakRecord]], int]
 
 
@@ -525,9 +527,10 @@ def _claim_lost_firing(s: Session, job: str, scheduled_for: datetime, lost_run: 
 
 def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> None:
     now = _now()
-    # Plain rows in one executemany, in order (the newest id per wallet is its baseline): a
-    # first run at 10,000 wallets records 10,000 of them.
-    wallet_rows = [
+    # Plain rows, one executemany per batch, in order (the newest id per wallet is its
+    # baseline): a first run at 100,000 wallets records 100,000 of them, which as one list of
+    # dicts (and SQLAlchemy's parameters for it) held ~200 MB at once.
+    wallet_rows = (
         {
             "chain": config.chain,
             "wallet": config.wallet,
@@ -541,9 +544,9 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
             "run_id": run_id,
         }
         for config, block_hash in baselines.wallets
-    ]
-    if wallet_rows:
-        s.execute(insert(WalletBaseline), wallet_rows)
+    )
+    while batch := list(itertools.islice(wallet_rows, _BASELINE_BATCH)):
+        s.execute(insert(WalletBaseline), batch)
     s.add_all(
         TokenBaseline(
             chain=chain,

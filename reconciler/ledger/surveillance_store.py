@@ -263,7 +263,7 @@ def flow_start(ledger: Ledger, chain: str) -> FlowStart | None:
         if found is None:
             return None
         run_id, number, block_hash = found
-        balances = {(p.wallet, p.asset): p.onchain for p in snapshots.positions_of(s, run_id, chain)}
+        balances = snapshots.balances_of(s, run_id, chain)
     assert number is not None
     return FlowStart(BlockRef(int(number), str(block_hash)), balances)
 

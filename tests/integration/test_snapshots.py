@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from chains.evm.devnet import Devnet
 from reconciler.domain import BlockRef, Position
+from reconciler.errors import LedgerError
+from reconciler.ledger import snapshots
 from reconciler.ledger.runs import ChainResult
 from reconciler.ledger.store import Ledger
 from tests.conftest import Scenario
@@ -62,6 +64,16 @@ def _shown(ledger: Ledger, run_id: str) -> list[tuple[Any, ...]]:
     return [(p.chain, p.wallet, p.asset, p.decimals, p.book, p.onchain) for p in ledger.get_run(run_id).positions]
 
 
+def _balances(ledger: Ledger, run_id: str, chain: str) -> dict[tuple[str, str], int]:
+    """What the flow check reads of a run: its on-chain balances, without a Snapshot each."""
+    with ledger._session() as s:
+        return snapshots.balances_of(s, run_id, chain)
+
+
+def _onchain(positions: Sequence[Position], chain: str) -> dict[tuple[str, str], int]:
+    return {(p.wallet, p.asset): p.onchain for p in positions if p.chain == chain}
+
+
 def test_a_run_stores_what_changed_and_every_run_is_rebuilt(db_url: str) -> None:
     ledger = Ledger(db_url)
     ledger.init()
@@ -94,6 +106,8 @@ def test_a_run_stores_what_changed_and_every_run_is_rebuilt(db_url: str) -> None
     record(decimals, 2)  # a change of decimals is a change
     for run_id, positions, _ in history:
         assert _shown(ledger, run_id) == _as_stored(positions)
+        for chain in ("eth", "base"):
+            assert _balances(ledger, run_id, chain) == _onchain(positions, chain)
     assert [_rows_of(db_url, r) for r, _, _ in history] == [e for _, _, e in history]
     ledger.close()
 
@@ -116,6 +130,7 @@ def test_any_sequence_of_runs_is_rebuilt_exactly(tmp_path_factory: Any, values: 
         runs.append((_record(ledger, positions, i + 1), positions))
     for run_id, positions in runs:
         assert _shown(ledger, run_id) == _as_stored(positions)
+        assert _balances(ledger, run_id, "eth") == _onchain(positions, "eth")
     ledger.close()
 
 
@@ -170,4 +185,6 @@ def test_a_rebuild_with_a_missing_row_is_refused_not_shown_short(db_url: str, se
         )
     with pytest.raises(Exception, match="positions rebuilt from the ledger"):
         ledger.get_run(second)
+    with pytest.raises(LedgerError, match="positions rebuilt from the ledger"):
+        _balances(ledger, second, "eth")  # the flow check's read is refused too, never short
     ledger.close()
