@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from chains.evm.devnet import Devnet
@@ -100,3 +103,37 @@ def position(doc: dict[str, Any], wallet: str, asset: str) -> dict[str, Any]:
     rows = [p for p in doc["positions"] if p["wallet"] == wallet and p["asset"] == asset]
     assert len(rows) == 1, doc["positions"]
     return rows[0]
+
+
+def instruction_line(
+    ident: str, wallet: str, to: str, amount: int, asset: str = "USDC", hours: int = 24
+) -> dict[str, Any]:
+    """A withdrawal instruction on eth, unsigned, valid for ``hours`` from now."""
+    until = (datetime.now(UTC) + timedelta(hours=hours)).replace(microsecond=0)
+    return {
+        "id": ident,
+        "chain": "eth",
+        "wallet": wallet,
+        "asset": asset,
+        "to": to,
+        "amount": str(amount),
+        "valid_until": until.isoformat().replace("+00:00", "Z"),
+        "signatures": [],
+    }
+
+
+def sign_instructions(
+    cli: Any, config: Path, path: Path, lines: list[dict[str, Any]], signers: list[LocalAccount]
+) -> Path:
+    """``lines`` written to ``path`` and signed there by each of ``signers`` in turn, through
+    `instructions sign` (the key in an environment variable, as an approver's desk passes it)."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for signer in signers:
+        os.environ["TEST_SIGNING_KEY"] = signer.key.hex()
+        try:
+            signed = cli("--config", str(config), "instructions", "sign", str(path), "--key-env", "TEST_SIGNING_KEY")
+        finally:
+            del os.environ["TEST_SIGNING_KEY"]
+        assert signed.code == 0, signed.stderr
+        path.write_text(signed.stdout)
+    return path

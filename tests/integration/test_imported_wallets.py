@@ -6,8 +6,6 @@ in the segregation statement, its Safe transactions checked by `presign`."""
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from chains.evm.devnet import Devnet
 from reconciler.engine.safetx import SafeTx, typed_data
 from tests.conftest import Scenario
-from tests.integration.helpers import load, make_custody, position, run_json
+from tests.integration.helpers import instruction_line, load, make_custody, position, run_json, sign_instructions
 
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
 ETH = 10**18
@@ -59,22 +57,9 @@ class Fleet:
         assert cli("--config", str(self.config), "books", "import", str(books)).code == 0
 
     def sign(self, ident: str, to: str, amount: int, wallet: str = "seg-1") -> Path:
-        until = (datetime.now(UTC) + timedelta(hours=24)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        line = {"id": ident, "chain": "eth", "wallet": wallet, "asset": "USDC", "to": to, "amount": str(amount),
-                "valid_until": until, "signatures": []}  # fmt: skip
+        line = instruction_line(ident, wallet, to, amount)
         path = self.scenario.folder / f"{ident}.jsonl"
-        path.write_text(json.dumps(line) + "\n")
-        for signer in self.approvers[:2]:
-            os.environ["TEST_SIGNING_KEY"] = signer.key.hex()
-            try:
-                signed = self.cli(
-                    "--config", str(self.config), "instructions", "sign", str(path), "--key-env", "TEST_SIGNING_KEY"
-                )
-            finally:
-                del os.environ["TEST_SIGNING_KEY"]
-            assert signed.code == 0, signed.stderr
-            path.write_text(signed.stdout)
-        return path
+        return sign_instructions(self.cli, self.config, path, [line], self.approvers[:2])
 
     def pay(self, to: str, amount: int) -> str:
         data = self.net.calldata(self.custody.usdc, "transfer", to, amount)

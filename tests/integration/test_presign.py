@@ -4,8 +4,6 @@ their canonical addresses: each payload a signing ceremony could be handed, thro
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from chains.evm.devnet import Devnet
 from chains.evm.devnet_safe import deploy_multisend_130
 from reconciler.engine.safetx import InnerTx, SafeTx, multisend_calldata, typed_data
 from tests.conftest import Scenario
-from tests.integration.helpers import load, make_custody, run_json
+from tests.integration.helpers import instruction_line, load, make_custody, run_json, sign_instructions
 from tests.integration.rpcproxy import RpcProxy
 
 ETH = 10**18
@@ -70,21 +68,9 @@ class Ceremony:
         return Devnet.calldata(self.usdc, "transfer", to, amount)
 
     def instruct(self, ident: str, to: str, amount: int) -> None:
-        until = (datetime.now(UTC) + timedelta(hours=24)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        line = {"id": ident, "chain": "eth", "wallet": "vault", "asset": "USDC", "to": to, "amount": str(amount),
-                "valid_until": until, "signatures": []}  # fmt: skip
         path = self.scenario.folder / f"{ident}.jsonl"
-        path.write_text(json.dumps(line) + "\n")
-        for signer in self.approvers[:2]:
-            os.environ["TEST_SIGNING_KEY"] = signer.key.hex()
-            try:
-                signed = self.cli(
-                    "--config", str(self.config), "instructions", "sign", str(path), "--key-env", "TEST_SIGNING_KEY"
-                )
-            finally:
-                del os.environ["TEST_SIGNING_KEY"]
-            assert signed.code == 0, signed.stderr
-            path.write_text(signed.stdout)
+        line = instruction_line(ident, "vault", to, amount)
+        sign_instructions(self.cli, self.config, path, [line], self.approvers[:2])
         assert self.cli("--config", str(self.config), "instructions", "import", str(path)).code == 0
 
     def presign(self, path: Path, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -5,8 +5,7 @@ or raised as a break."""
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 
 from chains.evm.devnet import Devnet
 from tests.conftest import Scenario
-from tests.integration.helpers import Custody, load, make_custody, run_json
+from tests.integration.helpers import Custody, instruction_line, load, make_custody, run_json, sign_instructions
 from tests.integration.rpcproxy import RpcProxy
 
 OUTSIDER = "0x000000000000000000000000000000000000dEaD"
@@ -55,31 +54,10 @@ class Desk:
         return code, doc
 
     def instruction(self, ident: str, to: str, amount: int, asset: str = "USDC", hours: int = 24) -> dict[str, Any]:
-        until = (datetime.now(UTC) + timedelta(hours=hours)).replace(microsecond=0)
-        return {
-            "id": ident,
-            "chain": "eth",
-            "wallet": "seg-1",
-            "asset": asset,
-            "to": to,
-            "amount": str(amount),
-            "valid_until": until.isoformat().replace("+00:00", "Z"),
-            "signatures": [],
-        }
+        return instruction_line(ident, "seg-1", to, amount, asset, hours)
 
     def sign(self, lines: list[dict[str, Any]], signers: list[LocalAccount], name: str = "instr.jsonl") -> Path:
-        path = self.scenario.folder / name
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        for signer in signers:
-            os.environ["TEST_SIGNING_KEY"] = signer.key.hex()
-            try:
-                signed = self.cli("--config", str(self.config), "instructions", "sign", str(path), "--key-env",
-                                  "TEST_SIGNING_KEY")
-            finally:
-                del os.environ["TEST_SIGNING_KEY"]
-            assert signed.code == 0, signed.stderr
-            path.write_text(signed.stdout)
-        return path
+        return sign_instructions(self.cli, self.config, self.scenario.folder / name, lines, signers)
 
     def import_(self, path: Path) -> Any:
         return self.cli("--config", str(self.config), "instructions", "import", str(path), "--json")
