@@ -300,7 +300,9 @@ def _online(
         findings = static_findings(tx, decoded, _static_context(target, settings, config.nonce, codeless))
         ledger = open_ledger(settings)
         try:
-            baseline = ledger.baselines().wallets.get((chain.name, wallet.name))
+            baseline = ledger.wallet_baselines_of(ledger.baseline_view(), chain.name, [wallet.name]).get(
+                (chain.name, wallet.name)
+            )
             instructions, consumed = _instructions(ledger, settings, chain.name)
         finally:
             ledger.close()

@@ -22,7 +22,7 @@ signal stops the run while chains are being read (every read in flight is cut).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,15 +35,13 @@ from reconciler.app.tentative import confirmable, tentative_findings
 from reconciler.app.units import (
     UNIT_PASSES,
     HeldInputs,
-    UnitInputs,
     UnitResult,
     UnitRunner,
     chunk_wallets,
-    chunks,
     issuer_control_queries,
-    merged,
     read_unit,
-    wallet_probes,
+    spilled,
+    unit_inputs,
 )
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
@@ -51,8 +49,10 @@ from reconciler.engine.surveillance import Movement
 from reconciler.errors import ChainError, LedgerError, RpcUnavailable, chain_message
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings
 from reconciler.interrupt import Interrupted
-from reconciler.ledger.runs import Baselines, ChainResult, Confirmation, NewBaselines, RunSummary
+from reconciler.ledger.books import BookView
+from reconciler.ledger.runs import ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
+from reconciler.spill import Concatenated
 from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class ScanSummary:
 class RunReport:
     run: RunSummary
     chains: tuple[ChainResult, ...]
-    positions: tuple[Position, ...]
+    positions: Sequence[Position]  # on disk for a run (reconciler.spill): read back as needed
     breaks: tuple[BreakRecord, ...]
     unreconciled: tuple[UnreconciledBook, ...] = ()
     document: dict[str, Any] | None = None
@@ -208,11 +208,13 @@ def local_units(settings: Settings, held: HeldInputs) -> UnitRunner:
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
         inputs = held.get()
-        found = []
-        for part in chunks(settings.wallets_on(chain.name), chunk_wallets()):
-            checkpoint()
-            found.append(read_unit(chain, settings, adapter, block, part, inputs))
-        return merged(found)
+
+        def units() -> Iterator[UnitResult]:
+            for part in settings.wallet_chunks(chain.name, chunk_wallets()):
+                checkpoint()
+                yield read_unit(chain, settings, adapter, block, part, inputs)
+
+        return spilled(units(), chain.name, settings)
 
     return run
 
@@ -250,7 +252,7 @@ def read_chain_in_units(
             observed = ChainObservations(
                 chain=chain.name,
                 block=block,
-                balances={(p.wallet, p.asset): p.onchain for p in found.positions},
+                balances={},  # the units' positions carry them (the flow check reads those)
                 wallet_configs={c.wallet: c for c in found.first_seen},
                 controls=IssuerControls(block.number, implementations=implementations),
             )
@@ -286,12 +288,21 @@ def _reorged(adapter: ChainAdapter, block: BlockRef) -> bool:
     return adapter.block_hash(block.number) != block.hash
 
 
-def unreconciled_books(settings: Settings, book: Mapping[tuple[str, str], int]) -> list[UnreconciledBook]:
-    covered = {(w.name, a.name) for w in settings.wallets.values() for a in settings.assets_on(w.chain)}
+def unreconciled_books(settings: Settings, ledger: Ledger, view: BookView) -> list[UnreconciledBook]:
+    """Book balances no configured wallet x asset compares with (the wallet or the asset left
+    the configuration, or the asset is on another chain); only those pairs are summed."""
+    chains = {a.name: a.chain for a in settings.assets.values()}
+
+    def covered(wallet: str, asset: str) -> bool:
+        if asset not in chains or wallet not in settings.wallets:
+            return False
+        return settings.wallets[wallet].chain == chains[asset]
+
+    outside = ledger.books_outside(view, covered)
     return [
         UnreconciledBook(wallet, asset, amount, settings.assets[asset].decimals if asset in settings.assets else None)
-        for (wallet, asset), amount in sorted(book.items())
-        if amount != 0 and (wallet, asset) not in covered
+        for (wallet, asset), amount in sorted(outside.items())
+        if amount != 0
     ]
 
 
@@ -407,7 +418,7 @@ def read_one_chain(
                 result, observed = read_chain(chain, settings, adapter, full, at_head=at_head)
             checkpoint()
             release = hold(chain.name) if hold is not None else None
-            watched = surveil_chain(chain, settings, ledger, adapter, observed, with_flow=full)
+            watched = surveil_chain(chain, settings, ledger, adapter, observed, found.positions if found else None)
             if release is not None and watched.behind_watch:
                 release()  # observed nothing: the watcher may go on while this run reads and writes
             head = result.head if result.head is not None else observed.block.number
@@ -536,7 +547,7 @@ def _reconcile(
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
-    positions: list[Position] = []
+    positions: Sequence[Position] = ()
     unreconciled: list[UnreconciledBook] = []
     read: dict[str, ChainObservations] = {}
     surveilled: dict[str, ChainSurveillance] = {}
@@ -546,20 +557,16 @@ def _reconcile(
     # Books and baselines as the ledger holds them when the run begins: every unit judges
     # against the same ones.
     try:
-        book = ledger.book_balances() if full else {}
-        stored = ledger.baselines() if full else Baselines({}, {}, {})
-        probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()} if full else {}
+        inputs = unit_inputs(settings, ledger) if full else None
+        unreconciled = unreconciled_books(settings, ledger, inputs.books) if inputs is not None else []
     except LedgerError as exc:
         return _failed(ledger, run, exc, None, [], [], [])
-    unreconciled = unreconciled_books(settings, book) if full else []
-    no_books = full and not book  # a key per wallet x asset with any entry, even one summing to 0
-    token_baselines = stored.tokens
-    held = HeldInputs(UnitInputs(book, stored.wallets, stored.tokens, probes), len(settings.chains))
-    del book, stored  # from here on only the units hold them, until every chain has read its own
-    units = (unit_runner or local_units)(settings, held) if full else None
-    outcomes = _read_chains(
-        settings, ledger, adapter_for, full, checkpoint, units, held.chain_done, at_head, hold
-    )
+    no_books = inputs is not None and not inputs.books.any_entries  # not one entry, even ones summing to 0
+    token_baselines = inputs.token_baselines if inputs is not None else {}
+    held = HeldInputs(inputs, len(settings.chains)) if inputs is not None else None
+    units = (unit_runner or local_units)(settings, held) if held is not None else None
+    units_done = held.chain_done if held is not None else (lambda: None)
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, units_done, at_head, hold)
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]
@@ -618,7 +625,7 @@ def _reconcile(
             orphaned={name: cs.orphaned for name, cs in surveilled.items() if cs.orphaned},
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
-        positions = [p for f in found for p in f.positions]
+        positions = Concatenated([f.positions for f in found])
         # The units judged each wallet (balances, configurations, issuer controls); the
         # chain-wide passes (surveillance, flows, executions) judge every chain once. Findings
         # keep the order of a run in one piece: pass by pass, chain by chain.
@@ -659,7 +666,7 @@ def _reconcile(
     return RunReport(
         summary,
         tuple(chain_results),
-        tuple(positions),
+        positions,
         tuple(breaks),
         tuple(unreconciled),
         scans=scans,
@@ -686,7 +693,7 @@ def _failed(
     except LedgerError:
         log.error("event=run_unrecorded run_id=%s", run.id)
     summary = replace(run, status="incomplete", reason=reason, exit_code=2)
-    return RunReport(summary, tuple(chain_results), tuple(positions), (), tuple(unreconciled), scans=())
+    return RunReport(summary, tuple(chain_results), positions, (), tuple(unreconciled), scans=())
 
 
 def _first_seen_baselines(

@@ -36,7 +36,8 @@ from reconciler.app.units import (
     result_from_json,
     result_to_json,
     shard_slice,
-    wallet_probes,
+    spilled,
+    unit_inputs,
     wallets_digest,
 )
 from reconciler.domain import BlockRef
@@ -154,7 +155,8 @@ def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings
                 raise ChainError(
                     "; ".join(f"unit {u.chain}/{u.shard} failed on {u.instance}: {u.error}" for u in failed)
                 )
-            return merged([result_from_json(u.result or "", chain.name, settings) for u in states])
+            results = (result_from_json(u.result or "", chain.name, settings) for u in states)
+            return spilled(results, chain.name, settings)
 
         return run
 
@@ -201,7 +203,7 @@ def help_firing(
                 if chain is None:
                     raise ChainError(f"chain {unit.chain} is not in this daemon's configuration")
                 if inputs is None:
-                    inputs = _inputs(settings, ledger)
+                    inputs = unit_inputs(settings, ledger)
                 if chain.name not in adapters:
                     adapters[chain.name] = adapter_for(chain)
             except Exception as exc:  # noqa: BLE001 - the unit fails, named; never left held
@@ -218,7 +220,3 @@ def help_firing(
     return done
 
 
-def _inputs(settings: Settings, ledger: Ledger) -> UnitInputs:
-    stored = ledger.baselines()
-    probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()}
-    return UnitInputs(ledger.book_balances(), stored.wallets, stored.tokens, probes)

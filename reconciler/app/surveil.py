@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter, ObservedRange
-from reconciler.domain import BlockRef
+from reconciler.domain import BlockRef, Position
 from reconciler.engine import initiators
 from reconciler.engine.executions import (
     Execution,
@@ -41,7 +41,7 @@ from reconciler.engine.surveillance import (
 )
 from reconciler.errors import ChainError
 from reconciler.inputs.instructions import partition_valid
-from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.ledger import executions_store
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
@@ -82,8 +82,11 @@ def surveil_chain(
     ledger: Ledger,
     adapter: ChainAdapter,
     pinned: ChainObservations,
-    with_flow: bool,
+    positions: Sequence[Position] | None = None,
 ) -> ChainSurveillance:
+    """``positions``: the chain's positions at the pin, in order (a run's); the balance change
+    since the previous complete run's pin is then checked against the movements (the flow
+    check). None (a scan): no flow check."""
     pin = pinned.block
     wallets = settings.wallets_on(chain.name)
     assets = settings.assets_on(chain.name)
@@ -141,7 +144,7 @@ def surveil_chain(
     new = tuple(movements_for(observations, wallets, assets))
 
     booked = store.booked_tx_hashes(ledger)
-    flow_from = store.flow_start(ledger, chain.name) if with_flow else None
+    flow_from = store.flow_start(ledger, chain.name) if positions is not None else None
     first_checkpoint = stored[-1][0] if stored else since.number
     if flow_from is not None and (
         flow_from.block.number < first_checkpoint
@@ -191,16 +194,8 @@ def surveil_chain(
         dict(zip(pairs, adapter.allowances(_allowance_queries(settings, pairs), pin), strict=True)) if pairs else {}
     )
     flow = None
-    if flow_from is not None:
-        # Only the positions read at both pins. When they are the same (the fleet did not
-        # change) the two mappings are used as they are: at 100,000 wallets each copy, and the
-        # set of their common keys, held another 400,000 entries.
-        before, after = flow_from.balances, pinned.balances
-        if before.keys() != after.keys():
-            common = before.keys() & after.keys()
-            before = {k: before[k] for k in common}
-            after = {k: after[k] for k in common}
-        flow = FlowWindow(before_block=flow_from.block, after_block=pin, before=before, after=after)
+    if flow_from is not None and positions is not None:
+        flow = flow_window(ledger, chain.name, flow_from, pin, positions, movements, wallets, assets)
     inputs = SurveillanceInputs(
         chain=chain.name,
         block=pin,
@@ -234,6 +229,60 @@ def surveil_chain(
     return ChainSurveillance(inputs, new, orphaned, write, since.number + 1, to_block, judged_executions, ahead)
 
 
+def flow_window(
+    ledger: Ledger,
+    chain: str,
+    start: store.FlowStart,
+    pin: BlockRef,
+    positions: Sequence[Position],
+    movements: Sequence[Movement],
+    wallets: Sequence[WalletSettings],
+    assets: Sequence[AssetSettings],
+) -> FlowWindow:
+    """The flow check's window: only the positions whose balance changed since ``start`` or
+    that moved in between (any other has no residual), each with its balance at both pins;
+    which positions were read at both pins, without a mapping of every one of them."""
+    change = store.flow_change(
+        ledger, start, chain, positions, {w.name for w in wallets}, {a.name for a in assets}
+    )
+    moved = {
+        (m.wallet, m.asset)
+        for m in movements
+        if start.block.number < m.block_number <= pin.number and (m.wallet, m.asset) in change.compared
+    }
+    values = dict(change.changed)
+    still = moved - values.keys()  # moved, yet the same balance at both pins
+    if still:
+        values.update({(p.wallet, p.asset): (p.onchain, p.onchain) for p in positions if (p.wallet, p.asset) in still})
+    return FlowWindow(
+        before_block=start.block,
+        after_block=pin,
+        before={k: v[0] for k, v in values.items()},
+        after={k: v[1] for k, v in values.items()},
+        compared=change.compared,
+    )
+
+
+def concerned(wallets: Sequence[WalletSettings], executions: Sequence[Execution]) -> list[WalletSettings]:
+    """The wallets some execution may concern (reconciler.engine.executions.touches): its
+    address is the sender's, a diff's, a frame's caller or callee, or it or one of its
+    approvers is an authorization's authority."""
+    seen: set[str] = set()
+    authorities: set[str] = set()
+    for e in executions:
+        seen.add(e.sender.lower())
+        seen.update(a.lower() for a in e.diffs)
+        for frame, _ in e.frames():
+            seen.update((frame.from_address.lower(), frame.to.lower()))
+        authorities.update(a.authority.lower() for a in e.authorizations if a.authority is not None)
+    seen |= authorities
+    return [
+        w
+        for w in wallets
+        if w.address.lower() in seen or any(a.lower() in authorities for a in w.approvers)
+    ]
+
+
 def execution_inputs(
     chain: ChainSettings,
     settings: Settings,
@@ -254,7 +303,10 @@ def execution_inputs(
     )
     profiles: tuple[WalletProfile, ...] = ()
     if executions:
-        stored = ledger.baselines().wallets
+        # Only the wallets an execution concerns get a profile (the analyzer passes over any
+        # other): a fleet's every baseline is never read for one transaction.
+        wallets = concerned(wallets, executions)
+        stored = ledger.wallet_baselines_of(ledger.baseline_view(), chain.name, [w.name for w in wallets])
         configs: dict[str, WalletConfig] = dict(pinned.wallet_configs)
         missing = [w for w in wallets if (chain.name, w.name) not in stored and w.name not in configs]
         if missing:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +37,10 @@ from reconciler.engine.passes import (
 from reconciler.engine.wallets import ERC3643_FREEZE_VIEW
 from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, WalletSettings
 from reconciler.ledger import executions_store
+from reconciler.ledger.books import BookView
+from reconciler.ledger.runs import BaselineView
 from reconciler.ledger.store import Ledger
+from reconciler.spill import SpilledPositions
 from reconciler.walletconfig import FreezeQuery, TokenImplementation, WalletConfig
 
 # Reads and judges a chain's wallets, unit by unit, at its pinned block (in this process:
@@ -83,7 +86,7 @@ class UnitResult:
     """What one unit found: its positions (in order), its findings per unit pass, where it
     looked, and the configurations of its wallets that no baseline covers yet (first seen)."""
 
-    positions: tuple[Position, ...] = ()
+    positions: Sequence[Position] = ()
     findings: tuple[tuple[Finding, ...], ...] = ((), ())  # one tuple per UNIT_PASSES entry
     coverage: Coverage = Coverage()
     first_seen: tuple[WalletConfig, ...] = ()
@@ -103,15 +106,44 @@ def merged(results: Sequence[UnitResult]) -> UnitResult:
     )
 
 
+def spilled(results: Iterable[UnitResult], chain: str, settings: Settings) -> UnitResult:
+    """A chain's units, in order, as one (``merged``), their positions kept on disk as each
+    unit's arrive (reconciler.spill): what the units found beside their positions is small."""
+    spill = SpilledPositions(chain, {a.name: a.decimals for a in settings.assets_on(chain)})
+    rest = []
+    for r in results:
+        spill.extend(r.positions)
+        rest.append(replace(r, positions=()))
+    return replace(merged(rest) if rest else UnitResult(), positions=spill)
+
+
 @dataclass(frozen=True, slots=True)
 class UnitInputs:
-    """What every unit of a run judges against: the books and baselines as the ledger held them
-    when the run began, and the mapping entries to probe per wallet address."""
+    """What every unit of a run judges against: the books and wallet baselines as the ledger
+    held them when the run began, read chunk by chunk (each unit its own wallets', so no
+    process holds the whole fleet's; the views leave out what was committed since), the
+    tokens' baselines, and the mapping entries to probe per wallet address."""
 
-    book: Mapping[tuple[str, str], int]
-    wallet_baselines: Mapping[tuple[str, str], WalletConfig]
-    token_baselines: Mapping[tuple[str, str], TokenImplementation]
+    ledger: Ledger
+    books: BookView
+    baselines: BaselineView
     probes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)  # chain -> address -> entries
+
+    @property
+    def token_baselines(self) -> Mapping[tuple[str, str], TokenImplementation]:
+        return self.baselines.tokens
+
+    def book_of(self, wallets: Sequence[WalletSettings]) -> dict[tuple[str, str], int]:
+        return self.ledger.book_sums_of(self.books, [w.name for w in wallets])
+
+    def wallet_baselines_of(self, chain: str, wallets: Sequence[WalletSettings]) -> dict[tuple[str, str], WalletConfig]:
+        return self.ledger.wallet_baselines_of(self.baselines, chain, [w.name for w in wallets])
+
+
+def unit_inputs(settings: Settings, ledger: Ledger) -> UnitInputs:
+    """The views a run's units read through, taken now (the run's start)."""
+    probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()}
+    return UnitInputs(ledger, ledger.book_view(), ledger.baseline_view(), probes)
 
 
 class HeldInputs:
@@ -202,7 +234,9 @@ def read_unit(
         delegations=adapter.delegations(approvers, block),
         controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
     )
-    return judge_unit(chain, settings, wallets, observed, inputs)
+    book = inputs.book_of(wallets)
+    stored = inputs.wallet_baselines_of(chain.name, wallets)
+    return judge_unit(chain, settings, wallets, observed, book, stored, inputs.token_baselines)
 
 
 def judge_unit(
@@ -210,22 +244,23 @@ def judge_unit(
     settings: Settings,
     wallets: Sequence[WalletSettings],
     observed: ChainObservations,
-    inputs: UnitInputs,
+    book: Mapping[tuple[str, str], int],
+    stored: Mapping[tuple[str, str], WalletConfig],
+    token_baselines: Mapping[tuple[str, str], TokenImplementation],
 ) -> UnitResult:
-    """The unit passes over one chunk's readings: the run's settings narrowed to the chunk's
-    wallets, so a pass sees (and covers) those wallets only."""
+    """The unit passes over one chunk's readings, against the chunk's books and baselines:
+    the run's settings narrowed to the chunk's wallets, so a pass sees (and covers) those
+    wallets only."""
     part = replace(settings, wallets={w.name: w for w in wallets})
-    known = inputs.wallet_baselines
-    stored = {(chain.name, w.name): known[(chain.name, w.name)] for w in wallets if (chain.name, w.name) in known}
     first_seen = tuple(c for c in observed.wallet_configs.values() if (chain.name, c.wallet) not in stored)
-    tokens = dict(inputs.token_baselines)
+    tokens = dict(token_baselines)
     if observed.controls is not None:
         # A token no baseline covers is judged against itself: first seen by this run.
         for impl in observed.controls.implementations:
             tokens.setdefault((chain.name, impl.token), impl)
     obs = RunObservations(
         settings=part,
-        book=inputs.book,
+        book=book,
         chains={chain.name: observed},
         baselines={**stored, **{(c.chain, c.wallet): c for c in first_seen}},
         token_baselines=tokens,

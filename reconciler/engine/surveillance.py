@@ -35,7 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -372,13 +372,17 @@ def common_ancestor(stored: Sequence[tuple[int, str]], canonical: Callable[[int]
 
 @dataclass(frozen=True, slots=True)
 class FlowWindow:
-    """Balances at the previous complete run's pin and at this one, per wallet x asset."""
+    """Balances at the previous complete run's pin and at this one, per wallet x asset.
+    ``compared``: the positions read at both pins, when ``before`` and ``after`` hold only
+    some of them (those that changed or moved; any other has no residual); None: the keys of
+    ``before``."""
 
     before_block: BlockRef
     after_block: BlockRef
     before: Mapping[WalletAsset, int]
     after: Mapping[WalletAsset, int]
     recognized: Mapping[WalletAsset, int] = field(default_factory=dict)
+    compared: Container[WalletAsset] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,10 +646,11 @@ def check_flows(inputs: SurveillanceInputs) -> list[Finding]:
         return []
     # Only the positions read at both pins are compared (a wallet or asset added since has no
     # "before"); their movements in the blocks between are what must explain the change.
+    compared = flow.before if flow.compared is None else flow.compared
     window = [
         m
         for m in inputs.movements
-        if flow.before_block.number < m.block_number <= flow.after_block.number and (m.wallet, m.asset) in flow.before
+        if flow.before_block.number < m.block_number <= flow.after_block.number and (m.wallet, m.asset) in compared
     ]
     # Only positions whose balance moved or that had movements can have a residual: at 10,000
     # wallets x 4 assets almost none did, and a Residual for each was most of this check.

@@ -7,6 +7,7 @@ its inputs, so nothing here parses, reads a file or an environment variable.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from array import array
 from bisect import bisect_left
@@ -178,6 +179,16 @@ class Settings:
         if isinstance(self.wallets, Fleet):
             return self.wallets.on_chain(chain)
         return [w for w in self.wallets.values() if w.chain == chain]
+
+    def wallet_chunks(self, chain: str, size: int) -> Iterator[list[WalletSettings]]:
+        """``wallets_on(chain)`` in slices of ``size``, each made only when it is reached: a
+        run reads a fleet chunk by chunk and never holds every wallet's settings at once."""
+        if isinstance(self.wallets, Fleet):
+            yield from self.wallets.chunks_on(chain, size)
+            return
+        wallets = self.wallets_on(chain)
+        for start in range(0, len(wallets), size):
+            yield wallets[start : start + size]
 
     def wallet_by_address(self, chain: str, address: str) -> WalletSettings | None:
         if isinstance(self.wallets, Fleet):
@@ -393,6 +404,15 @@ class Fleet(Mapping[str, WalletSettings]):
         return [w for w in self.configured.values() if w.chain == chain] + [
             imported.wallet(i) for i in imported.on_chain(chain)
         ]
+
+    def chunks_on(self, chain: str, size: int) -> Iterator[list[WalletSettings]]:
+        """``on_chain(chain)`` in slices of ``size``, each made when it is reached."""
+        imported = self.imported
+        wallets = itertools.chain(
+            (w for w in self.configured.values() if w.chain == chain), map(imported.wallet, imported.on_chain(chain))
+        )
+        while part := list(itertools.islice(wallets, size)):
+            yield part
 
     def by_address(self, chain: str, address: str) -> WalletSettings | None:
         for wallet in self.configured.values():

@@ -163,6 +163,36 @@ class BooksMixin(LedgerBase):
             s.execute(update(ImportBatch).where(col(ImportBatch.id) == batch_id).values(rows=count))
             return count
 
+    def book_view(self) -> BookView:
+        """The books as committed now, for a run to read chunk by chunk (``book_sums_of``)
+        while imports go on: entries of an import committed later are left out of it."""
+        with self._session() as s:
+            batches = frozenset(str(b) for b in s.scalars(select(col(ImportBatch.id))))
+            any_entries = s.scalar(select(col(BookEntry.entry_id)).limit(1)) is not None
+        return BookView(batches, any_entries)
+
+    def book_sums_of(self, view: BookView, wallets: Sequence[str]) -> dict[tuple[str, str], int]:
+        """The book balance of each wallet x asset of ``wallets`` (every asset they have
+        entries for) as ``view`` sees the books; served by the (wallet, asset) index."""
+        if not wallets:
+            return {}
+        with self._session() as s:
+            later = _later_batches(s, view)
+            return _book_sums(s, wallets=wallets, exclude=later)
+
+    def books_outside(self, view: BookView, covered: Callable[[str, str], bool]) -> dict[tuple[str, str], int]:
+        """The book balance of each wallet x asset with entries that ``covered`` says no
+        configured wallet x asset compares with (as ``view`` sees the books): the distinct
+        pairs come from the (wallet, asset) index alone, and only those outside are summed."""
+        with self._session() as s:
+            later = _later_batches(s, view)
+            wallet, asset = col(BookEntry.wallet), col(BookEntry.asset)
+            query = select(wallet, asset).distinct()
+            if later:
+                query = query.where(col(BookEntry.import_id).not_in(sorted(later)))
+            outside = {(w, a) for w, a in s.execute(query.execution_options(yield_per=20_000)) if not covered(w, a)}
+            return _book_sums(s, outside, exclude=later) if outside else {}
+
     def book_balances(self) -> dict[tuple[str, str], int]:
         """The book balance of every wallet x asset with entries: the sum of its entries."""
         with self._session() as s:
@@ -351,25 +381,53 @@ def _insert_book_rows(s: Session, batch_id: str, rows: Sequence[BookRow]) -> Non
     )
 
 
-def _book_sums(s: Session, pairs: Set[tuple[str, str]] | None = None) -> dict[tuple[str, str], int]:
-    """The book balance of each wallet x asset (of ``pairs`` only, when given), exactly: summed
-    by PostgreSQL over NUMERIC(78, 0), and in Python on SQLite, where amounts are text that
-    SQLite's SUM would turn into floats (streamed, so memory stays bounded however long the
-    books grow)."""
+@dataclass(frozen=True, slots=True)
+class BookView:
+    """The books as committed when a run began: the import batches then committed (entries of
+    a later one are left out), and whether there was any entry at all."""
+
+    batches: frozenset[str]
+    any_entries: bool
+
+
+def _later_batches(s: Session, view: BookView) -> frozenset[str]:
+    """Import batches committed since ``view`` was taken (usually none)."""
+    return frozenset(str(b) for b in s.scalars(select(col(ImportBatch.id)))) - view.batches
+
+
+def _book_sums(
+    s: Session,
+    pairs: Set[tuple[str, str]] | None = None,
+    wallets: Sequence[str] | None = None,
+    exclude: Set[str] = frozenset(),
+) -> dict[tuple[str, str], int]:
+    """The book balance of each wallet x asset (of ``pairs`` only, or of every asset of
+    ``wallets``, when given), exactly: summed by PostgreSQL over NUMERIC(78, 0), and in Python
+    on SQLite, where amounts are text that SQLite's SUM would turn into floats (streamed, so
+    memory stays bounded however long the books grow). Entries of the import batches
+    ``exclude`` names are left out."""
     wallet, asset, amount = col(BookEntry.wallet), col(BookEntry.asset), col(BookEntry.amount)
     if pairs is not None and not pairs:
         return {}
     assets = sorted({a for _, a in pairs}) if pairs is not None else []
     wallet_chunks: Iterable[Sequence[str] | None] = (
-        _chunks(sorted({w for w, _ in pairs})) if pairs is not None else [None]
+        _chunks(sorted({w for w, _ in pairs}))
+        if pairs is not None
+        else _chunks(list(wallets))
+        if wallets is not None
+        else [None]
     )
     postgres = s.get_bind().dialect.name == "postgresql"
     totals: dict[tuple[str, str], int] = {}
     # Each row brings new string objects; keep one per name (a wallet has an entry per asset,
     # and 400,000 keys at 100,000 wallets held each name several times over).
     names: dict[str, str] = {}
-    for wallets in wallet_chunks:
-        where = [] if wallets is None else [wallet.in_(wallets), asset.in_(assets)]
+    for part in wallet_chunks:
+        where = [] if part is None else [wallet.in_(part)]
+        if pairs is not None:
+            where.append(asset.in_(assets))
+        if exclude:
+            where.append(col(BookEntry.import_id).not_in(sorted(exclude)))
         if postgres:
             query = select(wallet, asset, func.sum(amount)).where(*where).group_by(wallet, asset)
         else:

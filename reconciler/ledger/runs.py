@@ -26,7 +26,16 @@ from reconciler.domain import BlockRef, BreakKey, BreakRecord, BreakStatus, Find
 from reconciler.engine.lifecycle import plan_breaks
 from reconciler.errors import LedgerError
 from reconciler.ledger import snapshots, trail
-from reconciler.ledger.base import MAX_FIRING_ATTEMPTS, LedgerBase, _first_line, _now, _resolve_prefix, _utc, redact_url
+from reconciler.ledger.base import (
+    MAX_FIRING_ATTEMPTS,
+    LedgerBase,
+    _chunks,
+    _first_line,
+    _now,
+    _resolve_prefix,
+    _utc,
+    redact_url,
+)
 from reconciler.ledger.breaks import _active, _event, _order, _record, change, key_text
 from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.liveness import Heartbeat
@@ -69,6 +78,15 @@ class RunSummary:
     scheduled_for: datetime | None = None
     instance: str | None = None
     rerun_of: str | None = None  # the run of the same firing whose process died
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineView:
+    """The baselines a run judges against: wallet rows up to id ``upto`` (read chunk by
+    chunk), and every token's newest (few)."""
+
+    upto: int
+    tokens: dict[tuple[str, str], TokenImplementation]
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +476,38 @@ class RunsMixin(LedgerBase):
             for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id))):
                 tokens[(t.chain, t.token)] = TokenImplementation.from_json(json.loads(t.implementation))
         return Baselines(wallets, reviewed, tokens)
+
+    def baseline_view(self) -> BaselineView:
+        """The baselines as they are now, for a run to read wallet by wallet chunk
+        (``wallet_baselines_of``): every token's, and how far the wallets' rows go (a baseline
+        recorded later, e.g. by `wallets baseline` while the run reads, is not its)."""
+        with self._session() as s:
+            upto = s.scalar(select(func.max(col(WalletBaseline.id))))
+            tokens = {
+                (t.chain, t.token): TokenImplementation.from_json(json.loads(t.implementation))
+                for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id)))
+            }
+        return BaselineView(int(upto or 0), tokens)
+
+    def wallet_baselines_of(
+        self, view: BaselineView, chain: str, wallets: Sequence[str]
+    ) -> dict[tuple[str, str], WalletConfig]:
+        """The newest baseline (as ``view`` saw them) of each of ``wallets`` on ``chain`` that
+        has one; served by the (chain, wallet) index."""
+        newest: dict[str, tuple[int, str]] = {}
+        with self._session() as s:
+            for part in _chunks(list(wallets)):
+                rows = s.execute(
+                    select(col(WalletBaseline.wallet), col(WalletBaseline.id), col(WalletBaseline.config)).where(
+                        col(WalletBaseline.chain) == chain,
+                        col(WalletBaseline.wallet).in_(part),
+                        col(WalletBaseline.id) <= view.upto,
+                    )
+                )
+                for wallet, row_id, config in rows:
+                    if wallet not in newest or newest[wallet][0] < int(row_id or 0):
+                        newest[wallet] = (int(row_id or 0), config)
+        return {(chain, w): WalletConfig.from_json(json.loads(config)) for w, (_, config) in newest.items()}
 
     def record_baselines(self, baselines: NewBaselines) -> None:
         with self._session() as s:

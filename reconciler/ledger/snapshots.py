@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlmodel import col
 from reconciler.domain import BlockRef, Position
 from reconciler.errors import LedgerError
 from reconciler.ledger.models import BalanceSnapshot, RunChain
+from reconciler.spill import Concatenated
 
 _BATCH = 5000
 
@@ -81,14 +82,17 @@ class SnapshotPlan:
     rows: Iterable[dict[str, object]]
 
 
-def _digests(items: Sequence[Position]) -> tuple[str, str]:
+def _digests(items: Iterable[Position]) -> tuple[str, str]:
     keys = hashlib.sha256()
     values = hashlib.sha256()
     # One join per batch: hashing 40,000 small strings one update at a time costs more, and
     # one join over 400,000 positions held ~100 MB of text at once. The digests are those of
     # the whole "\n"-joined text (sha256 is fed in order; batches after the first begin "\n").
-    for start in range(0, len(items), _BATCH):
-        part = items[start : start + _BATCH]
+    it = iter(items)
+    for start in itertools.count(step=_BATCH):
+        part = list(itertools.islice(it, _BATCH))
+        if not part:
+            break
         sep = "\n" if start else ""
         keys.update((sep + "\n".join(f"{p.wallet}\t{p.asset}" for p in part)).encode())
         values.update(
@@ -99,13 +103,7 @@ def _digests(items: Sequence[Position]) -> tuple[str, str]:
 
 def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positions: Sequence[Position]) -> SnapshotPlan:
     """Decide, inside the run's transaction (the writer lock orders runs), what the run stores."""
-    by_chain: dict[str, list[Position]] = {}
-    offsets: dict[str, int] = {}
-    for i, p in enumerate(positions):
-        if p.chain not in by_chain:
-            by_chain[p.chain] = []
-            offsets[p.chain] = i
-        by_chain[p.chain].append(p)
+    by_chain, offsets = _by_chain(positions)
     chains: dict[str, ChainSnapshot] = {}
     writes: list[Iterable[dict[str, object]]] = []
     for chain, items in by_chain.items():
@@ -145,6 +143,28 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
     return SnapshotPlan(chains, itertools.chain.from_iterable(writes))
 
 
+def _by_chain(positions: Sequence[Position]) -> tuple[dict[str, Sequence[Position]], dict[str, int]]:
+    """A run's positions per chain, and where each chain's begin among them. A run's spilled
+    positions (reconciler.spill) are already one sequence per chain, read back as needed."""
+    by_chain: dict[str, Sequence[Position]] = {}
+    offsets: dict[str, int] = {}
+    if isinstance(positions, Concatenated):
+        offset = 0
+        for part in positions.parts:
+            first = next(iter(part), None)
+            if first is not None:
+                by_chain[first.chain], offsets[first.chain] = part, offset
+            offset += len(part)
+        return by_chain, offsets
+    lists: dict[str, list[Position]] = {}
+    for i, p in enumerate(positions):
+        if p.chain not in lists:
+            lists[p.chain] = []
+            offsets[p.chain] = i
+        lists[p.chain].append(p)
+    return dict(lists), offsets
+
+
 def _rows(run_id: str, chain: str, block: int, write: Iterable[tuple[int, Position]]) -> Iterator[dict[str, object]]:
     for i, p in write:
         yield {
@@ -171,9 +191,10 @@ def insert_rows(s: Session, rows: Iterable[dict[str, object]]) -> None:
         driver = connection.connection.driver_connection  # psycopg's, in the same transaction
         assert driver is not None
         try:
-            with driver.cursor() as cursor, cursor.copy(
-                f"COPY balance_snapshot ({', '.join(_COLUMNS)}) FROM STDIN"
-            ) as copy:
+            with (
+                driver.cursor() as cursor,
+                cursor.copy(f"COPY balance_snapshot ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+            ):
                 for row in rows:
                     copy.write_row(tuple(row[c] for c in _COLUMNS))
         except connection.dialect.loaded_dbapi.Error as exc:  # below SQLAlchemy: say it as it would
@@ -277,6 +298,99 @@ def balances_of(s: Session, run_id: str, chain: str) -> dict[tuple[str, str], in
             f"{rc.positions}; balance_snapshot rows are missing (restore the ledger from a backup)"
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class FlowChange:
+    """A chain's positions against an earlier run's on-chain balances: (before, after) of each
+    position read at both whose balance differs, and which positions were read at both."""
+
+    changed: dict[tuple[str, str], tuple[int, int]]
+    compared: Container[tuple[str, str]]
+
+
+class _Keys:
+    """Every key of a run's positions, without a set of them: the earlier run read the same
+    ordered keys, so a key is compared when it is a position of this run."""
+
+    def __init__(self, wallets: Container[str], assets: Container[str]) -> None:
+        self.wallets, self.assets = wallets, assets
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and key[0] in self.wallets and key[1] in self.assets
+
+
+def flow_change(
+    s: Session, run_id: str, chain: str, current: Iterable[Position], wallets: Container[str], assets: Container[str]
+) -> FlowChange:
+    """``current`` (a run's positions on ``chain``, in order; ``wallets`` and ``assets`` hold
+    their names) against run ``run_id``'s on-chain balances there. When that run read the same
+    positions in the same order (a fleet that did not change), its balances are streamed in
+    order beside ``current`` and only the differing ones are kept; otherwise they are read
+    whole, as ``balances_of``."""
+    rc = s.get(RunChain, (run_id, chain))
+    if rc is not None and rc.snapshot_seq is not None and rc.snapshot_base is not None:
+        changed: dict[tuple[str, str], tuple[int, int]] = {}
+        count = 0
+        aligned = True
+        for p, old in itertools.zip_longest(current, _stream_onchain(s, chain, rc.snapshot_base, rc.snapshot_seq)):
+            if p is None or old is None or (p.wallet, p.asset) != old[:2]:
+                aligned = False
+                break
+            count += 1
+            if old[2] != p.onchain:
+                changed[(p.wallet, p.asset)] = (old[2], p.onchain)
+        if aligned:
+            if count != (rc.positions or 0):
+                raise LedgerError(
+                    f"run {run_id} on {chain}: {count} positions rebuilt from the ledger, but the run recorded "
+                    f"{rc.positions}; balance_snapshot rows are missing (restore the ledger from a backup)"
+                )
+            return FlowChange(changed, _Keys(wallets, assets))
+    before = balances_of(s, run_id, chain)
+    now = {(p.wallet, p.asset): p.onchain for p in current}
+    compared = before.keys() & now.keys()
+    return FlowChange({k: (before[k], now[k]) for k in compared if before[k] != now[k]}, compared)
+
+
+def _stream_onchain(s: Session, chain: str, base: str, upto: int) -> Iterator[tuple[str, str, int]]:
+    """(wallet, asset, on-chain) of the run with ``snapshot_seq`` ``upto`` on ``chain``, in
+    order: the base's full set streamed by seq, each overlaid with the newest change stored
+    for its seq by the runs since (bounded: changes never outnumber the positions)."""
+    overlay: dict[int, int] = {}
+    since = (
+        select(col(BalanceSnapshot.seq), col(BalanceSnapshot.onchain))
+        .join(
+            RunChain,
+            and_(
+                col(RunChain.run_id) == col(BalanceSnapshot.run_id),
+                col(RunChain.chain) == col(BalanceSnapshot.chain),
+            ),
+        )
+        .where(
+            col(RunChain.chain) == chain,
+            col(RunChain.snapshot_base) == base,
+            col(RunChain.run_id) != base,
+            col(RunChain.snapshot_seq) <= upto,
+        )
+        .order_by(col(RunChain.snapshot_seq))
+    )
+    for seq, onchain in s.execute(since):
+        overlay[int(seq or 0)] = int(onchain)
+    rows = (
+        select(
+            col(BalanceSnapshot.seq),
+            col(BalanceSnapshot.wallet),
+            col(BalanceSnapshot.asset),
+            col(BalanceSnapshot.onchain),
+        )
+        .where(col(BalanceSnapshot.run_id) == base, col(BalanceSnapshot.chain) == chain)
+        .order_by(col(BalanceSnapshot.seq))
+        .execution_options(yield_per=10_000)
+    )
+    for seq, wallet, asset, onchain in s.execute(rows):
+        value = overlay.get(int(seq or 0))
+        yield wallet, asset, int(onchain) if value is None else value
 
 
 def run_positions(s: Session, run_id: str) -> list[tuple[str, Snapshot]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from reconciler.domain import BlockRef
+from reconciler.domain import BlockRef, Position
 from reconciler.engine.surveillance import Movement
 from reconciler.errors import InputError
 from reconciler.ledger import executions_store, snapshots
@@ -60,10 +60,10 @@ class SurveillanceWrite:
 
 @dataclass(frozen=True, slots=True)
 class FlowStart:
-    """The previous complete run's pin of a chain and the balances it read there."""
+    """The previous complete run's pin of a chain (its balances there: ``flow_change``)."""
 
     block: BlockRef
-    balances: dict[tuple[str, str], int]
+    run_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,9 +263,21 @@ def flow_start(ledger: Ledger, chain: str) -> FlowStart | None:
         if found is None:
             return None
         run_id, number, block_hash = found
-        balances = snapshots.balances_of(s, run_id, chain)
     assert number is not None
-    return FlowStart(BlockRef(int(number), str(block_hash)), balances)
+    return FlowStart(BlockRef(int(number), str(block_hash)), str(run_id))
+
+
+def flow_change(
+    ledger: Ledger,
+    start: FlowStart,
+    chain: str,
+    positions: Iterable[Position],
+    wallets: Container[str],
+    assets: Container[str],
+) -> snapshots.FlowChange:
+    """This run's positions on ``chain`` against the balances ``start``'s run read there."""
+    with ledger._session() as s:
+        return snapshots.flow_change(s, start.run_id, chain, positions, wallets, assets)
 
 
 def write(s: Session, w: SurveillanceWrite, run_id: str) -> None:

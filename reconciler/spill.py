@@ -1,0 +1,109 @@
+"""A chain's positions kept on disk while a run goes on, instead of in memory.
+
+A run of 1,000,000 wallets x 4 assets finds 4,000,000 positions; held as objects until the run
+is written they were most of its memory. Its units append theirs here as they finish (in
+order), and whatever needs them afterwards — the flow check, the ledger's snapshots, the
+``--json`` document, the text summary — reads them back, one at a time, as often as it needs.
+
+Invariants: the positions read back are those appended, in the order appended, with their
+exact amounts; the file is an anonymous temporary file (gone when the object is collected or
+the process ends, never named on disk); names hold no tab or newline (configuration names are
+``[A-Za-z0-9][A-Za-z0-9_.-]*``), so one position is one line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import overload
+
+from reconciler.domain import Position
+
+_READ = 1 << 20  # bytes read back at a time
+
+
+class SpilledPositions(Sequence[Position]):
+    """One chain's positions, appended unit by unit and read back in order."""
+
+    def __init__(self, chain: str, decimals: Mapping[str, int]) -> None:
+        self.chain = chain
+        self._decimals = dict(decimals)
+        self._file = tempfile.TemporaryFile()
+        self._size = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def extend(self, positions: Iterable[Position]) -> None:
+        text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
+        data = text.encode()
+        with self._lock:
+            os.pwrite(self._file.fileno(), data, self._size)
+            self._size += len(data)
+            self._count += text.count("\n")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Position]:
+        chain, decimals = self.chain, self._decimals
+        for line in self._lines():
+            wallet, asset, book, onchain = line.split("\t")
+            yield Position(chain, wallet, asset, decimals[asset], int(book), int(onchain))
+
+    def _lines(self) -> Iterator[str]:
+        fd, size, offset, rest = self._file.fileno(), self._size, 0, b""
+        while offset < size:
+            block = os.pread(fd, min(_READ, size - offset), offset)
+            offset += len(block)
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            yield from (line.decode() for line in lines)
+
+    @overload
+    def __getitem__(self, index: int) -> Position: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Position]: ...
+    def __getitem__(self, index: int | slice) -> Position | Sequence[Position]:
+        """By position in the file (read from the start: for the rare caller that indexes)."""
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(self._count)))
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return next(itertools.islice(self, index, None))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Concatenated(Sequence[Position]):
+    """Several chains' positions as one sequence, chain after chain (a run's, in chain order)."""
+
+    def __init__(self, parts: Sequence[Sequence[Position]]) -> None:
+        self.parts = tuple(parts)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __iter__(self) -> Iterator[Position]:
+        for part in self.parts:
+            yield from part
+
+    @overload
+    def __getitem__(self, index: int) -> Position: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Position]: ...
+    def __getitem__(self, index: int | slice) -> Position | Sequence[Position]:
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        for part in self.parts:
+            if index < len(part):
+                return part[index]
+            index -= len(part)
+        raise IndexError(index)
