@@ -160,6 +160,31 @@ class WalletConfig:
             out[f.name] = value
         return out
 
+    def same_as_stored(self, data: Mapping[str, Any]) -> bool:
+        """Whether ``data`` (a stored ``to_json()``) is this configuration but for its block:
+        compared field by field, without making either form of the other."""
+        if len(data) != len(_FIELDS):
+            return False
+        for name in _FIELDS:
+            if name == "block_number" or name not in data:
+                continue
+            mine, theirs = getattr(self, name), data[name]
+            if isinstance(mine, tuple):
+                if not isinstance(theirs, list) or list(mine) != theirs:
+                    return False
+            elif mine != theirs or type(theirs) is bool and type(mine) is not bool:
+                return False
+        return isinstance(data.get("block_number"), int)
+
+    def at_block(self, block_number: int) -> WalletConfig:
+        """This configuration as recorded at ``block_number`` (a stored baseline equal to it but
+        for the block): its fields were checked when it was made, and are not checked again."""
+        twin = object.__new__(WalletConfig)
+        for name in _FIELDS:
+            object.__setattr__(twin, name, getattr(self, name))
+        object.__setattr__(twin, "block_number", block_number)
+        return twin
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WalletConfig:
         """The inverse of to_json (for a stored baseline); a malformed value raises ValueError."""
@@ -316,3 +341,6 @@ class IssuerControls:
     pauses: tuple[PauseReading, ...] = ()
     implementations: tuple[TokenImplementation, ...] = ()
     frozen: tuple[FrozenTokensReading, ...] = ()
+
+
+_FIELDS = tuple(f.name for f in fields(WalletConfig))

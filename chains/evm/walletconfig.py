@@ -71,6 +71,7 @@ GET_FROZEN_TOKENS = bytes.fromhex("158b1a57")  # getFrozenTokens(address), ERC-3
 
 MAX_LIST_ENTRIES = 100
 DEFAULT_CHUNK_SIZE = 500
+EMPTY_CODE_HASH = "0x" + keccak(b"").hex()  # an account without code (most of a fleet)
 
 # Per wallet, in this order, after eth_getCode.
 _FIXED_SLOTS: tuple[tuple[str, int], ...] = (
@@ -407,7 +408,7 @@ def read_wallet_configs(
             address=address,
             block_number=block.number,
             kind=kind,
-            code_hash="0x" + keccak(code).hex(),
+            code_hash=EMPTY_CODE_HASH if not code else "0x" + keccak(code).hex(),
             implementation=_address_or_none(words["implementation"]),
             admin=_address_or_none(words["admin"]),
             delegation=None if delegate is None else _checksum(delegate),

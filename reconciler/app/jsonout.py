@@ -16,6 +16,7 @@ T = TypeVar("T")
 
 _row = json.JSONEncoder(separators=(", ", ": ")).encode
 _scalar = json.JSONEncoder().encode
+quoted = json.encoder.encode_basestring_ascii  # a string as _row and _scalar print it
 
 
 class Rows(Sequence[dict[str, Any]], Generic[T]):
@@ -23,9 +24,17 @@ class Rows(Sequence[dict[str, Any]], Generic[T]):
     100,000-wallet run has 400,000 positions, and holding them all as dicts would cost more
     than the rest of the run together."""
 
-    def __init__(self, items: Sequence[T], make: Callable[[T], dict[str, Any]]) -> None:
+    def __init__(
+        self, items: Sequence[T], make: Callable[[T], dict[str, Any]], text: Callable[[T], str] | None = None
+    ) -> None:
         self._items = items
         self._make = make
+        # The row as this module prints it (``_row(make(item))``), made directly: for the
+        # longest lists (a run's positions), without a dict per row.
+        self.text = text
+
+    def texts(self) -> Iterator[str]:
+        return map(self.text, self._items) if self.text is not None else map(_row, self)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -88,8 +97,8 @@ def _write(value: Any, level: int, emit: Callable[[str], None]) -> None:
             return
         emit("[\n")
         sep = ""
-        for item in value:
-            emit(sep + pad + _row(item))
+        for row in value.texts():
+            emit(sep + pad + row)
             sep = ",\n"
         emit("\n" + "  " * level + "]")
     elif isinstance(value, list) and value:

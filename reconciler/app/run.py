@@ -292,11 +292,10 @@ def unreconciled_books(settings: Settings, ledger: Ledger, view: BookView) -> li
     """Book balances no configured wallet x asset compares with (the wallet or the asset left
     the configuration, or the asset is on another chain); only those pairs are summed."""
     chains = {a.name: a.chain for a in settings.assets.values()}
+    chain_of = settings.chain_finder()  # the pairs come sorted by wallet: a walk, not a search each
 
     def covered(wallet: str, asset: str) -> bool:
-        if asset not in chains or wallet not in settings.wallets:
-            return False
-        return settings.wallets[wallet].chain == chains[asset]
+        return asset in chains and chain_of(wallet) == chains[asset]
 
     outside = ledger.books_outside(view, covered)
     return [

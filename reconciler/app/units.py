@@ -136,8 +136,10 @@ class UnitInputs:
     def book_of(self, wallets: Sequence[WalletSettings]) -> dict[tuple[str, str], int]:
         return self.ledger.book_sums_of(self.books, [w.name for w in wallets])
 
-    def wallet_baselines_of(self, chain: str, wallets: Sequence[WalletSettings]) -> dict[tuple[str, str], WalletConfig]:
-        return self.ledger.wallet_baselines_of(self.baselines, chain, [w.name for w in wallets])
+    def wallet_baselines_of(
+        self, chain: str, wallets: Sequence[WalletSettings], observed: Mapping[str, WalletConfig]
+    ) -> dict[tuple[str, str], WalletConfig]:
+        return self.ledger.wallet_baselines_of(self.baselines, chain, [w.name for w in wallets], observed)
 
 
 def unit_inputs(settings: Settings, ledger: Ledger) -> UnitInputs:
@@ -235,7 +237,7 @@ def read_unit(
         controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
     )
     book = inputs.book_of(wallets)
-    stored = inputs.wallet_baselines_of(chain.name, wallets)
+    stored = inputs.wallet_baselines_of(chain.name, wallets, observed.wallet_configs)
     return judge_unit(chain, settings, wallets, observed, book, stored, inputs.token_baselines)
 
 

@@ -490,10 +490,16 @@ class RunsMixin(LedgerBase):
         return BaselineView(int(upto or 0), tokens)
 
     def wallet_baselines_of(
-        self, view: BaselineView, chain: str, wallets: Sequence[str]
+        self,
+        view: BaselineView,
+        chain: str,
+        wallets: Sequence[str],
+        observed: Mapping[str, WalletConfig] | None = None,
     ) -> dict[tuple[str, str], WalletConfig]:
         """The newest baseline (as ``view`` saw them) of each of ``wallets`` on ``chain`` that
-        has one; served by the (chain, wallet) index."""
+        has one; served by the (chain, wallet) index. A baseline equal to the configuration
+        ``observed`` (by wallet name) but for its block is that configuration at the
+        baseline's block: not parsed and checked field by field again (most of a fleet's)."""
         newest: dict[str, tuple[int, str]] = {}
         with self._session() as s:
             for part in _chunks(list(wallets)):
@@ -507,7 +513,15 @@ class RunsMixin(LedgerBase):
                 for wallet, row_id, config in rows:
                     if wallet not in newest or newest[wallet][0] < int(row_id or 0):
                         newest[wallet] = (int(row_id or 0), config)
-        return {(chain, w): WalletConfig.from_json(json.loads(config)) for w, (_, config) in newest.items()}
+        out: dict[tuple[str, str], WalletConfig] = {}
+        for w, (_, text) in newest.items():
+            data = json.loads(text)
+            seen = observed.get(w) if observed is not None else None
+            if seen is not None and seen.same_as_stored(data):
+                out[(chain, w)] = seen.at_block(data["block_number"])
+                continue
+            out[(chain, w)] = WalletConfig.from_json(data)
+        return out
 
     def record_baselines(self, baselines: NewBaselines) -> None:
         with self._session() as s:

@@ -260,3 +260,40 @@ def test_book_balances_sum_exactly_above_2_64_on_every_engine(db_url: str) -> No
     assert balances[("w2", "TMMF")] == UINT256_MAX - 2**255
     assert balances[("w2", "USDC")] == 2**64
     assert all(type(v) is int for v in balances.values())
+
+
+def test_a_run_reads_the_books_as_committed_when_it_began(db_url: str) -> None:
+    """A run reads its books chunk by chunk through a view taken at its start: an import
+    committed meanwhile is not half in one chunk and missing from another; the wallets and
+    assets no configured pair covers are summed alone, through the same view."""
+    ledger = Ledger(db_url)
+    ledger.init()
+    ledger.import_accounts([AccountRow(2, "C1", SegClass.FUTURES, "One")], "accounts.csv", "0" * 64)
+
+    def entries(first: int, items: list[tuple[str, str, int]]) -> list[BookRow]:
+        return [
+            BookRow(i + 2, f"E{first + i}", date(2026, 11, 24), "C1", w, a, amount, EntryKind.ADJUSTMENT, "", None)
+            for i, (w, a, amount) in enumerate(items)
+        ]
+
+    ledger.import_books(entries(0, [("w1", "USDC", 5), ("w2", "USDC", 7), ("gone", "USDC", 3)]), "a.csv", "1" * 64)
+    view = ledger.book_view()
+    assert view.any_entries
+    ledger.import_books(entries(10, [("w1", "USDC", 100), ("w3", "ETH", 9), ("gone", "USDC", 1)]), "b.csv", "2" * 64)
+
+    assert ledger.book_sums_of(view, ["w1", "w2", "w3"]) == {("w1", "USDC"): 5, ("w2", "USDC"): 7}
+    assert ledger.books_outside(view, lambda wallet, asset: wallet != "gone") == {("gone", "USDC"): 3}
+    later = ledger.book_view()  # the next run sees both imports
+    assert ledger.book_sums_of(later, ["w1", "w3"]) == {("w1", "USDC"): 105, ("w3", "ETH"): 9}
+    assert ledger.books_outside(later, lambda wallet, asset: wallet != "gone") == {("gone", "USDC"): 4}
+    ledger.close()
+
+
+def test_an_empty_ledger_has_a_view_without_entries(db_url: str) -> None:
+    ledger = Ledger(db_url)
+    ledger.init()
+    view = ledger.book_view()
+    assert not view.any_entries
+    assert ledger.book_sums_of(view, ["w1"]) == {}
+    assert ledger.books_outside(view, lambda wallet, asset: False) == {}
+    ledger.close()

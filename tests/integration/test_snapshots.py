@@ -74,6 +74,21 @@ def _onchain(positions: Sequence[Position], chain: str) -> dict[tuple[str, str],
     return {(p.wallet, p.asset): p.onchain for p in positions if p.chain == chain}
 
 
+def _assert_flow(ledger: Ledger, run_id: str, earlier: Sequence[Position], current: Sequence[Position]) -> None:
+    """The flow check's comparison of ``current`` with run ``run_id`` (which recorded
+    ``earlier``), per chain: streamed in order when the positions line up, read whole when
+    not, the same answer as comparing the two mappings."""
+    for chain in ("eth", "base"):
+        now = [p for p in current if p.chain == chain]
+        with ledger._session() as s:
+            found = snapshots.flow_change(s, run_id, chain, now, {p.wallet for p in now}, {p.asset for p in now})
+        before, after = _onchain(earlier, chain), _onchain(now, chain)
+        both = before.keys() & after.keys()
+        assert found.changed == {k: (before[k], after[k]) for k in both if before[k] != after[k]}
+        for key in before.keys() | after.keys() | {("nobody", "USDC")}:
+            assert (key in found.compared) == (key in both), key
+
+
 def test_a_run_stores_what_changed_and_every_run_is_rebuilt(db_url: str) -> None:
     ledger = Ledger(db_url)
     ledger.init()
@@ -108,6 +123,8 @@ def test_a_run_stores_what_changed_and_every_run_is_rebuilt(db_url: str) -> None
         assert _shown(ledger, run_id) == _as_stored(positions)
         for chain in ("eth", "base"):
             assert _balances(ledger, run_id, chain) == _onchain(positions, chain)
+        for _, later, _ in history:  # each run's positions against each run's balances
+            _assert_flow(ledger, run_id, positions, later)
     assert [_rows_of(db_url, r) for r, _, _ in history] == [e for _, _, e in history]
     ledger.close()
 
@@ -131,6 +148,8 @@ def test_any_sequence_of_runs_is_rebuilt_exactly(tmp_path_factory: Any, values: 
     for run_id, positions in runs:
         assert _shown(ledger, run_id) == _as_stored(positions)
         assert _balances(ledger, run_id, "eth") == _onchain(positions, "eth")
+        for _, later in runs:
+            _assert_flow(ledger, run_id, positions, later)
     ledger.close()
 
 
@@ -187,4 +206,6 @@ def test_a_rebuild_with_a_missing_row_is_refused_not_shown_short(db_url: str, se
         ledger.get_run(second)
     with pytest.raises(LedgerError, match="positions rebuilt from the ledger"):
         _balances(ledger, second, "eth")  # the flow check's read is refused too, never short
+    with pytest.raises(LedgerError, match="positions rebuilt from the ledger"), ledger._session() as s:
+        snapshots.flow_change(s, second, "eth", positions, {p.wallet for p in positions}, {"USDC"})
     ledger.close()

@@ -1,0 +1,65 @@
+"""A run's positions kept on disk (reconciler.spill) come back exactly, in order, as often as
+they are read; and a row of the run document made without a dict is the row made with one."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.app.documents import position_doc, position_text
+from reconciler.app.jsonout import Rows, dumps
+from reconciler.domain import Position
+from reconciler.spill import Concatenated, SpilledPositions
+
+NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,24}", fullmatch=True)
+AMOUNTS = st.integers(-(2**256), 2**256)
+DECIMALS = {"USDC": 6, "ETH": 18, "WBTC": 8, "X": 0}
+
+
+@given(st.lists(st.tuples(NAMES, st.sampled_from(sorted(DECIMALS)), AMOUNTS, AMOUNTS), max_size=60),
+       st.integers(1, 7))  # fmt: skip
+def test_positions_come_back_as_appended_in_any_number_of_appends(
+    rows: list[tuple[str, str, int, int]], per_append: int
+) -> None:
+    positions = [Position("eth", w, a, DECIMALS[a], b, o) for w, a, b, o in rows]
+    spill = SpilledPositions("eth", DECIMALS)
+    for start in range(0, len(positions), per_append):
+        spill.extend(positions[start : start + per_append])
+    assert len(spill) == len(positions)
+    assert list(spill) == positions
+    assert list(spill) == positions  # read again: the same
+    if positions:
+        assert spill[0] == positions[0] and spill[-1] == positions[-1]
+        assert spill[1:3] == positions[1:3]
+    spill.close()
+
+
+def test_positions_larger_than_a_read_block_come_back_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.spill._READ", 7)  # lines split across every read
+    positions = [Position("eth", f"wallet-{i}", "USDC", 6, i * 10**30, -i) for i in range(50)]
+    spill = SpilledPositions("eth", DECIMALS)
+    spill.extend(positions[:20])
+    spill.extend(positions[20:])
+    assert list(spill) == positions
+
+
+def test_chains_concatenated_keep_chain_order() -> None:
+    eth = SpilledPositions("eth", DECIMALS)
+    eth.extend([Position("eth", "a", "USDC", 6, 1, 2), Position("eth", "b", "USDC", 6, 3, 4)])
+    base = SpilledPositions("base", DECIMALS)
+    base.extend([Position("base", "c", "ETH", 18, 5, 6)])
+    joined = Concatenated([eth, base])
+    assert len(joined) == 3
+    assert [p.wallet for p in joined] == ["a", "b", "c"]
+    assert joined[2].chain == "base" and joined[-3].wallet == "a"
+    with pytest.raises(IndexError):
+        joined[3]
+
+
+@given(NAMES, NAMES, NAMES, st.integers(0, 36), AMOUNTS, AMOUNTS)
+def test_a_position_row_made_directly_is_the_row_of_its_dict(
+    chain: str, wallet: str, asset: str, decimals: int, book: int, onchain: int
+) -> None:
+    p = Position(chain, wallet, asset, decimals, book, onchain)
+    assert dumps(Rows([p], position_doc, position_text)) == dumps(Rows([p], position_doc))
