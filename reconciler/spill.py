@@ -25,7 +25,26 @@ from reconciler.domain import Position
 _READ = 1 << 20  # bytes read back at a time
 
 
-class SpilledPositions(Sequence[Position]):
+class _ReadBack(Sequence[Position]):
+    """Positions read back in order; by index only by reading from the start (for the rare
+    caller that indexes)."""
+
+    @overload
+    def __getitem__(self, index: int) -> Position: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Position]: ...
+    def __getitem__(self, index: int | slice) -> Position | Sequence[Position]:
+        count = len(self)
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(count)))
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError(index)
+        return next(itertools.islice(self, index, None))
+
+
+class SpilledPositions(_ReadBack):
     """One chain's positions, appended unit by unit and read back in order."""
 
     def __init__(self, chain: str, decimals: Mapping[str, int]) -> None:
@@ -62,25 +81,11 @@ class SpilledPositions(Sequence[Position]):
             rest = lines.pop()
             yield from (line.decode() for line in lines)
 
-    @overload
-    def __getitem__(self, index: int) -> Position: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Position]: ...
-    def __getitem__(self, index: int | slice) -> Position | Sequence[Position]:
-        """By position in the file (read from the start: for the rare caller that indexes)."""
-        if isinstance(index, slice):
-            return list(itertools.islice(self, *index.indices(self._count)))
-        if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
-            raise IndexError(index)
-        return next(itertools.islice(self, index, None))
-
     def close(self) -> None:
         self._file.close()
 
 
-class Concatenated(Sequence[Position]):
+class Concatenated(_ReadBack):
     """Several chains' positions as one sequence, chain after chain (a run's, in chain order)."""
 
     def __init__(self, parts: Sequence[Sequence[Position]]) -> None:
@@ -92,18 +97,3 @@ class Concatenated(Sequence[Position]):
     def __iter__(self) -> Iterator[Position]:
         for part in self.parts:
             yield from part
-
-    @overload
-    def __getitem__(self, index: int) -> Position: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Position]: ...
-    def __getitem__(self, index: int | slice) -> Position | Sequence[Position]:
-        if isinstance(index, slice):
-            return list(itertools.islice(self, *index.indices(len(self))))
-        if index < 0:
-            index += len(self)
-        for part in self.parts:
-            if index < len(part):
-                return part[index]
-            index -= len(part)
-        raise IndexError(index)

@@ -218,25 +218,27 @@ def _select_snapshots() -> Select[str, str, int | None, int, int, int | None]:
     )
 
 
+def _in_base(query: Any, chain: str, base: str, upto: int) -> Any:
+    """``query`` over the snapshot rows of the runs on ``chain`` that build on the full set of
+    run ``base``, up to the one with ``snapshot_seq`` ``upto`` (the rows one run's positions
+    are rebuilt from)."""
+    return query.join(
+        RunChain,
+        and_(
+            col(RunChain.run_id) == col(BalanceSnapshot.run_id),
+            col(RunChain.chain) == col(BalanceSnapshot.chain),
+        ),
+    ).where(
+        col(RunChain.chain) == chain,
+        col(RunChain.snapshot_base) == base,
+        col(RunChain.snapshot_seq) <= upto,
+    )
+
+
 def _rebuild(s: Session, chain: str, base: str, upto: int) -> list[Snapshot]:
     """The positions of the run with ``snapshot_seq`` ``upto`` on ``chain``, in their order."""
     found: dict[tuple[str, str], Snapshot] = {}
-    query = (
-        _select_snapshots()
-        .join(
-            RunChain,
-            and_(
-                col(RunChain.run_id) == col(BalanceSnapshot.run_id),
-                col(RunChain.chain) == col(BalanceSnapshot.chain),
-            ),
-        )
-        .where(
-            col(RunChain.chain) == chain,
-            col(RunChain.snapshot_base) == base,
-            col(RunChain.snapshot_seq) <= upto,
-        )
-        .order_by(col(RunChain.snapshot_seq))
-    )
+    query = _in_base(_select_snapshots(), chain, base, upto).order_by(col(RunChain.snapshot_seq))
     for wallet, asset, decimals, book, onchain, seq in s.execute(query):
         found[(wallet, asset)] = Snapshot(seq or 0, wallet, asset, decimals, int(book), int(onchain))
     return sorted(found.values(), key=lambda x: x.seq)
@@ -272,22 +274,12 @@ def balances_of(s: Session, run_id: str, chain: str) -> dict[tuple[str, str], in
         return {}
     if rc.snapshot_seq is None or rc.snapshot_base is None:  # recorded before revision 0008
         return {(p.wallet, p.asset): p.onchain for p in positions_of(s, run_id, chain)}
-    query = (
-        select(col(BalanceSnapshot.wallet), col(BalanceSnapshot.asset), col(BalanceSnapshot.onchain))
-        .join(
-            RunChain,
-            and_(
-                col(RunChain.run_id) == col(BalanceSnapshot.run_id),
-                col(RunChain.chain) == col(BalanceSnapshot.chain),
-            ),
-        )
-        .where(
-            col(RunChain.chain) == chain,
-            col(RunChain.snapshot_base) == rc.snapshot_base,
-            col(RunChain.snapshot_seq) <= rc.snapshot_seq,
-        )
-        .order_by(col(RunChain.snapshot_seq))
-    )
+    query = _in_base(
+        select(col(BalanceSnapshot.wallet), col(BalanceSnapshot.asset), col(BalanceSnapshot.onchain)),
+        chain,
+        rc.snapshot_base,
+        rc.snapshot_seq,
+    ).order_by(col(RunChain.snapshot_seq))
     found: dict[tuple[str, str], int] = {}
     names: dict[str, str] = {}  # one string per name: each row brings its own (as books do)
     for wallet, asset, onchain in s.execute(query):
@@ -359,20 +351,8 @@ def _stream_onchain(s: Session, chain: str, base: str, upto: int) -> Iterator[tu
     for its seq by the runs since (bounded: changes never outnumber the positions)."""
     overlay: dict[int, int] = {}
     since = (
-        select(col(BalanceSnapshot.seq), col(BalanceSnapshot.onchain))
-        .join(
-            RunChain,
-            and_(
-                col(RunChain.run_id) == col(BalanceSnapshot.run_id),
-                col(RunChain.chain) == col(BalanceSnapshot.chain),
-            ),
-        )
-        .where(
-            col(RunChain.chain) == chain,
-            col(RunChain.snapshot_base) == base,
-            col(RunChain.run_id) != base,
-            col(RunChain.snapshot_seq) <= upto,
-        )
+        _in_base(select(col(BalanceSnapshot.seq), col(BalanceSnapshot.onchain)), chain, base, upto)
+        .where(col(RunChain.run_id) != base)
         .order_by(col(RunChain.snapshot_seq))
     )
     for seq, onchain in s.execute(since):
