@@ -13,11 +13,12 @@ the process ends, never named on disk); names hold no tab or newline (configurat
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import overload
 
 from reconciler.domain import Position
@@ -53,15 +54,32 @@ class SpilledPositions(_ReadBack):
         self._file = tempfile.TemporaryFile()
         self._size = 0
         self._count = 0
+        self._keys = hashlib.sha256()
+        self._values = hashlib.sha256()
         self._lock = threading.Lock()
 
-    def extend(self, positions: Iterable[Position]) -> None:
+    def extend(self, positions: Sequence[Position]) -> None:
+        """Append ``positions`` (after those appended before), and fold them into the
+        digests the ledger's snapshots are keyed by (reconciler.ledger.snapshots)."""
+        if not positions:
+            return
         text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
+        keys = "\n".join(f"{p.wallet}\t{p.asset}" for p in positions)
+        values = "\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in positions)
         data = text.encode()
         with self._lock:
+            sep = "\n" if self._count else ""
+            self._keys.update((sep + keys).encode())
+            self._values.update((sep + values).encode())
             os.pwrite(self._file.fileno(), data, self._size)
             self._size += len(data)
-            self._count += text.count("\n")
+            self._count += len(positions)
+
+    def digests(self) -> tuple[str, str]:
+        """sha256 of the positions' "\n"-joined ``wallet\tasset`` lines, and of their
+        ``wallet\tasset\tdecimals\tbook\tonchain`` lines: made as they were appended."""
+        with self._lock:
+            return self._keys.hexdigest(), self._values.hexdigest()
 
     def __len__(self) -> int:
         return self._count

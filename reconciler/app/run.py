@@ -22,7 +22,7 @@ signal stops the run while chains are being read (every read in flight is cut).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -39,7 +39,7 @@ from reconciler.app.units import (
     UnitRunner,
     chunk_wallets,
     issuer_control_queries,
-    read_unit,
+    read_units,
     spilled,
     unit_inputs,
 )
@@ -208,13 +208,8 @@ def local_units(settings: Settings, held: HeldInputs) -> UnitRunner:
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
         inputs = held.get()
-
-        def units() -> Iterator[UnitResult]:
-            for part in settings.wallet_chunks(chain.name, chunk_wallets()):
-                checkpoint()
-                yield read_unit(chain, settings, adapter, block, part, inputs)
-
-        return spilled(units(), chain.name, settings)
+        parts = settings.wallet_chunks(chain.name, chunk_wallets())
+        return spilled(read_units(chain, settings, adapter, block, parts, inputs, checkpoint), chain.name, settings)
 
     return run
 

@@ -32,7 +32,7 @@ from reconciler.app.units import (
     chunk_wallets,
     chunks,
     merged,
-    read_unit,
+    read_units,
     result_from_json,
     result_to_json,
     shard_slice,
@@ -81,10 +81,8 @@ def execute_unit(
                     f"this daemon's configuration lists other wallets for shard {unit.shard} of chain "
                     f"{chain.name} than the daemon that published it: every daemon must run one configuration"
                 )
-            found = []
-            for part in chunks(wallets, chunk_wallets()):
-                checkpoint()
-                found.append(read_unit(chain, settings, adapter, unit.block, part, inputs))
+            parts = chunks(wallets, chunk_wallets())
+            found = list(read_units(chain, settings, adapter, unit.block, parts, inputs, checkpoint))
             text = result_to_json(merged(found))
         except Interrupted:
             units_store.release(ledger, unit)  # stopping: another daemon takes it at once

@@ -20,6 +20,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -207,16 +208,26 @@ def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> d
     }
 
 
-def read_unit(
+@dataclass(frozen=True, slots=True)
+class UnitReading:
+    """What one chunk's unit judges: its readings at the pin, its books and its baselines."""
+
+    wallets: Sequence[WalletSettings]
+    observed: ChainObservations
+    book: Mapping[tuple[str, str], int]
+    stored: Mapping[tuple[str, str], WalletConfig]
+
+
+def observe_unit(
     chain: ChainSettings,
     settings: Settings,
     adapter: ChainAdapter,
     block: BlockRef,
     wallets: Sequence[WalletSettings],
     inputs: UnitInputs,
-) -> UnitResult:
+) -> UnitReading:
     """Read ``wallets`` (one chunk) at ``block`` — balances, configurations, their approvers'
-    delegations, the issuer controls on their collateral — and judge them (UNIT_PASSES)."""
+    delegations, the issuer controls on their collateral — and their books and baselines."""
     assets = settings.assets_on(chain.name)
     tokens = [a for a in assets if a.address is not None]
     token_addresses = [a.address for a in tokens if a.address is not None]
@@ -238,7 +249,49 @@ def read_unit(
     )
     book = inputs.book_of(wallets)
     stored = inputs.wallet_baselines_of(chain.name, wallets, observed.wallet_configs)
-    return judge_unit(chain, settings, wallets, observed, book, stored, inputs.token_baselines)
+    return UnitReading(wallets, observed, book, stored)
+
+
+def read_unit(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    block: BlockRef,
+    wallets: Sequence[WalletSettings],
+    inputs: UnitInputs,
+) -> UnitResult:
+    """Read ``wallets`` (one chunk) at ``block`` and judge them (UNIT_PASSES)."""
+    r = observe_unit(chain, settings, adapter, block, wallets, inputs)
+    return judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, inputs.token_baselines)
+
+
+def read_units(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    block: BlockRef,
+    parts: Iterable[Sequence[WalletSettings]],
+    inputs: UnitInputs,
+    checkpoint: Callable[[], None],
+) -> Iterator[UnitResult]:
+    """``read_unit`` of each chunk of ``parts``, in order, the next chunk read while this one
+    is judged: the node answers (and the ledger) while this process judges, so a run's time is
+    closer to the larger of the two than to their sum. At most two chunks are held at once; a
+    failure of either stops the units (the read in flight is waited for, or cut when the run
+    closes its adapter)."""
+    tokens = inputs.token_baselines
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"units-{chain.name}") as reader:
+        ahead: Future[UnitReading] | None = None
+        for part in parts:
+            checkpoint()
+            nxt = reader.submit(observe_unit, chain, settings, adapter, block, part, inputs)
+            if ahead is not None:
+                r = ahead.result()
+                yield judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, tokens)
+            ahead = nxt
+        if ahead is not None:
+            r = ahead.result()
+            yield judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, tokens)
 
 
 def judge_unit(

@@ -51,6 +51,8 @@ class RunObservations:
     surveillance: Mapping[str, SurveillanceInputs] = field(default_factory=dict)  # by chain
     orphaned: Mapping[str, tuple[Movement, ...]] = field(default_factory=dict)  # reorged away, by chain
     executions: Mapping[str, ExecutionInputs] = field(default_factory=dict)  # by chain
+    # Each chain's positions, made once however many passes ask (``chain_positions``).
+    _positions: dict[str, list[Position]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +122,19 @@ class PassResult:
 Pass = Callable[[RunObservations], PassResult]
 
 
+def chain_positions(obs: RunObservations, name: str) -> list[Position]:
+    """Books against chain on one chain that was read: every configured wallet x asset of it
+    (made once per observations: the balance pass and the run's positions are the same rows)."""
+    rows = obs._positions.get(name)
+    if rows is None:
+        wallets, assets = obs.settings.wallets_on(name), obs.settings.assets_on(name)
+        rows = obs._positions[name] = positions_for_chain(name, wallets, assets, obs.book, obs.chains[name].balances)
+    return rows
+
+
 def positions(obs: RunObservations) -> list[Position]:
     """Books against chain: every configured wallet x every asset of each chain that was read."""
-    rows: list[Position] = []
-    for name, chain in obs.chains.items():
-        wallets, assets = obs.settings.wallets_on(name), obs.settings.assets_on(name)
-        rows.extend(positions_for_chain(name, wallets, assets, obs.book, chain.balances))
-    return rows
+    return [p for name in obs.chains for p in chain_positions(obs, name)]
 
 
 def balance_pass(obs: RunObservations) -> PassResult:
@@ -138,7 +146,7 @@ def balance_pass(obs: RunObservations) -> PassResult:
     tolerances = {a.name: a.tolerance for a in obs.settings.assets.values()}
     for name, chain in obs.chains.items():
         wallets, assets = obs.settings.wallets_on(name), obs.settings.assets_on(name)
-        rows = positions_for_chain(name, wallets, assets, obs.book, chain.balances)
+        rows = chain_positions(obs, name)
         spans.append(_span(BreakKind.BALANCE_MISMATCH, name, [w.name for w in wallets], [a.name for a in assets]))
         findings.extend(check_balances(rows, tolerances, chain.block))
     return PassResult(tuple(findings), Coverage(spans=tuple(spans)))

@@ -32,7 +32,7 @@ from sqlmodel import col
 from reconciler.domain import BlockRef, Position
 from reconciler.errors import LedgerError
 from reconciler.ledger.models import BalanceSnapshot, RunChain
-from reconciler.spill import Concatenated
+from reconciler.spill import Concatenated, SpilledPositions
 
 _BATCH = 5000
 
@@ -109,7 +109,7 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
     for chain, items in by_chain.items():
         block = blocks[chain]
         assert block is not None, "positions only exist for chains that were read"
-        keys, digest = _digests(items)
+        keys, digest = items.digests() if isinstance(items, SpilledPositions) else _digests(items)
         prev = s.execute(
             select(
                 col(RunChain.snapshot_seq),
@@ -321,6 +321,13 @@ def flow_change(
     order beside ``current`` and only the differing ones are kept; otherwise they are read
     whole, as ``balances_of``."""
     rc = s.get(RunChain, (run_id, chain))
+    if (
+        rc is not None
+        and isinstance(current, SpilledPositions)
+        and rc.positions_keys is not None
+        and (rc.positions_keys, rc.positions_digest) == current.digests()
+    ):
+        return FlowChange({}, _Keys(wallets, assets))  # the same positions, keys and values: no change
     if rc is not None and rc.snapshot_seq is not None and rc.snapshot_base is not None:
         changed: dict[tuple[str, str], tuple[int, int]] = {}
         count = 0

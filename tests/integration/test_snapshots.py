@@ -20,6 +20,7 @@ from reconciler.errors import LedgerError
 from reconciler.ledger import snapshots
 from reconciler.ledger.runs import ChainResult
 from reconciler.ledger.store import Ledger
+from reconciler.spill import SpilledPositions
 from tests.conftest import Scenario
 from tests.integration.helpers import load, make_custody, new_address, run_json
 
@@ -80,13 +81,18 @@ def _assert_flow(ledger: Ledger, run_id: str, earlier: Sequence[Position], curre
     not, the same answer as comparing the two mappings."""
     for chain in ("eth", "base"):
         now = [p for p in current if p.chain == chain]
-        with ledger._session() as s:
-            found = snapshots.flow_change(s, run_id, chain, now, {p.wallet for p in now}, {p.asset for p in now})
+        spilled = SpilledPositions(chain, {p.asset: p.decimals for p in now})
+        spilled.extend(now)  # as a run holds them: on disk, with their digests
         before, after = _onchain(earlier, chain), _onchain(now, chain)
         both = before.keys() & after.keys()
-        assert found.changed == {k: (before[k], after[k]) for k in both if before[k] != after[k]}
-        for key in before.keys() | after.keys() | {("nobody", "USDC")}:
-            assert (key in found.compared) == (key in both), key
+        for given in (now, spilled):
+            with ledger._session() as s:
+                found = snapshots.flow_change(
+                    s, run_id, chain, given, {p.wallet for p in now}, {p.asset for p in now}
+                )
+            assert found.changed == {k: (before[k], after[k]) for k in both if before[k] != after[k]}
+            for key in before.keys() | after.keys() | {("nobody", "USDC")}:
+                assert (key in found.compared) == (key in both), key
 
 
 def test_a_run_stores_what_changed_and_every_run_is_rebuilt(db_url: str) -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from reconciler.app.documents import position_doc, position_text
 from reconciler.app.jsonout import Rows, dumps
 from reconciler.domain import Position
+from reconciler.ledger import snapshots
 from reconciler.spill import Concatenated, SpilledPositions
 
 NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,24}", fullmatch=True)
@@ -28,6 +29,7 @@ def test_positions_come_back_as_appended_in_any_number_of_appends(
         spill.extend(positions[start : start + per_append])
     assert len(spill) == len(positions)
     assert list(spill) == positions
+    assert spill.digests() == snapshots._digests(positions)  # what the ledger keys snapshots by
     assert list(spill) == positions  # read again: the same
     if positions:
         assert spill[0] == positions[0] and spill[-1] == positions[-1]
