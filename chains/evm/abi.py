@@ -9,6 +9,7 @@ not have exactly the expected shape raises AbiError; it is never read as zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 BALANCE_OF = bytes.fromhex("70a08231")
 DECIMALS = bytes.fromhex("313ce567")
@@ -83,6 +84,56 @@ def encode_aggregate3(calls: Sequence[tuple[str, bytes]], allow_failure: bool = 
         tails.append(tup)
         offset += len(tup)
     return AGGREGATE3 + _uint_word(_WORD) + _uint_word(n) + b"".join(heads) + b"".join(tails)
+
+
+_ZERO12 = "00" * 12
+
+
+def encode_aggregate3_hex(calls: Sequence[tuple[str, bytes, str]], allow_failure: bool = True) -> str:
+    """``"0x" + encode_aggregate3(...).hex()`` for calls that each take one address —
+    (target, 4-byte selector, argument), e.g. balanceOf(holder) — built as text in one pass:
+    every call is the same 192 bytes, so the offsets are known without encoding each."""
+    n = len(calls)
+    for target, selector, argument in calls:
+        if len(target) != 42 or len(argument) != 42 or len(selector) != 4:
+            raise AbiError(f"not a call of one address: {target!r} {selector.hex()} {argument!r}")
+    middle = f"{1 if allow_failure else 0:064x}{3 * _WORD:064x}{4 + _WORD:064x}"
+    tails = "".join(
+        f"{_ZERO12}{target[2:]}{middle}{selector.hex()}{_ZERO12}{argument[2:]}{'00' * 28}"
+        for target, selector, argument in calls
+    ).lower()
+    try:
+        bytes.fromhex(tails)
+    except ValueError as exc:
+        raise AbiError(f"an address of the calls is not hex: {exc}") from exc
+    heads = "".join(f"{n * _WORD + i * 6 * _WORD:064x}" for i in range(n))
+    return f"0x{AGGREGATE3.hex()}{_WORD:064x}{n:064x}{heads}{tails}"
+
+
+_WORD_RESULT = _uint_word(1) + _uint_word(2 * _WORD) + _uint_word(_WORD)  # success, offset, length
+
+
+def aggregate3_words(data: bytes, expected: int) -> list[int] | None:
+    """The results of aggregate3 as uint256s when every one succeeded with exactly one word
+    (what balance reads return), read at their fixed places; None for any other shape (then
+    ``decode_aggregate3`` says what is wrong)."""
+    n = expected
+    head = 2 * _WORD + n * _WORD
+    if len(data) != head + n * 4 * _WORD or data[: 2 * _WORD] != _uint_word(_WORD) + _uint_word(n):
+        return None
+    if data[2 * _WORD : head] != _result_offsets(n):
+        return None
+    out: list[int] = []
+    for at in range(head, len(data), 4 * _WORD):
+        if data[at : at + 3 * _WORD] != _WORD_RESULT:
+            return None
+        out.append(int.from_bytes(data[at + 3 * _WORD : at + 4 * _WORD], "big"))
+    return out
+
+
+@lru_cache(maxsize=8)
+def _result_offsets(n: int) -> bytes:
+    return b"".join(_uint_word(n * _WORD + i * 4 * _WORD) for i in range(n))
 
 
 def _read_word(data: bytes, at: int) -> int:

@@ -306,17 +306,22 @@ class EvmAdapter:
         chunks = [queries[i : i + size] for i in range(0, len(queries), size)]
         calls: list[Call] = []
         for chunk in chunks:
-            pairs = [
-                (mc, abi.get_eth_balance(q.holder)) if q.token is None else (q.token, abi.balance_of(q.holder))
+            triples = [
+                (mc, abi.GET_ETH_BALANCE, q.holder) if q.token is None else (q.token, abi.BALANCE_OF, q.holder)
                 for q in chunk
             ]
-            calls.append(("eth_call", [{"to": mc, "data": "0x" + abi.encode_aggregate3(pairs).hex()}, at]))
+            calls.append(("eth_call", [{"to": mc, "data": abi.encode_aggregate3_hex(triples)}, at]))
         out: list[int] = []
         # One HTTP request per aggregate3: providers that bill per request see the fewest.
         for chunk, call in zip(chunks, calls, strict=True):
             raw = self.rpc.request(call[0], call[1])
             try:
-                results = abi.decode_aggregate3(abi.hex_bytes(raw), len(chunk))
+                data = abi.hex_bytes(raw)
+                words = abi.aggregate3_words(data, len(chunk))
+                if words is not None:  # every call answered one word: read in place
+                    out.extend(words)
+                    continue
+                results = abi.decode_aggregate3(data, len(chunk))
                 for q, (ok, data) in zip(chunk, results, strict=True):
                     if not ok:
                         raise ChainError(

@@ -10,6 +10,7 @@ from eth_utils.crypto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chains.evm import abi
 from chains.evm.abi import (
     AGGREGATE3,
     BALANCE_OF,
@@ -292,3 +293,48 @@ def test_balance_of_hex_is_the_hex_of_balance_of(address: str, prefix: str, uppe
 def test_balance_of_hex_refuses_what_is_not_an_address(bad: str) -> None:
     with pytest.raises(AbiError, match="not a 20-byte address"):
         balance_of_hex(bad)
+
+
+_ADDR = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+
+
+@given(st.lists(st.tuples(_ADDR, st.sampled_from([abi.BALANCE_OF, abi.GET_ETH_BALANCE]), _ADDR), max_size=40),
+       st.booleans())  # fmt: skip
+def test_aggregate3_of_one_address_calls_built_as_text_is_the_encoding(
+    calls: list[tuple[str, bytes, str]], allow_failure: bool
+) -> None:
+    mixed = [(t.upper().replace("0X", "0x"), s, h) for t, s, h in calls]  # any case: the same bytes
+    expected = abi.encode_aggregate3([(t, s + abi._address_word(h)) for t, s, h in calls], allow_failure)
+    assert abi.encode_aggregate3_hex(mixed, allow_failure) == "0x" + expected.hex()
+
+
+def test_aggregate3_of_one_address_calls_refuses_what_is_not_an_address() -> None:
+    with pytest.raises(abi.AbiError):
+        abi.encode_aggregate3_hex([("0x" + "00" * 20, abi.BALANCE_OF, "0x" + "zz" * 20)])
+    with pytest.raises(abi.AbiError):
+        abi.encode_aggregate3_hex([("0x" + "00" * 19, abi.BALANCE_OF, "0x" + "00" * 20)])
+
+
+def _results(items: list[tuple[bool, bytes]]) -> bytes:
+    n = len(items)
+    tails = [abi._uint_word(int(ok)) + abi._uint_word(64) + abi._uint_word(len(d)) + d + b"\0" * (-len(d) % 32)
+             for ok, d in items]  # fmt: skip
+    heads, at = [], n * 32
+    for t in tails:
+        heads.append(abi._uint_word(at))
+        at += len(t)
+    return abi._uint_word(32) + abi._uint_word(n) + b"".join(heads) + b"".join(tails)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=70))),
+                max_size=12))  # fmt: skip
+def test_results_read_in_place_only_when_every_one_is_a_word(items: list[tuple[bool, bytes]]) -> None:
+    data = _results(items)
+    assert abi.decode_aggregate3(data, len(items)) == items
+    words = abi.aggregate3_words(data, len(items))
+    if all(ok and len(d) == 32 for ok, d in items):
+        assert words == [int.from_bytes(d, "big") for _, d in items]
+    else:
+        assert words is None  # the decoder then names what is wrong; never read as a value
+    assert abi.aggregate3_words(data, len(items) + 1) is None
+    assert abi.aggregate3_words(data[:-1], len(items)) is None or not items
