@@ -85,10 +85,10 @@ def _assert_flow(ledger: Ledger, run_id: str, earlier: Sequence[Position], curre
         spilled.extend(now)  # as a run holds them: on disk, with their digests
         before, after = _onchain(earlier, chain), _onchain(now, chain)
         both = before.keys() & after.keys()
-        for given in (now, spilled):
+        for current_positions in (now, spilled):
             with ledger._session() as s:
                 found = snapshots.flow_change(
-                    s, run_id, chain, given, {p.wallet for p in now}, {p.asset for p in now}
+                    s, run_id, chain, current_positions, {p.wallet for p in now}, {p.asset for p in now}
                 )
             assert found.changed == {k: (before[k], after[k]) for k in both if before[k] != after[k]}
             for key in before.keys() | after.keys() | {("nobody", "USDC")}:
