@@ -128,19 +128,29 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
             if prev.positions_digest == digest:
                 changed: list[tuple[int, Position]] = []
             else:
-                before = {(x.wallet, x.asset): x for x in _rebuild(s, chain, prev.snapshot_base, prev.snapshot_seq)}
-                changed = [
-                    (i, p)
-                    for i, p in enumerate(items)
-                    if (old := before.get((p.wallet, p.asset))) is None
-                    or (old.book, old.onchain, old.decimals) != (p.book, p.onchain, p.decimals)
-                ]
+                # The same keys in the same order: the previous positions streamed beside these.
+                changed = _changes(items, _stream(s, chain, prev.snapshot_base, prev.snapshot_seq), chain)
             if (prev.snapshot_rows or 0) + len(changed) <= len(items):
                 write, base, stored = changed, prev.snapshot_base, (prev.snapshot_rows or 0) + len(changed)
         seq = (prev.snapshot_seq if prev is not None else 0) + 1
         chains[chain] = ChainSnapshot(seq, base, offsets[chain], stored, len(items), keys, digest)
         writes.append(_rows(run_id, chain, block.number, write))
     return SnapshotPlan(chains, itertools.chain.from_iterable(writes))
+
+
+def _changes(items: Iterable[Position], before: Iterable[Snapshot], chain: str) -> list[tuple[int, Position]]:
+    """(index, position) of each of ``items`` whose book, on-chain value or decimals differ
+    from the previous run's at the same index; the two must hold the same keys in order."""
+    changed: list[tuple[int, Position]] = []
+    for i, (p, old) in enumerate(itertools.zip_longest(items, before)):
+        if p is None or old is None or (old.wallet, old.asset) != (p.wallet, p.asset):
+            raise LedgerError(
+                f"{chain}: the previous run's positions rebuilt from the ledger do not line up with its recorded "
+                "keys; balance_snapshot rows are missing (restore the ledger from a backup)"
+            )
+        if (old.book, old.onchain, old.decimals) != (p.book, p.onchain, p.decimals):
+            changed.append((i, p))
+    return changed
 
 
 def _by_chain(positions: Sequence[Position]) -> tuple[dict[str, Sequence[Position]], dict[str, int]]:
@@ -332,13 +342,13 @@ def flow_change(
         changed: dict[tuple[str, str], tuple[int, int]] = {}
         count = 0
         aligned = True
-        for p, old in itertools.zip_longest(current, _stream_onchain(s, chain, rc.snapshot_base, rc.snapshot_seq)):
-            if p is None or old is None or (p.wallet, p.asset) != old[:2]:
+        for p, old in itertools.zip_longest(current, _stream(s, chain, rc.snapshot_base, rc.snapshot_seq)):
+            if p is None or old is None or (p.wallet, p.asset) != (old.wallet, old.asset):
                 aligned = False
                 break
             count += 1
-            if old[2] != p.onchain:
-                changed[(p.wallet, p.asset)] = (old[2], p.onchain)
+            if old.onchain != p.onchain:
+                changed[(p.wallet, p.asset)] = (old.onchain, p.onchain)
         if aligned:
             if count != (rc.positions or 0):
                 raise LedgerError(
@@ -352,32 +362,42 @@ def flow_change(
     return FlowChange({k: (before[k], now[k]) for k in compared if before[k] != now[k]}, compared)
 
 
-def _stream_onchain(s: Session, chain: str, base: str, upto: int) -> Iterator[tuple[str, str, int]]:
-    """(wallet, asset, on-chain) of the run with ``snapshot_seq`` ``upto`` on ``chain``, in
-    order: the base's full set streamed by seq, each overlaid with the newest change stored
-    for its seq by the runs since (bounded: changes never outnumber the positions)."""
-    overlay: dict[int, int] = {}
+def _stream(s: Session, chain: str, base: str, upto: int) -> Iterator[Snapshot]:
+    """The positions of the run with ``snapshot_seq`` ``upto`` on ``chain``, in order (what
+    ``_rebuild`` returns, never held whole): the base's full set streamed by seq, each
+    overlaid with the newest change stored for its seq by the runs since (bounded: changes
+    never outnumber the positions)."""
+    overlay: dict[int, tuple[int | None, int, int]] = {}
     since = (
-        _in_base(select(col(BalanceSnapshot.seq), col(BalanceSnapshot.onchain)), chain, base, upto)
+        _in_base(
+            select(
+                col(BalanceSnapshot.seq),
+                col(BalanceSnapshot.decimals),
+                col(BalanceSnapshot.book),
+                col(BalanceSnapshot.onchain),
+            ),
+            chain,
+            base,
+            upto,
+        )
         .where(col(RunChain.run_id) != base)
         .order_by(col(RunChain.snapshot_seq))
     )
-    for seq, onchain in s.execute(since):
-        overlay[int(seq or 0)] = int(onchain)
+    for seq, decimals, book, onchain in s.execute(since):
+        overlay[int(seq or 0)] = (decimals, int(book), int(onchain))
     rows = (
-        select(
-            col(BalanceSnapshot.seq),
-            col(BalanceSnapshot.wallet),
-            col(BalanceSnapshot.asset),
-            col(BalanceSnapshot.onchain),
-        )
+        _select_snapshots()
         .where(col(BalanceSnapshot.run_id) == base, col(BalanceSnapshot.chain) == chain)
         .order_by(col(BalanceSnapshot.seq))
         .execution_options(yield_per=10_000)
     )
-    for seq, wallet, asset, onchain in s.execute(rows):
-        value = overlay.get(int(seq or 0))
-        yield wallet, asset, int(onchain) if value is None else value
+    for wallet, asset, decimals, book, onchain, seq in s.execute(rows):
+        at = int(seq or 0)
+        changed = overlay.get(at)
+        if changed is None:
+            yield Snapshot(at, wallet, asset, decimals, int(book), int(onchain))
+        else:
+            yield Snapshot(at, wallet, asset, *changed)
 
 
 def run_positions(s: Session, run_id: str) -> list[tuple[str, Snapshot]]:
