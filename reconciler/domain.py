@@ -162,14 +162,14 @@ class AddressError(ValueError):
     """An address that is malformed or not EIP-55 checksummed."""
 
 
-@lru_cache(maxsize=1 << 15)
+@lru_cache(maxsize=1 << 17)
 def eip55(address: str) -> str:
     """The EIP-55 form of ``address`` (40 hex digits in any case, 0x-prefixed or not);
     ValueError otherwise.
 
-    Cached: a run meets each wallet of a chunk several times (its read, its configuration,
-    its baseline), and eth-utils' version costs ~15 us a call. Bounded to a few chunks' worth
-    (about 8 MB): a million-wallet fleet is never held here whole."""
+    Cached: a run meets each wallet several times (its read, its configuration, its
+    baseline, the transfer scan), and eth-utils' version costs ~15 us a call. Bounded (about
+    30 MB at most): a fleet of a million wallets is hashed again, never held here whole."""
     if not isinstance(address, str) or not _ADDRESS_RE.fullmatch(address):
         raise ValueError(f"{address!r} is not a 20-byte hex address (0x followed by 40 hex digits)")
     # In a few integer operations instead of a loop over 40 characters: a letter is upper case

@@ -359,18 +359,38 @@ def fetch_executions(
     return out
 
 
+TRACE_FILTER_ADDRESSES = 1000  # toAddress entries per trace_filter request
+
+
 def calls_into(
-    rpc: Transport, chain: str, wallets: Sequence[str], lo: int, hi: int, *, chunk_blocks: int = 2000
+    rpc: Transport,
+    chain: str,
+    wallets: Sequence[str],
+    lo: int,
+    hi: int,
+    *,
+    chunk_blocks: int = 2000,
+    max_addresses: int = TRACE_FILTER_ADDRESSES,
 ) -> set[TxRef]:
     """Every transaction in blocks lo..hi with a call into one of ``wallets`` (``trace_filter``
-    with ``toAddress``): it finds a call into a wallet whose code emits nothing and moves
-    nothing. Raises TracingUnavailable where the node does not serve trace_filter."""
+    with ``toAddress``, at most ``max_addresses`` of them per request: a fleet's every address
+    in one request is refused as too large): it finds a call into a wallet whose code emits
+    nothing and moves nothing. Raises TracingUnavailable where the node does not serve
+    trace_filter."""
     found: set[TxRef] = set()
     if hi < lo or not wallets:
         return found
+    everyone = sorted({w.lower() for w in wallets})
+    for at in range(0, len(everyone), max_addresses):
+        found |= _calls_into(rpc, chain, everyone[at : at + max_addresses], lo, hi, chunk_blocks)
+    return found
+
+
+def _calls_into(rpc: Transport, chain: str, targets: list[str], lo: int, hi: int, chunk_blocks: int) -> set[TxRef]:
+    found: set[TxRef] = set()
+    wanted = set(targets)
     start = lo
     size = chunk_blocks
-    targets = sorted({w.lower() for w in wallets})
     while start <= hi:
         end = min(hi, start + size - 1)
         try:
@@ -410,7 +430,7 @@ def calls_into(
                     )
                     if v is not None
                 }
-                if not named & set(targets):
+                if not named & wanted:
                     raise DecodeError(f"a trace to {sorted(named) or 'nothing'}, which the filter excludes")
                 found.add(
                     TxRef(block, _hash(item.get("blockHash"), "blockHash"), _hash(item["transactionHash"], "tx"))

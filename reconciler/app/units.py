@@ -210,12 +210,10 @@ def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> d
 
 @dataclass(frozen=True, slots=True)
 class UnitReading:
-    """What one chunk's unit judges: its readings at the pin, its books and its baselines."""
+    """One chunk's readings at the pin."""
 
     wallets: Sequence[WalletSettings]
     observed: ChainObservations
-    book: Mapping[tuple[str, str], int]
-    stored: Mapping[tuple[str, str], WalletConfig]
 
 
 def observe_unit(
@@ -226,8 +224,8 @@ def observe_unit(
     wallets: Sequence[WalletSettings],
     inputs: UnitInputs,
 ) -> UnitReading:
-    """Read ``wallets`` (one chunk) at ``block`` — balances, configurations, their approvers'
-    delegations, the issuer controls on their collateral — and their books and baselines."""
+    """Read ``wallets`` (one chunk) at ``block``: balances, configurations, their approvers'
+    delegations, the issuer controls on their collateral."""
     assets = settings.assets_on(chain.name)
     tokens = [a for a in assets if a.address is not None]
     token_addresses = [a.address for a in tokens if a.address is not None]
@@ -247,9 +245,15 @@ def observe_unit(
         delegations=adapter.delegations(approvers, block),
         controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
     )
+    return UnitReading(wallets, observed)
+
+
+def judge_reading(chain: ChainSettings, settings: Settings, reading: UnitReading, inputs: UnitInputs) -> UnitResult:
+    """One chunk's readings judged against its books and baselines (read now, for it alone)."""
+    wallets, observed = reading.wallets, reading.observed
     book = inputs.book_of(wallets)
     stored = inputs.wallet_baselines_of(chain.name, wallets, observed.wallet_configs)
-    return UnitReading(wallets, observed, book, stored)
+    return judge_unit(chain, settings, wallets, observed, book, stored, inputs.token_baselines)
 
 
 def read_unit(
@@ -261,8 +265,7 @@ def read_unit(
     inputs: UnitInputs,
 ) -> UnitResult:
     """Read ``wallets`` (one chunk) at ``block`` and judge them (UNIT_PASSES)."""
-    r = observe_unit(chain, settings, adapter, block, wallets, inputs)
-    return judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, inputs.token_baselines)
+    return judge_reading(chain, settings, observe_unit(chain, settings, adapter, block, wallets, inputs), inputs)
 
 
 def read_units(
@@ -274,24 +277,21 @@ def read_units(
     inputs: UnitInputs,
     checkpoint: Callable[[], None],
 ) -> Iterator[UnitResult]:
-    """``read_unit`` of each chunk of ``parts``, in order, the next chunk read while this one
-    is judged: the node answers (and the ledger) while this process judges, so a run's time is
+    """``read_unit`` of each chunk of ``parts``, in order, the next chunk read from the node
+    while this one's books and baselines are read from the ledger and judged: a run's time is
     closer to the larger of the two than to their sum. At most two chunks are held at once; a
     failure of either stops the units (the read in flight is waited for, or cut when the run
     closes its adapter)."""
-    tokens = inputs.token_baselines
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"units-{chain.name}") as reader:
         ahead: Future[UnitReading] | None = None
         for part in parts:
             checkpoint()
             nxt = reader.submit(observe_unit, chain, settings, adapter, block, part, inputs)
             if ahead is not None:
-                r = ahead.result()
-                yield judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, tokens)
+                yield judge_reading(chain, settings, ahead.result(), inputs)
             ahead = nxt
         if ahead is not None:
-            r = ahead.result()
-            yield judge_unit(chain, settings, r.wallets, r.observed, r.book, r.stored, tokens)
+            yield judge_reading(chain, settings, ahead.result(), inputs)
 
 
 def judge_unit(

@@ -171,6 +171,11 @@ def test_trace_filter_finds_a_call_into_a_wallet_that_emits_nothing(devnet: Devn
     found = calls_into(rpc, "eth", [safe.address], start, devnet.head())
     assert tx in {r.tx_hash for r in found}
     assert calls_into(rpc, "eth", [Account.create().address], start, devnet.head()) == set()
+    # A fleet: the wallet among 120,000 addresses, asked 1,000 at a time (all of them in one
+    # request is refused by the node as too large), found in whichever request names it.
+    fleet = [f"0x{i:040x}" for i in range(1, 120_000)] + [safe.address]
+    assert tx in {r.tx_hash for r in calls_into(rpc, "eth", fleet, start, devnet.head())}
+    assert tx in {r.tx_hash for r in calls_into(rpc, "eth", fleet[-20:], start, devnet.head(), max_addresses=7)}
 
 
 def test_a_simulated_exec_transaction_with_overrides(devnet: Devnet, rpc: HttpRpc) -> None:
