@@ -8,7 +8,6 @@ status and its audit record) are written in one transaction.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import uuid
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -34,6 +33,7 @@ from reconciler.ledger.base import (
     _now,
     _resolve_prefix,
     _utc,
+    insert_plain,
     redact_url,
 )
 from reconciler.ledger.breaks import _active, _event, _order, _record, change, key_text
@@ -609,8 +609,7 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
         }
         for config, block_hash in baselines.wallets
     )
-    while batch := list(itertools.islice(wallet_rows, _BASELINE_BATCH)):
-        s.execute(insert(WalletBaseline), batch)
+    insert_plain(s, WalletBaseline.__table__, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]
     s.add_all(
         TokenBaseline(
             chain=chain,
