@@ -363,6 +363,8 @@ def _classified(
     issuer_tokens = [
         a.address for a in settings.assets_on(chain.name) if a.address is not None and a.erc3643
     ]
+    if not observations:
+        return []  # nothing moved: no wallet's settings are made for it
     wanted = initiators.transactions_to_trace(observations, issuer_tokens)
     evidence = adapter.transfer_evidence(wanted) if wanted else {}
     wallets = [w.address for w in settings.wallets_on(chain.name)]

@@ -201,11 +201,12 @@ def wallet_probes(chain: ChainSettings, settings: Settings, ledger: Ledger) -> d
     """Per wallet address, the addresses whose owners/modules mapping entries are read at the
     pin: its approvers, and every address an observed execution wrote an entry for."""
     written = executions_store.written_entries(ledger, chain.name)
-    return {
-        w.address: sorted({*w.approvers, *written.get(w.name, ())})
-        for w in settings.wallets_on(chain.name)
-        if w.approvers or w.name in written
-    }
+    probed = {w.name: w for w in settings.wallets_with_approvers(chain.name)}
+    for name in sorted(written):
+        wallet = settings.wallets.get(name)
+        if wallet is not None and wallet.chain == chain.name:
+            probed.setdefault(name, wallet)
+    return {w.address: sorted({*w.approvers, *written.get(w.name, ())}) for w in probed.values()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,13 @@ class Settings:
             return self.wallets.on_chain(chain)
         return [w for w in self.wallets.values() if w.chain == chain]
 
+    def wallets_with_approvers(self, chain: str) -> list[WalletSettings]:
+        """The wallets of ``chain`` that name approvers (few: Safes), without making every
+        wallet's settings of a fleet of imported ones."""
+        if isinstance(self.wallets, Fleet):
+            return self.wallets.with_approvers(chain)
+        return [w for w in self.wallets.values() if w.chain == chain and w.approvers]
+
     def chain_finder(self) -> Callable[[str], str | None]:
         """A wallet's chain by its name (None: no such wallet); for a fleet of imported
         wallets, cheapest when asked in sorted order (names are walked, not searched)."""
@@ -312,6 +319,10 @@ class ImportedWallets:
             kind=_KINDS[self._kinds[i]],
         )
 
+    def with_extras(self) -> list[int]:
+        """The rows that name approvers, a threshold or allowed spenders."""
+        return sorted(self._extras)
+
     def on_chain(self, chain: str) -> Iterator[int]:
         if chain not in self._chains:
             return iter(())
@@ -416,6 +427,12 @@ class Fleet(Mapping[str, WalletSettings]):
         imported = self.imported
         return [w for w in self.configured.values() if w.chain == chain] + [
             imported.wallet(i) for i in imported.on_chain(chain)
+        ]
+
+    def with_approvers(self, chain: str) -> list[WalletSettings]:
+        imported = self.imported
+        return [w for w in self.configured.values() if w.chain == chain and w.approvers] + [
+            w for w in map(imported.wallet, imported.with_extras()) if w.chain == chain and w.approvers
         ]
 
     def chain_finder(self) -> Callable[[str], str | None]:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -429,11 +429,24 @@ def _book_sums(
         if exclude:
             where.append(col(BookEntry.import_id).not_in(sorted(exclude)))
         if postgres:
-            query = select(wallet, asset, func.sum(amount)).where(*where).group_by(wallet, asset)
+            rows: Iterable[Any] = s.execute(
+                select(wallet, asset, func.sum(amount)).where(*where).group_by(wallet, asset)
+            )
         else:
-            query = select(wallet, asset, amount).where(*where).execution_options(yield_per=10_000)
-        for w, a, value in s.execute(query):
+            # The driver's cursor, streamed: the amounts are decimal text (ExactInt), read here
+            # as int() would read them through SQLAlchemy, without its work per row.
+            query = select(wallet, asset, amount).where(*where)
+            compiled = query.compile(dialect=s.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+            params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            rows = _streamed(s.connection().exec_driver_sql(str(compiled), params))
+        for w, a, value in rows:
             key = (names.setdefault(w, w), names.setdefault(a, a))
             if pairs is None or key in pairs:
                 totals[key] = totals.get(key, 0) + int(value)
     return totals
+
+
+def _streamed(result: Any) -> Iterator[tuple[Any, ...]]:
+    cursor = result.cursor
+    while batch := cursor.fetchmany(10_000):
+        yield from batch
