@@ -123,12 +123,16 @@ def _shown(text: str, limit: int = 40) -> str:
 
 def format_amount(units: int, decimals: int) -> str:
     """Base units to a decimal string with the asset's full decimals (``1.500000``)."""
-    sign = "-" if units < 0 else ""
-    magnitude = abs(units)
+    # By the decimal digits, not divmod: a run document formats three amounts per position.
+    digits = str(units)
     if decimals == 0:
-        return f"{sign}{magnitude}"
-    whole, frac = divmod(magnitude, 10**decimals)
-    return f"{sign}{whole}.{frac:0{decimals}d}"
+        return digits
+    sign = ""
+    if digits[0] == "-":
+        sign, digits = "-", digits[1:]
+    if len(digits) <= decimals:
+        digits = digits.rjust(decimals + 1, "0")
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
 SHORT_ID_LENGTH = 8
