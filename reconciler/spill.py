@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import pickle
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterator, Mapping, Sequence, ValuesView
 from typing import overload
 
 from reconciler.domain import Position
+from reconciler.walletconfig import WalletConfig
 
 _READ = 1 << 20  # bytes read back at a time
 
@@ -115,3 +117,94 @@ class Concatenated(_ReadBack):
     def __iter__(self) -> Iterator[Position]:
         for part in self.parts:
             yield from part
+
+
+class SpilledConfigs(Sequence[WalletConfig]):
+    """A chain's wallet configurations first seen by a run (no baseline covers them yet: a
+    first run's are every wallet's), kept on disk unit by unit until the run records them as
+    baselines; read back in order. Pickled: this process's own objects, in an anonymous file
+    only it can read, made and read again in one run."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._size = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def extend(self, configs: Sequence[WalletConfig]) -> None:
+        if not configs:
+            return
+        data = pickle.dumps(tuple(configs), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            os.pwrite(self._file.fileno(), len(data).to_bytes(8, "big") + data, self._size)
+            self._size += 8 + len(data)
+            self._count += len(configs)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[WalletConfig]:
+        fd, offset = self._file.fileno(), 0
+        while offset < self._size:
+            length = int.from_bytes(os.pread(fd, 8, offset), "big")
+            yield from pickle.loads(os.pread(fd, length, offset + 8))
+            offset += 8 + length
+
+    @overload
+    def __getitem__(self, index: int) -> WalletConfig: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[WalletConfig]: ...
+    def __getitem__(self, index: int | slice) -> WalletConfig | Sequence[WalletConfig]:
+        items = list(self)  # rare: by index (the run reads them in order)
+        return items[index]
+
+    def by_name(self) -> ConfigsByName:
+        return ConfigsByName(self)
+
+
+class ConfigsByName(Mapping[str, WalletConfig]):
+    """``SpilledConfigs`` by wallet name, without an index: iterated in order (values and
+    items read the file once); a lookup reads it through (``pick`` many at once)."""
+
+    def __init__(self, configs: SpilledConfigs) -> None:
+        self._configs = configs
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __iter__(self) -> Iterator[str]:
+        return (c.wallet for c in self._configs)
+
+    def __getitem__(self, name: str) -> WalletConfig:
+        for c in self._configs:
+            if c.wallet == name:
+                return c
+        raise KeyError(name)
+
+    def values(self) -> ValuesView[WalletConfig]:
+        return _Values(self._configs)
+
+    def pick(self, names: Container[str]) -> dict[str, WalletConfig]:
+        return {c.wallet: c for c in self._configs if c.wallet in names}
+
+
+class _Values(ValuesView[WalletConfig]):
+    def __init__(self, configs: SpilledConfigs) -> None:
+        super().__init__({})
+        self._configs = configs
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __iter__(self) -> Iterator[WalletConfig]:
+        return iter(self._configs)
+
+    def __contains__(self, value: object) -> bool:
+        return any(c == value for c in self._configs)
+
+
+def picked(configs: Mapping[str, WalletConfig], names: Collection[str]) -> dict[str, WalletConfig]:
+    """The configurations of ``names`` among ``configs`` (one read through when spilled)."""
+    if isinstance(configs, ConfigsByName):
+        return configs.pick(set(names))
+    return {n: configs[n] for n in names if n in configs}

@@ -52,7 +52,7 @@ from reconciler.interrupt import Interrupted
 from reconciler.ledger.books import BookView
 from reconciler.ledger.runs import ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
-from reconciler.spill import Concatenated
+from reconciler.spill import Concatenated, SpilledConfigs
 from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,11 @@ def read_chain_in_units(
                 chain=chain.name,
                 block=block,
                 balances={},  # the units' positions carry them (the flow check reads those)
-                wallet_configs={c.wallet: c for c in found.first_seen},
+                wallet_configs=(
+                    found.first_seen.by_name()
+                    if isinstance(found.first_seen, SpilledConfigs)
+                    else {c.wallet: c for c in found.first_seen}
+                ),
                 controls=IssuerControls(block.number, implementations=implementations),
             )
         except ChainError as exc:
@@ -696,7 +700,7 @@ def _first_seen_baselines(
     """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
     reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one.
     A chain's observations carry only the wallet configurations its units found first seen."""
-    wallets = tuple((config, chain.block.hash) for chain in read.values() for config in chain.wallet_configs.values())
+    wallets = ((config, chain.block.hash) for chain in read.values() for config in chain.wallet_configs.values())
     tokens = tuple(
         (chain.chain, impl)
         for chain in read.values()

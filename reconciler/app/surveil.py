@@ -45,6 +45,7 @@ from reconciler.inputs.settings import AssetSettings, ChainSettings, Settings, W
 from reconciler.ledger import executions_store
 from reconciler.ledger import surveillance_store as store
 from reconciler.ledger.store import Ledger
+from reconciler.spill import picked
 from reconciler.transfers import Direction, Observation
 from reconciler.walletconfig import WalletConfig
 
@@ -307,7 +308,7 @@ def execution_inputs(
         # other): a fleet's every baseline is never read for one transaction.
         wallets = concerned(wallets, executions)
         stored = ledger.wallet_baselines_of(ledger.baseline_view(), chain.name, [w.name for w in wallets])
-        configs: dict[str, WalletConfig] = dict(pinned.wallet_configs)
+        configs: dict[str, WalletConfig] = picked(pinned.wallet_configs, [w.name for w in wallets])
         missing = [w for w in wallets if (chain.name, w.name) not in stored and w.name not in configs]
         if missing:
             read = adapter.wallet_configs([(w.name, w.address) for w in missing], pinned.block)

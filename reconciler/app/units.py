@@ -41,7 +41,7 @@ from reconciler.ledger import executions_store
 from reconciler.ledger.books import BookView
 from reconciler.ledger.runs import BaselineView
 from reconciler.ledger.store import Ledger
-from reconciler.spill import SpilledPositions
+from reconciler.spill import SpilledConfigs, SpilledPositions
 from reconciler.walletconfig import FreezeQuery, TokenImplementation, WalletConfig
 
 # Reads and judges a chain's wallets, unit by unit, at its pinned block (in this process:
@@ -90,7 +90,7 @@ class UnitResult:
     positions: Sequence[Position] = ()
     findings: tuple[tuple[Finding, ...], ...] = ((), ())  # one tuple per UNIT_PASSES entry
     coverage: Coverage = Coverage()
-    first_seen: tuple[WalletConfig, ...] = ()
+    first_seen: Sequence[WalletConfig] = ()  # on disk for a chain's units together (reconciler.spill)
 
 
 
@@ -111,11 +111,13 @@ def spilled(results: Iterable[UnitResult], chain: str, settings: Settings) -> Un
     """A chain's units, in order, as one (``merged``), their positions kept on disk as each
     unit's arrive (reconciler.spill): what the units found beside their positions is small."""
     spill = SpilledPositions(chain, {a.name: a.decimals for a in settings.assets_on(chain)})
+    configs = SpilledConfigs()
     rest = []
     for r in results:
         spill.extend(r.positions)
-        rest.append(replace(r, positions=()))
-    return replace(merged(rest) if rest else UnitResult(), positions=spill)
+        configs.extend(r.first_seen)
+        rest.append(replace(r, positions=(), first_seen=()))
+    return replace(merged(rest) if rest else UnitResult(), positions=spill, first_seen=configs)
 
 
 @dataclass(frozen=True, slots=True)

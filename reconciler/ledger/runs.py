@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -104,7 +104,7 @@ class NewBaselines:
     """Baselines to record: wallet configurations with the hash of the block they were read
     at, token implementations with their chain."""
 
-    wallets: tuple[tuple[WalletConfig, str], ...] = ()
+    wallets: Iterable[tuple[WalletConfig, str]] = ()  # read once, as they are recorded
     tokens: tuple[tuple[str, TokenImplementation], ...] = ()
     reviewed: bool = False
     note: str = ""

@@ -65,3 +65,25 @@ def test_a_position_row_made_directly_is_the_row_of_its_dict(
 ) -> None:
     p = Position(chain, wallet, asset, decimals, book, onchain)
     assert dumps(Rows([p], position_doc, position_text)) == dumps(Rows([p], position_doc))
+
+
+def test_first_seen_configurations_come_back_in_order_and_by_name() -> None:
+    from reconciler.spill import SpilledConfigs, picked
+    from reconciler.walletconfig import WalletConfig, WalletKind
+
+    configs = [
+        WalletConfig(wallet=f"w{i}", chain="eth", address=f"0x{i + 1:040x}", block_number=7,
+                     kind=WalletKind.EOA, code_hash="0x" + "c5" * 32)  # fmt: skip
+        for i in range(9)
+    ]
+    spill = SpilledConfigs()
+    spill.extend(configs[:4])
+    spill.extend([])
+    spill.extend(configs[4:])
+    assert len(spill) == 9 and list(spill) == configs and spill[3] == configs[3]
+    named = spill.by_name()
+    assert list(named) == [c.wallet for c in configs] and len(named) == 9
+    assert list(named.values()) == configs  # read through once, in order
+    assert named["w5"] == configs[5] and "w8" in named and "nobody" not in named
+    assert picked(named, ["w2", "w7", "nobody"]) == {"w2": configs[2], "w7": configs[7]}
+    assert picked({"w2": configs[2]}, ["w2", "w3"]) == {"w2": configs[2]}
