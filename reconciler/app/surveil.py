@@ -14,11 +14,11 @@ covered in full (the previous complete run's pin at or after the first checkpoin
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 
 from chains.base import ChainAdapter, ObservedRange
-from reconciler.domain import BlockRef, Position
+from reconciler.domain import BlockRef, Position, eip55
 from reconciler.engine import initiators
 from reconciler.engine.executions import (
     Execution,
@@ -89,7 +89,9 @@ def surveil_chain(
     since the previous complete run's pin is then checked against the movements (the flow
     check). None (a scan): no flow check."""
     pin = pinned.block
-    wallets = settings.wallets_on(chain.name)
+    # A chain's wallets are named, not made, unless the scan reads new blocks: only those the
+    # movements, allowances and executions concern are made (a fleet may be a million).
+    names_on = settings.names_on(chain.name)
     assets = settings.assets_on(chain.name)
     decimals = {a.name: a.decimals for a in assets}
     stored = store.checkpoints(ledger, chain.name)
@@ -129,7 +131,7 @@ def surveil_chain(
         since = pin if first is None else _ref(adapter, max(first - 1, 0))
         start = since
     tokens = [a.address for a in assets if a.address is not None]
-    approvers = sorted({a for w in wallets for a in w.approvers})
+    approvers = sorted({a for w in settings.wallets_with_approvers(chain.name) for a in w.approvers})
     # With [watch] the watcher observes up to the node's head: a scheduled scan or run pinned
     # ``confirmations`` below it finds its range already observed (and judged) and observes
     # nothing; the checkpoint stays where the watcher put it.
@@ -139,10 +141,10 @@ def surveil_chain(
     observed = (
         ObservedRange([])
         if ahead
-        else adapter.observe([w.address for w in wallets], tokens, since, pin, approvers)
+        else adapter.observe(settings.addresses_on(chain.name), tokens, since, pin, approvers)
     )
     observations = _classified(adapter, observed.observations, settings, chain)
-    new = tuple(movements_for(observations, wallets, assets))
+    new = tuple(movements_for(observations, _at_addresses(settings, chain.name, observations), assets))
 
     booked = store.booked_tx_hashes(ledger)
     flow_from = store.flow_start(ledger, chain.name) if positions is not None else None
@@ -159,17 +161,16 @@ def surveil_chain(
             ledger,
             chain.name,
             decimals,
-            [w.name for w in wallets],
+            names_on,
             flow_from.block.number if flow_from is not None else None,
             booked,
         )
         if m.observation.block_hash not in orphaned_hashes
     ]
-    names = [w.name for w in wallets]
     orphaned = (
         tuple(
             m
-            for m in store.stored_movements(ledger, chain.name, decimals, names, since.number, frozenset())
+            for m in store.stored_movements(ledger, chain.name, decimals, names_on, since.number, frozenset())
             if m.observation.block_hash in orphaned_hashes
         )
         if orphaned_hashes
@@ -196,12 +197,13 @@ def surveil_chain(
     )
     flow = None
     if flow_from is not None and positions is not None:
-        flow = flow_window(ledger, chain.name, flow_from, pin, positions, movements, wallets, assets)
+        flow = flow_window(ledger, chain.name, flow_from, pin, positions, movements, names_on, assets)
+    concerned_names = {m.wallet for m in (*movements, *orphaned)} | {w for w, _, _ in allowances}
     inputs = SurveillanceInputs(
         chain=chain.name,
         block=pin,
         now=adapter.block_time(pin),
-        wallets=tuple(wallets),
+        wallets=tuple(settings.ordered(settings.wallets[n] for n in concerned_names if n in names_on)),
         assets=tuple(assets),
         movements=movements,
         instructions=tuple(i for i in valid if i.chain == chain.name),
@@ -213,6 +215,7 @@ def surveil_chain(
         flow=flow,
         issuer_outflows=store.issuer_outflows(ledger, chain.name),
         resolves=not ahead,
+        covered_wallets=names_on,
     )
     judged_executions = execution_inputs(
         chain, settings, ledger, adapter, pinned, observed.executions, tuple(observed.unchecked), orphaned_hashes
@@ -237,15 +240,13 @@ def flow_window(
     pin: BlockRef,
     positions: Sequence[Position],
     movements: Sequence[Movement],
-    wallets: Sequence[WalletSettings],
+    wallets: Container[str],
     assets: Sequence[AssetSettings],
 ) -> FlowWindow:
     """The flow check's window: only the positions whose balance changed since ``start`` or
     that moved in between (any other has no residual), each with its balance at both pins;
     which positions were read at both pins, without a mapping of every one of them."""
-    change = store.flow_change(
-        ledger, start, chain, positions, {w.name for w in wallets}, {a.name for a in assets}
-    )
+    change = store.flow_change(ledger, start, chain, positions, wallets, {a.name for a in assets})
     moved = {
         (m.wallet, m.asset)
         for m in movements
@@ -264,24 +265,44 @@ def flow_window(
     )
 
 
-def concerned(wallets: Sequence[WalletSettings], executions: Sequence[Execution]) -> list[WalletSettings]:
-    """The wallets some execution may concern (reconciler.engine.executions.touches): its
-    address is the sender's, a diff's, a frame's caller or callee, or it or one of its
-    approvers is an authorization's authority."""
+def concerned(settings: Settings, chain: str, executions: Sequence[Execution]) -> list[WalletSettings]:
+    """The wallets of ``chain`` some execution may concern (reconciler.engine.executions.touches),
+    in ``wallets_on`` order: its address is the sender's, a diff's, a frame's caller or callee,
+    or it or one of its approvers is an authorization's authority. Found by address, never by
+    going through the fleet."""
     seen: set[str] = set()
     authorities: set[str] = set()
     for e in executions:
-        seen.add(e.sender.lower())
-        seen.update(a.lower() for a in e.diffs)
+        seen.add(e.sender)
+        seen.update(e.diffs)
         for frame, _ in e.frames():
-            seen.update((frame.from_address.lower(), frame.to.lower()))
-        authorities.update(a.authority.lower() for a in e.authorizations if a.authority is not None)
-    seen |= authorities
-    return [
-        w
-        for w in wallets
-        if w.address.lower() in seen or any(a.lower() in authorities for a in w.approvers)
-    ]
+            seen.update((frame.from_address, frame.to))
+        authorities.update(a.authority for a in e.authorizations if a.authority is not None)
+    found: dict[str, WalletSettings] = {}
+    for address in seen | authorities:
+        wallet = _wallet_at(settings, chain, address)
+        if wallet is not None:
+            found[wallet.name] = wallet
+    lowered = {a.lower() for a in authorities}
+    for wallet in settings.wallets_with_approvers(chain):
+        if any(a.lower() in lowered for a in wallet.approvers):
+            found[wallet.name] = wallet
+    return settings.ordered(found.values())
+
+
+def _wallet_at(settings: Settings, chain: str, address: str) -> WalletSettings | None:
+    """The wallet of ``chain`` at ``address`` (in any case), or None."""
+    try:
+        return settings.wallet_by_address(chain, eip55(address))
+    except ValueError:
+        return None  # not an address (a precompile's short form, a malformed trace)
+
+
+def _at_addresses(settings: Settings, chain: str, observations: Sequence[Observation]) -> list[WalletSettings]:
+    """The wallets of ``chain`` that send or receive any of ``observations``."""
+    addresses = {a for o in observations for a in (o.from_address, o.to_address)}
+    found = {w.name: w for w in (_wallet_at(settings, chain, a) for a in addresses) if w is not None}
+    return settings.ordered(found.values())
 
 
 def execution_inputs(
@@ -297,7 +318,6 @@ def execution_inputs(
     """What the execution pass judges on this chain. Each wallet is judged against its newest
     baseline (reviewed or first seen); a wallet with none yet, against its configuration at
     this pin (read now when the run did not read it: a scan)."""
-    wallets = settings.wallets_on(chain.name)
     native = next((a.name for a in settings.assets_on(chain.name) if a.native), None)
     policy = ExecutionPolicy(
         chain.chain_id, frozenset(settings.presign.delegatecall_allowlist), settings.max_fee(chain.name)
@@ -306,7 +326,7 @@ def execution_inputs(
     if executions:
         # Only the wallets an execution concerns get a profile (the analyzer passes over any
         # other): a fleet's every baseline is never read for one transaction.
-        wallets = concerned(wallets, executions)
+        wallets = concerned(settings, chain.name, executions)
         stored = ledger.wallet_baselines_of(ledger.baseline_view(), chain.name, [w.name for w in wallets])
         configs: dict[str, WalletConfig] = picked(pinned.wallet_configs, [w.name for w in wallets])
         missing = [w for w in wallets if (chain.name, w.name) not in stored and w.name not in configs]

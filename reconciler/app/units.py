@@ -338,7 +338,11 @@ def _sharing_names(coverage: Coverage, names: dict[frozenset[Any], frozenset[Any
     if not coverage.spans:
         return coverage
     spans = tuple(
-        replace(s, wallets=names.setdefault(s.wallets, s.wallets), assets=names.setdefault(s.assets, s.assets))
+        replace(
+            s,
+            wallets=names.setdefault(s.wallets, s.wallets) if isinstance(s.wallets, frozenset) else s.wallets,
+            assets=names.setdefault(s.assets, s.assets),
+        )
         for s in coverage.spans
     )
     return replace(coverage, spans=spans)

@@ -10,7 +10,7 @@ its key, so a chain that could not be read (absent from ``chains``) resolves not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position
@@ -62,7 +62,7 @@ class Span:
 
     kind: BreakKind
     chain: str
-    wallets: frozenset[str]
+    wallets: Collection[str]  # a frozenset, or a chain's every wallet name (a fleet's, looked up)
     assets: frozenset[str | None]
     # False: only the family's state breaks (no tx hash), not those an event opened (a wallet's
     # configuration read at the pin says nothing of a transaction that changed it and back).
@@ -208,8 +208,11 @@ def surveillance_pass(obs: RunObservations) -> PassResult:
             findings.extend(check(inputs))
         if not inputs.resolves:
             continue  # followed beyond this pin: the watcher resolves what it judges there
-        wallets, assets = [w.name for w in inputs.wallets], [a.name for a in inputs.assets]
-        judged = _span(BreakKind.UNEXPECTED_INFLOW, chain, wallets, assets)
+        assets = [a.name for a in inputs.assets]
+        if inputs.covered_wallets is not None:  # every wallet of the chain, without a set of them
+            judged = Span(BreakKind.UNEXPECTED_INFLOW, chain, inputs.covered_wallets, frozenset(assets))
+        else:
+            judged = _span(BreakKind.UNEXPECTED_INFLOW, chain, [w.name for w in inputs.wallets], assets)
         coverage |= Coverage(surveillance_coverage(inputs) | issuer_coverage(inputs), spans=(judged,))
     for chain, movements in obs.orphaned.items():
         for m in movements:

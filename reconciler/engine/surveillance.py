@@ -35,7 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -425,6 +425,9 @@ class SurveillanceInputs:
     # watcher judges there (unbooked inflows, allowances, issuer outflows) is left for it to
     # resolve; a lower pin's "not found" would resolve what it just found, and it would open again.
     resolves: bool = True
+    # Every wallet name of the chain, when ``wallets`` holds only those the movements,
+    # allowances and flows concern (a large fleet): what a run that judged every inflow covers.
+    covered_wallets: Collection[str] | None = None
 
     def __post_init__(self) -> None:
         for m in self.movements:

@@ -11,11 +11,12 @@ import itertools
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import overload
 
 from reconciler.domain import WALLET_KINDS, AssetKind, SegClass, Severity, WalletRow
 
@@ -180,6 +181,26 @@ class Settings:
             return self.wallets.on_chain(chain)
         return [w for w in self.wallets.values() if w.chain == chain]
 
+    def names_on(self, chain: str) -> ChainNames:
+        """The names of ``chain``'s wallets, as a container (no set of a fleet's names)."""
+        return ChainNames(self, chain)
+
+    def addresses_on(self, chain: str) -> ChainAddresses:
+        """The addresses of ``chain``'s wallets, made only if read (a scan of new blocks)."""
+        return ChainAddresses(self, chain)
+
+    def ordered(self, wallets: Iterable[WalletSettings]) -> list[WalletSettings]:
+        """``wallets`` in the order ``wallets_on`` lists them (configured first, in file order,
+        then imported ones by name)."""
+        if isinstance(self.wallets, Fleet):
+            fleet = self.wallets
+            configured = {name: i for i, name in enumerate(fleet.configured)}
+            return sorted(
+                wallets, key=lambda w: (0, configured[w.name], "") if w.name in configured else (1, 0, w.name)
+            )
+        position = {name: i for i, name in enumerate(self.wallets)}
+        return sorted(wallets, key=lambda w: position[w.name])
+
     def wallets_with_approvers(self, chain: str) -> list[WalletSettings]:
         """The wallets of ``chain`` that name approvers (few: Safes), without making every
         wallet's settings of a fleet of imported ones."""
@@ -217,6 +238,56 @@ class Settings:
             if wallet.chain == chain and wallet.address == address:
                 return wallet
         return None
+
+
+class ChainNames(Collection[str]):
+    """The names of one chain's wallets: membership by lookup, iteration made as it goes."""
+
+    def __init__(self, settings: Settings, chain: str) -> None:
+        self._settings, self._chain = settings, chain
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        wallet = self._settings.wallets.get(name)
+        return wallet is not None and wallet.chain == self._chain
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._settings.wallet_chunks(self._chain, 10_000):
+            yield from (w.name for w in part)
+
+    def __len__(self) -> int:
+        wallets = self._settings.wallets
+        if isinstance(wallets, Fleet):
+            return wallets.count_on(self._chain)
+        return sum(1 for w in wallets.values() if w.chain == self._chain)
+
+
+class ChainAddresses(Sequence[str]):
+    """The addresses of one chain's wallets, in ``wallets_on`` order: counted without being
+    made, made (once) when first read."""
+
+    def __init__(self, settings: Settings, chain: str) -> None:
+        self._settings, self._chain = settings, chain
+        self._made: list[str] | None = None
+
+    def _all(self) -> list[str]:
+        if self._made is None:
+            self._made = [w.address for part in self._settings.wallet_chunks(self._chain, 10_000) for w in part]
+        return self._made
+
+    def __len__(self) -> int:
+        return len(self._settings.names_on(self._chain)) if self._made is None else len(self._made)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
 
 
 # ----------------------------------------------------------------------------- the fleet
@@ -318,6 +389,11 @@ class ImportedWallets:
             allowed_spenders=spenders,
             kind=_KINDS[self._kinds[i]],
         )
+
+    def count_on(self, chain: str) -> int:
+        if chain not in self._chains:
+            return 0
+        return self._chains_of.count(self._chains.index(chain))
 
     def with_extras(self) -> list[int]:
         """The rows that name approvers, a threshold or allowed spenders."""
@@ -428,6 +504,10 @@ class Fleet(Mapping[str, WalletSettings]):
         return [w for w in self.configured.values() if w.chain == chain] + [
             imported.wallet(i) for i in imported.on_chain(chain)
         ]
+
+    def count_on(self, chain: str) -> int:
+        imported = self.imported
+        return sum(1 for w in self.configured.values() if w.chain == chain) + imported.count_on(chain)
 
     def with_approvers(self, chain: str) -> list[WalletSettings]:
         imported = self.imported

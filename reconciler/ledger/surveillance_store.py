@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -150,7 +150,7 @@ def stored_movements(
     ledger: Ledger,
     chain: str,
     decimals: Mapping[str, int],
-    wallets: Sequence[str],
+    wallets: Collection[str],
     after_block: int | None,
     booked: frozenset[str],
 ) -> list[Movement]:
@@ -158,7 +158,8 @@ def stored_movements(
     window) and every inflow no book entry carries yet (its unexpected_inflow may be due)."""
     # A large fleet's names are matched here, not in the query: SQLite refuses a statement with
     # more than 250,000 variables ("too many SQL variables"), and a million wallets are a million.
-    wanted = set(wallets) if len(wallets) > _IN_WALLETS else None
+    listed = isinstance(wallets, Sequence) and len(wallets) <= _IN_WALLETS
+    wanted = None if listed else wallets  # a fleet's names: looked up, never made into a set
     with ledger._session() as s:
         query = select(MovementRow).where(col(MovementRow.chain) == chain, col(MovementRow.status) == OBSERVED)
         if wanted is None:

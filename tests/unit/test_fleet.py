@@ -79,3 +79,26 @@ def test_the_fleet_is_one_mapping_configured_first_then_imported_by_name() -> No
 def test_a_fleet_without_a_ledger_is_its_configured_wallets() -> None:
     fleet = Fleet(CONFIGURED)
     assert dict(fleet) == CONFIGURED and fleet.on_chain("eth") == list(CONFIGURED.values())
+
+
+def test_a_chains_wallets_are_named_counted_and_found_without_being_made() -> None:
+    """What the surveillance of a large fleet asks of it: membership, a count, the addresses
+    only when a scan reads them, the wallets with approvers, an order — the same answers for
+    a fleet as for wallets listed in the configuration."""
+    rows = _rows(300)
+    fleet = Fleet(CONFIGURED, load=lambda: ImportedWallets(iter(rows), ["eth", "base"]))
+    one = {r.name: ImportedWallets(iter([r]), ["eth", "base"]).wallet(0) for r in rows}
+    listed = {"cfg-1": CONFIGURED["cfg-1"], **one}
+    for wallets in (fleet, listed):
+        settings = Settings(path=Path("x.toml"), database_url="sqlite:///x.db", chains={}, assets={}, wallets=wallets)
+        eth = list(settings.wallets_on("eth"))
+        names = settings.names_on("eth")
+        assert len(names) == len(eth) == 151 and list(names) == [w.name for w in eth]
+        assert "cfg-1" in names and rows[2].name in names and rows[1].name not in names and "nobody" not in names
+        addresses = settings.addresses_on("eth")
+        assert len(addresses) == 151 and list(addresses) == [w.address for w in eth] and addresses[0] == eth[0].address
+        assert [w.name for w in settings.wallets_with_approvers("base")] == [rows[7].name]
+        assert settings.wallets_with_approvers("eth") == []
+        shuffled = list(reversed(eth))
+        assert settings.ordered(shuffled) == eth
+        assert settings.wallet_by_address("eth", rows[4].address).name == rows[4].name  # type: ignore[union-attr]
