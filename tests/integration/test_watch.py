@@ -329,13 +329,16 @@ def test_a_slow_scheduled_run_delays_no_watched_alert(
             def finished_runs() -> int:  # a firing skipped while the run crawls is logged too: not counted
                 return sum("event=job_fired job=run" in ln and "outcome=skipped" not in ln for ln in daemon.lines())
 
-            fired = finished_runs()
             started = sum("trigger=schedule job=run" in line for line in daemon.lines())
             wait_for(
                 lambda: sum("trigger=schedule job=run" in line for line in daemon.lines()) > started,
                 "the next scheduled run",
                 seconds=10,
             )
+            # Counted once that run (begun after the slow reads were set up) is under way: runs
+            # are one at a time, so a run begun earlier has finished by now and is not mistaken
+            # for it (the catch-up line waited for above may have been a skipped firing's).
+            fired = finished_runs()
             wait_for(lambda: any("eth_getBalance" in r.methods for r in proxy.seen()[-3:]), "its slow reads", 10)
             tx = devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], OUTSIDER, 31)
             mined = time.monotonic()
