@@ -140,7 +140,7 @@ def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings
             )
             while True:
                 checkpoint()
-                unit = units_store.claim(ledger, run_id, chain.name)
+                unit = units_store.claim(ledger, run_id, chain.name, settings.schedule.unit_timeout)
                 if unit is not None:
                     execute_unit(ledger, unit, settings, chain, adapter, inputs, checkpoint)
                     continue
@@ -188,7 +188,7 @@ def help_firing(
     try:
         while True:
             checkpoint()
-            unit = units_store.claim(ledger, run_id)
+            unit = units_store.claim(ledger, run_id, hung_after=settings.schedule.unit_timeout)
             if unit is None:
                 if units_store.run_status(ledger, run_id) != "running":
                     break  # done (or a firing that was done long before this daemon started)

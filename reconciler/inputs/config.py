@@ -39,6 +39,7 @@ from reconciler.inputs.settings import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FEE,
     DEFAULT_PRICE_MAX_AGE,
+    DEFAULT_UNIT_TIMEOUT,
     DEFAULT_WATCH_MAX_LAG,
     DEFAULT_WATCH_POLL,
     ISSUER_STANDARDS,
@@ -552,6 +553,7 @@ _TOP_KEYS: dict[str, _Key] = {
                 "scan": _Key(_schedule),
                 "segregation_statement": _Key(_schedule),
                 "shards": _Key(_int(1, 1024)),
+                "unit_timeout": _Key(_duration(timedelta(seconds=1))),
             }
         )
     ),
@@ -742,6 +744,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             scan=schedule.get("scan"),
             segregation_statement=schedule.get("segregation_statement"),
             shards=schedule.get("shards", 1),
+            unit_timeout=schedule.get("unit_timeout", DEFAULT_UNIT_TIMEOUT),
         ),
         webhooks=top.get("alerts", {}).get("webhooks", ()),
         alert_max_pending_age=top.get("alerts", {}).get("max_pending_age", DEFAULT_ALERT_MAX_PENDING_AGE),

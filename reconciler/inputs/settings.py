@@ -138,6 +138,9 @@ class AuditSettings:
     key_env: str | None = None
 
 
+DEFAULT_UNIT_TIMEOUT = timedelta(minutes=30)
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleSettings:
     """Each job's trigger as written: a 5-field cron expression or an interval ("30s");
@@ -148,6 +151,9 @@ class ScheduleSettings:
     scan: str | None = None
     segregation_statement: str | None = None
     shards: int = 1  # (chain, shard) units a scheduled firing is split into
+    # A unit held longer than this by a live daemon (hung: its heartbeat goes on, its reads do
+    # not) is claimed again; the late result of the first claim is fenced off.
+    unit_timeout: timedelta = DEFAULT_UNIT_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

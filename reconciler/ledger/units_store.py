@@ -118,10 +118,26 @@ def _gone(row: RunUnit, now: datetime, this_host: str) -> str | None:
     return f"no heartbeat from {row.host} for {int(silent.total_seconds())}s"
 
 
-def claim(ledger: Ledger, run_id: str, chain: str | None = None) -> Claimed | None:
+def _hung(row: RunUnit, now: datetime, after: timedelta | None) -> str | None:
+    """Why a live claimant is taken to be hung: it has held the unit longer than ``after``."""
+    if after is None or row.claimed_at is None:
+        return None
+    held = now - (row.claimed_at if row.claimed_at.tzinfo else row.claimed_at.replace(tzinfo=UTC))
+    if held <= after:
+        return None
+    return (
+        f"held by {row.host}:{row.pid} for {int(held.total_seconds())}s, longer than "
+        f"[schedule] unit_timeout ({int(after.total_seconds())}s)"
+    )
+
+
+def claim(
+    ledger: Ledger, run_id: str, chain: str | None = None, hung_after: timedelta | None = None
+) -> Claimed | None:
     """Claim one unit of ``run_id`` (of ``chain`` if given): a pending one, or one whose
-    claimant is gone. None when there is none to take (all done, failed, or held by live
-    processes), or the run is no longer running."""
+    claimant is gone, or (``hung_after``) has held it longer than that. None when there is
+    none to take (all done, failed, or held by live processes within the limit), or the run
+    is no longer running."""
     this_host = host_name()
     try:
         with ledger._session() as s:
@@ -139,7 +155,7 @@ def claim(ledger: Ledger, run_id: str, chain: str | None = None) -> Claimed | No
                 query = query.where(col(RunUnit.chain) == chain)
             for row in s.scalars(query):
                 if row.status == RUNNING:
-                    why = _gone(row, now, this_host)
+                    why = _gone(row, now, this_host) or _hung(row, now, hung_after)
                     if why is None:
                         continue
                     log.warning(

@@ -54,14 +54,24 @@ class Fleet:
     """A 12-wallet custody, its ledger loaded, a planted break in shard 1 (x05 booked 1 USDC
     more than it holds), and one configuration per daemon, each with its own proxy."""
 
-    def __init__(self, cli: Any, devnet: Devnet, tmp_path: Path, pg_url: str, proxies: list[RpcProxy], shards: int):
+    def __init__(
+        self,
+        cli: Any,
+        devnet: Devnet,
+        tmp_path: Path,
+        pg_url: str,
+        proxies: list[RpcProxy],
+        shards: int,
+        unit_timeout: str | None = None,
+    ):
         self.url = pg_url
         scenario = Scenario(folder=tmp_path, db_url=pg_url)
         custody = make_custody(devnet, scenario, proxies[0].url, rpc_retries=0, rpc_timeout=60)
         for i in range(EXTRA_WALLETS):
             scenario.add_wallet(f"x{i:02d}", "eth", new_address(), "futures")
+        unit_line = f'unit_timeout = "{unit_timeout}"\n' if unit_timeout else ""
         scenario.extra = (
-            f'\n[schedule]\ntimezone = "UTC"\nrun = "1h"\nshards = {shards}\n'
+            f'\n[schedule]\ntimezone = "UTC"\nrun = "1h"\nshards = {shards}\n{unit_line}'
             # nothing listens there: the alerts stay queued, where the test counts them
             f'\n[[alerts.webhooks]]\nurl = "{closed_port_url()}/hook"\nmin_severity = "error"\n'
         )
@@ -165,6 +175,44 @@ def test_a_unit_whose_daemon_is_killed_mid_unit_is_claimed_again_and_the_run_com
             helper.kill()  # SIGKILL mid-unit
             run = fleet.run()
             coordinator.wait_for_line(r"event=unit_reclaimed .*reason='process \d+ on \S+ is gone'", 10)
+        finally:
+            for d in (coordinator, helper):
+                if d is not None:
+                    d.ensure_gone()
+    units = _units(fleet.url)
+    assert all(u["status"] == "done" and u["pid"] == coordinator.pid for u in units), units
+    assert sorted(u["attempts"] for u in units) == [1, 1, 2]
+    assert run["status"] == "complete", run
+    assert _scalar(fleet.url, 'SELECT count(*) FROM "break"') == 1
+
+
+def test_a_unit_held_by_a_hung_daemon_is_claimed_again_after_the_unit_timeout(
+    cli: Any, devnet: Devnet, tmp_path: Path, pg_url: str
+) -> None:
+    """A helper that lives on but never gets an answer (its heartbeat goes on): after
+    `[schedule] unit_timeout` its unit is taken by the claimant, the run completes without it,
+    and the helper's late result, if any, is not kept."""
+    with RpcProxy(devnet.url) as coordinator_rpc, RpcProxy(devnet.url) as hanging:
+        fleet = Fleet(cli, devnet, tmp_path, pg_url, [coordinator_rpc, hanging], shards=3, unit_timeout="4s")
+        coordinator_rpc.delay(0.4)
+        hanging.delay(120)  # the helper's unit never gets an answer; its process lives
+        coordinator = helper = None
+        try:
+            coordinator = _start_coordinator(fleet.configs[0])
+            helper = DaemonProcess(fleet.configs[1])
+            helper_pid = helper.pid
+            wait_for(
+                lambda: [u for u in _units(fleet.url) if u["pid"] == helper_pid and u["status"] == "running"],
+                "a unit held by the helper",
+                30,
+            )
+            run = fleet.run()
+            coordinator.wait_for_line(
+                rf"event=unit_reclaimed .*reason='held by \S+:{helper_pid} for \d+s, longer than "
+                r"\[schedule\] unit_timeout \(4s\)'",
+                10,
+            )
+            assert helper.proc.poll() is None, "the helper still lives: it was hung, not gone"
         finally:
             for d in (coordinator, helper):
                 if d is not None:
