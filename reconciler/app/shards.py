@@ -38,6 +38,7 @@ from reconciler.app.units import (
     shard_slice,
     spilled,
     unit_inputs,
+    views_to_json,
     wallets_digest,
 )
 from reconciler.domain import BlockRef
@@ -123,7 +124,7 @@ def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings
             slices = [shard_slice(wallets, k, shards) for k in range(shards)]
             units = [(k, len(s), wallets_digest(s)) for k, s in enumerate(slices)]
             try:
-                units_store.publish(ledger, run_id, chain.name, block, units)
+                units_store.publish(ledger, run_id, chain.name, block, units, views_to_json(inputs))
             except units_store.UnitsPublished as exc:
                 # The pin was replaced by a reorg while the units were read: shared units are not
                 # read twice in one run; the chain is left unread and the next firing reads it.
@@ -183,7 +184,7 @@ def help_firing(
     if run_id is None:
         return 0
     done = 0
-    inputs: UnitInputs | None = None
+    inputs: dict[str | None, UnitInputs] = {}  # by the views units were published with
     adapters: dict[str, ChainAdapter] = {}
     try:
         while True:
@@ -200,8 +201,8 @@ def help_firing(
             try:
                 if chain is None:
                     raise ChainError(f"chain {unit.chain} is not in this daemon's configuration")
-                if inputs is None:
-                    inputs = unit_inputs(settings, ledger)
+                if unit.views not in inputs:  # the coordinator's views, not this daemon's start
+                    inputs[unit.views] = unit_inputs(settings, ledger, unit.views)
                 if chain.name not in adapters:
                     adapters[chain.name] = adapter_for(chain)
             except Exception as exc:  # noqa: BLE001 - the unit fails, named; never left held
@@ -211,7 +212,7 @@ def help_firing(
                     "event=unit_failed run_id=%s chain=%s shard=%d reason=%r", run_id, unit.chain, unit.shard, why
                 )
                 continue
-            done += execute_unit(ledger, unit, settings, chain, adapters[chain.name], inputs, checkpoint)
+            done += execute_unit(ledger, unit, settings, chain, adapters[chain.name], inputs[unit.views], checkpoint)
     finally:
         for adapter in adapters.values():
             adapter.close()

@@ -145,10 +145,28 @@ class UnitInputs:
         return self.ledger.wallet_baselines_of(self.baselines, chain, [w.name for w in wallets], observed)
 
 
-def unit_inputs(settings: Settings, ledger: Ledger) -> UnitInputs:
-    """The views a run's units read through, taken now (the run's start)."""
+def unit_inputs(settings: Settings, ledger: Ledger, views: str | None = None) -> UnitInputs:
+    """The views a run's units read through: taken now (the run's start), or those ``views``
+    holds (``views_to_json`` of the run's, as its units were published)."""
     probes = {c.name: wallet_probes(c, settings, ledger) for c in settings.chains.values()}
-    return UnitInputs(ledger, ledger.book_view(), ledger.baseline_view(), probes)
+    if views is None:
+        return UnitInputs(ledger, ledger.book_view(), ledger.baseline_view(), probes)
+    doc = json.loads(views)
+    books = BookView(frozenset(doc["book_batches"]), bool(doc["any_books"]))
+    return UnitInputs(ledger, books, ledger.baseline_view(doc["baselines_upto"], doc["tokens_upto"]), probes)
+
+
+def views_to_json(inputs: UnitInputs) -> str:
+    """What a helping daemon needs to read the ledger as the run's coordinator does."""
+    return json.dumps(
+        {
+            "book_batches": sorted(inputs.books.batches),
+            "any_books": inputs.books.any_entries,
+            "baselines_upto": inputs.baselines.upto,
+            "tokens_upto": inputs.baselines.tokens_upto,
+        },
+        separators=(",", ":"),
+    )
 
 
 class HeldInputs:

@@ -56,6 +56,9 @@ class RunUnit(SQLModel, table=True):
     elapsed_ms: int | None = None
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The coordinator's views of the books and baselines (JSON, reconciler.app.units): every
+    # unit of the run reads through them, whichever daemon does it.
+    views: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
     __table_args__ = (
         UniqueConstraint("run_id", "chain", "shard", name="ux_run_unit"),

@@ -87,6 +87,7 @@ class BaselineView:
 
     upto: int
     tokens: dict[tuple[str, str], TokenImplementation]
+    tokens_upto: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,17 +478,23 @@ class RunsMixin(LedgerBase):
                 tokens[(t.chain, t.token)] = TokenImplementation.from_json(json.loads(t.implementation))
         return Baselines(wallets, reviewed, tokens)
 
-    def baseline_view(self) -> BaselineView:
+    def baseline_view(self, upto: int | None = None, tokens_upto: int | None = None) -> BaselineView:
         """The baselines as they are now, for a run to read wallet by wallet chunk
         (``wallet_baselines_of``): every token's, and how far the wallets' rows go (a baseline
-        recorded later, e.g. by `wallets baseline` while the run reads, is not its)."""
+        recorded later, e.g. by `wallets baseline` while the run reads, is not its). With
+        ``upto`` and ``tokens_upto``: as they were when another process took its view."""
         with self._session() as s:
-            upto = s.scalar(select(func.max(col(WalletBaseline.id))))
+            if upto is None:
+                upto = int(s.scalar(select(func.max(col(WalletBaseline.id)))) or 0)
+            if tokens_upto is None:
+                tokens_upto = int(s.scalar(select(func.max(col(TokenBaseline.id)))) or 0)
             tokens = {
                 (t.chain, t.token): TokenImplementation.from_json(json.loads(t.implementation))
-                for t in s.scalars(select(TokenBaseline).order_by(col(TokenBaseline.id)))
+                for t in s.scalars(
+                    select(TokenBaseline).where(col(TokenBaseline.id) <= tokens_upto).order_by(col(TokenBaseline.id))
+                )
             }
-        return BaselineView(int(upto or 0), tokens)
+        return BaselineView(upto, tokens, tokens_upto)
 
     def wallet_baselines_of(
         self,

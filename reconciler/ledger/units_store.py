@@ -56,6 +56,7 @@ class Claimed:
     wallets: int
     wallets_digest: str
     attempt: int
+    views: str | None = None  # the run's views of the ledger (reconciler.app.units.views_to_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,17 @@ def _fail(ledger: Ledger, exc: SQLAlchemyError) -> LedgerError:
     return LedgerError(f"database {redact_url(ledger.url)} failed: {_first_line(exc, ledger.url)}")
 
 
-def publish(ledger: Ledger, run_id: str, chain: str, block: BlockRef, shards: list[tuple[int, int, str]]) -> None:
-    """The units of one chain of a run, pending: (shard, wallets, digest) each, all at ``block``.
-    Publishing again (the chain re-pinned after a reorg) is refused: a reorg fails the chain."""
+def publish(
+    ledger: Ledger,
+    run_id: str,
+    chain: str,
+    block: BlockRef,
+    shards: list[tuple[int, int, str]],
+    views: str | None = None,
+) -> None:
+    """The units of one chain of a run, pending: (shard, wallets, digest) each, all at ``block``,
+    each read through ``views`` (the run's views of the ledger). Publishing again (the chain
+    re-pinned after a reorg) is refused: a reorg fails the chain."""
     try:
         with ledger._session() as s:
             taken = select(col(RunUnit.id)).where(col(RunUnit.run_id) == run_id, col(RunUnit.chain) == chain)
@@ -96,6 +105,7 @@ def publish(ledger: Ledger, run_id: str, chain: str, block: BlockRef, shards: li
                     block_hash=block.hash,
                     wallets=count,
                     wallets_digest=digest,
+                    views=views,
                 )
                 for shard, count, digest in shards
             )
@@ -189,6 +199,7 @@ def _take(s: Session, row: RunUnit, now: datetime) -> Claimed:
         row.wallets,
         row.wallets_digest,
         row.attempts,
+        row.views,
     )
 
 
