@@ -124,7 +124,11 @@ def _shown(text: str, limit: int = 40) -> str:
 def format_amount(units: int, decimals: int) -> str:
     """Base units to a decimal string with the asset's full decimals (``1.500000``)."""
     # By the decimal digits, not divmod: a run document formats three amounts per position.
-    digits = str(units)
+    return format_digits(str(units), decimals)
+
+
+def format_digits(digits: str, decimals: int) -> str:
+    """``format_amount`` of the integer whose decimal text (``str(units)``) is ``digits``."""
     if decimals == 0:
         return digits
     sign = ""

@@ -92,6 +92,13 @@ class SpilledPositions(_ReadBack):
             wallet, asset, book, onchain = line.split("\t")
             yield Position(chain, wallet, asset, decimals[asset], int(book), int(onchain))
 
+    def fields(self) -> Iterator[list[str]]:
+        """Each position as the text it was kept as: wallet, asset, book, on-chain (decimal)."""
+        return (line.split("\t") for line in self._lines())
+
+    def decimals_of(self, asset: str) -> int:
+        return self._decimals[asset]
+
     def _lines(self) -> Iterator[str]:
         fd, size, offset, rest = self._file.fileno(), self._size, 0, b""
         while offset < size:

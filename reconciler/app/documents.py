@@ -6,19 +6,20 @@ the asset's full decimals; block numbers are integers; hashes are lowercase 0x h
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from reconciler.app.jsonout import Rows, quoted
 from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
-from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
+from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount, format_digits
 from reconciler.engine.surveillance import Movement
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
 from reconciler.ledger.books import StoredAccount, StoredEntry
 from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
+from reconciler.spill import Concatenated, SpilledPositions
 from reconciler.transfers import Direction, ObservationStatus
 
 
@@ -82,6 +83,30 @@ def position_text(p: Position) -> str:
         f'"onchain": "{onchain}", "onchain_display": "{format_amount(onchain, decimals)}", '
         f'"difference": "{difference}", "difference_display": "{format_amount(difference, decimals)}"}}'
     )
+
+
+def position_texts(positions: Sequence[Position]) -> Iterator[str]:
+    """``position_text`` of each of ``positions``; a run's kept on disk are printed from the
+    text they were kept as, without making a Position of each."""
+    if not isinstance(positions, Concatenated) or not all(isinstance(p, SpilledPositions) for p in positions.parts):
+        yield from map(position_text, positions)
+        return
+    for part in positions.parts:
+        assert isinstance(part, SpilledPositions)
+        chain = quoted(part.chain)
+        formats: dict[str, tuple[str, int]] = {}
+        for wallet, asset, book, onchain in part.fields():
+            known = formats.get(asset)
+            if known is None:
+                known = formats[asset] = (quoted(asset), part.decimals_of(asset))
+            name, decimals = known
+            difference = str(int(onchain) - int(book))
+            yield (
+                f'{{"chain": {chain}, "wallet": {quoted(wallet)}, "asset": {name}, '
+                f'"book": "{book}", "book_display": "{format_digits(book, decimals)}", '
+                f'"onchain": "{onchain}", "onchain_display": "{format_digits(onchain, decimals)}", '
+                f'"difference": "{difference}", "difference_display": "{format_digits(difference, decimals)}"}}'
+            )
 
 
 def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:
@@ -159,7 +184,7 @@ def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     return {
         **run_header(report.run, report.exit_code),
         "chains": {name: {**chain_doc(c), "scan": scan_fields(scans.get(name))} for name, c in chains.items()},
-        "positions": Rows(report.positions, position_doc, position_text),
+        "positions": Rows(report.positions, position_doc, texts=position_texts),
         "breaks": [break_doc(b, settings) for b in report.breaks],
         "unreconciled_books": [unreconciled_doc(u) for u in report.unreconciled],
     }

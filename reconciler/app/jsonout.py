@@ -25,16 +25,19 @@ class Rows(Sequence[dict[str, Any]], Generic[T]):
     than the rest of the run together."""
 
     def __init__(
-        self, items: Sequence[T], make: Callable[[T], dict[str, Any]], text: Callable[[T], str] | None = None
+        self,
+        items: Sequence[T],
+        make: Callable[[T], dict[str, Any]],
+        texts: Callable[[Sequence[T]], Iterator[str]] | None = None,
     ) -> None:
         self._items = items
         self._make = make
-        # The row as this module prints it (``_row(make(item))``), made directly: for the
-        # longest lists (a run's positions), without a dict per row.
-        self.text = text
+        # The rows as this module prints them (``_row(make(item))`` each), made directly: for
+        # the longest lists (a run's positions), without a dict per row.
+        self._texts = texts
 
     def texts(self) -> Iterator[str]:
-        return map(self.text, self._items) if self.text is not None else map(_row, self)
+        return self._texts(self._items) if self._texts is not None else map(_row, self)
 
     def __len__(self) -> int:
         return len(self._items)

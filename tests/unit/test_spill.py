@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.app.documents import position_doc, position_text
-from reconciler.app.jsonout import Rows, dumps
+from reconciler.app.documents import position_doc, position_text, position_texts
+from reconciler.app.jsonout import Rows, _row, dumps
 from reconciler.domain import Position
 from reconciler.ledger import snapshots
 from reconciler.spill import Concatenated, SpilledPositions
@@ -64,7 +64,25 @@ def test_a_position_row_made_directly_is_the_row_of_its_dict(
     chain: str, wallet: str, asset: str, decimals: int, book: int, onchain: int
 ) -> None:
     p = Position(chain, wallet, asset, decimals, book, onchain)
-    assert dumps(Rows([p], position_doc, position_text)) == dumps(Rows([p], position_doc))
+    assert position_text(p) == _row(position_doc(p))
+
+
+@given(st.lists(st.tuples(NAMES, st.sampled_from(sorted(DECIMALS)), AMOUNTS, AMOUNTS), max_size=30),
+       st.lists(st.tuples(NAMES, st.sampled_from(sorted(DECIMALS)), AMOUNTS, AMOUNTS), max_size=30))  # fmt: skip
+def test_a_runs_rows_printed_from_disk_are_those_of_its_positions(
+    eth_rows: list[tuple[str, str, int, int]], base_rows: list[tuple[str, str, int, int]]
+) -> None:
+    parts = []
+    for chain, rows in (("eth", eth_rows), ("base", base_rows)):
+        spill = SpilledPositions(chain, DECIMALS)
+        spill.extend([Position(chain, w, a, DECIMALS[a], b, o) for w, a, b, o in rows])
+        parts.append(spill)
+    joined = Concatenated(parts)
+    positions = list(joined)
+    assert list(position_texts(joined)) == [_row(position_doc(p)) for p in positions]
+    assert dumps({"positions": Rows(joined, position_doc, texts=position_texts)}) == dumps(
+        {"positions": Rows(positions, position_doc)}
+    )
 
 
 def test_first_seen_configurations_come_back_in_order_and_by_name() -> None:
