@@ -277,18 +277,6 @@ def judge_reading(chain: ChainSettings, settings: Settings, reading: UnitReading
     return judge_unit(chain, settings, wallets, observed, book, stored, inputs.token_baselines)
 
 
-def read_unit(
-    chain: ChainSettings,
-    settings: Settings,
-    adapter: ChainAdapter,
-    block: BlockRef,
-    wallets: Sequence[WalletSettings],
-    inputs: UnitInputs,
-) -> UnitResult:
-    """Read ``wallets`` (one chunk) at ``block`` and judge them (UNIT_PASSES)."""
-    return judge_reading(chain, settings, observe_unit(chain, settings, adapter, block, wallets, inputs), inputs)
-
-
 def read_units(
     chain: ChainSettings,
     settings: Settings,
@@ -298,9 +286,10 @@ def read_units(
     inputs: UnitInputs,
     checkpoint: Callable[[], None],
 ) -> Iterator[UnitResult]:
-    """``read_unit`` of each chunk of ``parts``, in order, the next chunk read from the node
-    while this one's books and baselines are read from the ledger and judged: a run's time is
-    closer to the larger of the two than to their sum. At most two chunks are held at once; a
+    """Each chunk of ``parts`` read (``observe_unit``) and judged (``judge_reading``), in
+    order, the next chunk read from the node while this one's books and baselines are read
+    from the ledger and judged: a run's time is closer to the larger of the two than to their
+    sum. At most two chunks are held at once; a
     failure of either stops the units (the read in flight is waited for, or cut when the run
     closes its adapter)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"units-{chain.name}") as reader:

@@ -155,6 +155,33 @@ def test_daemons_share_a_firing_each_unit_done_once_one_document_one_set_of_brea
     assert json.loads(local.stdout)["positions"] == doc["positions"]
 
 
+def _a_helper_holding_a_unit(fleet: Fleet) -> tuple[DaemonProcess, DaemonProcess]:
+    """The coordinator started, then a helper, once the helper holds a unit."""
+    coordinator = _start_coordinator(fleet.configs[0])
+    helper = DaemonProcess(fleet.configs[1])
+    try:
+        wait_for(
+            lambda: [u for u in _units(fleet.url) if u["pid"] == helper.pid and u["status"] == "running"],
+            "a unit held by the helper",
+            30,
+        )
+    except BaseException:
+        for d in (coordinator, helper):
+            d.ensure_gone()
+        raise
+    return coordinator, helper
+
+
+def _assert_taken_over(fleet: Fleet, coordinator: DaemonProcess, run: dict[str, Any]) -> None:
+    """The helper's unit was done again by the coordinator (a second attempt), the run is
+    complete with its one planted break."""
+    units = _units(fleet.url)
+    assert all(u["status"] == "done" and u["pid"] == coordinator.pid for u in units), units
+    assert sorted(u["attempts"] for u in units) == [1, 1, 2]
+    assert run["status"] == "complete", run
+    assert _scalar(fleet.url, 'SELECT count(*) FROM "break"') == 1
+
+
 def test_a_unit_whose_daemon_is_killed_mid_unit_is_claimed_again_and_the_run_completes(
     cli: Any, devnet: Devnet, tmp_path: Path, pg_url: str
 ) -> None:
@@ -164,14 +191,7 @@ def test_a_unit_whose_daemon_is_killed_mid_unit_is_claimed_again_and_the_run_com
         hanging.delay(120)  # the helper's unit never gets an answer
         coordinator = helper = None
         try:
-            coordinator = _start_coordinator(fleet.configs[0])
-            helper = DaemonProcess(fleet.configs[1])
-            helper_pid = helper.pid
-            wait_for(
-                lambda: [u for u in _units(fleet.url) if u["pid"] == helper_pid and u["status"] == "running"],
-                "a unit held by the helper",
-                30,
-            )
+            coordinator, helper = _a_helper_holding_a_unit(fleet)
             helper.kill()  # SIGKILL mid-unit
             run = fleet.run()
             coordinator.wait_for_line(r"event=unit_reclaimed .*reason='process \d+ on \S+ is gone'", 10)
@@ -179,11 +199,7 @@ def test_a_unit_whose_daemon_is_killed_mid_unit_is_claimed_again_and_the_run_com
             for d in (coordinator, helper):
                 if d is not None:
                     d.ensure_gone()
-    units = _units(fleet.url)
-    assert all(u["status"] == "done" and u["pid"] == coordinator.pid for u in units), units
-    assert sorted(u["attempts"] for u in units) == [1, 1, 2]
-    assert run["status"] == "complete", run
-    assert _scalar(fleet.url, 'SELECT count(*) FROM "break"') == 1
+    _assert_taken_over(fleet, coordinator, run)
 
 
 def test_a_unit_held_by_a_hung_daemon_is_claimed_again_after_the_unit_timeout(
@@ -198,14 +214,8 @@ def test_a_unit_held_by_a_hung_daemon_is_claimed_again_after_the_unit_timeout(
         hanging.delay(120)  # the helper's unit never gets an answer; its process lives
         coordinator = helper = None
         try:
-            coordinator = _start_coordinator(fleet.configs[0])
-            helper = DaemonProcess(fleet.configs[1])
+            coordinator, helper = _a_helper_holding_a_unit(fleet)
             helper_pid = helper.pid
-            wait_for(
-                lambda: [u for u in _units(fleet.url) if u["pid"] == helper_pid and u["status"] == "running"],
-                "a unit held by the helper",
-                30,
-            )
             run = fleet.run()
             coordinator.wait_for_line(
                 rf"event=unit_reclaimed .*reason='held by \S+:{helper_pid} for \d+s, longer than "
@@ -217,11 +227,7 @@ def test_a_unit_held_by_a_hung_daemon_is_claimed_again_after_the_unit_timeout(
             for d in (coordinator, helper):
                 if d is not None:
                     d.ensure_gone()
-    units = _units(fleet.url)
-    assert all(u["status"] == "done" and u["pid"] == coordinator.pid for u in units), units
-    assert sorted(u["attempts"] for u in units) == [1, 1, 2]
-    assert run["status"] == "complete", run
-    assert _scalar(fleet.url, 'SELECT count(*) FROM "break"') == 1
+    _assert_taken_over(fleet, coordinator, run)
 
 
 def test_a_unit_that_fails_makes_the_run_incomplete_naming_it(
