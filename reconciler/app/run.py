@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from chains.base import BalanceQuery, ChainAdapter, SourceDisagreement
+from chains.base import ChainAdapter, SourceDisagreement
 from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.app.tentative import confirmable, tentative_findings
@@ -38,8 +38,8 @@ from reconciler.app.units import (
     UnitResult,
     UnitRunner,
     chunk_wallets,
-    issuer_control_queries,
     read_units,
+    read_wallets,
     spilled,
     unit_inputs,
 )
@@ -162,12 +162,8 @@ def read_chain(
             f"{chain.chain_id}: is rpc_urls pointing at the right network?"
         )
     tokens = [a for a in settings.assets_on(chain.name) if a.address is not None]
-    pairs = [(w, a) for w in settings.wallets_on(chain.name) for a in settings.assets_on(chain.name)]
-    queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
     wallets = settings.wallets_on(chain.name)
-    approvers = sorted({a for w in wallets for a in w.approvers})
     token_addresses = [a.address for a in tokens if a.address is not None]
-    freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
     for _attempt in range(REORG_RETRIES + 1):
         block = adapter.pin(0 if at_head else chain.confirmations)
         failure: ChainError | None = None
@@ -175,16 +171,7 @@ def read_chain(
         try:
             _check_decimals(tokens, adapter.token_decimals(token_addresses, block), block)
             if full:
-                values = adapter.balances(queries, block) if queries else []
-                configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block, probes)
-                observed = ChainObservations(
-                    chain=chain.name,
-                    block=block,
-                    balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
-                    wallet_configs={c.wallet: c for c in configs},
-                    delegations=adapter.delegations(approvers, block),
-                    controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
-                )
+                observed = read_wallets(chain, settings, adapter, block, wallets, probes)
             else:
                 observed = ChainObservations(chain=chain.name, block=block, balances={})
         except ChainError as exc:

@@ -247,18 +247,31 @@ def observe_unit(
 ) -> UnitReading:
     """Read ``wallets`` (one chunk) at ``block``: balances, configurations, their approvers'
     delegations, the issuer controls on their collateral."""
+    chain_probes = inputs.probes.get(chain.name, {})
+    probes = {w.address: chain_probes[w.address] for w in wallets if w.address in chain_probes}
+    return UnitReading(wallets, read_wallets(chain, settings, adapter, block, wallets, probes))
+
+
+def read_wallets(
+    chain: ChainSettings,
+    settings: Settings,
+    adapter: ChainAdapter,
+    block: BlockRef,
+    wallets: Sequence[WalletSettings],
+    probes: Mapping[str, Sequence[str]] | None = None,
+) -> ChainObservations:
+    """``wallets``' balances, configurations (with the mapping entries ``probes`` names per
+    address), approvers' delegations and the issuer controls on their collateral, at ``block``."""
     assets = settings.assets_on(chain.name)
     tokens = [a for a in assets if a.address is not None]
     token_addresses = [a.address for a in tokens if a.address is not None]
     pairs = [(w, a) for w in wallets for a in assets]
     queries = [BalanceQuery(w.address, a.address) for w, a in pairs]
     values = adapter.balances(queries, block) if queries else []
-    chain_probes = inputs.probes.get(chain.name, {})
-    probes = {w.address: chain_probes[w.address] for w in wallets if w.address in chain_probes}
     configs = adapter.wallet_configs([(w.name, w.address) for w in wallets], block, probes)
     approvers = sorted({a for w in wallets for a in w.approvers})
     freezes, pauses, frozen = issuer_control_queries(tokens, wallets)
-    observed = ChainObservations(
+    return ChainObservations(
         chain=chain.name,
         block=block,
         balances={(w.name, a.name): v for (w, a), v in zip(pairs, values, strict=True)},
@@ -266,7 +279,6 @@ def observe_unit(
         delegations=adapter.delegations(approvers, block),
         controls=adapter.issuer_controls(freezes, pauses, token_addresses, block, frozen),
     )
-    return UnitReading(wallets, observed)
 
 
 def judge_reading(chain: ChainSettings, settings: Settings, reading: UnitReading, inputs: UnitInputs) -> UnitResult:
