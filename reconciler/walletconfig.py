@@ -151,13 +151,13 @@ class WalletConfig:
     def to_json(self) -> dict[str, Any]:
         """The design's `wallets show --json` object (plus address, nonce and problems)."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _FIELDS:
+            value = getattr(self, name)
             if isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, StrEnum):
                 value = value.value
-            out[f.name] = value
+            out[name] = value
         return out
 
     def same_as_stored(self, data: Mapping[str, Any]) -> bool:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, Table, create_engine, event, func, insert, make_url, select
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, make_url, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -256,28 +256,32 @@ def redact_url(url: str) -> str:
     return redact_db_url(url)
 
 
-def insert_plain(s: Session, table: Table, rows: Iterable[Mapping[str, Any]], batch: int = 5000) -> None:
-    """Insert ``rows`` (each a value per column named, the others defaulting to NULL) inside
-    the session's transaction, through the driver's executemany with each column's own bind
-    processing: what ``s.execute(insert(table), rows)`` stores, without SQLAlchemy's work per
-    row (most of a first run's write of 400,000 positions and 100,000 baselines)."""
+def insert_plain(
+    s: Session, table: Table, names: Sequence[str], rows: Iterable[Sequence[Any]], batch: int = 5000
+) -> None:
+    """Insert ``rows`` (each a value per column of ``names``, in that order; the others default)
+    inside the session's transaction, through the driver's executemany with each column's own
+    bind processing: what ``s.execute(insert(table), rows)`` stores, without SQLAlchemy's work
+    per row (most of a first run's write of 400,000 positions and 100,000 baselines)."""
     connection = s.connection()
     dialect = connection.dialect
     it = iter(rows)
     if dialect.paramstyle != "qmark":  # PostgreSQL: SQLAlchemy's executemany (insertmanyvalues)
         while part := list(itertools.islice(it, batch)):
-            s.execute(insert(table), part)
+            s.execute(insert(table), [dict(zip(names, row, strict=True)) for row in part])
         return
-    # An integer primary key is the database's to number (SQLite's rowid).
-    columns = [c for c in table.columns if not (c.primary_key and isinstance(c.type, Integer))]
-    processors = [c.type._cached_bind_processor(dialect) for c in columns]
-    names = [c.name for c in columns]
+    processed = [
+        (i, p) for i, n in enumerate(names) if (p := table.columns[n].type._cached_bind_processor(dialect)) is not None
+    ]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     while part := list(itertools.islice(it, batch)):
-        connection.exec_driver_sql(
-            sql,
-            [
-                tuple(p(row.get(n)) if p is not None else row.get(n) for n, p in zip(names, processors, strict=True))
-                for row in part
-            ],
-        )
+        if processed:
+            values = []
+            for row in part:
+                bound = list(row)
+                for i, p in processed:
+                    bound[i] = p(bound[i])
+                values.append(tuple(bound))
+            connection.exec_driver_sql(sql, values)
+        else:
+            connection.exec_driver_sql(sql, [tuple(row) for row in part])

@@ -601,22 +601,14 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
     # Plain rows, one executemany per batch, in order (the newest id per wallet is its
     # baseline): a first run at 100,000 wallets records 100,000 of them, which as one list of
     # dicts (and SQLAlchemy's parameters for it) held ~200 MB at once.
+    names = ("chain", "wallet", "address", "block_number", "block_hash", "config", "reviewed", "note", "recorded_at",
+             "run_id")  # fmt: skip
     wallet_rows = (
-        {
-            "chain": config.chain,
-            "wallet": config.wallet,
-            "address": config.address,
-            "block_number": config.block_number,
-            "block_hash": block_hash,
-            "config": json.dumps(config.to_json()),
-            "reviewed": baselines.reviewed,
-            "note": baselines.note,
-            "recorded_at": now,
-            "run_id": run_id,
-        }
+        (config.chain, config.wallet, config.address, config.block_number, block_hash,
+         json.dumps(config.to_json()), baselines.reviewed, baselines.note, now, run_id)  # fmt: skip
         for config, block_hash in baselines.wallets
     )
-    insert_plain(s, WalletBaseline.__table__, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]
+    insert_plain(s, WalletBaseline.__table__, names, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]
     s.add_all(
         TokenBaseline(
             chain=chain,

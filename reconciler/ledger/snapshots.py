@@ -77,10 +77,10 @@ class ChainSnapshot:
 @dataclass(frozen=True, slots=True)
 class SnapshotPlan:
     """Per chain: the run_chain columns, and the rows to insert (made batch by batch as they
-    are inserted, so a first run of 400,000 positions never holds them all as dicts)."""
+    are inserted, so a first run of 400,000 positions never holds them all)."""
 
     chains: Mapping[str, ChainSnapshot]
-    rows: Iterable[dict[str, object]]
+    rows: Iterable[tuple[object, ...]]  # in _COLUMNS order
 
 
 def _digests(items: Iterable[Position]) -> tuple[str, str]:
@@ -106,7 +106,7 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
     """Decide, inside the run's transaction (the writer lock orders runs), what the run stores."""
     by_chain, offsets = _by_chain(positions)
     chains: dict[str, ChainSnapshot] = {}
-    writes: list[Iterable[dict[str, object]]] = []
+    writes: list[Iterable[tuple[object, ...]]] = []
     for chain, items in by_chain.items():
         block = blocks[chain]
         assert block is not None, "positions only exist for chains that were read"
@@ -176,25 +176,16 @@ def _by_chain(positions: Sequence[Position]) -> tuple[dict[str, Sequence[Positio
     return dict(lists), offsets
 
 
-def _rows(run_id: str, chain: str, block: int, write: Iterable[tuple[int, Position]]) -> Iterator[dict[str, object]]:
+def _rows(run_id: str, chain: str, block: int, write: Iterable[tuple[int, Position]]) -> Iterator[tuple[object, ...]]:
+    """The balance_snapshot rows to write, in ``_COLUMNS`` order."""
     for i, p in write:
-        yield {
-            "run_id": run_id,
-            "chain": chain,
-            "wallet": p.wallet,
-            "asset": p.asset,
-            "block_number": block,
-            "book": p.book,
-            "onchain": p.onchain,
-            "decimals": p.decimals,
-            "seq": i,
-        }
+        yield (run_id, chain, p.wallet, p.asset, block, p.book, p.onchain, p.decimals, i)
 
 
 _COLUMNS = ("run_id", "chain", "wallet", "asset", "block_number", "book", "onchain", "decimals", "seq")
 
 
-def insert_rows(s: Session, rows: Iterable[dict[str, object]]) -> None:
+def insert_rows(s: Session, rows: Iterable[Sequence[object]]) -> None:
     """Inside the run's transaction: COPY on PostgreSQL, else one executemany per batch of
     plain rows (an ORM object per position was most of a large run's time)."""
     connection = s.connection()
@@ -207,14 +198,14 @@ def insert_rows(s: Session, rows: Iterable[dict[str, object]]) -> None:
                 cursor.copy(f"COPY balance_snapshot ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
             ):
                 for row in rows:
-                    copy.write_row(tuple(row[c] for c in _COLUMNS))
+                    copy.write_row(row)
         except connection.dialect.loaded_dbapi.Error as exc:  # below SQLAlchemy: say it as it would
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LedgerError(f"database error: {type(exc).__name__}: {first}") from exc
         return
     # SQLite: the driver's executemany over plain tuples (SQLAlchemy's work per row of 400,000
     # was most of a first run's write).
-    insert_plain(s, BalanceSnapshot.__table__, rows, _BATCH)  # type: ignore[attr-defined]
+    insert_plain(s, BalanceSnapshot.__table__, _COLUMNS, rows, _BATCH)  # type: ignore[attr-defined]
 
 
 def _select_snapshots() -> Select[str, str, int | None, int, int, int | None]:
