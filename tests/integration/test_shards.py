@@ -155,10 +155,10 @@ def test_daemons_share_a_firing_each_unit_done_once_one_document_one_set_of_brea
     assert json.loads(local.stdout)["positions"] == doc["positions"]
 
 
-def _a_helper_holding_a_unit(fleet: Fleet) -> tuple[DaemonProcess, DaemonProcess]:
-    """The coordinator started, then a helper, once the helper holds a unit."""
+def _a_helper_holding_a_unit(fleet: Fleet, **env: str) -> tuple[DaemonProcess, DaemonProcess]:
+    """The coordinator started, then a helper (with ``env``), once the helper holds a unit."""
     coordinator = _start_coordinator(fleet.configs[0])
-    helper = DaemonProcess(fleet.configs[1])
+    helper = DaemonProcess(fleet.configs[1], **env)
     try:
         wait_for(
             lambda: [u for u in _units(fleet.url) if u["pid"] == helper.pid and u["status"] == "running"],
@@ -227,6 +227,33 @@ def test_a_unit_held_by_a_hung_daemon_is_claimed_again_after_the_unit_timeout(
             for d in (coordinator, helper):
                 if d is not None:
                     d.ensure_gone()
+    _assert_taken_over(fleet, coordinator, run)
+
+
+def test_a_daemon_stopped_by_sigterm_hands_its_unit_back_and_the_claimant_does_it(
+    cli: Any, devnet: Devnet, tmp_path: Path, pg_url: str
+) -> None:
+    """SIGTERM mid-unit: the helper stops at its next chunk, hands the unit back (pending, not
+    failed, not left held) and exits cleanly; the claimant does the unit, and the run is
+    complete with its one break."""
+    with RpcProxy(devnet.url) as coordinator_rpc, RpcProxy(devnet.url) as slow:
+        fleet = Fleet(cli, devnet, tmp_path, pg_url, [coordinator_rpc, slow], shards=3)
+        coordinator_rpc.delay(0.4)
+        slow.delay(0.5)  # the helper's reads answer, slowly: a unit of 4 one-wallet chunks lasts
+        coordinator = helper = None
+        try:
+            coordinator, helper = _a_helper_holding_a_unit(fleet, RECONCILER_CHUNK_WALLETS="1")
+            took = helper.stop()  # SIGTERM
+            released = helper.wait_for_line(r"event=unit_released run_id=\S+ chain=eth shard=(\d)", 5)
+            run = fleet.run()
+        finally:
+            for d in (coordinator, helper):
+                if d is not None:
+                    d.ensure_gone()
+    assert helper.proc.returncode == 0, helper.log[-2000:]
+    assert took < 10, f"SIGTERM took {took:.1f}s"
+    shard = int(released.group(1))
+    assert [u["attempts"] for u in _units(fleet.url) if u["shard"] == shard] == [2]
     _assert_taken_over(fleet, coordinator, run)
 
 
