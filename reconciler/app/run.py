@@ -34,7 +34,7 @@ from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.app.tentative import confirmable, tentative_findings
 from reconciler.app.units import (
     UNIT_PASSES,
-    HeldInputs,
+    UnitInputs,
     UnitResult,
     UnitRunner,
     chunk_wallets,
@@ -190,11 +190,10 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def local_units(settings: Settings, held: HeldInputs) -> UnitRunner:
+def local_units(settings: Settings, inputs: UnitInputs) -> UnitRunner:
     """The units of a chain run one after another in this process, a chunk of wallets each."""
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
-        inputs = held.get()
         parts = settings.wallet_chunks(chain.name, chunk_wallets())
         return spilled(read_units(chain, settings, adapter, block, parts, inputs, checkpoint), chain.name, settings)
 
@@ -209,8 +208,9 @@ def read_chain_in_units(
     checkpoint: Callable[[], None] = lambda: None,
 ) -> tuple[ChainResult, ChainObservations, UnitResult]:
     """A run's read of one chain: the pin, taken once, then the units, each reading and judging
-    its wallets at that pin; the observations handed to the chain-wide passes carry every
-    wallet's balance (the flow check) and the configurations first seen by a unit. Raise
+    its wallets at that pin; the observations handed to the chain-wide passes carry the
+    configurations first seen by a unit, and the UnitResult the chain's positions (on disk,
+    read back by the flow check). Raise
     ChainError as ``read_chain`` does; units that raced a reorg of the pin are made again."""
     node_chain_id = adapter.chain_id()
     if node_chain_id != chain.chain_id:
@@ -380,7 +380,6 @@ def read_one_chain(
     full: bool,
     checkpoint: Callable[[], None] = lambda: None,
     units: UnitRunner | None = None,
-    units_done: Callable[[], None] = lambda: None,
     at_head: bool = False,
     hold: HoldChain | None = None,
 ) -> ChainRead:
@@ -395,10 +394,7 @@ def read_one_chain(
             checkpoint()
             if full:
                 assert units is not None
-                try:
-                    result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
-                finally:
-                    units_done()
+                result, observed, found = read_chain_in_units(chain, settings, adapter, units, checkpoint)
             else:
                 result, observed = read_chain(chain, settings, adapter, full, at_head=at_head)
             checkpoint()
@@ -475,7 +471,6 @@ def _read_chains(
     full: bool,
     checkpoint: Callable[[], None],
     units: UnitRunner | None = None,
-    units_done: Callable[[], None] = lambda: None,
     at_head: bool = False,
     hold: HoldChain | None = None,
 ) -> dict[str, ChainRead]:
@@ -495,11 +490,10 @@ def _read_chains(
                 adapter = adapter_for(chain)
             except Exception as exc:  # noqa: BLE001 - a chain that cannot even be set up is unread
                 outcomes[chain.name] = ChainRead(ChainResult(chain.name, None, None, None, _failure_text(exc)))
-                units_done()
                 continue
             adapters.append(adapter)
             futures[chain.name] = pool.submit(
-                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, units_done, at_head, hold
+                read_one_chain, chain, settings, ledger, adapter, full, checkpoint, units, at_head, hold
             )
         pending = set(futures.values())
         while pending:
@@ -526,7 +520,7 @@ def _reconcile(
     adapter_for: AdapterFactory,
     run: RunSummary,
     checkpoint: Callable[[], None],
-    unit_runner: Callable[[Settings, HeldInputs], UnitRunner] | None = None,
+    unit_runner: Callable[[Settings, UnitInputs], UnitRunner] | None = None,
     at_head: bool = False,
     hold: HoldChain | None = None,
 ) -> RunReport:
@@ -548,10 +542,8 @@ def _reconcile(
         return _failed(ledger, run, exc, None, [], [], [])
     no_books = inputs is not None and not inputs.books.any_entries  # not one entry, even ones summing to 0
     token_baselines = inputs.token_baselines if inputs is not None else {}
-    held = HeldInputs(inputs, len(settings.chains)) if inputs is not None else None
-    units = (unit_runner or local_units)(settings, held) if held is not None else None
-    units_done = held.chain_done if held is not None else (lambda: None)
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, units_done, at_head, hold)
+    units = (unit_runner or local_units)(settings, inputs) if inputs is not None else None
+    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, at_head, hold)
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]

@@ -25,7 +25,6 @@ from datetime import datetime
 
 from chains.base import ChainAdapter
 from reconciler.app.units import (
-    HeldInputs,
     UnitInputs,
     UnitResult,
     UnitRunner,
@@ -111,15 +110,14 @@ def execute_unit(
     return error is None and kept
 
 
-def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings, HeldInputs], UnitRunner]:
+def shared_units(ledger: Ledger, run_id: str, shards: int) -> Callable[[Settings, UnitInputs], UnitRunner]:
     """The coordinator's units: published per chain at its pin, worked on here and by every
     helping daemon, waited for; their results in shard order, as one."""
 
-    def factory(settings: Settings, held: HeldInputs) -> UnitRunner:
+    def factory(settings: Settings, inputs: UnitInputs) -> UnitRunner:
         def run(
             chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]
         ) -> UnitResult:
-            inputs = held.get()
             wallets = settings.wallets_on(chain.name)
             slices = [shard_slice(wallets, k, shards) for k in range(shards)]
             units = [(k, len(s), wallets_digest(s)) for k, s in enumerate(slices)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -167,29 +166,6 @@ def views_to_json(inputs: UnitInputs) -> str:
         },
         separators=(",", ":"),
     )
-
-
-class HeldInputs:
-    """A run's UnitInputs, held while some chain still reads its units and let go once every
-    chain is done with them: the chain-wide passes that follow (the flow check holds the
-    previous run's balances) never run beside the whole fleet's books and baselines."""
-
-    def __init__(self, inputs: UnitInputs, chains: int) -> None:
-        self._inputs: UnitInputs | None = inputs
-        self._left = chains
-        self._lock = threading.Lock()
-
-    def get(self) -> UnitInputs:
-        with self._lock:
-            if self._inputs is None:
-                raise RuntimeError("the run's unit inputs were let go before every chain was read")
-            return self._inputs
-
-    def chain_done(self) -> None:
-        with self._lock:
-            self._left -= 1
-            if self._left <= 0:
-                self._inputs = None
 
 
 def issuer_control_queries(
