@@ -99,6 +99,10 @@ class SpilledPositions(_ReadBack):
     def decimals_of(self, asset: str) -> int:
         return self._decimals[asset]
 
+    def assets(self) -> Collection[str]:
+        """The assets whose decimals are known here (every position's asset is one)."""
+        return self._decimals.keys()
+
     def _lines(self) -> Iterator[str]:
         fd, size, offset, rest = self._file.fileno(), self._size, 0, b""
         while offset < size:

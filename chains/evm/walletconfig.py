@@ -250,6 +250,16 @@ def _checksum(address: str) -> str:
     return eip55(address)
 
 
+def _as_given(address: str) -> str:
+    """A wallet's address as its settings give it: EIP-55 already when it is mixed-case (a
+    configured or imported wallet's is checked when it is read, and hashing a fleet's
+    addresses again was a large part of reading it); put in that form otherwise."""
+    digits = address[2:]
+    if len(address) == 42 and address[:2] == "0x" and digits != digits.lower() and digits != digits.upper():
+        return address
+    return eip55(address)
+
+
 @dataclass
 class _Walk:
     """One linked list being walked (mutable, local to one read)."""
@@ -303,7 +313,7 @@ def read_wallet_configs(
     beacon proxies, one batch of the beacons' implementation().
     """
     reader = _Reader(rpc, chain, block, chunk_size)
-    addresses = [_checksum(address) for _, address in wallets]
+    addresses = [_as_given(address) for _, address in wallets]
     subjects = [f"wallet {name} ({address})" for (name, _), address in zip(wallets, addresses, strict=True)]
     # Code first: an account without code has no storage that anything can act on (storage left
     # by an EIP-7702 delegation that was later cleared is inert), so only accounts with code —
@@ -401,6 +411,9 @@ def read_wallet_configs(
     out = []
     for i, ((name, _), address) in enumerate(zip(wallets, addresses, strict=True)):
         words, code, kind = slots[i], codes[i], kinds[i]
+        if not code:
+            out.append(WalletConfig.without_code(name, chain, address, block.number, EMPTY_CODE_HASH))
+            continue
         delegate = delegation_of(code)
         config = WalletConfig(
             wallet=name,

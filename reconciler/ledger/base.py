@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,13 +256,23 @@ def redact_url(url: str) -> str:
     return redact_db_url(url)
 
 
+_UNSET = object()  # no value seen yet in a column (insert_plain)
+
+
 def insert_plain(
-    s: Session, table: Table, names: Sequence[str], rows: Iterable[Sequence[Any]], batch: int = 5000
+    s: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    batch: int = 5000,
+    bound: Collection[str] = (),
 ) -> None:
     """Insert ``rows`` (each a value per column of ``names``, in that order; the others default)
     inside the session's transaction, through the driver's executemany with each column's own
     bind processing: what ``s.execute(insert(table), rows)`` stores, without SQLAlchemy's work
-    per row (most of a first run's write of 400,000 positions and 100,000 baselines)."""
+    per row (most of a first run's write of 400,000 positions and 100,000 baselines). The
+    columns ``bound`` names hold the driver's form already (SQLite); a value the row before
+    had in the same column (a run's id, its time) is processed once."""
     connection = s.connection()
     dialect = connection.dialect
     it = iter(rows)
@@ -271,17 +281,25 @@ def insert_plain(
             s.execute(insert(table), [dict(zip(names, row, strict=True)) for row in part])
         return
     processed = [
-        (i, p) for i, n in enumerate(names) if (p := table.columns[n].type._cached_bind_processor(dialect)) is not None
+        (i, p)
+        for i, n in enumerate(names)
+        if n not in bound and (p := table.columns[n].type._cached_bind_processor(dialect)) is not None
     ]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
     while part := list(itertools.islice(it, batch)):
         if processed:
             values = []
             for row in part:
-                bound = list(row)
+                out = list(row)
                 for i, p in processed:
-                    bound[i] = p(bound[i])
-                values.append(tuple(bound))
+                    value = out[i]
+                    before, after = last[i]
+                    if value is not before:
+                        after = p(value)
+                        last[i] = (value, after)
+                    out[i] = after
+                values.append(tuple(out))
             connection.exec_driver_sql(sql, values)
         else:
             connection.exec_driver_sql(sql, [tuple(row) for row in part])

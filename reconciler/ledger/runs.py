@@ -605,7 +605,7 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
              "run_id")  # fmt: skip
     wallet_rows = (
         (config.chain, config.wallet, config.address, config.block_number, block_hash,
-         json.dumps(config.to_json()), baselines.reviewed, baselines.note, now, run_id)  # fmt: skip
+         config.to_text(), baselines.reviewed, baselines.note, now, run_id)  # fmt: skip
         for config, block_hash in baselines.wallets
     )
     insert_plain(s, WalletBaseline.__table__, names, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]

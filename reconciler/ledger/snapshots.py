@@ -123,7 +123,7 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
             .order_by(col(RunChain.snapshot_seq).desc())
             .limit(1)
         ).first()
-        write: Iterable[tuple[int, Position]] = enumerate(items)
+        write: Iterable[tuple[int, Position]] | None = None  # None: every position (items)
         base, stored = run_id, 0
         if prev is not None and prev.positions_keys == keys and prev.snapshot_base is not None:
             if prev.positions_digest == digest:
@@ -135,7 +135,12 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
                 write, base, stored = changed, prev.snapshot_base, (prev.snapshot_rows or 0) + len(changed)
         seq = (prev.snapshot_seq if prev is not None else 0) + 1
         chains[chain] = ChainSnapshot(seq, base, offsets[chain], stored, len(items), keys, digest)
-        writes.append(_rows(run_id, chain, block.number, write))
+        if write is not None:
+            writes.append(_rows(run_id, chain, block.number, write))
+        elif isinstance(items, SpilledPositions):
+            writes.append(_spilled_rows(run_id, chain, block.number, items))
+        else:
+            writes.append(_rows(run_id, chain, block.number, enumerate(items)))
     return SnapshotPlan(chains, itertools.chain.from_iterable(writes))
 
 
@@ -177,9 +182,32 @@ def _by_chain(positions: Sequence[Position]) -> tuple[dict[str, Sequence[Positio
 
 
 def _rows(run_id: str, chain: str, block: int, write: Iterable[tuple[int, Position]]) -> Iterator[tuple[object, ...]]:
-    """The balance_snapshot rows to write, in ``_COLUMNS`` order."""
+    """The balance_snapshot rows to write, in ``_COLUMNS`` order, amounts as decimal text."""
     for i, p in write:
-        yield (run_id, chain, p.wallet, p.asset, block, p.book, p.onchain, p.decimals, i)
+        yield (run_id, chain, p.wallet, p.asset, block, _amount(p.book), _amount(p.onchain), p.decimals, i)
+
+
+def _spilled_rows(run_id: str, chain: str, block: int, items: SpilledPositions) -> Iterator[tuple[object, ...]]:
+    """``_rows`` of every position of ``items``, from the text it keeps them as (made into
+    Positions and their amounts back into text, they were most of writing a first run)."""
+    decimals = {asset: items.decimals_of(asset) for asset in items.assets()}
+    for i, (wallet, asset, book, onchain) in enumerate(items.fields()):
+        if len(book) > _DIGITS or len(onchain) > _DIGITS:
+            _amount(int(book)), _amount(int(onchain))  # raises, saying which
+        yield (run_id, chain, wallet, asset, block, book, onchain, decimals[asset], i)
+
+
+_DIGITS = 78  # NUMERIC(78, 0): the most digits an amount's text has (a sign makes 79)
+
+
+def _amount(value: int) -> str:
+    """An amount as the decimal text balance_snapshot keeps on SQLite (and PostgreSQL's COPY
+    reads), checked as ExactInt checks what it binds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"amounts are ints in base units, got {type(value).__name__}")
+    if abs(value) > 10**_DIGITS - 1:
+        raise ValueError(f"amount {value} does not fit NUMERIC(78, 0)")
+    return str(value)
 
 
 _COLUMNS = ("run_id", "chain", "wallet", "asset", "block_number", "book", "onchain", "decimals", "seq")
@@ -205,7 +233,7 @@ def insert_rows(s: Session, rows: Iterable[Sequence[object]]) -> None:
         return
     # SQLite: the driver's executemany over plain tuples (SQLAlchemy's work per row of 400,000
     # was most of a first run's write).
-    insert_plain(s, BalanceSnapshot.__table__, _COLUMNS, rows, _BATCH)  # type: ignore[attr-defined]
+    insert_plain(s, BalanceSnapshot.__table__, _COLUMNS, rows, _BATCH, bound=("book", "onchain"))  # type: ignore[attr-defined]
 
 
 def _select_snapshots() -> Select[str, str, int | None, int, int, int | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import pickle
 from dataclasses import replace
 from typing import Any
 
@@ -139,6 +141,40 @@ def test_owner_order_is_part_of_the_configuration() -> None:
 @given(configs())
 def test_json_round_trip(config: WalletConfig) -> None:
     assert WalletConfig.from_json(config.to_json()) == config
+
+
+@st.composite
+def plain_configs(draw: st.DrawFn) -> WalletConfig:
+    """A configuration with every field after code_hash at its default (an account without
+    code), under any name: the template to_text writes such a one from."""
+    return WalletConfig(
+        wallet=draw(st.text(min_size=1, max_size=12)),
+        chain=draw(st.text(min_size=1, max_size=8)),
+        address=draw(addresses),
+        block_number=draw(st.integers(min_value=0, max_value=10**12)),
+        kind=draw(st.sampled_from(list(WalletKind))),
+        code_hash=draw(hashes),
+    )
+
+
+@settings(max_examples=300)
+@given(configs() | plain_configs())
+def test_text_is_the_json_of_to_json(config: WalletConfig) -> None:
+    # The baseline's stored text: a template for plain configurations, json.dumps otherwise.
+    assert config.to_text() == json.dumps(config.to_json())
+
+
+@given(configs() | plain_configs())
+def test_pickle_round_trip(config: WalletConfig) -> None:
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and type(again.kind) is WalletKind
+
+
+@given(plain_configs())
+def test_without_code_is_the_checked_configuration(config: WalletConfig) -> None:
+    made = WalletConfig.without_code(config.wallet, config.chain, config.address, config.block_number, config.code_hash)
+    assert made == replace(config, kind=WalletKind.EOA)
+    assert made.to_text() == json.dumps(made.to_json())
 
 
 def test_json_has_the_design_fields() -> None:
