@@ -82,6 +82,9 @@ class SourceDisagreement(ChainError):
             "is wrong, so the chain is left unread: find out which before trusting either"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:  # made again from its parts (a unit worker's, sent to its run)
+        return (type(self), (self.chain, self.endpoints, self.block, self.items))
+
 
 class ChainAdapter(Protocol):
     def chain_id(self) -> int:

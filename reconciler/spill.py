@@ -47,6 +47,34 @@ class _ReadBack(Sequence[Position]):
         return next(itertools.islice(self, index, None))
 
 
+class RenderedPositions(_ReadBack):
+    """Positions as a spill keeps them (their lines, and the lines of the two digests), made
+    where they were judged: a unit worker process sends these, and the run appends them
+    without making a Position again."""
+
+    def __init__(self, chain: str, decimals: Mapping[str, int], data: bytes, keys: bytes, values: bytes, count: int):
+        self.chain, self.decimals = chain, dict(decimals)
+        self.data, self.keys, self.values, self.positions = data, keys, values, count
+
+    @classmethod
+    def of(cls, positions: Sequence[Position]) -> RenderedPositions:
+        if not positions:
+            return cls("", {}, b"", b"", b"", 0)
+        text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
+        keys = "\n".join(f"{p.wallet}\t{p.asset}" for p in positions)
+        values = "\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in positions)
+        decimals = {p.asset: p.decimals for p in positions}
+        return cls(positions[0].chain, decimals, text.encode(), keys.encode(), values.encode(), len(positions))
+
+    def __len__(self) -> int:
+        return self.positions
+
+    def __iter__(self) -> Iterator[Position]:
+        for line in self.data.decode().splitlines():
+            wallet, asset, book, onchain = line.split("\t")
+            yield Position(self.chain, wallet, asset, self.decimals[asset], int(book), int(onchain))
+
+
 class SpilledPositions(_ReadBack):
     """One chain's positions, appended unit by unit and read back in order."""
 
@@ -63,19 +91,16 @@ class SpilledPositions(_ReadBack):
     def extend(self, positions: Sequence[Position]) -> None:
         """Append ``positions`` (after those appended before), and fold them into the
         digests the ledger's snapshots are keyed by (reconciler.ledger.snapshots)."""
-        if not positions:
+        rendered = positions if isinstance(positions, RenderedPositions) else RenderedPositions.of(positions)
+        if not rendered.positions:
             return
-        text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
-        keys = "\n".join(f"{p.wallet}\t{p.asset}" for p in positions)
-        values = "\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in positions)
-        data = text.encode()
         with self._lock:
-            sep = "\n" if self._count else ""
-            self._keys.update((sep + keys).encode())
-            self._values.update((sep + values).encode())
-            os.pwrite(self._file.fileno(), data, self._size)
-            self._size += len(data)
-            self._count += len(positions)
+            sep = b"\n" if self._count else b""
+            self._keys.update(sep + rendered.keys)
+            self._values.update(sep + rendered.values)
+            os.pwrite(self._file.fileno(), rendered.data, self._size)
+            self._size += len(rendered.data)
+            self._count += rendered.positions
 
     def digests(self) -> tuple[str, str]:
         """sha256 of the positions' "\n"-joined ``wallet\tasset`` lines, and of their

@@ -55,6 +55,9 @@ class TracingUnavailable(ChainError):
         self.method = method
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # made again from its parts (a unit worker's, sent to its run)
+        return (type(self), (self.method, str(self)))
+
 
 class ExecutionReorged(ChainError):
     """A transaction's receipt or trace names another block than the scan saw."""

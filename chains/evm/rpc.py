@@ -70,7 +70,11 @@ class RpcError(ChainError):
     def __init__(self, endpoint: str, method: str, code: int | None, message: str) -> None:
         self.code = code
         self.rpc_message = message
+        self._parts = (endpoint, method, code, message)
         super().__init__(f"{endpoint}: {method} failed: {message} (code {code})")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # made again from its parts (a unit worker's, sent to its run)
+        return (type(self), self._parts)
 
 
 class EndpointError(RpcUnavailable):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from chains.base import ChainAdapter, SourceDisagreement
+from chains.base import ChainAdapter, Source, SourceDisagreement
 from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.app.tentative import confirmable, tentative_findings
@@ -43,6 +43,7 @@ from reconciler.app.units import (
     spilled,
     unit_inputs,
 )
+from reconciler.app.workers import forked_units, unit_workers
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
 from reconciler.engine.surveillance import Movement
@@ -190,10 +191,20 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def local_units(settings: Settings, inputs: UnitInputs) -> UnitRunner:
-    """The units of a chain run one after another in this process, a chunk of wallets each."""
+def local_units(settings: Settings, inputs: UnitInputs, adapter_for: AdapterFactory | None = None) -> UnitRunner:
+    """The units of a chain, a chunk of wallets each, run on this machine: in this process one
+    after another, or (a chain of more than one chunk, given ``adapter_for``) by worker
+    processes (reconciler.app.workers), taken in order."""
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
+        wallets = settings.count_on(chain.name)
+        count = unit_workers(wallets) if adapter_for is not None else 1
+        if count > 1:
+            assert adapter_for is not None
+            log.info("event=unit_workers chain=%s wallets=%d workers=%d", chain.name, wallets, count)
+            sources: list[Source] = []
+            found = forked_units(chain, settings, inputs, adapter_for, block, checkpoint, count, sources)
+            return replace(spilled(found, chain.name, settings), sources=tuple(sources))
         parts = settings.wallet_chunks(chain.name, chunk_wallets())
         return spilled(read_units(chain, settings, adapter, block, parts, inputs, checkpoint), chain.name, settings)
 
@@ -249,9 +260,8 @@ def read_chain_in_units(
                 raise failure
             assert observed is not None and found is not None
             sources = tuple(adapter.sources())
-            result = ChainResult(
-                chain.name, node_chain_id, block, adapter.read_path, None, sources, head=adapter.pinned_head
-            )
+            read_path = adapter.read_path if found.read_path is None else found.read_path  # read by workers
+            result = ChainResult(chain.name, node_chain_id, block, read_path, None, sources, head=adapter.pinned_head)
             return result, observed, found
         log.warning("event=reorg chain=%s block=%d hash=%s action=repin", chain.name, block.number, block.hash)
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
@@ -406,6 +416,8 @@ def read_one_chain(
             confirm = confirmable(chain, ledger, adapter, head)
         finally:
             sources = tuple(adapter.sources())
+            if found is not None:  # the endpoints that answered its unit workers too
+                sources += tuple(s for s in found.sources if s not in sources)
             adapter.close()
     except SourceDisagreement as exc:
         findings = disagreement_findings(chain, settings, exc)
@@ -542,7 +554,13 @@ def _reconcile(
         return _failed(ledger, run, exc, None, [], [], [])
     no_books = inputs is not None and not inputs.books.any_entries  # not one entry, even ones summing to 0
     token_baselines = inputs.token_baselines if inputs is not None else {}
-    units = (unit_runner or local_units)(settings, inputs) if inputs is not None else None
+    units = (
+        None
+        if inputs is None
+        else unit_runner(settings, inputs)
+        if unit_runner is not None
+        else local_units(settings, inputs, adapter_for)
+    )
     outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, at_head, hold)
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chains.base import BalanceQuery, ChainAdapter
+from chains.base import BalanceQuery, ChainAdapter, Source
 from reconciler.domain import BlockRef, BreakKey, BreakKind, Finding, Position, Severity
 from reconciler.engine.passes import (
     ChainObservations,
@@ -90,6 +90,10 @@ class UnitResult:
     findings: tuple[tuple[Finding, ...], ...] = ((), ())  # one tuple per UNIT_PASSES entry
     coverage: Coverage = Coverage()
     first_seen: Sequence[WalletConfig] = ()  # on disk for a chain's units together (reconciler.spill)
+    # Read by other processes (reconciler.app.workers): the endpoints that answered them, and
+    # how the last unit read its balances (the adapter's read_path).
+    sources: tuple[Source, ...] = ()
+    read_path: str | None = None
 
 
 
@@ -103,6 +107,8 @@ def merged(results: Sequence[UnitResult]) -> UnitResult:
         tuple(tuple(f for r in results for f in r.findings[i]) for i in range(len(UNIT_PASSES))),
         Coverage(parts=tuple(r.coverage for r in results)),
         tuple(c for r in results for c in r.first_seen),
+        tuple(dict.fromkeys(s for r in results for s in r.sources)),
+        next((r.read_path for r in reversed(results) if r.read_path is not None), None),
     )
 
 

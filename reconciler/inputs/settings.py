@@ -227,15 +227,26 @@ class Settings:
 
         return find
 
-    def wallet_chunks(self, chain: str, size: int) -> Iterator[list[WalletSettings]]:
+    def wallet_chunks(
+        self, chain: str, size: int, pick: Callable[[int], bool] | None = None
+    ) -> Iterator[list[WalletSettings]]:
         """``wallets_on(chain)`` in slices of ``size``, each made only when it is reached: a
-        run reads a fleet chunk by chunk and never holds every wallet's settings at once."""
+        run reads a fleet chunk by chunk and never holds every wallet's settings at once.
+        With ``pick``, only the slices whose number (from 0) it accepts (the others are
+        skipped without being made)."""
         if isinstance(self.wallets, Fleet):
-            yield from self.wallets.chunks_on(chain, size)
+            yield from self.wallets.chunks_on(chain, size, pick)
             return
         wallets = self.wallets_on(chain)
-        for start in range(0, len(wallets), size):
-            yield wallets[start : start + size]
+        for n, start in enumerate(range(0, len(wallets), size)):
+            if pick is None or pick(n):
+                yield wallets[start : start + size]
+
+    def count_on(self, chain: str) -> int:
+        """How many wallets ``chain`` has."""
+        if isinstance(self.wallets, Fleet):
+            return self.wallets.count_on(chain)
+        return sum(1 for w in self.wallets.values() if w.chain == chain)
 
     def wallet_by_address(self, chain: str, address: str) -> WalletSettings | None:
         if isinstance(self.wallets, Fleet):
@@ -543,14 +554,20 @@ class Fleet(Mapping[str, WalletSettings]):
 
         return find
 
-    def chunks_on(self, chain: str, size: int) -> Iterator[list[WalletSettings]]:
-        """``on_chain(chain)`` in slices of ``size``, each made when it is reached."""
+    def chunks_on(
+        self, chain: str, size: int, pick: Callable[[int], bool] | None = None
+    ) -> Iterator[list[WalletSettings]]:
+        """``on_chain(chain)`` in slices of ``size``, each made when it is reached (and, with
+        ``pick``, only the slices it accepts by number)."""
         imported = self.imported
-        wallets = itertools.chain(
-            (w for w in self.configured.values() if w.chain == chain), map(imported.wallet, imported.on_chain(chain))
+        rows: Iterator[WalletSettings | int] = itertools.chain(
+            (w for w in self.configured.values() if w.chain == chain), imported.on_chain(chain)
         )
-        while part := list(itertools.islice(wallets, size)):
-            yield part
+        n = 0
+        while part := list(itertools.islice(rows, size)):
+            if pick is None or pick(n):
+                yield [w if isinstance(w, WalletSettings) else imported.wallet(w) for w in part]
+            n += 1
 
     def by_address(self, chain: str, address: str) -> WalletSettings | None:
         for wallet in self.configured.values():

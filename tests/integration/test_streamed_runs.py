@@ -17,6 +17,7 @@ check and the transfer surveillance (chain-wide passes) see every wallet.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -130,9 +131,20 @@ def _ok(cli: Any, config: Path, *args: str) -> None:
     assert result.code == 0, result.stderr
 
 
+@pytest.mark.parametrize("workers", ["1", "3"])
 def test_a_streamed_run_prints_the_document_of_a_run_in_one_piece(
-    cli: Any, devnet: Devnet, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Any,
+    devnet: Devnet,
+    scenario: Scenario,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    workers: str,
 ) -> None:
+    # The streamed side's units run in this process one after another, or in 3 worker
+    # processes (reconciler.app.workers): the same document either way.
+    monkeypatch.setenv("RECONCILER_UNIT_WORKERS", workers)
+    caplog.set_level(logging.INFO, logger="reconciler.app.run")
     usdc = devnet.deploy_token("Test USD", "USDC", 6)
     tmmf = devnet.deploy_token("Tokenized MMF", "TMMF", 18)
     for name, amount in (("w1", 100), ("w2", 200), ("w3", 300), ("w5", 500)):
@@ -154,7 +166,10 @@ def test_a_streamed_run_prints_the_document_of_a_run_in_one_piece(
 
     docs: dict[str, list[tuple[int, str, dict[str, Any]]]] = {"whole": [], "streamed": []}
     for side, config in configs.items():
+        caplog.clear()
         docs[side].append(_run(cli, config, chunks[side], monkeypatch))
+        forked = "event=unit_workers chain=eth wallets=7 workers=3" in caplog.text
+        assert forked == (side == "streamed" and workers == "3"), caplog.text
     # Between the runs: tokens leave w3 without an instruction (chunk 2), w6's books are fixed.
     tx = devnet.transfer_as(usdc, _checksummed(ADDRESS["w3"]), OUTSIDER, 50 * 10**6)
     for side, config in configs.items():

@@ -1,0 +1,262 @@
+"""A chain's units read and judged by worker processes: a run of a large fleet on every core.
+
+A run's work per position is this process's own (decoding the node's answers, judging each
+wallet, reading its books): under one interpreter lock it used one core, while the node
+answering it used little of another. So a chain of more than one chunk of wallets is read by
+``unit_workers()`` processes, forked when its units begin: worker ``k`` of ``n`` reads and
+judges chunks ``k``, ``k + n``, ``k + 2n``... (``observe_unit`` then ``judge_reading``, as in
+this process), each through its own adapter (``adapter_for``: its own connections, the same
+endpoints, timeouts, retries and cross-checks) and its own connections to the ledger (the same
+views), and sends each chunk's result back through a pipe, its positions already in the form
+the run keeps them on disk. The run takes the results in chunk order, so what it keeps, and
+the document, are those of a run in one process.
+
+Invariants: a worker only reads (the node, and the ledger through the run's views) and never
+writes the ledger, logs nothing of its own and exits without running this process's cleanups
+(``os._exit``); a worker that fails sends its error, which fails the chain as it would have in
+this process; a worker that dies, or sends what is not a result, fails the chain (never a
+clean chain with wallets left out); the run's interruption and failures kill the workers; a
+worker whose run is gone (its pipe closed, its parent changed) stops at its next chunk.
+Workers ignore SIGINT, SIGTERM and SIGHUP: the run decides, and stops them.
+
+``RECONCILER_UNIT_WORKERS`` sets how many (1: the units run in this process); by default, one
+per usable core (at most ``MAX_WORKERS``) when the chain has more than one chunk of wallets.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from chains.base import ChainAdapter, Source
+from reconciler.domain import BlockRef
+from reconciler.errors import ChainError, LedgerError, ReconcilerError, RpcUnavailable
+from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.ledger.store import Ledger
+from reconciler.spill import RenderedPositions
+
+from .units import UnitInputs, UnitResult, chunk_wallets, judge_reading, observe_unit
+
+AdapterFactory = Callable[[ChainSettings], ChainAdapter]
+WORKERS_ENV = "RECONCILER_UNIT_WORKERS"
+MAX_WORKERS = 4
+WAIT_SLICE = 0.1  # seconds between checkpoints while waiting on a worker
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FORKING = threading.Lock()
+
+
+def unit_workers(wallets: int) -> int:
+    """How many worker processes read a chain of ``wallets`` wallets: ``RECONCILER_UNIT_WORKERS``
+    when set, else one per usable core (at most MAX_WORKERS); never more than its chunks, and 1
+    (this process) for a chain of one chunk or where processes cannot be forked."""
+    raw = os.environ.get(WORKERS_ENV)
+    if raw is not None and raw != "":
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{WORKERS_ENV} = {raw!r}: give a whole number of processes, 1 or more")
+        wanted = int(raw)
+    else:
+        wanted = min(len(os.sched_getaffinity(0)), MAX_WORKERS) if hasattr(os, "sched_getaffinity") else 1
+    chunks = -(-wallets // chunk_wallets())
+    if not hasattr(os, "fork"):
+        return 1
+    return max(1, min(wanted, chunks))
+
+
+def forked_units(
+    chain: ChainSettings,
+    settings: Settings,
+    inputs: UnitInputs,
+    adapter_for: AdapterFactory,
+    block: BlockRef,
+    checkpoint: Callable[[], None],
+    workers: int,
+    sources: list[Source],
+) -> Iterator[UnitResult]:
+    """The chain's units, in order, read and judged by ``workers`` forked processes (see the
+    module), each with the adapter's read_path after it; the endpoints that answered the
+    workers are added to ``sources``."""
+    running: list[tuple[int, int]] = []  # (pid, read end)
+    silence = settings.schedule.unit_timeout.total_seconds()
+    try:
+        for k in range(workers):
+            # One fork at a time in this process (chains are read by threads): a worker never
+            # holds the write end of another's pipe, so a worker's death is seen as its end.
+            with _FORKING:
+                read_end, write_end = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    os.close(read_end)
+                    for _, other in running:
+                        os.close(other)
+                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block)
+                os.close(write_end)
+            running.append((pid, read_end))
+        done = [False] * workers
+        index = 0
+        while not all(done):
+            k = index % workers
+            if done[k]:  # the workers end in turn: the one after the last unit ended first
+                index += 1
+                continue
+            message = _receive(running[k], checkpoint, chain.name, silence)
+            if message[0] == "unit" and message[1] == index:
+                yield message[2]
+                index += 1
+            elif message[0] == "done":
+                done[k] = True
+                sources.extend(s for s in message[1] if s not in sources)
+                index += 1
+            elif message[0] == "error":
+                raise message[1]
+            else:
+                raise ChainError(f"chain {chain.name}: a unit worker answered out of turn ({message[0]!r})")
+    finally:
+        for pid, fd in running:
+            os.close(fd)
+            _stop(pid)
+
+
+def _stop(pid: int) -> None:
+    """The worker gone: it has exited (its results were all taken), or is killed now."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped already
+        pass
+
+
+def _receive(worker: tuple[int, int], checkpoint: Callable[[], None], chain: str, silence: float) -> tuple[Any, ...]:
+    """The next message of a worker: calling ``checkpoint`` while it is awaited."""
+    size = int.from_bytes(_read(worker, 8, checkpoint, chain, silence), "big")
+    message = pickle.loads(_read(worker, size, checkpoint, chain, silence))
+    if not isinstance(message, tuple) or not message:
+        raise ChainError(f"chain {chain}: a unit worker sent something that is not a result")
+    return message
+
+
+def _read(worker: tuple[int, int], size: int, checkpoint: Callable[[], None], chain: str, silence: float) -> bytes:
+    """``size`` bytes from the worker's pipe. It has died when its pipe ends, or when it has
+    exited with nothing left in the pipe; it is stuck when it sent nothing for ``silence``
+    seconds ([schedule] unit_timeout): either fails the chain."""
+    pid, fd = worker
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    got = bytearray()
+    quiet_since = time.monotonic()
+    while len(got) < size:
+        ready = poll.poll(int(WAIT_SLICE * 1000))
+        checkpoint()
+        if not ready:
+            if _exited(pid):
+                ready = poll.poll(0)  # what it wrote before it exited is read first
+                if not ready:
+                    raise ChainError(_died(chain))
+            elif time.monotonic() - quiet_since > silence:
+                raise ChainError(
+                    f"chain {chain}: a unit worker process sent nothing for {int(silence)}s ([schedule] "
+                    "unit_timeout); it was stopped and the chain left unread"
+                )
+            if not ready:
+                continue
+        part = os.read(fd, min(size - len(got), 1 << 20))
+        if not part:
+            raise ChainError(_died(chain))
+        got += part
+        quiet_since = time.monotonic()
+    return bytes(got)
+
+
+def _died(chain: str) -> str:
+    return (
+        f"chain {chain}: a unit worker process ended before it sent all its results (killed, or out of memory?); "
+        "the chain was left unread"
+    )
+
+
+def _exited(pid: int) -> bool:
+    """Whether the worker has ended (without reaping it: ``_stop`` does)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _send(fd: int, message: tuple[Any, ...]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(len(data).to_bytes(8, "big") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _work(
+    k: int,
+    workers: int,
+    fd: int,
+    chain: ChainSettings,
+    settings: Settings,
+    inputs: UnitInputs,
+    adapter_for: AdapterFactory,
+    block: BlockRef,
+) -> NoReturn:
+    """Worker ``k``'s life: its chunks read, judged and sent in order, then its endpoints."""
+    code = 0
+    try:
+        for signum in _IGNORED:
+            signal.signal(signum, signal.SIG_IGN)
+        # Nothing written to this process's streams (a thread of the run may have held their
+        # locks when it forked): what the worker has to say, it sends.
+        logging.disable(logging.CRITICAL)
+        parent = os.getppid()
+        # Nothing of the run's is collected here (its connections stay the run's): the ledger
+        # is read through connections of its own, the node through an adapter of its own.
+        gc.freeze()
+        inputs = replace(inputs, ledger=Ledger(inputs.ledger.url))
+        adapter = adapter_for(chain)
+        try:
+            parts = settings.wallet_chunks(chain.name, chunk_wallets(), lambda n: n % workers == k)
+            for n, part in enumerate(parts):
+                if os.getppid() != parent:
+                    break  # the run is gone
+                reading = observe_unit(chain, settings, adapter, block, part, inputs)
+                result = judge_reading(chain, settings, reading, inputs)
+                positions = RenderedPositions.of(result.positions)
+                result = replace(result, positions=positions, read_path=adapter.read_path)
+                _send(fd, ("unit", k + n * workers, result))
+            _send(fd, ("done", tuple(adapter.sources())))
+        finally:
+            adapter.close()
+    except BrokenPipeError:
+        code = 1  # the run stopped reading: nothing to tell it
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the run, which judges it
+        try:
+            _send(fd, ("error", _portable(exc)))
+        except BaseException:  # noqa: BLE001 - the run is gone: nothing to tell it
+            code = 1
+    os._exit(code)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as it can cross to the run: itself when it survives pickling as itself, else its
+    words in the nearest error the run tells apart (an endpoint that did not answer, a chain's
+    or the ledger's failure; anything else named by its type, as the run would have said it)."""
+    try:
+        again = pickle.loads(pickle.dumps(exc))
+        if type(again) is type(exc) and str(again) == str(exc):
+            return exc
+    except Exception:  # noqa: BLE001, S110 - any failure to cross: said in words below
+        pass
+    for kind in (RpcUnavailable, ChainError, LedgerError, ReconcilerError):
+        if isinstance(exc, kind):
+            return kind(str(exc))
+    return ChainError(f"{type(exc).__name__}: {exc}")
