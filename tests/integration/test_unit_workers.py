@@ -1,0 +1,197 @@
+"""Unit worker processes (reconciler.app.workers): a chain of several chunks read and judged by
+forked processes, taken back in chunk order.
+
+What must hold, each with a fault from the network side (a proxy in front of the real node):
+
+- an answer a worker cannot read fails the chain with the words a run in one process says;
+- a worker killed mid-run leaves the chain unread: never a complete run without its wallets,
+  and no process left behind;
+- a run stopped by SIGTERM while its workers read stops them;
+- a worker that sends nothing for ``[schedule] unit_timeout`` is stopped, its chain unread.
+
+Runs that kill or signal a process are real processes; the others run the console command in
+this process (the workers are forked from it). SQLite ledgers: the workers' ledger reads are
+those of the streamed golden test, which runs on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chains.evm.devnet import Devnet
+from tests.conftest import Scenario
+from tests.integration.daemons import RECONCILER, wait_for
+from tests.integration.helpers import Custody, load, make_custody, run_json
+from tests.integration.rpcproxy import RpcProxy
+
+HELD = 120  # seconds a held read waits to be released (the tests release it when done)
+UNITS = {"RECONCILER_CHUNK_WALLETS": "1", "RECONCILER_UNIT_WORKERS": "2"}  # one wallet per unit, two workers
+
+
+@pytest.fixture
+def proxy(devnet: Devnet) -> Iterator[RpcProxy]:
+    with RpcProxy(devnet.url) as p:
+        yield p
+
+
+@pytest.fixture
+def custody(cli: Any, devnet: Devnet, tmp_path: Path, proxy: RpcProxy) -> Custody:
+    """Two wallets (two units), booked exactly, read through the proxy."""
+    scenario = Scenario(folder=tmp_path, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    custody = make_custody(devnet, scenario, proxy.url)
+    load(cli, scenario.write())
+    return custody
+
+
+def _config(custody: Custody) -> Path:
+    return custody.scenario.folder / "reconciler.toml"
+
+
+def _names(custody: Custody, wallet: str) -> str:
+    """The wallet's address as it appears inside calldata (lowercase, no 0x)."""
+    return custody.wallets[wallet][2:].lower()
+
+
+def _calls_about(request: dict[str, Any], needle: str) -> bool:
+    params = request.get("params") or [{}]
+    call = params[0] if isinstance(params[0], dict) else {}
+    return needle in str(call.get("data", "")).lower()
+
+
+def test_a_worker_fails_its_chain_with_the_words_of_a_run_in_one_process(
+    cli: Any, custody: Custody, proxy: RpcProxy, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    house = _names(custody, "house-1")  # the second unit's wallet: read by the second worker
+
+    def garbled(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        return {**response, "result": "0x1234"} if _calls_about(request, house) else response
+
+    proxy.on("eth_call", garbled)
+    caplog.set_level(logging.INFO, logger="reconciler.app.run")
+    errors = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RECONCILER_CHUNK_WALLETS", "1")
+        monkeypatch.setenv("RECONCILER_UNIT_WORKERS", workers)
+        caplog.clear()
+        code, doc, stderr = run_json(cli, _config(custody))
+        assert code == 2 and doc["status"] == "incomplete", stderr
+        assert doc["positions"] == [] and doc["chains"]["eth"]["block_number"] is None
+        assert ("event=unit_workers chain=eth wallets=2 workers=2" in caplog.text) == (workers == "2")
+        errors[workers] = doc["chains"]["eth"]["error"]
+    assert errors["1"] == errors["2"]
+    assert "result too short" in errors["2"], errors["2"]
+
+
+class _Held:
+    """Holds every eth_call about one address until released: a worker reading it waits."""
+
+    def __init__(self, proxy: RpcProxy, needle: str) -> None:
+        self.release = threading.Event()
+        self.held = threading.Event()
+
+        def hold(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+            if _calls_about(request, needle):
+                self.held.set()
+                self.release.wait(HELD)
+            return response
+
+        proxy.on("eth_call", hold)
+
+
+def _run_process(custody: Custody, **env: str) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    environ.update(env)
+    return subprocess.Popen(
+        [RECONCILER, "--config", str(_config(custody)), "run", "--json"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def _reading(run: subprocess.Popen[str], held: _Held) -> list[int]:
+    """The run's two workers, once one of them waits on a held read."""
+    return list(wait_for(lambda: held.held.is_set() and len(found := _children(run.pid)) == 2 and found, "workers"))
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _document(run: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    """The run's exit, well before the held reads would be answered: it did not wait for them."""
+    out, err = run.communicate(timeout=HELD / 4)
+    return run.returncode, json.loads(out), err
+
+
+def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcProxy) -> None:
+    held = _Held(proxy, _names(custody, "house-1"))
+    run = _run_process(custody, **UNITS)
+    try:
+        workers = _reading(run, held)
+        os.kill(workers[-1], signal.SIGKILL)
+        code, doc, stderr = _document(run)
+    finally:
+        held.release.set()
+        run.kill()
+        run.wait()
+    assert code == 2 and doc["status"] == "incomplete", stderr
+    assert doc["positions"] == [] and doc["chains"]["eth"]["block_number"] is None
+    assert "a unit worker process ended before it sent all its results" in doc["chains"]["eth"]["error"]
+    assert "Traceback" not in stderr
+    assert all(_gone(pid) for pid in workers)  # the other worker stopped, both reaped
+
+
+def test_a_run_stopped_by_sigterm_stops_its_workers(custody: Custody, proxy: RpcProxy) -> None:
+    held = _Held(proxy, _names(custody, "house-1"))
+    run = _run_process(custody, **UNITS)
+    try:
+        workers = _reading(run, held)
+        run.send_signal(signal.SIGTERM)
+        code, doc, stderr = _document(run)
+    finally:
+        held.release.set()
+        run.kill()
+        run.wait()
+    assert code == 2 and doc["status"] == "incomplete", stderr
+    assert "interrupted by SIGTERM" in doc["reason"]
+    assert all(_gone(pid) for pid in workers)
+
+
+def test_a_silent_worker_is_stopped_after_unit_timeout(
+    cli: Any, custody: Custody, proxy: RpcProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    custody.scenario.extra += '\n[schedule]\nunit_timeout = "1s"\n'
+    custody.scenario.write()
+    held = _Held(proxy, _names(custody, "house-1"))  # answered only when released: after the timeout
+    for name, value in UNITS.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code, doc, stderr = run_json(cli, _config(custody))
+    finally:
+        held.release.set()
+    assert held.held.is_set()
+    assert code == 2 and doc["status"] == "incomplete", stderr
+    assert doc["positions"] == []
+    assert "a unit worker process sent nothing for 1s ([schedule] unit_timeout)" in doc["chains"]["eth"]["error"]
