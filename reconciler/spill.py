@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
-import pickle
 import tempfile
 import threading
-from collections.abc import Collection, Container, Iterator, Mapping, Sequence, ValuesView
-from typing import overload
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence, ValuesView
+from typing import NamedTuple, overload
 
 from reconciler.domain import Position
 from reconciler.walletconfig import WalletConfig
@@ -45,6 +45,17 @@ class _ReadBack(Sequence[Position]):
         if not 0 <= index < count:
             raise IndexError(index)
         return next(itertools.islice(self, index, None))
+
+
+def _read_lines(fd: int, size: int) -> Iterator[str]:
+    """The lines of the first ``size`` bytes of file ``fd``, read a block at a time."""
+    offset, rest = 0, b""
+    while offset < size:
+        block = os.pread(fd, min(_READ, size - offset), offset)
+        offset += len(block)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from (line.decode() for line in lines)
 
 
 class RenderedPositions(_ReadBack):
@@ -129,13 +140,7 @@ class SpilledPositions(_ReadBack):
         return self._decimals.keys()
 
     def _lines(self) -> Iterator[str]:
-        fd, size, offset, rest = self._file.fileno(), self._size, 0, b""
-        while offset < size:
-            block = os.pread(fd, min(_READ, size - offset), offset)
-            offset += len(block)
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            yield from (line.decode() for line in lines)
+        return _read_lines(self._file.fileno(), self._size)
 
     def close(self) -> None:
         self._file.close()
@@ -146,6 +151,10 @@ class Concatenated(_ReadBack):
 
     def __init__(self, parts: Sequence[Sequence[Position]]) -> None:
         self.parts = tuple(parts)
+        # Where the document's texts of these positions are being made ahead, when they are
+        # (reconciler.app.documents.print_ahead): called when they are printed; None from it
+        # means they were not made after all.
+        self.made_ahead: Callable[[], Iterator[str] | None] | None = None
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
@@ -155,13 +164,62 @@ class Concatenated(_ReadBack):
             yield from part
 
 
+class ConfigText(NamedTuple):
+    """A wallet configuration as a baseline stores it (``WalletConfig.to_text``), with what
+    identifies it: recorded as it was read, without making the configuration again."""
+
+    chain: str
+    wallet: str
+    address: str
+    block_number: int
+    text: str
+
+
+def _config_lines(configs: Sequence[WalletConfig]) -> bytes:
+    # One line per configuration: its JSON escapes tabs and newlines, names and addresses hold none.
+    return "".join(f"{c.wallet}\t{c.address}\t{c.block_number}\t{c.to_text()}\n" for c in configs).encode()
+
+
+def _config(text: ConfigText) -> WalletConfig:
+    return WalletConfig.from_json(json.loads(text.text))
+
+
+class RenderedConfigs(Sequence[WalletConfig]):
+    """Configurations as a spill keeps them, made where they were read (a unit worker process
+    sends these; the run appends them as they are)."""
+
+    def __init__(self, chain: str, configs: Sequence[WalletConfig]) -> None:
+        self.chain = chain
+        self.data = _config_lines(configs)
+        self.configs = len(configs)
+
+    def __len__(self) -> int:
+        return self.configs
+
+    def __iter__(self) -> Iterator[WalletConfig]:
+        return map(_config, _texts(self.chain, self.data.decode().splitlines()))
+
+    @overload
+    def __getitem__(self, index: int) -> WalletConfig: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[WalletConfig]: ...
+    def __getitem__(self, index: int | slice) -> WalletConfig | Sequence[WalletConfig]:
+        return list(self)[index]
+
+
+def _texts(chain: str, lines: Iterable[str]) -> Iterator[ConfigText]:
+    for line in lines:
+        wallet, address, block, text = line.split("\t", 3)
+        yield ConfigText(chain, wallet, address, int(block), text)
+
+
 class SpilledConfigs(Sequence[WalletConfig]):
     """A chain's wallet configurations first seen by a run (no baseline covers them yet: a
     first run's are every wallet's), kept on disk unit by unit until the run records them as
-    baselines; read back in order. Pickled: this process's own objects, in an anonymous file
-    only it can read, made and read again in one run."""
+    baselines, as the text a baseline stores; read back in order (``texts``, or made again)."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: str) -> None:
+        self.chain = chain
         self._file = tempfile.TemporaryFile()
         self._size = 0
         self._count = 0
@@ -170,21 +228,21 @@ class SpilledConfigs(Sequence[WalletConfig]):
     def extend(self, configs: Sequence[WalletConfig]) -> None:
         if not configs:
             return
-        data = pickle.dumps(tuple(configs), protocol=pickle.HIGHEST_PROTOCOL)
+        data = configs.data if isinstance(configs, RenderedConfigs) else _config_lines(configs)
         with self._lock:
-            os.pwrite(self._file.fileno(), len(data).to_bytes(8, "big") + data, self._size)
-            self._size += 8 + len(data)
+            os.pwrite(self._file.fileno(), data, self._size)
+            self._size += len(data)
             self._count += len(configs)
 
     def __len__(self) -> int:
         return self._count
 
+    def texts(self) -> Iterator[ConfigText]:
+        """Each configuration as the text a baseline stores, in order."""
+        return _texts(self.chain, _read_lines(self._file.fileno(), self._size))
+
     def __iter__(self) -> Iterator[WalletConfig]:
-        fd, offset = self._file.fileno(), 0
-        while offset < self._size:
-            length = int.from_bytes(os.pread(fd, 8, offset), "big")
-            yield from pickle.loads(os.pread(fd, length, offset + 8))
-            offset += 8 + length
+        return map(_config, self.texts())
 
     @overload
     def __getitem__(self, index: int) -> WalletConfig: ...
@@ -200,7 +258,8 @@ class SpilledConfigs(Sequence[WalletConfig]):
 
 class ConfigsByName(Mapping[str, WalletConfig]):
     """``SpilledConfigs`` by wallet name, without an index: iterated in order (values and
-    items read the file once); a lookup reads it through (``pick`` many at once)."""
+    items read the file once); a lookup reads it through (``pick`` many at once), making only
+    the configurations it finds."""
 
     def __init__(self, configs: SpilledConfigs) -> None:
         self._configs = configs
@@ -209,19 +268,22 @@ class ConfigsByName(Mapping[str, WalletConfig]):
         return len(self._configs)
 
     def __iter__(self) -> Iterator[str]:
-        return (c.wallet for c in self._configs)
+        return (t.wallet for t in self._configs.texts())
 
     def __getitem__(self, name: str) -> WalletConfig:
-        for c in self._configs:
-            if c.wallet == name:
-                return c
+        for t in self._configs.texts():
+            if t.wallet == name:
+                return _config(t)
         raise KeyError(name)
 
     def values(self) -> ValuesView[WalletConfig]:
         return _Values(self._configs)
 
+    def texts(self) -> Iterator[ConfigText]:
+        return self._configs.texts()
+
     def pick(self, names: Container[str]) -> dict[str, WalletConfig]:
-        return {c.wallet: c for c in self._configs if c.wallet in names}
+        return {t.wallet: _config(t) for t in self._configs.texts() if t.wallet in names}
 
 
 class _Values(ValuesView[WalletConfig]):

@@ -6,9 +6,12 @@ the asset's full decimals; block numbers are integers; hashes are lowercase 0x h
 
 from __future__ import annotations
 
+import gc
+import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from reconciler.app.jsonout import Rows, quoted
 from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
@@ -87,10 +90,63 @@ def position_text(p: Position) -> str:
 
 def position_texts(positions: Sequence[Position]) -> Iterator[str]:
     """``position_text`` of each of ``positions``; a run's kept on disk are printed from the
-    text they were kept as, without making a Position of each."""
+    text they were kept as, without making a Position of each (or, made ahead by
+    ``print_ahead``, as they were made)."""
     if not isinstance(positions, Concatenated) or not all(isinstance(p, SpilledPositions) for p in positions.parts):
         yield from map(position_text, positions)
         return
+    made = positions.made_ahead() if positions.made_ahead is not None else None
+    if made is not None:
+        yield from made
+        return
+    yield from _spilled_texts(positions)
+
+
+AHEAD_POSITIONS = 50_000  # a run with fewer positions prints them as it goes
+
+
+def print_ahead(positions: Sequence[Position]) -> None:
+    """Start making the document's texts of a run's ``positions`` (kept on disk) in a forked
+    process while this one records the run, when they are many: the document is printed once
+    the run is recorded, and its positions were most of printing it. The process only reads
+    the positions' file and writes its own, then exits without this process's cleanups; when
+    it failed, the texts are made when they are printed, as they would have been."""
+    if not isinstance(positions, Concatenated) or not all(isinstance(p, SpilledPositions) for p in positions.parts):
+        return
+    if len(positions) < AHEAD_POSITIONS or not hasattr(os, "fork"):
+        return
+    out = tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            gc.freeze()  # nothing of this process's is collected (or closed) there
+            with open(out.fileno(), "w", encoding="utf-8", closefd=False, buffering=1 << 20) as fh:
+                for text in _spilled_texts(positions):
+                    fh.write(text)
+                    fh.write("\n")  # a text is one line: JSON escapes newlines
+            code = 0
+        finally:
+            os._exit(code)
+
+    def made() -> Iterator[str] | None:
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            out.close()
+            return None
+        return _lines(out)
+
+    positions.made_ahead = made
+
+
+def _lines(out: IO[bytes]) -> Iterator[str]:
+    out.seek(0)
+    with out, open(out.fileno(), encoding="utf-8", closefd=False, buffering=1 << 20) as fh:
+        for line in fh:
+            yield line[:-1]
+
+
+def _spilled_texts(positions: Concatenated) -> Iterator[str]:
     for part in positions.parts:
         assert isinstance(part, SpilledPositions)
         chain = quoted(part.chain)

@@ -53,7 +53,7 @@ from reconciler.interrupt import Interrupted
 from reconciler.ledger.books import BookView
 from reconciler.ledger.runs import ChainResult, Confirmation, NewBaselines, RunSummary
 from reconciler.ledger.store import Ledger
-from reconciler.spill import Concatenated, SpilledConfigs
+from reconciler.spill import Concatenated, ConfigsByName, SpilledConfigs
 from reconciler.walletconfig import IssuerControls
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,9 @@ class RunOptions:
     # node's head rather than ``confirmations`` below it (findings short of them are tentative).
     chains: tuple[str, ...] | None = None
     at_head: bool = False
+    # Given the run's positions once read, before it is recorded: the command line starts
+    # making their `--json` texts ahead (reconciler.app.documents.print_ahead).
+    ahead: Callable[[Sequence[Position]], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +328,9 @@ def run_reconciliation(
                 def hold(chain: str) -> Callable[[], None]:
                     return lock.hold_chain(chain, opts.lock_timeout, opts.checkpoint)
 
-            report = _reconcile(settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold)
+            report = _reconcile(
+                settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold, opts.ahead
+            )
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
             log.error("event=run_interrupted run_id=%s reason=%r", run.id, reason)
@@ -535,6 +540,7 @@ def _reconcile(
     unit_runner: Callable[[Settings, UnitInputs], UnitRunner] | None = None,
     at_head: bool = False,
     hold: HoldChain | None = None,
+    ahead: Callable[[Sequence[Position]], None] | None = None,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -621,6 +627,8 @@ def _reconcile(
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
         positions = Concatenated([f.positions for f in found])
+        if ahead is not None:
+            ahead(positions)
         # The units judged each wallet (balances, configurations, issuer controls); the
         # chain-wide passes (surveillance, flows, executions) judge every chain once. Findings
         # keep the order of a run in one piece: pass by pass, chain by chain.
@@ -697,7 +705,15 @@ def _first_seen_baselines(
     """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
     reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one.
     A chain's observations carry only the wallet configurations its units found first seen."""
-    wallets = ((config, chain.block.hash) for chain in read.values() for config in chain.wallet_configs.values())
+    wallets = (
+        (config, chain.block.hash)
+        for chain in read.values()
+        for config in (
+            chain.wallet_configs.texts()
+            if isinstance(chain.wallet_configs, ConfigsByName)
+            else chain.wallet_configs.values()
+        )
+    )
     tokens = tuple(
         (chain.chain, impl)
         for chain in read.values()

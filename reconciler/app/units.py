@@ -116,7 +116,7 @@ def spilled(results: Iterable[UnitResult], chain: str, settings: Settings) -> Un
     """A chain's units, in order, as one (``merged``), their positions kept on disk as each
     unit's arrive (reconciler.spill): what the units found beside their positions is small."""
     spill = SpilledPositions(chain, {a.name: a.decimals for a in settings.assets_on(chain)})
-    configs = SpilledConfigs()
+    configs = SpilledConfigs(chain)
     rest = []
     for r in results:
         spill.extend(r.positions)

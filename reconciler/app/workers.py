@@ -42,7 +42,7 @@ from reconciler.domain import BlockRef
 from reconciler.errors import ChainError, LedgerError, ReconcilerError, RpcUnavailable
 from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger.store import Ledger
-from reconciler.spill import RenderedPositions
+from reconciler.spill import RenderedConfigs, RenderedPositions
 
 from .units import UnitInputs, UnitResult, chunk_wallets, judge_reading, observe_unit
 
@@ -231,7 +231,8 @@ def _work(
                 reading = observe_unit(chain, settings, adapter, block, part, inputs)
                 result = judge_reading(chain, settings, reading, inputs)
                 positions = RenderedPositions.of(result.positions)
-                result = replace(result, positions=positions, read_path=adapter.read_path)
+                configs = RenderedConfigs(chain.name, result.first_seen)
+                result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
                 _send(fd, ("unit", k + n * workers, result))
             _send(fd, ("done", tuple(adapter.sources())))
         finally:

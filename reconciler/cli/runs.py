@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the use cases and the ledger are imported when a command ru
     from rich.console import RenderableType
 
     from reconciler.app.run import RunReport
+    from reconciler.domain import Position
     from reconciler.inputs.settings import Settings
 
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
@@ -166,7 +167,11 @@ def run_verdict(exit_code: int, breaks: Sequence[tuple[str, str]]) -> str:
 
 
 def _execute(
-    settings: Settings, job: str, render: Callable[[RunReport], dict[str, Any]], checkpoint: Callable[[], None]
+    settings: Settings,
+    job: str,
+    render: Callable[[RunReport], dict[str, Any]],
+    checkpoint: Callable[[], None],
+    ahead: Callable[[Sequence[Position]], None] | None = None,
 ) -> RunReport:
     """One run or scan from the command line, inside the caller's interruptible block: waits
     for the ledger (saying so); on SIGINT/SIGTERM it is recorded incomplete and returned, so the
@@ -184,7 +189,12 @@ def _execute(
         )
 
     options = RunOptions(
-        lock_timeout=settings.lock_timeout, on_wait=waiting, render=render, job=job, checkpoint=checkpoint
+        lock_timeout=settings.lock_timeout,
+        on_wait=waiting,
+        render=render,
+        job=job,
+        checkpoint=checkpoint,
+        ahead=ahead,
     )
     try:
         with said_once(common._said_once) as printed:
@@ -206,11 +216,12 @@ def run(
     """Reconcile every wallet x asset against the books at one pinned block per chain, after
     observing every movement since the last scan (transfers, approvals, native value). Prints
     per chain the pinned block, a summary and the breaks (`--positions`: every position too)."""
-    from reconciler.app.documents import run_doc
+    from reconciler.app.documents import print_ahead, run_doc
 
     settings = _settings(ctx)
     with _interruption_said_by(reported := []), interruptible() as guard:
-        report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check)
+        ahead = print_ahead if json_out else None  # the document's positions are made while the run is recorded
+        report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check, ahead)
         reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))

@@ -41,6 +41,7 @@ from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.liveness import Heartbeat
 from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name, process_start
 from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
+from reconciler.spill import ConfigText
 from reconciler.walletconfig import TokenImplementation, WalletConfig
 
 _BASELINE_BATCH = 5000  # wallet baselines per executemany
@@ -105,7 +106,8 @@ class NewBaselines:
     """Baselines to record: wallet configurations with the hash of the block they were read
     at, token implementations with their chain."""
 
-    wallets: Iterable[tuple[WalletConfig, str]] = ()  # read once, as they are recorded
+    # Read once, as they are recorded; a run's first seen are kept as the text they are stored as.
+    wallets: Iterable[tuple[WalletConfig | ConfigText, str]] = ()
     tokens: tuple[tuple[str, TokenImplementation], ...] = ()
     reviewed: bool = False
     note: str = ""
@@ -605,7 +607,8 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
              "run_id")  # fmt: skip
     wallet_rows = (
         (config.chain, config.wallet, config.address, config.block_number, block_hash,
-         config.to_text(), baselines.reviewed, baselines.note, now, run_id)  # fmt: skip
+         config.text if isinstance(config, ConfigText) else config.to_text(), baselines.reviewed, baselines.note,
+         now, run_id)  # fmt: skip
         for config, block_hash in baselines.wallets
     )
     insert_plain(s, WalletBaseline.__table__, names, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]

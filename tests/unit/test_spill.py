@@ -86,7 +86,7 @@ def test_a_runs_rows_printed_from_disk_are_those_of_its_positions(
 
 
 def test_first_seen_configurations_come_back_in_order_and_by_name() -> None:
-    from reconciler.spill import SpilledConfigs, picked
+    from reconciler.spill import ConfigText, RenderedConfigs, SpilledConfigs, picked
     from reconciler.walletconfig import WalletConfig, WalletKind
 
     configs = [
@@ -94,11 +94,18 @@ def test_first_seen_configurations_come_back_in_order_and_by_name() -> None:
                      kind=WalletKind.EOA, code_hash="0x" + "c5" * 32)  # fmt: skip
         for i in range(9)
     ]
-    spill = SpilledConfigs()
+    # A Safe with lists and a problem whose words hold a tab and a newline: still one line.
+    configs[6] = WalletConfig(wallet="w6", chain="eth", address=f"0x{7:040x}", block_number=7, kind=WalletKind.SAFE,
+                              code_hash="0x" + "c6" * 32, owners=(f"0x{8:040x}", f"0x{9:040x}"), threshold=2,
+                              problems=("getOwners() reverted:\tsee\nthe node",))  # fmt: skip
+    spill = SpilledConfigs("eth")
     spill.extend(configs[:4])
     spill.extend([])
-    spill.extend(configs[4:])
+    spill.extend(RenderedConfigs("eth", configs[4:7]))  # as a unit worker sends them
+    spill.extend(configs[7:])
     assert len(spill) == 9 and list(spill) == configs and spill[3] == configs[3]
+    # What the baselines store: each configuration's text, as read, without making it again.
+    assert list(spill.texts()) == [ConfigText("eth", c.wallet, c.address, 7, c.to_text()) for c in configs]
     named = spill.by_name()
     assert list(named) == [c.wallet for c in configs] and len(named) == 9
     assert list(named.values()) == configs  # read through once, in order
