@@ -19,10 +19,11 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence, ValuesView
 from typing import NamedTuple, overload
 
-from reconciler.domain import Position
+from reconciler.app.jsonout import quoted
+from reconciler.domain import Position, format_digits
 from reconciler.walletconfig import WalletConfig
 
 _READ = 1 << 20  # bytes read back at a time
@@ -58,24 +59,53 @@ def _read_lines(fd: int, size: int) -> Iterator[str]:
         yield from (line.decode() for line in lines)
 
 
-class RenderedPositions(_ReadBack):
-    """Positions as a spill keeps them (their lines, and the lines of the two digests), made
-    where they were judged: a unit worker process sends these, and the run appends them
-    without making a Position again."""
+def document_text(chain: str, wallet: str, asset: str, decimals: int, book: str, onchain: str) -> str:
+    """A position as the `--json` run document prints it (one line), from its chain's and
+    asset's names already quoted as JSON strings and its amounts' decimal text."""
+    difference = str(int(onchain) - int(book))
+    return (
+        f'{{"chain": {chain}, "wallet": {quoted(wallet)}, "asset": {asset}, '
+        f'"book": "{book}", "book_display": "{format_digits(book, decimals)}", '
+        f'"onchain": "{onchain}", "onchain_display": "{format_digits(onchain, decimals)}", '
+        f'"difference": "{difference}", "difference_display": "{format_digits(difference, decimals)}"}}'
+    )
 
-    def __init__(self, chain: str, decimals: Mapping[str, int], data: bytes, keys: bytes, values: bytes, count: int):
+
+def _document_lines(positions: Sequence[Position]) -> str:
+    if not positions:
+        return ""
+    chain = quoted(positions[0].chain)
+    assets = {p.asset: quoted(p.asset) for p in positions}
+    return "".join(
+        document_text(chain, p.wallet, assets[p.asset], p.decimals, str(p.book), str(p.onchain)) + "\n"
+        for p in positions
+    )
+
+
+class RenderedPositions(_ReadBack):
+    """Positions as a spill keeps them (their lines, the lines of the two digests and, when
+    the run prints them, their document texts), made where they were judged: a unit worker
+    process sends these, and the run appends them without making a Position again."""
+
+    def __init__(  # noqa: PLR0913 - the parts of a rendered chunk
+        self, chain: str, decimals: Mapping[str, int], data: bytes, keys: bytes, values: bytes, count: int,
+        texts: bytes | None = None,
+    ) -> None:  # fmt: skip
         self.chain, self.decimals = chain, dict(decimals)
-        self.data, self.keys, self.values, self.positions = data, keys, values, count
+        self.data, self.keys, self.values, self.positions, self.texts = data, keys, values, count, texts
 
     @classmethod
-    def of(cls, positions: Sequence[Position]) -> RenderedPositions:
+    def of(cls, positions: Sequence[Position], texts: bool = False) -> RenderedPositions:
+        """``positions`` rendered; with ``texts``, their document texts too."""
         if not positions:
-            return cls("", {}, b"", b"", b"", 0)
+            return cls("", {}, b"", b"", b"", 0, b"" if texts else None)
         text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
         keys = "\n".join(f"{p.wallet}\t{p.asset}" for p in positions)
         values = "\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in positions)
         decimals = {p.asset: p.decimals for p in positions}
-        return cls(positions[0].chain, decimals, text.encode(), keys.encode(), values.encode(), len(positions))
+        document = _document_lines(positions).encode() if texts else None
+        chain, count = positions[0].chain, len(positions)
+        return cls(chain, decimals, text.encode(), keys.encode(), values.encode(), count, document)
 
     def __len__(self) -> int:
         return self.positions
@@ -87,12 +117,16 @@ class RenderedPositions(_ReadBack):
 
 
 class SpilledPositions(_ReadBack):
-    """One chain's positions, appended unit by unit and read back in order."""
+    """One chain's positions, appended unit by unit and read back in order; with ``texts``,
+    their `--json` document texts kept beside them as they are appended (made by whoever
+    judged them: a unit worker, in parallel, rather than the run when it prints)."""
 
-    def __init__(self, chain: str, decimals: Mapping[str, int]) -> None:
+    def __init__(self, chain: str, decimals: Mapping[str, int], texts: bool = False) -> None:
         self.chain = chain
         self._decimals = dict(decimals)
         self._file = tempfile.TemporaryFile()
+        self._texts = tempfile.TemporaryFile() if texts else None
+        self._texts_size = 0
         self._size = 0
         self._count = 0
         self._keys = hashlib.sha256()
@@ -102,9 +136,12 @@ class SpilledPositions(_ReadBack):
     def extend(self, positions: Sequence[Position]) -> None:
         """Append ``positions`` (after those appended before), and fold them into the
         digests the ledger's snapshots are keyed by (reconciler.ledger.snapshots)."""
-        rendered = positions if isinstance(positions, RenderedPositions) else RenderedPositions.of(positions)
+        texts = self._texts is not None
+        rendered = positions if isinstance(positions, RenderedPositions) else RenderedPositions.of(positions, texts)
         if not rendered.positions:
             return
+        if self._texts is not None and rendered.texts is None:  # rendered by a worker that did not make them
+            rendered.texts = _document_lines(list(rendered)).encode()
         with self._lock:
             sep = b"\n" if self._count else b""
             self._keys.update(sep + rendered.keys)
@@ -112,6 +149,9 @@ class SpilledPositions(_ReadBack):
             os.pwrite(self._file.fileno(), rendered.data, self._size)
             self._size += len(rendered.data)
             self._count += rendered.positions
+            if self._texts is not None and rendered.texts is not None:
+                os.pwrite(self._texts.fileno(), rendered.texts, self._texts_size)
+                self._texts_size += len(rendered.texts)
 
     def digests(self) -> tuple[str, str]:
         """sha256 of the positions' "\n"-joined ``wallet\tasset`` lines, and of their
@@ -127,6 +167,12 @@ class SpilledPositions(_ReadBack):
         for line in self._lines():
             wallet, asset, book, onchain = line.split("\t")
             yield Position(chain, wallet, asset, decimals[asset], int(book), int(onchain))
+
+    def document_texts(self) -> Iterator[str] | None:
+        """The positions' `--json` document texts, in order, when they were kept (else None)."""
+        if self._texts is None:
+            return None
+        return _read_lines(self._texts.fileno(), self._texts_size)
 
     def fields(self) -> Iterator[list[str]]:
         """Each position as the text it was kept as: wallet, asset, book, on-chain (decimal)."""
@@ -144,6 +190,8 @@ class SpilledPositions(_ReadBack):
 
     def close(self) -> None:
         self._file.close()
+        if self._texts is not None:
+            self._texts.close()
 
 
 class Concatenated(_ReadBack):
@@ -151,10 +199,6 @@ class Concatenated(_ReadBack):
 
     def __init__(self, parts: Sequence[Sequence[Position]]) -> None:
         self.parts = tuple(parts)
-        # Where the document's texts of these positions are being made ahead, when they are
-        # (reconciler.app.documents.print_ahead): called when they are printed; None from it
-        # means they were not made after all.
-        self.made_ahead: Callable[[], Iterator[str] | None] | None = None
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)

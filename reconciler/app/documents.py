@@ -6,23 +6,20 @@ the asset's full decimals; block numbers are integers; hashes are lowercase 0x h
 
 from __future__ import annotations
 
-import gc
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 from reconciler.app.jsonout import Rows, quoted
 from reconciler.app.run import RunReport, ScanSummary, UnreconciledBook
-from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount, format_digits
+from reconciler.domain import BreakEventRecord, BreakRecord, Position, format_amount
 from reconciler.engine.surveillance import Movement
 from reconciler.inputs.instructions import verify
 from reconciler.inputs.settings import Settings
 from reconciler.ledger.books import StoredAccount, StoredEntry
 from reconciler.ledger.runs import ChainResult, RunSummary, StoredRun
 from reconciler.ledger.surveillance_store import InstructionStatus, StoredMovement
-from reconciler.spill import Concatenated, SpilledPositions
+from reconciler.spill import Concatenated, SpilledPositions, document_text
 from reconciler.transfers import Direction, ObservationStatus
 
 
@@ -90,65 +87,17 @@ def position_text(p: Position) -> str:
 
 def position_texts(positions: Sequence[Position]) -> Iterator[str]:
     """``position_text`` of each of ``positions``; a run's kept on disk are printed from the
-    text they were kept as, without making a Position of each (or, made ahead by
-    ``print_ahead``, as they were made)."""
+    texts made as they were read (``document_texts``), or from the text they were kept as,
+    without making a Position of each."""
     if not isinstance(positions, Concatenated) or not all(isinstance(p, SpilledPositions) for p in positions.parts):
         yield from map(position_text, positions)
         return
-    made = positions.made_ahead() if positions.made_ahead is not None else None
-    if made is not None:
-        yield from made
-        return
-    yield from _spilled_texts(positions)
-
-
-AHEAD_POSITIONS = 50_000  # a run with fewer positions prints them as it goes
-
-
-def print_ahead(positions: Sequence[Position]) -> None:
-    """Start making the document's texts of a run's ``positions`` (kept on disk) in a forked
-    process while this one records the run, when they are many: the document is printed once
-    the run is recorded, and its positions were most of printing it. The process only reads
-    the positions' file and writes its own, then exits without this process's cleanups; when
-    it failed, the texts are made when they are printed, as they would have been."""
-    if not isinstance(positions, Concatenated) or not all(isinstance(p, SpilledPositions) for p in positions.parts):
-        return
-    if len(positions) < AHEAD_POSITIONS or not hasattr(os, "fork"):
-        return
-    out = tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            gc.freeze()  # nothing of this process's is collected (or closed) there
-            with open(out.fileno(), "w", encoding="utf-8", closefd=False, buffering=1 << 20) as fh:
-                for text in _spilled_texts(positions):
-                    fh.write(text)
-                    fh.write("\n")  # a text is one line: JSON escapes newlines
-            code = 0
-        finally:
-            os._exit(code)
-
-    def made() -> Iterator[str] | None:
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            out.close()
-            return None
-        return _lines(out)
-
-    positions.made_ahead = made
-
-
-def _lines(out: IO[bytes]) -> Iterator[str]:
-    out.seek(0)
-    with out, open(out.fileno(), encoding="utf-8", closefd=False, buffering=1 << 20) as fh:
-        for line in fh:
-            yield line[:-1]
-
-
-def _spilled_texts(positions: Concatenated) -> Iterator[str]:
     for part in positions.parts:
         assert isinstance(part, SpilledPositions)
+        made = part.document_texts()
+        if made is not None:
+            yield from made
+            continue
         chain = quoted(part.chain)
         formats: dict[str, tuple[str, int]] = {}
         for wallet, asset, book, onchain in part.fields():
@@ -156,13 +105,7 @@ def _spilled_texts(positions: Concatenated) -> Iterator[str]:
             if known is None:
                 known = formats[asset] = (quoted(asset), part.decimals_of(asset))
             name, decimals = known
-            difference = str(int(onchain) - int(book))
-            yield (
-                f'{{"chain": {chain}, "wallet": {quoted(wallet)}, "asset": {name}, '
-                f'"book": "{book}", "book_display": "{format_digits(book, decimals)}", '
-                f'"onchain": "{onchain}", "onchain_display": "{format_digits(onchain, decimals)}", '
-                f'"difference": "{difference}", "difference_display": "{format_digits(difference, decimals)}"}}'
-            )
+            yield document_text(chain, wallet, name, decimals, book, onchain)
 
 
 def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:

@@ -98,9 +98,9 @@ class RunOptions:
     # node's head rather than ``confirmations`` below it (findings short of them are tentative).
     chains: tuple[str, ...] | None = None
     at_head: bool = False
-    # Given the run's positions once read, before it is recorded: the command line starts
-    # making their `--json` texts ahead (reconciler.app.documents.print_ahead).
-    ahead: Callable[[Sequence[Position]], None] | None = None
+    # The run's `--json` document will print its positions (`run --json`): their texts are
+    # made as they are read, by the processes that read them (reconciler.spill).
+    document_positions: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +194,13 @@ def read_chain(
     raise ChainError(f"block after block was replaced by reorgs ({REORG_RETRIES + 1} pins); raise confirmations")
 
 
-def local_units(settings: Settings, inputs: UnitInputs, adapter_for: AdapterFactory | None = None) -> UnitRunner:
+def local_units(
+    settings: Settings, inputs: UnitInputs, adapter_for: AdapterFactory | None = None, texts: bool = False
+) -> UnitRunner:
     """The units of a chain, a chunk of wallets each, run on this machine: in this process one
     after another, or (a chain of more than one chunk, given ``adapter_for``) by worker
-    processes (reconciler.app.workers), taken in order."""
+    processes (reconciler.app.workers), taken in order; with ``texts``, the positions' `--json`
+    document texts made as they are judged."""
 
     def run(chain: ChainSettings, adapter: ChainAdapter, block: BlockRef, checkpoint: Callable[[], None]) -> UnitResult:
         wallets = settings.count_on(chain.name)
@@ -206,10 +209,11 @@ def local_units(settings: Settings, inputs: UnitInputs, adapter_for: AdapterFact
             assert adapter_for is not None
             log.info("event=unit_workers chain=%s wallets=%d workers=%d", chain.name, wallets, count)
             sources: list[Source] = []
-            found = forked_units(chain, settings, inputs, adapter_for, block, checkpoint, count, sources)
-            return replace(spilled(found, chain.name, settings), sources=tuple(sources))
+            found = forked_units(chain, settings, inputs, adapter_for, block, checkpoint, count, sources, texts)
+            return replace(spilled(found, chain.name, settings, texts), sources=tuple(sources))
         parts = settings.wallet_chunks(chain.name, chunk_wallets())
-        return spilled(read_units(chain, settings, adapter, block, parts, inputs, checkpoint), chain.name, settings)
+        found = read_units(chain, settings, adapter, block, parts, inputs, checkpoint)
+        return spilled(found, chain.name, settings, texts)
 
     return run
 
@@ -329,7 +333,7 @@ def run_reconciliation(
                     return lock.hold_chain(chain, opts.lock_timeout, opts.checkpoint)
 
             report = _reconcile(
-                settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold, opts.ahead
+                settings, ledger, adapter_for, run, opts.checkpoint, shared, opts.at_head, hold, opts.document_positions
             )
         except Interrupted as exc:
             reason = f"interrupted by {exc.signame} before the run finished; nothing it saw was saved"
@@ -540,7 +544,7 @@ def _reconcile(
     unit_runner: Callable[[Settings, UnitInputs], UnitRunner] | None = None,
     at_head: bool = False,
     hold: HoldChain | None = None,
-    ahead: Callable[[Sequence[Position]], None] | None = None,
+    document_positions: bool = False,
 ) -> RunReport:
     full = run.job == "run"  # a scan observes movements only: no balances, no wallet reads
     chain_results: list[ChainResult] = []
@@ -565,7 +569,7 @@ def _reconcile(
         if inputs is None
         else unit_runner(settings, inputs)
         if unit_runner is not None
-        else local_units(settings, inputs, adapter_for)
+        else local_units(settings, inputs, adapter_for, document_positions)
     )
     outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, at_head, hold)
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
@@ -627,8 +631,6 @@ def _reconcile(
             executions={name: cs.executions for name, cs in surveilled.items() if cs.executions is not None},
         )
         positions = Concatenated([f.positions for f in found])
-        if ahead is not None:
-            ahead(positions)
         # The units judged each wallet (balances, configurations, issuer controls); the
         # chain-wide passes (surveillance, flows, executions) judge every chain once. Findings
         # keep the order of a run in one piece: pass by pass, chain by chain.

@@ -112,10 +112,11 @@ def merged(results: Sequence[UnitResult]) -> UnitResult:
     )
 
 
-def spilled(results: Iterable[UnitResult], chain: str, settings: Settings) -> UnitResult:
+def spilled(results: Iterable[UnitResult], chain: str, settings: Settings, texts: bool = False) -> UnitResult:
     """A chain's units, in order, as one (``merged``), their positions kept on disk as each
-    unit's arrive (reconciler.spill): what the units found beside their positions is small."""
-    spill = SpilledPositions(chain, {a.name: a.decimals for a in settings.assets_on(chain)})
+    unit's arrive (reconciler.spill), with their document texts when ``texts``: what the
+    units found beside their positions is small."""
+    spill = SpilledPositions(chain, {a.name: a.decimals for a in settings.assets_on(chain)}, texts)
     configs = SpilledConfigs(chain)
     rest = []
     for r in results:

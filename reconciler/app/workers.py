@@ -44,7 +44,7 @@ from reconciler.inputs.settings import ChainSettings, Settings
 from reconciler.ledger.store import Ledger
 from reconciler.spill import RenderedConfigs, RenderedPositions
 
-from .units import UnitInputs, UnitResult, chunk_wallets, judge_reading, observe_unit
+from .units import UnitInputs, UnitResult, chunk_wallets, read_units
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
 WORKERS_ENV = "RECONCILER_UNIT_WORKERS"
@@ -80,10 +80,11 @@ def forked_units(
     checkpoint: Callable[[], None],
     workers: int,
     sources: list[Source],
+    texts: bool = False,
 ) -> Iterator[UnitResult]:
     """The chain's units, in order, read and judged by ``workers`` forked processes (see the
-    module), each with the adapter's read_path after it; the endpoints that answered the
-    workers are added to ``sources``."""
+    module), each with the adapter's read_path after it (and its positions' document texts
+    with ``texts``); the endpoints that answered the workers are added to ``sources``."""
     running: list[tuple[int, int]] = []  # (pid, read end)
     silence = settings.schedule.unit_timeout.total_seconds()
     try:
@@ -97,7 +98,7 @@ def forked_units(
                     os.close(read_end)
                     for _, other in running:
                         os.close(other)
-                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block)
+                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts)
                 os.close(write_end)
             running.append((pid, read_end))
         done = [False] * workers
@@ -208,6 +209,7 @@ def _work(
     inputs: UnitInputs,
     adapter_for: AdapterFactory,
     block: BlockRef,
+    texts: bool,
 ) -> NoReturn:
     """Worker ``k``'s life: its chunks read, judged and sent in order, then its endpoints."""
     code = 0
@@ -221,30 +223,35 @@ def _work(
         # Nothing of the run's is collected here (its connections stay the run's): the ledger
         # is read through connections of its own, the node through an adapter of its own.
         gc.freeze()
-        inputs = replace(inputs, ledger=Ledger(inputs.ledger.url))
+        inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
         adapter = adapter_for(chain)
         try:
-            parts = settings.wallet_chunks(chain.name, chunk_wallets(), lambda n: n % workers == k)
-            for n, part in enumerate(parts):
+            def gone() -> None:
                 if os.getppid() != parent:
-                    break  # the run is gone
-                reading = observe_unit(chain, settings, adapter, block, part, inputs)
-                result = judge_reading(chain, settings, reading, inputs)
-                positions = RenderedPositions.of(result.positions)
+                    raise _RunGone
+
+            # As in the run's own process: the next chunk read while this one is judged.
+            parts = settings.wallet_chunks(chain.name, chunk_wallets(), lambda n: n % workers == k)
+            for n, result in enumerate(read_units(chain, settings, adapter, block, parts, inputs, gone)):
+                positions = RenderedPositions.of(result.positions, texts)
                 configs = RenderedConfigs(chain.name, result.first_seen)
                 result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
                 _send(fd, ("unit", k + n * workers, result))
             _send(fd, ("done", tuple(adapter.sources())))
         finally:
             adapter.close()
-    except BrokenPipeError:
-        code = 1  # the run stopped reading: nothing to tell it
+    except (BrokenPipeError, _RunGone):
+        code = 1  # the run stopped reading, or is gone: nothing to tell it
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the run, which judges it
         try:
             _send(fd, ("error", _portable(exc)))
         except BaseException:  # noqa: BLE001 - the run is gone: nothing to tell it
             code = 1
     os._exit(code)
+
+
+class _RunGone(Exception):
+    """The run that forked this worker is gone (its process changed): stop."""
 
 
 def _portable(exc: BaseException) -> BaseException:

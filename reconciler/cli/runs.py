@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # the use cases and the ledger are imported when a command ru
     from rich.console import RenderableType
 
     from reconciler.app.run import RunReport
-    from reconciler.domain import Position
     from reconciler.inputs.settings import Settings
 
 runs_app = typer.Typer(help="Past runs and their documents.", no_args_is_help=True)
@@ -171,7 +170,7 @@ def _execute(
     job: str,
     render: Callable[[RunReport], dict[str, Any]],
     checkpoint: Callable[[], None],
-    ahead: Callable[[Sequence[Position]], None] | None = None,
+    document_positions: bool = False,
 ) -> RunReport:
     """One run or scan from the command line, inside the caller's interruptible block: waits
     for the ledger (saying so); on SIGINT/SIGTERM it is recorded incomplete and returned, so the
@@ -194,7 +193,7 @@ def _execute(
         render=render,
         job=job,
         checkpoint=checkpoint,
-        ahead=ahead,
+        document_positions=document_positions,
     )
     try:
         with said_once(common._said_once) as printed:
@@ -216,12 +215,11 @@ def run(
     """Reconcile every wallet x asset against the books at one pinned block per chain, after
     observing every movement since the last scan (transfers, approvals, native value). Prints
     per chain the pinned block, a summary and the breaks (`--positions`: every position too)."""
-    from reconciler.app.documents import print_ahead, run_doc
+    from reconciler.app.documents import run_doc
 
     settings = _settings(ctx)
     with _interruption_said_by(reported := []), interruptible() as guard:
-        ahead = print_ahead if json_out else None  # the document's positions are made while the run is recorded
-        report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check, ahead)
+        report = _execute(settings, "run", lambda r: run_doc(r, settings), guard.check, document_positions=json_out)
         reported.append(report)
         if json_out:
             _emit_json(report.document if report.document is not None else run_doc(report, settings))

@@ -41,7 +41,10 @@ class LedgerBase:
     """The engine, sessions, schema and readiness that the ledger's concerns (books, runs,
     breaks: reconciler.ledger.store.Ledger) are built on."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reader: bool = False) -> None:
+        """The ledger at ``url``; a ``reader`` only reads it (a unit worker process): on
+        SQLite its transactions take no write lock (they could not write if they tried), so
+        readers never wait on one another."""
         self.url = url
         try:
             self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
@@ -53,10 +56,10 @@ class LedgerBase:
         if self.engine.dialect.name == "sqlite":
             if self.engine.url.database in (None, "", ":memory:"):
                 raise LedgerError("an in-memory SQLite database cannot keep a ledger: give a file path")
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_reader_pragmas if reader else _sqlite_pragmas)
             # Every transaction takes SQLite's write lock up front: a read-then-write never
             # interleaves with another writer (no lost updates, no upgrade deadlocks).
-            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine, "begin", _sqlite_begin_deferred if reader else _sqlite_begin_immediate)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -187,6 +190,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 
 def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, record: object) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")  # a reader's connection refuses any write
+    cursor.close()
+
+
+def _sqlite_begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def _newer_message(revision: str | None) -> str:
