@@ -162,17 +162,19 @@ class WalletConfig:
             out[name] = value
         return out
 
-    def to_text(self) -> str:
-        """``json.dumps(self.to_json())``, the form a baseline stores. A configuration whose
-        fields after its code hash are all at their defaults (an account without code, most
-        of a fleet) is written from a template of those: the same text, for a fraction of the
-        cost at a first run of a large fleet."""
+    def to_text(self, block_number: int | None = None) -> str:
+        """``json.dumps(self.to_json())``, the form a baseline stores (as read at
+        ``block_number`` when given). A configuration whose fields after its code hash are all
+        at their defaults (an account without code, most of a fleet) is written from a
+        template of those: the same text, for a fraction of the cost at a first run of a large
+        fleet."""
+        block = self.block_number if block_number is None else block_number
         for name, value in _TAIL_DEFAULTS:
             if getattr(self, name) != value:
-                return json.dumps(self.to_json())
+                return json.dumps({**self.to_json(), "block_number": block})
         return (
             f'{{"wallet": {encode_basestring_ascii(self.wallet)}, "chain": {encode_basestring_ascii(self.chain)}, '
-            f'"address": {encode_basestring_ascii(self.address)}, "block_number": {int(self.block_number)}, '
+            f'"address": {encode_basestring_ascii(self.address)}, "block_number": {int(block)}, '
             f'"kind": {encode_basestring_ascii(self.kind.value)}, "code_hash": '
             f"{encode_basestring_ascii(self.code_hash)}, {_TAIL_TEXT}"
         )

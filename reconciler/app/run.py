@@ -43,7 +43,7 @@ from reconciler.app.units import (
     spilled,
     unit_inputs,
 )
-from reconciler.app.workers import forked_units, unit_workers
+from reconciler.app.workers import Forked, forked_units, unit_workers
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
 from reconciler.engine.surveillance import Movement
@@ -289,6 +289,16 @@ def _reorged(adapter: ChainAdapter, block: BlockRef) -> bool:
     """Whether the pinned block was replaced while it was read. A node that cannot say (or
     answers for another block) leaves the chain unread: ChainError propagates."""
     return adapter.block_hash(block.number) != block.hash
+
+
+def _sum_elsewhere(settings: Settings, ledger: Ledger, view: BookView) -> Forked[list[UnreconciledBook]]:
+    """``unreconciled_books`` in a forked process, through its own reading connections."""
+    url = ledger.url
+    return Forked(
+        lambda: unreconciled_books(settings, Ledger(url, reader=True), view),
+        "the process summing the books outside the configuration",
+        "the run was not recorded",
+    )
 
 
 def unreconciled_books(settings: Settings, ledger: Ledger, view: BookView) -> list[UnreconciledBook]:
@@ -557,9 +567,14 @@ def _reconcile(
     found: list[UnitResult] = []  # what the units of each chain read found, in chain order
     # Books and baselines as the ledger holds them when the run begins: every unit judges
     # against the same ones.
+    summing: Forked[list[UnreconciledBook]] | None = None
     try:
         inputs = unit_inputs(settings, ledger) if full else None
-        unreconciled = unreconciled_books(settings, ledger, inputs.books) if inputs is not None else []
+        if inputs is not None and unit_workers(sum(settings.count_on(c) for c in settings.chains)) > 1:
+            # A large fleet's books are summed by a forked process while the chains are read.
+            summing = _sum_elsewhere(settings, ledger, inputs.books)
+        else:
+            unreconciled = unreconciled_books(settings, ledger, inputs.books) if inputs is not None else []
     except LedgerError as exc:
         return _failed(ledger, run, exc, None, [], [], [])
     no_books = inputs is not None and not inputs.books.any_entries  # not one entry, even ones summing to 0
@@ -571,7 +586,16 @@ def _reconcile(
         if unit_runner is not None
         else local_units(settings, inputs, adapter_for, document_positions)
     )
-    outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, at_head, hold)
+    try:
+        outcomes = _read_chains(settings, ledger, adapter_for, full, checkpoint, units, at_head, hold)
+        if summing is not None:
+            try:
+                unreconciled = summing.result(checkpoint)
+            except LedgerError as exc:  # as it would have failed before the reads
+                return _failed(ledger, run, exc, None, [], [], [])
+    finally:
+        if summing is not None:
+            summing.cancel()
     confirm = tuple(c for outcome in outcomes.values() for c in outcome.confirm)
     for chain in settings.chains.values():
         outcome = outcomes[chain.name]

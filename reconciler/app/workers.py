@@ -34,8 +34,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any, NoReturn
+from dataclasses import dataclass, replace
+from typing import Any, Generic, NoReturn, TypeVar
 
 from chains.base import ChainAdapter, Source
 from reconciler.domain import BlockRef
@@ -52,6 +52,7 @@ MAX_WORKERS = 4
 WAIT_SLICE = 0.1  # seconds between checkpoints while waiting on a worker
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FORKING = threading.Lock()
+T = TypeVar("T")
 
 
 def unit_workers(wallets: int) -> int:
@@ -108,7 +109,7 @@ def forked_units(
             if done[k]:  # the workers end in turn: the one after the last unit ended first
                 index += 1
                 continue
-            message = _receive(running[k], checkpoint, chain.name, silence)
+            message = _receive(running[k], checkpoint, _unit_worker(chain.name), silence)
             if message[0] == "unit" and message[1] == index:
                 yield message[2]
                 index += 1
@@ -119,11 +120,75 @@ def forked_units(
             elif message[0] == "error":
                 raise message[1]
             else:
-                raise ChainError(f"chain {chain.name}: a unit worker answered out of turn ({message[0]!r})")
+                who = _unit_worker(chain.name)
+                raise ChainError(f"{who.name} answered out of turn ({message[0]!r}); {who.lost}")
     finally:
         for pid, fd in running:
             os.close(fd)
             _stop(pid)
+
+
+class Forked(Generic[T]):
+    """``call()`` made in a forked process while this one goes on; its value (or its error,
+    as ``_portable`` carries it) taken with ``result``. The process only reads: its ledger
+    reads go through connections of its own (``call`` opens them)."""
+
+    def __init__(self, call: Callable[[], T], who: str, lost: str) -> None:
+        self._who = _Who(who, lost, LedgerError)
+        with _FORKING:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the helper: never returns
+                os.close(read_end)
+                _call(write_end, call)
+            os.close(write_end)
+        self._worker: tuple[int, int] | None = (pid, read_end)
+
+    def result(self, checkpoint: Callable[[], None]) -> T:
+        """The call's value; its error raised here; the process's death a LedgerError."""
+        assert self._worker is not None, "a Forked call's result is taken once"
+        worker, self._worker = self._worker, None
+        try:
+            message = _receive(worker, checkpoint, self._who, float("inf"))
+        finally:
+            os.close(worker[1])
+            _stop(worker[0])
+        if message[0] == "error":
+            raise message[1]
+        value: T = message[1]
+        return value
+
+    def cancel(self) -> None:
+        """The call no longer wanted: its process stopped (when it is not already)."""
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            os.close(worker[1])
+            _stop(worker[0])
+
+
+def _call(fd: int, call: Callable[[], Any]) -> NoReturn:
+    code = 0
+    try:
+        _become_worker()
+        _send(fd, ("value", call()))
+    except BrokenPipeError:
+        code = 1
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller, which judges it
+        try:
+            _send(fd, ("error", _portable(exc)))
+        except BaseException:  # noqa: BLE001 - the caller is gone: nothing to tell it
+            code = 1
+    os._exit(code)
+
+
+def _become_worker() -> None:
+    """A forked process made a worker: the run's signals left to the run, nothing written to
+    this process's streams (a thread of the run may have held their locks when it forked),
+    nothing of the run's collected (its connections stay the run's)."""
+    for signum in _IGNORED:
+        signal.signal(signum, signal.SIG_IGN)
+    logging.disable(logging.CRITICAL)
+    gc.freeze()
 
 
 def _stop(pid: int) -> None:
@@ -137,19 +202,35 @@ def _stop(pid: int) -> None:
         pass
 
 
-def _receive(worker: tuple[int, int], checkpoint: Callable[[], None], chain: str, silence: float) -> tuple[Any, ...]:
+@dataclass(frozen=True, slots=True)
+class _Who:
+    """A forked process, as its failures are told: what it is, what is lost when it fails,
+    and the error that says so."""
+
+    name: str  # "chain eth: a unit worker process"
+    lost: str  # "the chain was left unread"
+    error: type[ReconcilerError]
+
+
+def _unit_worker(chain: str) -> _Who:
+    return _Who(f"chain {chain}: a unit worker process", "the chain was left unread", ChainError)
+
+
+def _receive(
+    worker: tuple[int, int], checkpoint: Callable[[], None], who: _Who, silence: float
+) -> tuple[Any, ...]:
     """The next message of a worker: calling ``checkpoint`` while it is awaited."""
-    size = int.from_bytes(_read(worker, 8, checkpoint, chain, silence), "big")
-    message = pickle.loads(_read(worker, size, checkpoint, chain, silence))
+    size = int.from_bytes(_read(worker, 8, checkpoint, who, silence), "big")
+    message = pickle.loads(_read(worker, size, checkpoint, who, silence))
     if not isinstance(message, tuple) or not message:
-        raise ChainError(f"chain {chain}: a unit worker sent something that is not a result")
+        raise who.error(f"{who.name} sent something that is not a result; {who.lost}")
     return message
 
 
-def _read(worker: tuple[int, int], size: int, checkpoint: Callable[[], None], chain: str, silence: float) -> bytes:
+def _read(worker: tuple[int, int], size: int, checkpoint: Callable[[], None], who: _Who, silence: float) -> bytes:
     """``size`` bytes from the worker's pipe. It has died when its pipe ends, or when it has
     exited with nothing left in the pipe; it is stuck when it sent nothing for ``silence``
-    seconds ([schedule] unit_timeout): either fails the chain."""
+    seconds ([schedule] unit_timeout): either is ``who``'s failure."""
     pid, fd = worker
     poll = select.poll()
     poll.register(fd, select.POLLIN)
@@ -162,27 +243,24 @@ def _read(worker: tuple[int, int], size: int, checkpoint: Callable[[], None], ch
             if _exited(pid):
                 ready = poll.poll(0)  # what it wrote before it exited is read first
                 if not ready:
-                    raise ChainError(_died(chain))
+                    raise who.error(_died(who))
             elif time.monotonic() - quiet_since > silence:
-                raise ChainError(
-                    f"chain {chain}: a unit worker process sent nothing for {int(silence)}s ([schedule] "
-                    "unit_timeout); it was stopped and the chain left unread"
+                raise who.error(
+                    f"{who.name} sent nothing for {int(silence)}s ([schedule] unit_timeout); it was stopped and "
+                    f"{who.lost}"
                 )
             if not ready:
                 continue
         part = os.read(fd, min(size - len(got), 1 << 20))
         if not part:
-            raise ChainError(_died(chain))
+            raise who.error(_died(who))
         got += part
         quiet_since = time.monotonic()
     return bytes(got)
 
 
-def _died(chain: str) -> str:
-    return (
-        f"chain {chain}: a unit worker process ended before it sent all its results (killed, or out of memory?); "
-        "the chain was left unread"
-    )
+def _died(who: _Who) -> str:
+    return f"{who.name} ended before it sent all its results (killed, or out of memory?); {who.lost}"
 
 
 def _exited(pid: int) -> bool:
@@ -214,15 +292,9 @@ def _work(
     """Worker ``k``'s life: its chunks read, judged and sent in order, then its endpoints."""
     code = 0
     try:
-        for signum in _IGNORED:
-            signal.signal(signum, signal.SIG_IGN)
-        # Nothing written to this process's streams (a thread of the run may have held their
-        # locks when it forked): what the worker has to say, it sends.
-        logging.disable(logging.CRITICAL)
+        _become_worker()
         parent = os.getppid()
-        # Nothing of the run's is collected here (its connections stay the run's): the ledger
-        # is read through connections of its own, the node through an adapter of its own.
-        gc.freeze()
+        # The ledger is read through connections of its own, the node through an adapter of its own.
         inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
         adapter = adapter_for(chain)
         try:

@@ -19,7 +19,7 @@ from sqlmodel import col
 from reconciler.domain import MAX_ENTRY_ID_LENGTH, AccountRow, BookRow, EntryIds
 from reconciler.engine.balances import BalanceBound
 from reconciler.errors import InputError
-from reconciler.ledger.base import LedgerBase, _chunks, _now, _utc
+from reconciler.ledger.base import LedgerBase, _chunks, _now, _raw_rows, _utc
 from reconciler.ledger.models import Account, BookEntry, ImportBatch
 
 
@@ -442,14 +442,3 @@ def _book_sums(
             if pairs is None or key in pairs:
                 totals[key] = totals.get(key, 0) + int(value)
     return totals
-
-
-def _raw_rows(s: Session, query: Any) -> Iterator[tuple[Any, ...]]:
-    """``query``'s rows as the driver returns them (no result processing), streamed from its
-    cursor: SQLAlchemy's work per row was most of reading a fleet's books on SQLite."""
-    compiled = query.compile(dialect=s.get_bind().dialect, compile_kwargs={"render_postcompile": True})
-    values = compiled.params  # made anew at each access: once, not once per parameter
-    params = tuple(values[name] for name in compiled.positiontup or ())
-    cursor = s.connection().exec_driver_sql(str(compiled), params).cursor
-    while batch := cursor.fetchmany(10_000):
-        yield from batch

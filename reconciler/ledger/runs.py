@@ -31,6 +31,7 @@ from reconciler.ledger.base import (
     _chunks,
     _first_line,
     _now,
+    _raw_rows,
     _resolve_prefix,
     _utc,
     insert_plain,
@@ -509,23 +510,32 @@ class RunsMixin(LedgerBase):
         has one; served by the (chain, wallet) index. A baseline equal to the configuration
         ``observed`` (by wallet name) but for its block is that configuration at the
         baseline's block: not parsed and checked field by field again (most of a fleet's)."""
-        newest: dict[str, tuple[int, str]] = {}
+        newest: dict[str, tuple[int, int, str]] = {}
         with self._session() as s:
+            sqlite = s.get_bind().dialect.name == "sqlite"
             for part in _chunks(list(wallets)):
-                rows = s.execute(
-                    select(col(WalletBaseline.wallet), col(WalletBaseline.id), col(WalletBaseline.config)).where(
-                        col(WalletBaseline.chain) == chain,
-                        col(WalletBaseline.wallet).in_(part),
-                        col(WalletBaseline.id) <= view.upto,
-                    )
+                query = select(
+                    col(WalletBaseline.wallet),
+                    col(WalletBaseline.id),
+                    col(WalletBaseline.block_number),
+                    col(WalletBaseline.config),
+                ).where(
+                    col(WalletBaseline.chain) == chain,
+                    col(WalletBaseline.wallet).in_(part),
+                    col(WalletBaseline.id) <= view.upto,
                 )
-                for wallet, row_id, config in rows:
+                for wallet, row_id, block, config in _raw_rows(s, query) if sqlite else s.execute(query):
                     if wallet not in newest or newest[wallet][0] < int(row_id or 0):
-                        newest[wallet] = (int(row_id or 0), config)
+                        newest[wallet] = (int(row_id or 0), int(block), config)
         out: dict[tuple[str, str], WalletConfig] = {}
-        for w, (_, text) in newest.items():
-            data = json.loads(text)
+        for w, (_, block, text) in newest.items():
             seen = observed.get(w) if observed is not None else None
+            # The very text this configuration stores as at the baseline's block: it is that
+            # configuration, compared without parsing the baseline.
+            if seen is not None and seen.to_text(block) == text:
+                out[(chain, w)] = seen.at_block(block)
+                continue
+            data = json.loads(text)
             if seen is not None and seen.same_as_stored(data):
                 out[(chain, w)] = seen.at_block(data["block_number"])
                 continue

@@ -158,10 +158,12 @@ def plain_configs(draw: st.DrawFn) -> WalletConfig:
 
 
 @settings(max_examples=300)
-@given(configs() | plain_configs())
-def test_text_is_the_json_of_to_json(config: WalletConfig) -> None:
-    # The baseline's stored text: a template for plain configurations, json.dumps otherwise.
+@given(configs() | plain_configs(), st.integers(min_value=0, max_value=10**12))
+def test_text_is_the_json_of_to_json(config: WalletConfig, block: int) -> None:
+    # The baseline's stored text: a template for plain configurations, json.dumps otherwise;
+    # and as the same configuration read at another block stores it.
     assert config.to_text() == json.dumps(config.to_json())
+    assert config.to_text(block) == json.dumps(replace(config, block_number=block).to_json())
 
 
 @given(configs() | plain_configs())
