@@ -31,7 +31,7 @@ import pytest
 from chains.evm.devnet import Devnet
 from tests.conftest import Scenario
 from tests.integration.daemons import RECONCILER, wait_for
-from tests.integration.helpers import Custody, load, make_custody, run_json
+from tests.integration.helpers import Custody, load, make_custody, new_address, run_json
 from tests.integration.rpcproxy import RpcProxy
 
 HELD = 120  # seconds a held read waits to be released (the tests release it when done)
@@ -120,23 +120,34 @@ def _run_process(custody: Custody, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, live: bool = True) -> list[int]:
+    """The run's child processes (its workers, and the one summing the books outside the
+    configuration): those still running, or all it has not reaped yet."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             found += [int(p) for p in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return found
+    return [p for p in found if _state(p) not in (("Z", None) if live else (None,))]
 
 
-def _reading(run: subprocess.Popen[str], held: _Held) -> list[int]:
-    """The run's two workers, once one of them waits on a held read."""
-    return list(wait_for(lambda: held.held.is_set() and len(found := _children(run.pid)) == 2 and found, "workers"))
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _reading(run: subprocess.Popen[str], held: _Held) -> tuple[int, list[int]]:
+    """The worker waiting on a held read (the only one left running: the other's wallet was
+    read), once it waits; and every child of the run not reaped yet."""
+    [waiting] = wait_for(lambda: held.held.is_set() and len(found := _children(run.pid)) == 1 and found, "a worker")
+    return waiting, _children(run.pid, live=False)
 
 
 def _gone(pid: int) -> bool:
-    return not Path(f"/proc/{pid}").exists()
+    return _state(pid) is None
 
 
 def _document(run: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
@@ -149,8 +160,8 @@ def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcPro
     held = _Held(proxy, _names(custody, "house-1"))
     run = _run_process(custody, **UNITS)
     try:
-        workers = _reading(run, held)
-        os.kill(workers[-1], signal.SIGKILL)
+        waiting, children = _reading(run, held)
+        os.kill(waiting, signal.SIGKILL)
         code, doc, stderr = _document(run)
     finally:
         held.release.set()
@@ -160,14 +171,14 @@ def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcPro
     assert doc["positions"] == [] and doc["chains"]["eth"]["block_number"] is None
     assert "a unit worker process ended before it sent all its results" in doc["chains"]["eth"]["error"]
     assert "Traceback" not in stderr
-    assert all(_gone(pid) for pid in workers)  # the other worker stopped, both reaped
+    assert len(children) >= 2 and all(_gone(pid) for pid in children)  # every worker reaped
 
 
 def test_a_run_stopped_by_sigterm_stops_its_workers(custody: Custody, proxy: RpcProxy) -> None:
     held = _Held(proxy, _names(custody, "house-1"))
     run = _run_process(custody, **UNITS)
     try:
-        workers = _reading(run, held)
+        waiting, children = _reading(run, held)
         run.send_signal(signal.SIGTERM)
         code, doc, stderr = _document(run)
     finally:
@@ -176,7 +187,7 @@ def test_a_run_stopped_by_sigterm_stops_its_workers(custody: Custody, proxy: Rpc
         run.wait()
     assert code == 2 and doc["status"] == "incomplete", stderr
     assert "interrupted by SIGTERM" in doc["reason"]
-    assert all(_gone(pid) for pid in workers)
+    assert waiting in children and all(_gone(pid) for pid in children)  # stopped, not waited for
 
 
 def test_a_silent_worker_is_stopped_after_unit_timeout(
@@ -195,3 +206,29 @@ def test_a_silent_worker_is_stopped_after_unit_timeout(
     assert code == 2 and doc["status"] == "incomplete", stderr
     assert doc["positions"] == []
     assert "a unit worker process sent nothing for 1s ([schedule] unit_timeout)" in doc["chains"]["eth"]["error"]
+
+
+def test_books_outside_the_configuration_are_summed_elsewhere_to_the_same_rows(
+    cli: Any, devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    scenario = Scenario(folder=tmp_path, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    custody = make_custody(devnet, scenario, devnet.url)
+    scenario.add_wallet("seg-2", "eth", new_address())
+    load(cli, scenario.write())
+    del scenario.wallets["seg-1"]  # its books stay: not reconciled by any wallet now
+    config = scenario.write()
+    caplog.set_level(logging.INFO, logger="reconciler.app.run")
+    docs = {}
+    for workers in ("1", "2"):  # in this process, or (a fleet of several chunks) in a forked one
+        monkeypatch.setenv("RECONCILER_CHUNK_WALLETS", "1")
+        monkeypatch.setenv("RECONCILER_UNIT_WORKERS", workers)
+        caplog.clear()
+        code, doc, stderr = run_json(cli, config)
+        assert code == 0 and doc["status"] == "complete", stderr
+        assert ("event=unit_workers chain=eth wallets=2 workers=2" in caplog.text) == (workers == "2")
+        docs[workers] = doc["unreconciled_books"]
+    assert docs["1"] == docs["2"] == [
+        {"wallet": "seg-1", "asset": "TMMF", "book": str(2500 * 10**18), "book_display": "2500." + "0" * 18},
+        {"wallet": "seg-1", "asset": "USDC", "book": "1000000500000", "book_display": "1000000.500000"},
+    ]
+    assert custody.wallets["seg-1"]
