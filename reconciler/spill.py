@@ -72,14 +72,31 @@ def document_text(chain: str, wallet: str, asset: str, decimals: int, book: str,
 
 
 def _document_lines(positions: Sequence[Position]) -> str:
+    """``document_text`` of each position, a line each: made as ``document_text`` makes them,
+    each name quoted once and an amount the chain and the books agree on formatted once (most
+    of a fleet's)."""
     if not positions:
         return ""
     chain = quoted(positions[0].chain)
     assets = {p.asset: quoted(p.asset) for p in positions}
-    return "".join(
-        document_text(chain, p.wallet, assets[p.asset], p.decimals, str(p.book), str(p.onchain)) + "\n"
-        for p in positions
-    )
+    zero = {p.decimals: format_digits("0", p.decimals) for p in positions}
+    lines = []
+    wallet, name = "", ""
+    for p in positions:
+        if p.wallet != wallet:
+            wallet, name = p.wallet, quoted(p.wallet)
+        book, onchain, decimals = str(p.book), str(p.onchain), p.decimals
+        if book == onchain:
+            shown = format_digits(book, decimals)
+            lines.append(
+                f'{{"chain": {chain}, "wallet": {name}, "asset": {assets[p.asset]}, '
+                f'"book": "{book}", "book_display": "{shown}", '
+                f'"onchain": "{onchain}", "onchain_display": "{shown}", '
+                f'"difference": "0", "difference_display": "{zero[decimals]}"}}\n'
+            )
+        else:
+            lines.append(document_text(chain, p.wallet, assets[p.asset], decimals, book, onchain) + "\n")
+    return "".join(lines)
 
 
 class RenderedPositions(_ReadBack):
@@ -173,6 +190,22 @@ class SpilledPositions(_ReadBack):
         if self._texts is None:
             return None
         return _read_lines(self._texts.fileno(), self._texts_size)
+
+    def has_document_texts(self) -> bool:
+        return self._texts is not None
+
+    def document_blocks(self) -> Iterator[bytes]:
+        """The kept document texts as blocks of whole lines (each text a line ending "\n"),
+        about a megabyte each; none when there are no positions."""
+        assert self._texts is not None
+        fd, size, offset, rest = self._texts.fileno(), self._texts_size, 0, b""
+        while offset < size:
+            block = rest + os.pread(fd, min(_READ, size - offset), offset)
+            offset += len(block) - len(rest)
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield block[:cut]
 
     def fields(self) -> Iterator[list[str]]:
         """Each position as the text it was kept as: wallet, asset, book, on-chain (decimal)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
@@ -204,9 +204,9 @@ class WalletConfig:
         """This configuration as recorded at ``block_number`` (a stored baseline equal to it but
         for the block): its fields were checked when it was made, and are not checked again."""
         twin = object.__new__(WalletConfig)
-        for name in _FIELDS:
-            object.__setattr__(twin, name, getattr(self, name))
-        object.__setattr__(twin, "block_number", block_number)
+        for put, get in _COPIERS:
+            put(twin, get(self))
+        _SETTERS[_BLOCK](twin, block_number)
         return twin
 
     @classmethod
@@ -215,16 +215,7 @@ class WalletConfig:
         defaults. Not checked again: ``address`` is a configured wallet's, checked (EIP-55) when
         the configuration or the import was read, and ``code_hash`` is the hash of no code.
         Checking cost more than the rest of reading such a wallet."""
-        made = object.__new__(cls)
-        for name, value in _DEFAULTS:
-            object.__setattr__(made, name, value)
-        object.__setattr__(made, "wallet", wallet)
-        object.__setattr__(made, "chain", chain)
-        object.__setattr__(made, "address", address)
-        object.__setattr__(made, "block_number", block_number)
-        object.__setattr__(made, "kind", WalletKind.EOA)
-        object.__setattr__(made, "code_hash", code_hash)
-        return made
+        return _made((wallet, chain, address, block_number, WalletKind.EOA, code_hash, *_TAIL_VALUES))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WalletConfig:
@@ -395,7 +386,20 @@ _TAIL_TEXT = json.dumps(dict(_TAIL_DEFAULTS))[1:]
 def _restored(*values: Any) -> WalletConfig:
     """A configuration from its values in field order, as pickled in this process (checked
     when it was made)."""
+    return _made(values)
+
+
+# A configuration's slots, set and read directly (not through the frozen class's __setattr__):
+# making one from values already checked is most of its cost for a large fleet.
+_SETTERS = tuple(getattr(WalletConfig, name).__set__ for name in _FIELDS)
+_COPIERS = tuple((getattr(WalletConfig, name).__set__, getattr(WalletConfig, name).__get__) for name in _FIELDS)
+_BLOCK = _FIELDS.index("block_number")
+_TAIL_VALUES = tuple(value for _, value in _TAIL_DEFAULTS)
+
+
+def _made(values: Sequence[Any]) -> WalletConfig:
+    """A configuration from its values in field order, not checked again."""
     made = object.__new__(WalletConfig)
-    for name, value in zip(_FIELDS, values, strict=True):
-        object.__setattr__(made, name, value)
+    for put, value in zip(_SETTERS, values):  # noqa: B905 - always a value per field
+        put(made, value)
     return made

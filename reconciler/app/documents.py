@@ -108,6 +108,16 @@ def position_texts(positions: Sequence[Position]) -> Iterator[str]:
             yield document_text(chain, wallet, name, decimals, book, onchain)
 
 
+def position_blocks(positions: Sequence[Position]) -> Iterator[bytes] | None:
+    """The document texts of a run's positions kept on disk with them, as blocks of whole
+    lines (``Rows.blocks``); None when they were not kept."""
+    if not isinstance(positions, Concatenated) or not all(
+        isinstance(p, SpilledPositions) and p.has_document_texts() for p in positions.parts
+    ):
+        return None
+    return (block for part in positions.parts if isinstance(part, SpilledPositions) for block in part.document_blocks())
+
+
 def break_doc(b: BreakRecord, settings: Settings | None) -> dict[str, Any]:
     return {
         "id": b.id,
@@ -183,7 +193,7 @@ def run_doc(report: RunReport, settings: Settings) -> dict[str, Any]:
     return {
         **run_header(report.run, report.exit_code),
         "chains": {name: {**chain_doc(c), "scan": scan_fields(scans.get(name))} for name, c in chains.items()},
-        "positions": Rows(report.positions, position_doc, texts=position_texts),
+        "positions": Rows(report.positions, position_doc, texts=position_texts, blocks=position_blocks),
         "breaks": [break_doc(b, settings) for b in report.breaks],
         "unreconciled_books": [unreconciled_doc(u) for u in report.unreconciled],
     }

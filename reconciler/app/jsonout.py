@@ -8,7 +8,9 @@ its pure-Python encoder, which took 1.2 s for a 40,000-position run document.
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Generic, TypeVar, overload
 
@@ -29,15 +31,22 @@ class Rows(Sequence[dict[str, Any]], Generic[T]):
         items: Sequence[T],
         make: Callable[[T], dict[str, Any]],
         texts: Callable[[Sequence[T]], Iterator[str]] | None = None,
+        blocks: Callable[[Sequence[T]], Iterator[bytes] | None] | None = None,
     ) -> None:
         self._items = items
         self._make = make
         # The rows as this module prints them (``_row(make(item))`` each), made directly: for
         # the longest lists (a run's positions), without a dict per row.
         self._texts = texts
+        # The same rows already made (a run's positions, by whoever read them), as blocks of
+        # whole lines of ASCII, each row one line ending "\n"; None when they were not made.
+        self._blocks = blocks
 
     def texts(self) -> Iterator[str]:
         return self._texts(self._items) if self._texts is not None else map(_row, self)
+
+    def blocks(self) -> Iterator[bytes] | None:
+        return self._blocks(self._items) if self._blocks is not None else None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,14 +71,20 @@ class Rows(Sequence[dict[str, Any]], Generic[T]):
 
 def dumps(doc: Any) -> str:
     parts: list[str] = []
-    _write(doc, 0, parts.append)
+    _write(doc, 0, parts.append, lambda block: parts.append(block.decode("ascii")))
     return "".join(parts)
 
 
 def dump(doc: Any, out: IO[str], flush_every: int = 1 << 16) -> None:
-    """``dumps`` written to ``out`` as it is made, so a long document is never one string."""
+    """``dumps`` written to ``out`` as it is made, so a long document is never one string.
+    Rows already made as ASCII (``Rows.blocks``) go straight to the bytes under ``out``, when
+    it has them in an encoding that writes ASCII as itself."""
     parts: list[str] = []
     size = 0
+    binary: IO[bytes] | None = getattr(out, "buffer", None)
+    encoding = codecs.lookup(getattr(out, "encoding", None) or "ascii").name
+    if encoding not in ("utf-8", "ascii", "latin-1", "iso8859-1") or os.linesep != "\n":
+        binary = None
 
     def emit(part: str) -> None:
         nonlocal size
@@ -80,18 +95,29 @@ def dump(doc: Any, out: IO[str], flush_every: int = 1 << 16) -> None:
             parts.clear()
             size = 0
 
-    _write(doc, 0, emit)
+    def emit_block(block: bytes) -> None:
+        nonlocal size
+        if binary is None:
+            emit(block.decode("ascii"))
+            return
+        out.write("".join(parts))
+        parts.clear()
+        size = 0
+        out.flush()
+        binary.write(block)
+
+    _write(doc, 0, emit, emit_block)
     out.write("".join(parts))
 
 
-def _write(value: Any, level: int, emit: Callable[[str], None]) -> None:
+def _write(value: Any, level: int, emit: Callable[[str], None], emit_block: Callable[[bytes], None]) -> None:
     pad = "  " * (level + 1)
     if isinstance(value, dict) and value:
         emit("{\n")
         last = len(value) - 1
         for i, (key, item) in enumerate(value.items()):
             emit(f"{pad}{_scalar(str(key))}: ")
-            _write(item, level + 1, emit)
+            _write(item, level + 1, emit, emit_block)
             emit(",\n" if i < last else "\n")
         emit("  " * level + "}")
     elif isinstance(value, Rows):
@@ -100,9 +126,16 @@ def _write(value: Any, level: int, emit: Callable[[str], None]) -> None:
             return
         emit("[\n")
         sep = ""
-        for row in value.texts():
-            emit(sep + pad + row)
-            sep = ",\n"
+        blocks = value.blocks()
+        if blocks is not None:  # indented and separated a block at a time
+            glue, start = (",\n" + pad).encode(), pad.encode()
+            for block in blocks:
+                emit_block(sep.encode() + start + block[:-1].replace(b"\n", glue))
+                sep = ",\n"
+        else:
+            for row in value.texts():
+                emit(sep + pad + row)
+                sep = ",\n"
         emit("\n" + "  " * level + "]")
     elif isinstance(value, list) and value:
         if all(isinstance(item, dict) for item in value):
@@ -112,7 +145,7 @@ def _write(value: Any, level: int, emit: Callable[[str], None]) -> None:
         last = len(value) - 1
         for i, item in enumerate(value):
             emit(pad)
-            _write(item, level + 1, emit)
+            _write(item, level + 1, emit, emit_block)
             emit(",\n" if i < last else "\n")
         emit("  " * level + "]")
     else:

@@ -210,12 +210,15 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
     pauses: dict[str, PauseReading] = {r.token: r for r in controls.pauses}
     implementations: dict[str, TokenImplementation] = {i.token: i for i in controls.implementations}
     findings = []
+    # What each asset asks of every wallet, found once per asset rather than once per wallet.
+    asked = [(asset, asset.freeze_views(), asset.pause_severity, obs.token_baselines.get(asset.address))
+             for asset in obs.assets]  # fmt: skip
     for wallet in obs.wallets:
-        for asset in obs.assets:
+        for asset, views, pause_severity, before in asked:
             balance = obs.balances.get((wallet.name, asset.name))
             holds = balance is None or balance != 0
             reasons: list[tuple[Severity, str]] = []
-            for view, severity in asset.freeze_views():
+            for view, severity in views:
                 reading = freezes.get((asset.address, wallet.address, view))
                 if reading is None:
                     raise KeyError(f"no {view} read for wallet {wallet.name} on {asset.name}")
@@ -226,7 +229,6 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
                     reasons.append((severity, f"frozen by the issuer: {call} is true{blocked}"))
                 elif reading.state is ControlState.UNKNOWN:
                     reasons.append((Severity.WARNING, f"could not tell whether frozen: {reading.note or call}"))
-            pause_severity = asset.pause_severity
             if pause_severity is not None and holds:
                 pause = pauses.get(asset.address)
                 if pause is None:
@@ -235,7 +237,6 @@ def check_issuer_controls(obs: WalletObservations) -> list[Finding]:
                     reasons.append((pause_severity, f"the token {asset.name} is paused"))
                 elif pause.state is ControlState.UNKNOWN:
                     reasons.append((Severity.WARNING, f"could not tell whether paused: {pause.note or 'paused()'}"))
-            before = obs.token_baselines.get(asset.address)
             if before is not None and holds:
                 now = implementations.get(asset.address)
                 if now is None:
