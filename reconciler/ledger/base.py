@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -297,7 +298,9 @@ def insert_plain(
     bind processing: what ``s.execute(insert(table), rows)`` stores, without SQLAlchemy's work
     per row (most of a first run's write of 400,000 positions and 100,000 baselines). The
     columns ``bound`` names hold the driver's form already (SQLite); a value the row before
-    had in the same column (a run's id, its time) is processed once."""
+    had in the same column (a run's id, its time) is processed once. On SQLite the rows are
+    taken from ``rows`` by another thread, a batch ahead: they must not be read through the
+    session's own connection."""
     connection = s.connection()
     dialect = connection.dialect
     it = iter(rows)
@@ -312,19 +315,28 @@ def insert_plain(
     ]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
-    while part := list(itertools.islice(it, batch)):
-        if processed:
-            values = []
-            for row in part:
-                out = list(row)
-                for i, p in processed:
-                    value = out[i]
-                    before, after = last[i]
-                    if value is not before:
-                        after = p(value)
-                        last[i] = (value, after)
-                    out[i] = after
-                values.append(tuple(out))
+
+    def next_batch() -> list[tuple[Any, ...]]:
+        part = list(itertools.islice(it, batch))
+        if not processed:
+            return [tuple(row) for row in part]
+        values = []
+        for row in part:
+            out = list(row)
+            for i, p in processed:
+                value = out[i]
+                before, after = last[i]
+                if value is not before:
+                    after = p(value)
+                    last[i] = (value, after)
+                out[i] = after
+            values.append(tuple(out))
+        return values
+
+    # The next batch is made (its rows read and bound) by another thread while SQLite stores
+    # this one: the driver lets go of the interpreter while it stores each row.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert") as maker:
+        coming = maker.submit(next_batch)
+        while values := coming.result():
+            coming = maker.submit(next_batch)
             connection.exec_driver_sql(sql, values)
-        else:
-            connection.exec_driver_sql(sql, [tuple(row) for row in part])
