@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence, ValuesView
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from reconciler.app.jsonout import quoted
 from reconciler.domain import Position, format_digits
@@ -144,6 +144,9 @@ class SpilledPositions(_ReadBack):
         self._file = tempfile.TemporaryFile()
         self._texts = tempfile.TemporaryFile() if texts else None
         self._texts_size = 0
+        # The same positions staged by unit workers for the ledger to copy in one statement
+        # (reconciler.ledger.staging.Staged), when they were.
+        self.staged: Any = None
         self._size = 0
         self._count = 0
         self._keys = hashlib.sha256()
@@ -297,6 +300,7 @@ class SpilledConfigs(Sequence[WalletConfig]):
 
     def __init__(self, chain: str) -> None:
         self.chain = chain
+        self.staged: Any = None  # as SpilledPositions.staged
         self._file = tempfile.TemporaryFile()
         self._size = 0
         self._count = 0
@@ -358,6 +362,15 @@ class ConfigsByName(Mapping[str, WalletConfig]):
 
     def texts(self) -> Iterator[ConfigText]:
         return self._configs.texts()
+
+    @property
+    def staged(self) -> Any:
+        """The unit workers' stage of these configurations (reconciler.ledger.staging), if any."""
+        return self._configs.staged
+
+    def staged_whole(self) -> bool:
+        """Whether the stage holds every one of these configurations (and is to be copied)."""
+        return self.staged is not None and self.staged.configs == len(self._configs)
 
     def pick(self, names: Container[str]) -> dict[str, WalletConfig]:
         return {t.wallet: _config(t) for t in self._configs.texts() if t.wallet in names}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from chains.base import ChainAdapter, Source, SourceDisagreement
+from chains.base import ChainAdapter, SourceDisagreement
 from reconciler.app.shards import shared_units
 from reconciler.app.surveil import ChainSurveillance, surveil_chain
 from reconciler.app.tentative import confirmable, tentative_findings
@@ -43,7 +43,7 @@ from reconciler.app.units import (
     spilled,
     unit_inputs,
 )
-from reconciler.app.workers import Forked, forked_units, unit_workers
+from reconciler.app.workers import Forked, forked_chain, unit_workers
 from reconciler.domain import BlockRef, BreakKey, BreakKind, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.passes import SCAN_PASSES, ChainObservations, Coverage, PassResult, RunObservations, run_passes
 from reconciler.engine.surveillance import Movement
@@ -208,9 +208,7 @@ def local_units(
         if count > 1:
             assert adapter_for is not None
             log.info("event=unit_workers chain=%s wallets=%d workers=%d", chain.name, wallets, count)
-            sources: list[Source] = []
-            found = forked_units(chain, settings, inputs, adapter_for, block, checkpoint, count, sources, texts)
-            return replace(spilled(found, chain.name, settings, texts), sources=tuple(sources))
+            return forked_chain(chain, settings, inputs, adapter_for, block, checkpoint, count, texts)
         parts = settings.wallet_chunks(chain.name, chunk_wallets())
         found = read_units(chain, settings, adapter, block, parts, inputs, checkpoint)
         return spilled(found, chain.name, settings, texts)
@@ -730,10 +728,18 @@ def _first_seen_baselines(
 ) -> NewBaselines:
     """Wallets and tokens no baseline covers yet are recorded as first seen by this run (not
     reviewed): from here on any change is a finding. `wallets baseline` records a reviewed one.
-    A chain's observations carry only the wallet configurations its units found first seen."""
+    A chain's observations carry only the wallet configurations its units found first seen;
+    those its unit workers staged whole are copied from the stage (reconciler.ledger.staging)."""
+    staged = tuple(
+        (chain.chain, chain.block.hash, chain.wallet_configs.staged)
+        for chain in read.values()
+        if isinstance(chain.wallet_configs, ConfigsByName) and chain.wallet_configs.staged_whole()
+    )
+    copied = {name for name, _, _ in staged}
     wallets = (
         (config, chain.block.hash)
         for chain in read.values()
+        if chain.chain not in copied
         for config in (
             chain.wallet_configs.texts()
             if isinstance(chain.wallet_configs, ConfigsByName)
@@ -747,4 +753,4 @@ def _first_seen_baselines(
         for impl in chain.controls.implementations
         if (chain.chain, impl.token) not in tokens_stored
     )
-    return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)")
+    return NewBaselines(wallets, tokens, reviewed=False, note="first seen by a run (not reviewed)", staged=staged)

@@ -30,21 +30,25 @@ import logging
 import os
 import pickle
 import select
+import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
 from chains.base import ChainAdapter, Source
 from reconciler.domain import BlockRef
 from reconciler.errors import ChainError, LedgerError, ReconcilerError, RpcUnavailable
-from reconciler.inputs.settings import ChainSettings, Settings
+from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
+from reconciler.ledger.staging import Staged, StageWriter, removed_with, stage_directory
 from reconciler.ledger.store import Ledger
-from reconciler.spill import RenderedConfigs, RenderedPositions
+from reconciler.spill import RenderedConfigs, RenderedPositions, SpilledConfigs, SpilledPositions
 
-from .units import UnitInputs, UnitResult, chunk_wallets, read_units
+from .units import UnitInputs, UnitResult, chunk_wallets, read_units, spilled
 
 AdapterFactory = Callable[[ChainSettings], ChainAdapter]
 WORKERS_ENV = "RECONCILER_UNIT_WORKERS"
@@ -72,6 +76,44 @@ def unit_workers(wallets: int) -> int:
     return max(1, min(wanted, chunks))
 
 
+def forked_chain(
+    chain: ChainSettings,
+    settings: Settings,
+    inputs: UnitInputs,
+    adapter_for: AdapterFactory,
+    block: BlockRef,
+    checkpoint: Callable[[], None],
+    workers: int,
+    texts: bool,
+) -> UnitResult:
+    """A chain's units read and judged by ``workers`` forked processes (``forked_units``), as
+    one (``spilled``), with the endpoints that answered them. On SQLite the workers also stage
+    the rows a first run stores (reconciler.ledger.staging): the spill names the stage when
+    every worker's is usable; the stage goes when the spill does."""
+    sources: list[Source] = []
+    stage = stage_directory() if inputs.ledger.engine.dialect.name == "sqlite" else None
+    staged: list[tuple[int, int] | None] = []
+    try:
+        found = forked_units(
+            chain, settings, inputs, adapter_for, block, checkpoint, workers, sources, texts, stage, staged
+        )
+        result = replace(spilled(found, chain.name, settings, texts), sources=tuple(sources))
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if stage is None:
+        return result
+    assert isinstance(result.positions, SpilledPositions) and isinstance(result.first_seen, SpilledConfigs)
+    removed_with(result.positions, stage)
+    if len(staged) == workers and all(s is not None for s in staged):
+        counts = [s for s in staged if s is not None]
+        files = tuple(stage / f"w{k}.db" for k in range(workers))
+        whole = Staged(files, sum(p for p, _ in counts), sum(c for _, c in counts))
+        result.positions.staged = result.first_seen.staged = whole
+    return result
+
+
 def forked_units(
     chain: ChainSettings,
     settings: Settings,
@@ -82,10 +124,15 @@ def forked_units(
     workers: int,
     sources: list[Source],
     texts: bool = False,
+    stage: Path | None = None,
+    staged: list[tuple[int, int] | None] | None = None,
 ) -> Iterator[UnitResult]:
     """The chain's units, in order, read and judged by ``workers`` forked processes (see the
     module), each with the adapter's read_path after it (and its positions' document texts
-    with ``texts``); the endpoints that answered the workers are added to ``sources``."""
+    with ``texts``); the endpoints that answered the workers are added to ``sources``. With
+    ``stage`` (a directory), worker ``k`` also stages its rows in ``stage/w{k}.db``
+    (reconciler.ledger.staging), and ``staged`` gets what each worker staged (positions,
+    configurations; None: nothing usable)."""
     running: list[tuple[int, int]] = []  # (pid, read end)
     silence = settings.schedule.unit_timeout.total_seconds()
     try:
@@ -99,7 +146,7 @@ def forked_units(
                     os.close(read_end)
                     for _, other in running:
                         os.close(other)
-                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts)
+                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts, stage)
                 os.close(write_end)
             running.append((pid, read_end))
         done = [False] * workers
@@ -116,6 +163,8 @@ def forked_units(
             elif message[0] == "done":
                 done[k] = True
                 sources.extend(s for s in message[1] if s not in sources)
+                if staged is not None:
+                    staged.append(message[2])
                 index += 1
             elif message[0] == "error":
                 raise message[1]
@@ -288,8 +337,10 @@ def _work(
     adapter_for: AdapterFactory,
     block: BlockRef,
     texts: bool,
+    stage: Path | None,
 ) -> NoReturn:
-    """Worker ``k``'s life: its chunks read, judged and sent in order, then its endpoints."""
+    """Worker ``k``'s life: its chunks read, judged, staged and sent in order, then its
+    endpoints and what it staged."""
     code = 0
     try:
         _become_worker()
@@ -297,21 +348,36 @@ def _work(
         # The ledger is read through connections of its own, the node through an adapter of its own.
         inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
         adapter = adapter_for(chain)
+        writer = StageWriter(stage / f"w{k}.db") if stage is not None else None
         try:
             def gone() -> None:
                 if os.getppid() != parent:
                     raise _RunGone
 
             # As in the run's own process: the next chunk read while this one is judged.
-            parts = settings.wallet_chunks(chain.name, chunk_wallets(), lambda n: n % workers == k)
-            for n, result in enumerate(read_units(chain, settings, adapter, block, parts, inputs, gone)):
+            size, assets = chunk_wallets(), len(settings.assets_on(chain.name))
+            taken: deque[list[WalletSettings]] = deque()
+
+            def parts() -> Iterator[list[WalletSettings]]:
+                for part in settings.wallet_chunks(chain.name, size, lambda n: n % workers == k):
+                    taken.append(part)
+                    yield part
+
+            for n, result in enumerate(read_units(chain, settings, adapter, block, parts(), inputs, gone)):
+                part, number = taken.popleft(), k + n * workers
+                if writer is not None:  # numbered as the run numbers them: every chunk before is whole
+                    names = [w.name for w in part]
+                    writer.add(number * size * assets, result.positions, number * size, names, result.first_seen)
                 positions = RenderedPositions.of(result.positions, texts)
                 configs = RenderedConfigs(chain.name, result.first_seen)
                 result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
-                _send(fd, ("unit", k + n * workers, result))
-            _send(fd, ("done", tuple(adapter.sources())))
+                _send(fd, ("unit", number, result))
+            counts = (writer.positions, writer.configs) if writer is not None and writer.usable else None
+            _send(fd, ("done", tuple(adapter.sources()), counts))
         finally:
             adapter.close()
+            if writer is not None:
+                writer.close()
     except (BrokenPipeError, _RunGone):
         code = 1  # the run stopped reading, or is gone: nothing to tell it
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the run, which judges it

@@ -69,16 +69,33 @@ class LedgerBase:
         return Path(self.engine.url.database)
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any failure."""
+    def _session(self, attach: Sequence[tuple[str, Path]] = ()) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any failure. On SQLite, the
+        files ``attach`` names are attached to its connection (each as its schema name) before
+        it begins and detached after it ends (SQLite attaches only outside a transaction)."""
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                yield session
+            if not attach or self.engine.dialect.name != "sqlite":
+                with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                    yield session
+                return
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                for name, path in attach:
+                    raw.execute(f"ATTACH DATABASE ? AS {name}", (str(path),))
+                try:
+                    with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                        yield session
+                finally:
+                    for name, _ in attach:
+                        raw.execute(f"DETACH DATABASE {name}")
         except OperationalError as exc:
             raise LedgerError(f"database {redact_url(self.url)} failed: {_first_line(exc, self.url)}") from exc
         except IntegrityError as exc:
             raise LedgerError(f"database refused the write: {_first_line(exc, self.url)}") from exc
         except SQLAlchemyError as exc:
+            raise LedgerError(f"database error: {_first_line(exc, self.url)}") from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # the driver's own (attaching a stage)
             raise LedgerError(f"database error: {_first_line(exc, self.url)}") from exc
 
     def close(self) -> None:

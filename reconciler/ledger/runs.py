@@ -24,7 +24,7 @@ from sqlmodel import col
 from reconciler.domain import BlockRef, BreakKey, BreakRecord, BreakStatus, Finding, Position, Severity
 from reconciler.engine.lifecycle import plan_breaks
 from reconciler.errors import LedgerError
-from reconciler.ledger import snapshots, trail
+from reconciler.ledger import snapshots, staging, trail
 from reconciler.ledger.base import (
     MAX_FIRING_ATTEMPTS,
     LedgerBase,
@@ -42,6 +42,7 @@ from reconciler.ledger.daemon_models import JobFiring
 from reconciler.ledger.liveness import Heartbeat
 from reconciler.ledger.locks import LEDGER_HELD, LockTimeout, RunLock, host_name, process_start
 from reconciler.ledger.models import BreakRow, Run, RunChain, TokenBaseline, WalletBaseline
+from reconciler.ledger.staging import Staged
 from reconciler.spill import ConfigText
 from reconciler.walletconfig import TokenImplementation, WalletConfig
 
@@ -112,6 +113,9 @@ class NewBaselines:
     tokens: tuple[tuple[str, TokenImplementation], ...] = ()
     reviewed: bool = False
     note: str = ""
+    # Chains whose first seen are copied from the unit workers' stages (attached; SQLite), each
+    # with the hash of the block they were read at; recorded before ``wallets``.
+    staged: tuple[tuple[str, str, Staged], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +297,7 @@ class RunsMixin(LedgerBase):
         """
         now = _now()
         blocks = {c.chain: c.block for c in chains}
-        with self._session() as s:
+        with self._session(staging.attachments(positions, baselines.staged if baselines else ())) as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise LedgerError(f"run {run_id} vanished from the ledger")
@@ -328,6 +332,7 @@ class RunsMixin(LedgerBase):
                 )
             s.flush()  # the run's chain rows first
             snapshots.insert_rows(s, snaps.rows)
+            snapshots.insert_staged(s, run_id, snaps.staged)
             s.flush()
             if baselines is not None:
                 _add_baselines(s, baselines, run_id)
@@ -621,7 +626,21 @@ def _add_baselines(s: Session, baselines: NewBaselines, run_id: str | None) -> N
          now, run_id)  # fmt: skip
         for config, block_hash in baselines.wallets
     )
-    insert_plain(s, WalletBaseline.__table__, names, wallet_rows, _BASELINE_BATCH)  # type: ignore[attr-defined]
+    table: Any = WalletBaseline.__table__  # type: ignore[attr-defined]
+    if baselines.staged:
+        dialect = s.connection().dialect
+        bound = [
+            bind(value) if (bind := table.columns[name].type._cached_bind_processor(dialect)) is not None else value
+            for name, value in (("reviewed", baselines.reviewed), ("note", baselines.note), ("recorded_at", now))
+        ]
+        for chain, block_hash, stage in baselines.staged:
+            s.connection().exec_driver_sql(
+                f"INSERT INTO wallet_baseline ({', '.join(names)}) "
+                "SELECT ?, wallet, address, block_number, ?, config, ?, ?, ?, ? "
+                f"FROM ({staging.union(stage, 'configs')}) ORDER BY seq",
+                (chain, block_hash, *bound, run_id),
+            )
+    insert_plain(s, table, names, wallet_rows, _BASELINE_BATCH)
     s.add_all(
         TokenBaseline(
             chain=chain,

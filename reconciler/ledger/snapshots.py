@@ -33,6 +33,7 @@ from reconciler.domain import BlockRef, Position
 from reconciler.errors import LedgerError
 from reconciler.ledger.base import insert_plain
 from reconciler.ledger.models import BalanceSnapshot, RunChain
+from reconciler.ledger.staging import Staged, union
 from reconciler.spill import Concatenated, SpilledPositions
 
 _BATCH = 5000
@@ -81,6 +82,9 @@ class SnapshotPlan:
 
     chains: Mapping[str, ChainSnapshot]
     rows: Iterable[tuple[object, ...]]  # in _COLUMNS order
+    # Chains whose every position is copied from the unit workers' stages (attached), with
+    # their pinned block (reconciler.ledger.staging; SQLite).
+    staged: tuple[tuple[str, int, Staged], ...] = ()
 
 
 def _digests(items: Iterable[Position]) -> tuple[str, str]:
@@ -107,6 +111,8 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
     by_chain, offsets = _by_chain(positions)
     chains: dict[str, ChainSnapshot] = {}
     writes: list[Iterable[tuple[object, ...]]] = []
+    staged: list[tuple[str, int, Staged]] = []
+    sqlite = s.get_bind().dialect.name == "sqlite"
     for chain, items in by_chain.items():
         block = blocks[chain]
         assert block is not None, "positions only exist for chains that were read"
@@ -137,11 +143,29 @@ def plan(s: Session, run_id: str, blocks: Mapping[str, BlockRef | None], positio
         chains[chain] = ChainSnapshot(seq, base, offsets[chain], stored, len(items), keys, digest)
         if write is not None:
             writes.append(_rows(run_id, chain, block.number, write))
+        elif isinstance(items, SpilledPositions) and sqlite and _whole(items.staged, len(items)):
+            staged.append((chain, block.number, items.staged))
         elif isinstance(items, SpilledPositions):
             writes.append(_spilled_rows(run_id, chain, block.number, items))
         else:
             writes.append(_rows(run_id, chain, block.number, enumerate(items)))
-    return SnapshotPlan(chains, itertools.chain.from_iterable(writes))
+    return SnapshotPlan(chains, itertools.chain.from_iterable(writes), tuple(staged))
+
+
+def _whole(staged: object, positions: int) -> bool:
+    return isinstance(staged, Staged) and staged.positions == positions
+
+
+def insert_staged(s: Session, run_id: str, staged: Iterable[tuple[str, int, Staged]]) -> None:
+    """Every position of each chain copied from its attached stages, in one statement each,
+    in order (what ``insert_rows`` of its rows stores)."""
+    for chain, block, stage in staged:
+        s.connection().exec_driver_sql(
+            f"INSERT INTO balance_snapshot ({', '.join(_COLUMNS)}) "
+            "SELECT ?, ?, wallet, asset, ?, book, onchain, decimals, seq "
+            f"FROM ({union(stage, 'positions')}) ORDER BY seq",
+            (run_id, chain, block),
+        )
 
 
 def _changes(items: Iterable[Position], before: Iterable[Snapshot], chain: str) -> list[tuple[int, Position]]:

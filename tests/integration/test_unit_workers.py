@@ -232,3 +232,52 @@ def test_books_outside_the_configuration_are_summed_elsewhere_to_the_same_rows(
         {"wallet": "seg-1", "asset": "USDC", "book": "1000000500000", "book_display": "1000000.500000"},
     ]
     assert custody.wallets["seg-1"]
+
+
+def _stored(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A ledger's balance snapshots and wallet baselines, without what differs between two
+    ledgers fed the same (run ids, row ids, times)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        snaps = conn.exec_driver_sql(
+            "SELECT chain, wallet, asset, block_number, book, onchain, decimals, seq FROM balance_snapshot ORDER BY seq"
+        ).all()
+        bases = conn.exec_driver_sql(
+            "SELECT chain, wallet, address, block_number, block_hash, config, reviewed, note FROM wallet_baseline "
+            "ORDER BY id"
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in snaps], [tuple(r) for r in bases]
+
+
+def test_rows_staged_by_workers_are_the_rows_a_run_in_one_process_stores(
+    cli: Any, devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two ledgers fed the same, at the same pin: a first run with two workers (on SQLite they
+    # stage the snapshot rows and the first-seen baselines, copied in one statement each) and
+    # one in this process (rows bound one by one). A third wallet makes the chunks uneven.
+    for side in ("one", "two"):
+        (tmp_path / side).mkdir()
+    first = Scenario(folder=tmp_path / "one", db_url=f"sqlite:///{tmp_path / 'one.db'}")
+    custody = make_custody(devnet, first, devnet.url)
+    first.add_wallet("seg-2", "eth", new_address())
+    second = Scenario(folder=tmp_path / "two", db_url=f"sqlite:///{tmp_path / 'two.db'}")
+    second.chains, second.assets, second.wallets = first.chains, first.assets, first.wallets
+    monkeypatch.setenv("RECONCILER_CHUNK_WALLETS", "2")
+    docs = {}
+    for name in ("accounts.csv", "books.csv"):
+        (second.folder / name).write_text((first.folder / name).read_text())
+    assert custody.wallets["seg-1"]
+    for scenario, workers in ((first, "1"), (second, "2")):
+        config = scenario.write()
+        load(cli, config)
+        monkeypatch.setenv("RECONCILER_UNIT_WORKERS", workers)
+        code, docs[workers], stderr = run_json(cli, config)
+        assert code == 0, stderr
+        shown = json.loads(cli("--config", str(config), "runs", "show", docs[workers]["run_id"], "--json").stdout)
+        shown.pop("audit_head")
+        assert shown == docs[workers]  # the positions as stored are the positions printed
+    one, two = _stored(first.db_url), _stored(second.db_url)
+    assert one == two and len(one[0]) == 3 * 3 and len(one[1]) == 3
