@@ -44,7 +44,7 @@ from chains.base import ChainAdapter, Source
 from reconciler.domain import BlockRef
 from reconciler.errors import ChainError, LedgerError, ReconcilerError, RpcUnavailable
 from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
-from reconciler.ledger.staging import Staged, StageWriter, removed_with, stage_directory
+from reconciler.ledger.staging import Staged, StageWriter, removed_with, stage_directory, worth_staging
 from reconciler.ledger.store import Ledger
 from reconciler.spill import RenderedConfigs, RenderedPositions, SpilledConfigs, SpilledPositions
 
@@ -93,10 +93,13 @@ def forked_chain(
     sources: list[Source] = []
     stage = stage_directory() if inputs.ledger.engine.dialect.name == "sqlite" else None
     staged: list[tuple[int, int] | None] = []
+    expected = settings.count_on(chain.name) * len(settings.assets_on(chain.name))
+    with_positions = worth_staging(inputs.ledger.stored_positions(chain.name), expected)
     try:
         found = forked_units(
-            chain, settings, inputs, adapter_for, block, checkpoint, workers, sources, texts, stage, staged
-        )
+            chain, settings, inputs, adapter_for, block, checkpoint, workers, sources, texts, stage, staged,
+            with_positions,
+        )  # fmt: skip
         result = replace(spilled(found, chain.name, settings, texts), sources=tuple(sources))
     except BaseException:
         if stage is not None:
@@ -126,13 +129,14 @@ def forked_units(
     texts: bool = False,
     stage: Path | None = None,
     staged: list[tuple[int, int] | None] | None = None,
+    stage_positions: bool = True,
 ) -> Iterator[UnitResult]:
     """The chain's units, in order, read and judged by ``workers`` forked processes (see the
     module), each with the adapter's read_path after it (and its positions' document texts
     with ``texts``); the endpoints that answered the workers are added to ``sources``. With
     ``stage`` (a directory), worker ``k`` also stages its rows in ``stage/w{k}.db``
-    (reconciler.ledger.staging), and ``staged`` gets what each worker staged (positions,
-    configurations; None: nothing usable)."""
+    (reconciler.ledger.staging; its positions only with ``stage_positions``), and ``staged``
+    gets what each worker staged (positions, configurations; None: nothing usable)."""
     running: list[tuple[int, int]] = []  # (pid, read end)
     silence = settings.schedule.unit_timeout.total_seconds()
     try:
@@ -146,7 +150,8 @@ def forked_units(
                     os.close(read_end)
                     for _, other in running:
                         os.close(other)
-                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts, stage)
+                    stages = (stage, stage_positions) if stage is not None else None
+                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts, stages)
                 os.close(write_end)
             running.append((pid, read_end))
         done = [False] * workers
@@ -337,7 +342,7 @@ def _work(
     adapter_for: AdapterFactory,
     block: BlockRef,
     texts: bool,
-    stage: Path | None,
+    stage: tuple[Path, bool] | None,
 ) -> NoReturn:
     """Worker ``k``'s life: its chunks read, judged, staged and sent in order, then its
     endpoints and what it staged."""
@@ -348,7 +353,7 @@ def _work(
         # The ledger is read through connections of its own, the node through an adapter of its own.
         inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
         adapter = adapter_for(chain)
-        writer = StageWriter(stage / f"w{k}.db") if stage is not None else None
+        writer = StageWriter(stage[0] / f"w{k}.db", stage[1]) if stage is not None else None
         try:
             def gone() -> None:
                 if os.getppid() != parent:

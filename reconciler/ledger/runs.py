@@ -504,6 +504,17 @@ class RunsMixin(LedgerBase):
             }
         return BaselineView(upto, tokens, tokens_upto)
 
+    def stored_positions(self, chain: str) -> int | None:
+        """How many positions the newest run that stored them holds on ``chain`` (None: none)."""
+        with self._session() as s:
+            found = s.execute(
+                select(col(RunChain.positions))
+                .where(col(RunChain.chain) == chain, col(RunChain.snapshot_seq).is_not(None))
+                .order_by(col(RunChain.snapshot_seq).desc())
+                .limit(1)
+            ).first()
+        return None if found is None or found[0] is None else int(found[0])
+
     def wallet_baselines_of(
         self,
         view: BaselineView,

@@ -39,6 +39,14 @@ _SCHEMA = (
 )
 
 
+def worth_staging(previous: int | None, positions: int) -> bool:
+    """Whether a chain's positions are worth staging: the run will likely store every one (the
+    chain has no stored positions, or not as many as this run will have: the fleet changed).
+    Otherwise it stores only the changes, and a stage would go unused; when it does store them
+    all (more changes than positions since the last full set), they are bound as before."""
+    return previous != positions
+
+
 def stage_directory() -> Path:
     """A private scratch directory for one chain's stages."""
     return Path(tempfile.mkdtemp(prefix="reconciler-stage-"))
@@ -49,8 +57,11 @@ class StageWriter:
     them (a scratch file: no journal, no sync; it is read once, by the run, after the worker
     has ended)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, positions: bool = True) -> None:
+        """A stage at ``path``; of first-seen configurations only, without ``positions`` (the
+        run is not expected to store every position: see ``worth_staging``)."""
         self.path = path
+        self.with_positions = positions
         self.usable = True  # False: an amount too long to store (the run binds the rows and says so)
         self.positions = 0
         self.configs = 0
@@ -71,7 +82,7 @@ class StageWriter:
             return
         rows = [
             (first_seq + i, p.wallet, p.asset, str(p.book), str(p.onchain), p.decimals) for i, p in enumerate(positions)
-        ]
+        ] if self.with_positions else []
         if any(len(r[3]) > _DIGITS or len(r[4]) > _DIGITS for r in rows):
             self.usable = False
             return

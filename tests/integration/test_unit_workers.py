@@ -281,3 +281,11 @@ def test_rows_staged_by_workers_are_the_rows_a_run_in_one_process_stores(
         assert shown == docs[workers]  # the positions as stored are the positions printed
     one, two = _stored(first.db_url), _stored(second.db_url)
     assert one == two and len(one[0]) == 3 * 3 and len(one[1]) == 3
+    # A run after a theft stores only what changed (nothing is staged for it): the same rows.
+    devnet.transfer_as(custody.usdc, custody.wallets["seg-1"], new_address(), 1_000_000)
+    for scenario, workers in ((first, "1"), (second, "2")):
+        monkeypatch.setenv("RECONCILER_UNIT_WORKERS", workers)
+        code, _, stderr = run_json(cli, scenario.folder / "reconciler.toml")
+        assert code == 1, stderr
+    again = _stored(first.db_url)
+    assert again == _stored(second.db_url) and len(again[0]) == len(one[0]) + 1
