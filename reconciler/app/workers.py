@@ -156,12 +156,13 @@ def forked_units(
             running.append((pid, read_end))
         done = [False] * workers
         index = 0
+        inbox = _Inbox(running, checkpoint, _unit_worker(chain.name), silence)
         while not all(done):
             k = index % workers
             if done[k]:  # the workers end in turn: the one after the last unit ended first
                 index += 1
                 continue
-            message = _receive(running[k], checkpoint, _unit_worker(chain.name), silence)
+            message = inbox.next_from(k)
             if message[0] == "unit" and message[1] == index:
                 yield message[2]
                 index += 1
@@ -270,6 +271,72 @@ def _unit_worker(chain: str) -> _Who:
     return _Who(f"chain {chain}: a unit worker process", "the chain was left unread", ChainError)
 
 
+AHEAD = 2  # whole messages read from a worker before its turn; beyond them it waits on its pipe
+
+
+class _Inbox:
+    """The workers' pipes, read as data comes from any of them, each worker's whole messages
+    kept in order until its turn (at most ``AHEAD`` of them): a worker that finished its chunk
+    before its turn goes on with the next instead of waiting for the run to read it. A
+    worker's failure (its error, its death, its silence) is told at its turn, so the chain's
+    first failing chunk is the one that says why, as in one process."""
+
+    def __init__(
+        self, running: list[tuple[int, int]], checkpoint: Callable[[], None], who: _Who, silence: float
+    ) -> None:
+        self._running = running
+        self._checkpoint = checkpoint
+        self._who = who
+        self._silence = silence
+        self._buffers = [bytearray() for _ in running]
+        self._messages: list[deque[tuple[Any, ...]]] = [deque() for _ in running]
+        self._ended = [False] * len(running)
+        self._heard = [time.monotonic()] * len(running)
+        self._by_fd = {fd: k for k, (_, fd) in enumerate(running)}
+
+    def next_from(self, k: int) -> tuple[Any, ...]:
+        """Worker ``k``'s next message, every worker's pipe read meanwhile."""
+        while not self._messages[k]:
+            self._pump(k)
+        return self._messages[k].popleft()
+
+    def _pump(self, wanted: int) -> None:
+        poll = select.poll()
+        for k, (_, fd) in enumerate(self._running):
+            if not self._ended[k] and (k == wanted or len(self._messages[k]) < AHEAD):
+                poll.register(fd, select.POLLIN)
+        ready = poll.poll(int(WAIT_SLICE * 1000))
+        self._checkpoint()
+        now = time.monotonic()
+        for fd, _ in ready:
+            k = self._by_fd[fd]
+            part = os.read(fd, 1 << 20)
+            if not part:
+                self._ended[k] = True  # its pipe ended: it has exited (or was killed)
+                continue
+            self._heard[k] = now
+            buffer = self._buffers[k]
+            buffer += part
+            while len(buffer) >= 8 and len(buffer) >= 8 + (size := int.from_bytes(buffer[:8], "big")):
+                message = pickle.loads(buffer[8 : 8 + size])
+                del buffer[: 8 + size]
+                if not isinstance(message, tuple) or not message:
+                    raise self._who.error(f"{self._who.name} sent something that is not a result; {self._who.lost}")
+                self._messages[k].append(message)
+        if self._messages[wanted]:
+            return
+        pid, fd = self._running[wanted]
+        # Its pipe ended; or (a backstop) it has exited and its pipe holds nothing, looked at
+        # again after (what it wrote just before it exited is read at the next turn).
+        if self._ended[wanted] or (all(f != fd for f, _ in ready) and _exited(pid) and not _readable(fd)):
+            raise self._who.error(_died(self._who))
+        if now - self._heard[wanted] > self._silence:
+            raise self._who.error(
+                f"{self._who.name} sent nothing for {int(self._silence)}s ([schedule] unit_timeout); it was stopped "
+                f"and {self._who.lost}"
+            )
+
+
 def _receive(
     worker: tuple[int, int], checkpoint: Callable[[], None], who: _Who, silence: float
 ) -> tuple[Any, ...]:
@@ -311,6 +378,12 @@ def _read(worker: tuple[int, int], size: int, checkpoint: Callable[[], None], wh
         got += part
         quiet_since = time.monotonic()
     return bytes(got)
+
+
+def _readable(fd: int) -> bool:
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def _died(who: _Who) -> str:

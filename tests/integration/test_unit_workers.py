@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,17 +156,26 @@ def _document(run: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
     return run.returncode, json.loads(out), err
 
 
-def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcProxy) -> None:
+def _stopped(
+    custody: Custody, proxy: RpcProxy, stop: Callable[[subprocess.Popen[str], int], None]
+) -> tuple[int, dict[str, Any], str, int, list[int]]:
+    """A run as a process, ``stop``ped (given it and its waiting worker) while that worker
+    waits on a held read: its exit, document and stderr; the worker; every child it had."""
     held = _Held(proxy, _names(custody, "house-1"))
     run = _run_process(custody, **UNITS)
     try:
         waiting, children = _reading(run, held)
-        os.kill(waiting, signal.SIGKILL)
+        stop(run, waiting)
         code, doc, stderr = _document(run)
     finally:
         held.release.set()
         run.kill()
         run.wait()
+    return code, doc, stderr, waiting, children
+
+
+def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcProxy) -> None:
+    code, doc, stderr, _, children = _stopped(custody, proxy, lambda _, worker: os.kill(worker, signal.SIGKILL))
     assert code == 2 and doc["status"] == "incomplete", stderr
     assert doc["positions"] == [] and doc["chains"]["eth"]["block_number"] is None
     assert "a unit worker process ended before it sent all its results" in doc["chains"]["eth"]["error"]
@@ -175,16 +184,7 @@ def test_a_killed_worker_leaves_its_chain_unread(custody: Custody, proxy: RpcPro
 
 
 def test_a_run_stopped_by_sigterm_stops_its_workers(custody: Custody, proxy: RpcProxy) -> None:
-    held = _Held(proxy, _names(custody, "house-1"))
-    run = _run_process(custody, **UNITS)
-    try:
-        waiting, children = _reading(run, held)
-        run.send_signal(signal.SIGTERM)
-        code, doc, stderr = _document(run)
-    finally:
-        held.release.set()
-        run.kill()
-        run.wait()
+    code, doc, stderr, waiting, children = _stopped(custody, proxy, lambda run, _: run.send_signal(signal.SIGTERM))
     assert code == 2 and doc["status"] == "incomplete", stderr
     assert "interrupted by SIGTERM" in doc["reason"]
     assert waiting in children and all(_gone(pid) for pid in children)  # stopped, not waited for
