@@ -71,31 +71,39 @@ def document_text(chain: str, wallet: str, asset: str, decimals: int, book: str,
     )
 
 
-def _document_lines(positions: Sequence[Position]) -> str:
+# A position as text: wallet, asset, decimals, book and on-chain amounts (decimal text).
+PositionText = tuple[str, str, int, str, str]
+
+
+def position_texts(positions: Sequence[Position]) -> list[PositionText]:
+    """Each position's fields as text, made once for every form a chunk is kept in."""
+    return [(p.wallet, p.asset, p.decimals, str(p.book), str(p.onchain)) for p in positions]
+
+
+def _document_lines(chain_name: str, rows: Sequence[PositionText]) -> str:
     """``document_text`` of each position, a line each: made as ``document_text`` makes them,
     each name quoted once and an amount the chain and the books agree on formatted once (most
     of a fleet's)."""
-    if not positions:
+    if not rows:
         return ""
-    chain = quoted(positions[0].chain)
-    assets = {p.asset: quoted(p.asset) for p in positions}
-    zero = {p.decimals: format_digits("0", p.decimals) for p in positions}
+    chain = quoted(chain_name)
+    assets = {r[1]: quoted(r[1]) for r in rows}
+    zero = {r[2]: format_digits("0", r[2]) for r in rows}
     lines = []
-    wallet, name = "", ""
-    for p in positions:
-        if p.wallet != wallet:
-            wallet, name = p.wallet, quoted(p.wallet)
-        book, onchain, decimals = str(p.book), str(p.onchain), p.decimals
+    last, name = "", ""
+    for wallet, asset, decimals, book, onchain in rows:
+        if wallet != last:
+            last, name = wallet, quoted(wallet)
         if book == onchain:
             shown = format_digits(book, decimals)
             lines.append(
-                f'{{"chain": {chain}, "wallet": {name}, "asset": {assets[p.asset]}, '
+                f'{{"chain": {chain}, "wallet": {name}, "asset": {assets[asset]}, '
                 f'"book": "{book}", "book_display": "{shown}", '
                 f'"onchain": "{onchain}", "onchain_display": "{shown}", '
                 f'"difference": "0", "difference_display": "{zero[decimals]}"}}\n'
             )
         else:
-            lines.append(document_text(chain, p.wallet, assets[p.asset], decimals, book, onchain) + "\n")
+            lines.append(document_text(chain, wallet, assets[asset], decimals, book, onchain) + "\n")
     return "".join(lines)
 
 
@@ -112,17 +120,21 @@ class RenderedPositions(_ReadBack):
         self.data, self.keys, self.values, self.positions, self.texts = data, keys, values, count, texts
 
     @classmethod
-    def of(cls, positions: Sequence[Position], texts: bool = False) -> RenderedPositions:
-        """``positions`` rendered; with ``texts``, their document texts too."""
+    def of(
+        cls, positions: Sequence[Position], texts: bool = False, rows: Sequence[PositionText] | None = None
+    ) -> RenderedPositions:
+        """``positions`` rendered (from ``rows``, their ``position_texts``, when made
+        already); with ``texts``, their document texts too."""
         if not positions:
             return cls("", {}, b"", b"", b"", 0, b"" if texts else None)
-        text = "".join(f"{p.wallet}\t{p.asset}\t{p.book}\t{p.onchain}\n" for p in positions)
-        keys = "\n".join(f"{p.wallet}\t{p.asset}" for p in positions)
-        values = "\n".join(f"{p.wallet}\t{p.asset}\t{p.decimals}\t{p.book}\t{p.onchain}" for p in positions)
-        decimals = {p.asset: p.decimals for p in positions}
-        document = _document_lines(positions).encode() if texts else None
-        chain, count = positions[0].chain, len(positions)
-        return cls(chain, decimals, text.encode(), keys.encode(), values.encode(), count, document)
+        chain = positions[0].chain
+        rows = position_texts(positions) if rows is None else rows
+        text = "".join(f"{w}\t{a}\t{b}\t{o}\n" for w, a, _, b, o in rows)
+        keys = "\n".join(f"{w}\t{a}" for w, a, _, _, _ in rows)
+        values = "\n".join(f"{w}\t{a}\t{d}\t{b}\t{o}" for w, a, d, b, o in rows)
+        decimals = {a: d for _, a, d, _, _ in rows}
+        document = _document_lines(chain, rows).encode() if texts else None
+        return cls(chain, decimals, text.encode(), keys.encode(), values.encode(), len(rows), document)
 
     def __len__(self) -> int:
         return self.positions
@@ -161,7 +173,7 @@ class SpilledPositions(_ReadBack):
         if not rendered.positions:
             return
         if self._texts is not None and rendered.texts is None:  # rendered by a worker that did not make them
-            rendered.texts = _document_lines(list(rendered)).encode()
+            rendered.texts = _document_lines(self.chain, position_texts(list(rendered))).encode()
         with self._lock:
             sep = b"\n" if self._count else b""
             self._keys.update(sep + rendered.keys)
@@ -270,7 +282,10 @@ class RenderedConfigs(Sequence[WalletConfig]):
 
     def __init__(self, chain: str, configs: Sequence[WalletConfig]) -> None:
         self.chain = chain
-        self.data = _config_lines(configs)
+        self.texts = [c.to_text() for c in configs]  # each as its baseline stores it
+        self.data = "".join(
+            f"{c.wallet}\t{c.address}\t{c.block_number}\t{text}\n" for c, text in zip(configs, self.texts, strict=True)
+        ).encode()
         self.configs = len(configs)
 
     def __len__(self) -> int:
@@ -278,6 +293,12 @@ class RenderedConfigs(Sequence[WalletConfig]):
 
     def __iter__(self) -> Iterator[WalletConfig]:
         return map(_config, _texts(self.chain, self.data.decode().splitlines()))
+
+    def __getstate__(self) -> dict[str, Any]:  # sent as the lines (the texts are in them)
+        return {"chain": self.chain, "data": self.data, "configs": self.configs, "texts": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     @overload
     def __getitem__(self, index: int) -> WalletConfig: ...

@@ -46,7 +46,7 @@ from reconciler.errors import ChainError, LedgerError, ReconcilerError, RpcUnava
 from reconciler.inputs.settings import ChainSettings, Settings, WalletSettings
 from reconciler.ledger.staging import Staged, StageWriter, removed_with, stage_directory, worth_staging
 from reconciler.ledger.store import Ledger
-from reconciler.spill import RenderedConfigs, RenderedPositions, SpilledConfigs, SpilledPositions
+from reconciler.spill import RenderedConfigs, RenderedPositions, SpilledConfigs, SpilledPositions, position_texts
 
 from .units import UnitInputs, UnitResult, chunk_wallets, read_units, spilled
 
@@ -443,11 +443,12 @@ def _work(
 
             for n, result in enumerate(read_units(chain, settings, adapter, block, parts(), inputs, gone)):
                 part, number = taken.popleft(), k + n * workers
+                rows = position_texts(result.positions)  # each amount made text once, for every form
+                positions = RenderedPositions.of(result.positions, texts, rows)
+                configs = RenderedConfigs(chain.name, result.first_seen)
                 if writer is not None:  # numbered as the run numbers them: every chunk before is whole
                     names = [w.name for w in part]
-                    writer.add(number * size * assets, result.positions, number * size, names, result.first_seen)
-                positions = RenderedPositions.of(result.positions, texts)
-                configs = RenderedConfigs(chain.name, result.first_seen)
+                    writer.add(number * size * assets, rows, number * size, names, result.first_seen, configs.texts)
                 result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
                 _send(fd, ("unit", number, result))
             counts = (writer.positions, writer.configs) if writer is not None and writer.usable else None

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.domain import Position
+from reconciler.spill import PositionText
 from reconciler.walletconfig import WalletConfig
 
 _DIGITS = 78  # NUMERIC(78, 0): an amount of more digits is refused where the rows are bound
@@ -72,22 +72,25 @@ class StageWriter:
             self._db.execute(statement)
 
     def add(
-        self, first_seq: int, positions: Sequence[Position], first_wallet: int, wallets: Sequence[str],
-        configs: Sequence[WalletConfig],
+        self, first_seq: int, positions: Sequence[PositionText], first_wallet: int, wallets: Sequence[str],
+        configs: Sequence[WalletConfig], config_texts: Sequence[str],
     ) -> None:  # fmt: skip
-        """A chunk's rows: its positions numbered from ``first_seq``; its first-seen
-        configurations numbered by their wallet's place among ``wallets`` (the chunk's, the
-        first at ``first_wallet``)."""
+        """A chunk's rows: its positions (as text) numbered from ``first_seq``; its first-seen
+        configurations (``config_texts``: each as its baseline stores it) numbered by their
+        wallet's place among ``wallets`` (the chunk's, the first at ``first_wallet``)."""
         if not self.usable:
             return
-        rows = [
-            (first_seq + i, p.wallet, p.asset, str(p.book), str(p.onchain), p.decimals) for i, p in enumerate(positions)
-        ] if self.with_positions else []
+        rows = []
+        if self.with_positions:
+            rows = [(first_seq + i, w, a, b, o, d) for i, (w, a, d, b, o) in enumerate(positions)]
         if any(len(r[3]) > _DIGITS or len(r[4]) > _DIGITS for r in rows):
             self.usable = False
             return
         place = {name: first_wallet + i for i, name in enumerate(wallets)}
-        texts = [(place[c.wallet], c.wallet, c.address, c.block_number, c.to_text()) for c in configs]
+        texts = [
+            (place[c.wallet], c.wallet, c.address, c.block_number, text)
+            for c, text in zip(configs, config_texts, strict=True)
+        ]
         self._db.execute("BEGIN")
         self._db.executemany("INSERT INTO positions VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._db.executemany("INSERT INTO configs VALUES (?, ?, ?, ?, ?)", texts)
