@@ -155,7 +155,8 @@ def forked_units(
                 os.close(write_end)
             running.append((pid, read_end))
         done = [False] * workers
-        index = 0
+        index = delivered = 0
+        expected = -(-settings.count_on(chain.name) // chunk_wallets())  # the chain's chunks
         inbox = _Inbox(running, checkpoint, _unit_worker(chain.name), silence)
         while not all(done):
             k = index % workers
@@ -166,7 +167,11 @@ def forked_units(
             if message[0] == "unit" and message[1] == index:
                 yield message[2]
                 index += 1
+                delivered += 1
             elif message[0] == "done":
+                if index < expected:  # a worker that ended before its last chunk: never a chain short of wallets
+                    who = _unit_worker(chain.name)
+                    raise ChainError(f"{who.name} ended at chunk {index} of {expected}; {who.lost}")
                 done[k] = True
                 sources.extend(s for s in message[1] if s not in sources)
                 if staged is not None:
@@ -177,6 +182,9 @@ def forked_units(
             else:
                 who = _unit_worker(chain.name)
                 raise ChainError(f"{who.name} answered out of turn ({message[0]!r}); {who.lost}")
+        if delivered != expected:
+            who = _unit_worker(chain.name)
+            raise ChainError(f"{who.name}s sent {delivered} of the chain's {expected} chunks; {who.lost}")
     finally:
         for pid, fd in running:
             os.close(fd)
