@@ -4,12 +4,14 @@ A run's work per position is this process's own (decoding the node's answers, ju
 wallet, reading its books): under one interpreter lock it used one core, while the node
 answering it used little of another. So a chain of more than one chunk of wallets is read by
 ``unit_workers()`` processes, forked when its units begin: worker ``k`` of ``n`` reads and
-judges chunks ``k``, ``k + n``, ``k + 2n``... (``observe_unit`` then ``judge_reading``, as in
-this process), each through its own adapter (``adapter_for``: its own connections, the same
-endpoints, timeouts, retries and cross-checks) and its own connections to the ledger (the same
-views), and sends each chunk's result back through a pipe, its positions already in the form
-the run keeps them on disk. The run takes the results in chunk order, so what it keeps, and
-the document, are those of a run in one process.
+judges chunks ``k``, ``k + n``, ``k + 2n``... (``read_units``, as in this process), each
+through its own adapter (``adapter_for``: its own connections, the same endpoints, timeouts,
+retries and cross-checks) and its own read-only connections to the ledger (the same views), and
+sends each chunk's result back through a pipe, its positions already in the form the run keeps
+them on disk (and, on SQLite, its rows staged for the run to copy: reconciler.ledger.staging).
+The run reads every pipe as data comes (``_Inbox``) and takes the results in chunk order, so
+what it keeps, and the document, are those of a run in one process. ``Forked`` makes one call
+the same way (the sum of the books outside the configuration, while the chains are read).
 
 Invariants: a worker only reads (the node, and the ledger through the run's views) and never
 writes the ledger, logs nothing of its own and exits without running this process's cleanups
