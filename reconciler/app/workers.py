@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
@@ -142,20 +142,13 @@ def forked_units(
     running: list[tuple[int, int]] = []  # (pid, read end)
     silence = settings.schedule.unit_timeout.total_seconds()
     try:
+        stages = (stage, stage_positions) if stage is not None else None
         for k in range(workers):
-            # One fork at a time in this process (chains are read by threads): a worker never
-            # holds the write end of another's pipe, so a worker's death is seen as its end.
-            with _FORKING:
-                read_end, write_end = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # the worker: never returns
-                    os.close(read_end)
-                    for _, other in running:
-                        os.close(other)
-                    stages = (stage, stage_positions) if stage is not None else None
-                    _work(k, workers, write_end, chain, settings, inputs, adapter_for, block, texts, stages)
-                os.close(write_end)
-            running.append((pid, read_end))
+
+            def work(fd: int, k: int = k) -> None:
+                _work(k, workers, fd, chain, settings, inputs, adapter_for, block, texts, stages)
+
+            running.append(_fork(work, [other for _, other in running]))
         done = [False] * workers
         index = delivered = 0
         expected = -(-settings.count_on(chain.name) // chunk_wallets())  # the chain's chunks
@@ -200,14 +193,7 @@ class Forked(Generic[T]):
 
     def __init__(self, call: Callable[[], T], who: str, lost: str) -> None:
         self._who = _Who(who, lost, LedgerError)
-        with _FORKING:
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the helper: never returns
-                os.close(read_end)
-                _call(write_end, call)
-            os.close(write_end)
-        self._worker: tuple[int, int] | None = (pid, read_end)
+        self._worker: tuple[int, int] | None = _fork(lambda fd: _send(fd, ("value", call())))
 
     def result(self, checkpoint: Callable[[], None]) -> T:
         """The call's value; its error raised here; the process's death a LedgerError."""
@@ -231,17 +217,36 @@ class Forked(Generic[T]):
             _stop(worker[0])
 
 
-def _call(fd: int, call: Callable[[], Any]) -> NoReturn:
+def _fork(body: Callable[[int], None], inherited: Sequence[int] = ()) -> tuple[int, int]:
+    """A forked worker running ``body`` with its pipe's write end (see ``_child``): its pid and
+    the pipe's read end. One fork at a time in this process (chains are read by threads): a
+    worker never holds the write end of another's pipe, so a worker's death is seen as its
+    pipe's end; ``inherited`` are read ends of earlier workers, closed in this one."""
+    with _FORKING:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            os.close(read_end)
+            for fd in inherited:
+                os.close(fd)
+            _child(write_end, body)
+        os.close(write_end)
+    return pid, read_end
+
+
+def _child(fd: int, body: Callable[[int], None]) -> NoReturn:
+    """A worker's life: ``body`` sends what it has to say; any failure is sent as its error
+    (``_portable``); it exits without this process's cleanups."""
     code = 0
     try:
         _become_worker()
-        _send(fd, ("value", call()))
-    except BrokenPipeError:
-        code = 1
-    except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller, which judges it
+        body(fd)
+    except (BrokenPipeError, _RunGone):
+        code = 1  # the run stopped reading, or is gone: nothing to tell it
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the run, which judges it
         try:
             _send(fd, ("error", _portable(exc)))
-        except BaseException:  # noqa: BLE001 - the caller is gone: nothing to tell it
+        except BaseException:  # noqa: BLE001 - the run is gone: nothing to tell it
             code = 1
     os._exit(code)
 
@@ -426,55 +431,45 @@ def _work(
     block: BlockRef,
     texts: bool,
     stage: tuple[Path, bool] | None,
-) -> NoReturn:
-    """Worker ``k``'s life: its chunks read, judged, staged and sent in order, then its
-    endpoints and what it staged."""
-    code = 0
+) -> None:
+    """Worker ``k``'s work (in ``_child``): its chunks read, judged, staged and sent in order,
+    then its endpoints and what it staged."""
+    parent = os.getppid()
+    # The ledger is read through connections of its own, the node through an adapter of its own.
+    inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
+    adapter = adapter_for(chain)
+    writer = StageWriter(stage[0] / f"w{k}.db", stage[1]) if stage is not None else None
     try:
-        _become_worker()
-        parent = os.getppid()
-        # The ledger is read through connections of its own, the node through an adapter of its own.
-        inputs = replace(inputs, ledger=Ledger(inputs.ledger.url, reader=True))
-        adapter = adapter_for(chain)
-        writer = StageWriter(stage[0] / f"w{k}.db", stage[1]) if stage is not None else None
-        try:
-            def gone() -> None:
-                if os.getppid() != parent:
-                    raise _RunGone
 
-            # As in the run's own process: the next chunk read while this one is judged.
-            size, assets = chunk_wallets(), len(settings.assets_on(chain.name))
-            taken: deque[list[WalletSettings]] = deque()
+        def gone() -> None:
+            if os.getppid() != parent:
+                raise _RunGone
 
-            def parts() -> Iterator[list[WalletSettings]]:
-                for part in settings.wallet_chunks(chain.name, size, lambda n: n % workers == k):
-                    taken.append(part)
-                    yield part
+        # As in the run's own process: the next chunk read while this one is judged.
+        size, assets = chunk_wallets(), len(settings.assets_on(chain.name))
+        taken: deque[list[WalletSettings]] = deque()
 
-            for n, result in enumerate(read_units(chain, settings, adapter, block, parts(), inputs, gone)):
-                part, number = taken.popleft(), k + n * workers
-                rows = position_texts(result.positions)  # each amount made text once, for every form
-                positions = RenderedPositions.of(result.positions, texts, rows)
-                configs = RenderedConfigs(chain.name, result.first_seen)
-                if writer is not None:  # numbered as the run numbers them: every chunk before is whole
-                    names = [w.name for w in part]
-                    writer.add(number * size * assets, rows, number * size, names, result.first_seen, configs.texts)
-                result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
-                _send(fd, ("unit", number, result))
-            counts = (writer.positions, writer.configs) if writer is not None and writer.usable else None
-            _send(fd, ("done", tuple(adapter.sources()), counts))
-        finally:
-            adapter.close()
-            if writer is not None:
-                writer.close()
-    except (BrokenPipeError, _RunGone):
-        code = 1  # the run stopped reading, or is gone: nothing to tell it
-    except BaseException as exc:  # noqa: BLE001 - every failure goes to the run, which judges it
-        try:
-            _send(fd, ("error", _portable(exc)))
-        except BaseException:  # noqa: BLE001 - the run is gone: nothing to tell it
-            code = 1
-    os._exit(code)
+        def parts() -> Iterator[list[WalletSettings]]:
+            for part in settings.wallet_chunks(chain.name, size, lambda n: n % workers == k):
+                taken.append(part)
+                yield part
+
+        for n, result in enumerate(read_units(chain, settings, adapter, block, parts(), inputs, gone)):
+            part, number = taken.popleft(), k + n * workers
+            rows = position_texts(result.positions)  # each amount made text once, for every form
+            positions = RenderedPositions.of(result.positions, texts, rows)
+            configs = RenderedConfigs(chain.name, result.first_seen)
+            if writer is not None:  # numbered as the run numbers them: every chunk before is whole
+                names = [w.name for w in part]
+                writer.add(number * size * assets, rows, number * size, names, result.first_seen, configs.texts)
+            result = replace(result, positions=positions, first_seen=configs, read_path=adapter.read_path)
+            _send(fd, ("unit", number, result))
+        counts = (writer.positions, writer.configs) if writer is not None and writer.usable else None
+        _send(fd, ("done", tuple(adapter.sources()), counts))
+    finally:
+        adapter.close()
+        if writer is not None:
+            writer.close()
 
 
 class _RunGone(Exception):
